@@ -1,0 +1,351 @@
+//! Prometheus metrics: a [`Collector`] that reads every worker's
+//! [`ShardStats`] at scrape time, and a minimal HTTP/1.1 server for
+//! `GET /metrics` on a plain thread (one connection at a time).
+//!
+//! Each stat `x` becomes `sipark_x` (counters: `sipark_x_total`) with one
+//! sample per worker (`worker="i"`) and one sample without labels holding
+//! the sum over workers. Reading a stat is a relaxed atomic load; nothing
+//! here takes a lock a worker could wait on.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tracing::{debug, warn};
+
+use crate::proto::stats::{Kind, ShardStats};
+
+/// Largest request head accepted.
+const MAX_REQUEST: usize = 8192;
+/// Per-connection read/write timeout.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the accept loop checks for shutdown.
+const POLL_MS: i32 = 200;
+/// Content type of the OpenMetrics text that prometheus-client writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Exposes every worker's [`ShardStats`].
+#[derive(Debug)]
+pub struct ShardCollector {
+    stats: Vec<Arc<ShardStats>>,
+}
+
+impl ShardCollector {
+    pub fn new(stats: Vec<Arc<ShardStats>>) -> ShardCollector {
+        ShardCollector { stats }
+    }
+}
+
+/// One stat across all workers.
+struct Series {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    values: Vec<u64>,
+}
+
+impl Collector for ShardCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut series: Vec<Series> = Vec::new();
+        for (w, stats) in self.stats.iter().enumerate() {
+            let mut i = 0;
+            stats.each(|name, kind, help, value| {
+                if w == 0 {
+                    series.push(Series {
+                        name,
+                        kind,
+                        help,
+                        values: Vec::with_capacity(self.stats.len()),
+                    });
+                }
+                if let Some(s) = series.get_mut(i) {
+                    s.values.push(value);
+                }
+                i += 1;
+            });
+        }
+        let labels: Vec<[(&str, String); 1]> = (0..self.stats.len())
+            .map(|w| [("worker", w.to_string())])
+            .collect();
+        for s in &series {
+            let mtype = match s.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+            };
+            let mut metric = encoder.encode_descriptor(s.name, s.help, None, mtype)?;
+            let mut sum = 0u64;
+            for (v, l) in s.values.iter().zip(&labels) {
+                sum = sum.wrapping_add(*v);
+                let mut m = metric.encode_family(l)?;
+                match s.kind {
+                    Kind::Counter => m.encode_counter::<NoLabelSet, _, u64>(v, None)?,
+                    // Gauges are i64 in OpenMetrics; a u64 past i64::MAX is clamped.
+                    Kind::Gauge => m.encode_gauge(&i64::try_from(*v).unwrap_or(i64::MAX))?,
+                }
+            }
+            match s.kind {
+                Kind::Counter => metric.encode_counter::<NoLabelSet, _, u64>(&sum, None)?,
+                Kind::Gauge => metric.encode_gauge(&i64::try_from(sum).unwrap_or(i64::MAX))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A registry named `sipark` holding the shard collector.
+pub fn registry(stats: Vec<Arc<ShardStats>>) -> Registry {
+    let mut r = Registry::with_prefix("sipark");
+    r.register_collector(Box::new(ShardCollector::new(stats)));
+    r
+}
+
+/// The exposition text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        warn!(error = %e, "metrics encoding failed");
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` is set.
+pub fn serve(listener: TcpListener, registry: Registry, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Acquire) {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+        if rc <= 0 {
+            continue; // timeout or EINTR
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Err(e) = handle(stream, &registry) {
+                    debug!(%peer, error = %e, "metrics connection failed");
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "metrics accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// What a request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Metrics { head_only: bool },
+    NotFound,
+    BadMethod,
+    BadRequest,
+}
+
+fn route(head: &[u8]) -> Route {
+    let line_end = head
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(head.len());
+    let mut parts = head[..line_end]
+        .split(|&b| b == b' ')
+        .filter(|p| !p.is_empty());
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Route::BadRequest;
+    };
+    if parts.next().is_some() || !version.starts_with(b"HTTP/1.") {
+        return Route::BadRequest;
+    }
+    let head_only = match method {
+        b"GET" => false,
+        b"HEAD" => true,
+        _ => return Route::BadMethod,
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    if path == b"/metrics" {
+        Route::Metrics { head_only }
+    } else {
+        Route::NotFound
+    }
+}
+
+fn handle(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    let complete = loop {
+        if len == buf.len() {
+            break false;
+        }
+        let n = stream.read(&mut buf[len..])?;
+        if n == 0 {
+            break false;
+        }
+        len += n;
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n")
+            || buf[..len].windows(2).any(|w| w == b"\n\n")
+        {
+            break true;
+        }
+    };
+    let r = if complete {
+        route(&buf[..len])
+    } else {
+        Route::BadRequest
+    };
+    let (status, ctype, body, head_only) = match r {
+        Route::Metrics { head_only } => ("200 OK", CONTENT_TYPE, render(registry), head_only),
+        Route::NotFound => (
+            "404 Not Found",
+            "text/plain",
+            "not found\n".to_owned(),
+            false,
+        ),
+        Route::BadMethod => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+            false,
+        ),
+        Route::BadRequest => (
+            "400 Bad Request",
+            "text/plain",
+            "bad request\n".to_owned(),
+            false,
+        ),
+    };
+    let mut resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if status.starts_with("405") {
+        resp.push_str("Allow: GET, HEAD\r\n");
+    }
+    resp.push_str("\r\n");
+    if !head_only {
+        resp.push_str(&body);
+    }
+    stream.write_all(resp.as_bytes())?;
+    stream.flush()?;
+    if !complete {
+        // Closing with unread input would reset the connection and could
+        // destroy the answer: half-close, then discard a bounded amount.
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut left = 8 * MAX_REQUEST;
+        while left > 0 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            route(b"GET /metrics HTTP/1.1\r\n\r\n"),
+            Route::Metrics { head_only: false }
+        );
+        assert_eq!(
+            route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Route::Metrics { head_only: true }
+        );
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
+        assert_eq!(route(b"GET /metrics\r\n\r\n"), Route::BadRequest);
+        assert_eq!(route(b"\xff\xfe"), Route::BadRequest);
+    }
+
+    #[test]
+    fn per_worker_and_summed_series() {
+        let a = Arc::new(ShardStats::default());
+        let b = Arc::new(ShardStats::default());
+        a.handoffs_out.add(3);
+        b.handoffs_out.add(4);
+        b.parked.set(2);
+        let text = render(&registry(vec![a, b]));
+        for line in [
+            "# TYPE sipark_handoffs_out counter",
+            "sipark_handoffs_out_total{worker=\"0\"} 3",
+            "sipark_handoffs_out_total{worker=\"1\"} 4",
+            "sipark_handoffs_out_total 7",
+            "# TYPE sipark_parked gauge",
+            "sipark_parked{worker=\"1\"} 2",
+            "sipark_parked 2",
+            "sipark_datagrams_in_total{worker=\"0\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"), "no EOF marker:\n{text}");
+    }
+
+    #[test]
+    fn http_server_answers_and_stops() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stats = Arc::new(ShardStats::default());
+        stats.datagrams_in.add(5);
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = {
+            let stop = stop.clone();
+            let reg = registry(vec![stats]);
+            std::thread::spawn(move || serve(listener, reg, stop))
+        };
+        let get = |req: &str| -> String {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s.write_all(req.as_bytes()).expect("write");
+            let mut out = String::new();
+            s.read_to_string(&mut out).expect("read");
+            out
+        };
+        let ok = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains("\nsipark_datagrams_in_total{worker=\"0\"} 5\n"),
+            "{ok}"
+        );
+        let nf = get("GET /nope HTTP/1.1\r\n\r\n");
+        assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST)
+        );
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        // The server may close before reading everything; only the answer matters.
+        let _ = s.write_all(big.as_bytes());
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        drop(s);
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "oversized request: {out:?}"
+        );
+        stop.store(true, Ordering::Release);
+        t.join().expect("server thread");
+    }
+}

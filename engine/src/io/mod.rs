@@ -1,0 +1,402 @@
+//! Everything that touches sockets, io_uring, threads or the clock.
+//!
+//! [`Engine::start`] binds one UDP socket per worker (an `SO_REUSEPORT`
+//! group on the listen address), starts one pinned worker thread per shard
+//! ([`worker`]), each driving its own io_uring ([`uring`]), and optionally
+//! the metrics endpoint ([`metrics`]). [`Engine::shutdown`] asks every
+//! worker to drain its shard; [`Engine::join`] waits for them.
+//!
+//! The io_uring backend needs Linux 6.0 or later (multishot `RECVMSG`);
+//! see [`uring`] for the kernel version of each operation.
+
+pub mod metrics;
+pub mod signal;
+pub mod uring;
+pub mod worker;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use io_uring::{IoUring, opcode, types};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tracing::{debug, warn};
+
+use crate::proto::config::Config;
+use crate::proto::shard::WallClock;
+use crate::proto::stats::ShardStats;
+use uring::{RingMode, UD_WAKE};
+use worker::{INBOX_CAPACITY, Inbox, Peers, WorkerInit};
+
+/// Socket buffer size asked for (each of SO_RCVBUF and SO_SNDBUF).
+pub const SOCKET_BUFFER: usize = 4 << 20;
+/// How long start-up waits for every worker to set up its ring.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to run the I/O side.
+#[derive(Debug, Clone)]
+pub struct IoOptions {
+    /// UDP address every worker socket binds (port 0: pick one).
+    pub listen: SocketAddr,
+    /// Number of workers (= shards), at least 1.
+    pub workers: u16,
+    /// Pin worker `i` to the `i`-th CPU this process may use.
+    pub pin: bool,
+    /// Serve Prometheus metrics on this TCP address.
+    pub metrics: Option<SocketAddr>,
+    /// Longest time a worker waits for its shard to drain at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The options make no sense.
+    #[error("{0}")]
+    Options(String),
+    /// A UDP socket could not be set up or bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    /// io_uring (or the buffer ring) could not be set up.
+    #[error(
+        "io_uring backend unavailable (worker {worker}: {cause}); sipark needs Linux 6.0+ with io_uring \
+         allowed (check sysctl kernel.io_uring_disabled, container seccomp profiles and RLIMIT_MEMLOCK); \
+         the recvmmsg/sendmmsg fallback backend is not implemented yet"
+    )]
+    Uring { worker: u16, cause: String },
+    /// The metrics listener could not be bound.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: io::Error },
+    /// A thread could not be started, or a worker vanished during start-up.
+    #[error("cannot start worker threads: {0}")]
+    Thread(String),
+}
+
+/// The running I/O side: worker threads and the metrics thread.
+#[derive(Debug)]
+pub struct Engine {
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    ring_mode: RingMode,
+    peers: Arc<Peers>,
+    stats: Vec<Arc<ShardStats>>,
+    workers: Vec<JoinHandle<Result<(), String>>>,
+    metrics: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
+}
+
+/// Creates one member of the `SO_REUSEPORT` group on `addr`.
+fn bind_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_cloexec(true)?;
+    if let Err(e) = s.set_recv_buffer_size(SOCKET_BUFFER) {
+        warn!(error = %e, "cannot set SO_RCVBUF");
+    }
+    if let Err(e) = s.set_send_buffer_size(SOCKET_BUFFER) {
+        warn!(error = %e, "cannot set SO_SNDBUF");
+    }
+    s.bind(&SockAddr::from(addr))?;
+    Ok(s.into())
+}
+
+/// Warns once if the kernel capped the socket buffers (Linux reports
+/// twice the granted size; the cap is net.core.rmem_max / wmem_max).
+fn check_buffers(s: &UdpSocket) {
+    let s = socket2::SockRef::from(s);
+    if let Ok(n) = s.recv_buffer_size()
+        && n < SOCKET_BUFFER
+    {
+        warn!(
+            granted = n,
+            wanted = SOCKET_BUFFER,
+            "SO_RCVBUF capped; raise net.core.rmem_max"
+        );
+    }
+    if let Ok(n) = s.send_buffer_size()
+        && n < SOCKET_BUFFER
+    {
+        warn!(
+            granted = n,
+            wanted = SOCKET_BUFFER,
+            "SO_SNDBUF capped; raise net.core.wmem_max"
+        );
+    }
+}
+
+impl Engine {
+    /// Binds the sockets, starts the workers (and metrics), and returns
+    /// once every worker's ring is up. `make_config` gets the bound address
+    /// (its port is the real one when `opts.listen` has port 0).
+    pub fn start(
+        opts: &IoOptions,
+        make_config: impl FnOnce(SocketAddr) -> Config,
+    ) -> Result<Engine, StartError> {
+        let n = opts.workers;
+        if n == 0 {
+            return Err(StartError::Options("--workers must be at least 1".into()));
+        }
+        // The first socket picks the port when asked for port 0; the rest
+        // join its SO_REUSEPORT group on the same port.
+        let first = bind_socket(opts.listen).map_err(|source| StartError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+        let local_addr = first.local_addr().map_err(|source| StartError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+        check_buffers(&first);
+        let mut sockets = vec![first];
+        for _ in 1..n {
+            let s = bind_socket(local_addr).map_err(|source| StartError::Bind {
+                addr: local_addr,
+                source,
+            })?;
+            sockets.push(s);
+        }
+        let metrics_listener = match opts.metrics {
+            Some(addr) => Some(
+                TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
+        let cfg = Arc::new(make_config(local_addr));
+        let wall = WallClock {
+            at: Instant::now(),
+            unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        };
+        let cpus = if opts.pin {
+            worker::allowed_cpus()
+        } else {
+            Vec::new()
+        };
+        if opts.pin && cpus.is_empty() {
+            warn!("cannot read the CPU affinity mask; workers run unpinned");
+        }
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut gos = Vec::with_capacity(usize::from(n));
+        let mut handles = Vec::with_capacity(usize::from(n));
+        for (i, socket) in (0..n).zip(sockets) {
+            let (go_tx, go_rx) = mpsc::channel();
+            let init = WorkerInit {
+                id: i,
+                n,
+                socket,
+                cfg: cfg.clone(),
+                wall,
+                cpu: (!cpus.is_empty()).then(|| cpus[usize::from(i) % cpus.len()]),
+                grace: opts.shutdown_grace,
+                ready: ready_tx.clone(),
+                go: go_rx,
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("sipark-w{i}"))
+                .spawn(move || worker::run(init));
+            match spawned {
+                Ok(h) => {
+                    handles.push(h);
+                    gos.push(go_tx);
+                }
+                Err(e) => {
+                    abort(gos, handles);
+                    return Err(StartError::Thread(e.to_string()));
+                }
+            }
+        }
+        drop(ready_tx);
+
+        let mut ready: Vec<Option<worker::Ready>> = (0..n).map(|_| None).collect();
+        let mut failure: Option<StartError> = None;
+        for _ in 0..n {
+            match ready_rx.recv_timeout(READY_TIMEOUT) {
+                Ok((i, Ok(r))) => {
+                    if let Some(slot) = ready.get_mut(usize::from(i)) {
+                        *slot = Some(r);
+                    }
+                }
+                Ok((i, Err(cause))) => {
+                    failure.get_or_insert(StartError::Uring { worker: i, cause });
+                }
+                Err(e) => {
+                    failure.get_or_insert(StartError::Thread(format!(
+                        "a worker did not report ready: {e}"
+                    )));
+                    break;
+                }
+            }
+        }
+        let ready: Vec<worker::Ready> = ready.into_iter().flatten().collect();
+        if let Some(f) = failure.or_else(|| {
+            (ready.len() != usize::from(n))
+                .then(|| StartError::Thread("a worker did not report ready".into()))
+        }) {
+            abort(gos, handles);
+            return Err(f);
+        }
+
+        let ring_mode = ready
+            .iter()
+            .map(|r| r.mode)
+            .max_by_key(|m| match m {
+                RingMode::DeferTaskrun => 0,
+                RingMode::SingleIssuer => 1,
+                RingMode::Plain => 2,
+            })
+            .unwrap_or(RingMode::Plain);
+        let stats: Vec<Arc<ShardStats>> = ready.iter().map(|r| r.stats.clone()).collect();
+        let peers = Arc::new(Peers {
+            stop: AtomicBool::new(false),
+            inboxes: (0..n).map(|_| Inbox::new(INBOX_CAPACITY)).collect(),
+            ring_fds: ready.into_iter().map(|r| r.ring_fd).collect(),
+        });
+        for go in &gos {
+            // A worker that already exited shows up at join.
+            let _ = go.send(Some(peers.clone()));
+        }
+
+        let mut metrics_addr = None;
+        let mut metrics = None;
+        if let Some(listener) = metrics_listener {
+            metrics_addr = listener.local_addr().ok();
+            let stop = Arc::new(AtomicBool::new(false));
+            let registry = metrics::registry(stats.clone());
+            let stop2 = stop.clone();
+            let h = std::thread::Builder::new()
+                .name("sipark-metrics".into())
+                .spawn(move || metrics::serve(listener, registry, stop2));
+            match h {
+                Ok(h) => metrics = Some((h, stop)),
+                Err(e) => warn!(error = %e, "cannot start the metrics thread; metrics disabled"),
+            }
+        }
+
+        Ok(Engine {
+            local_addr,
+            metrics_addr,
+            ring_mode,
+            peers,
+            stats,
+            workers: handles,
+            metrics,
+        })
+    }
+
+    /// The address the workers are bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The metrics endpoint's address, if serving.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// How the rings were set up (the weakest mode among the workers).
+    pub fn ring_mode(&self) -> RingMode {
+        self.ring_mode
+    }
+
+    /// Every worker's stats, by worker id.
+    pub fn stats(&self) -> &[Arc<ShardStats>] {
+        &self.stats
+    }
+
+    /// Whether some worker thread has already ended (before a shutdown
+    /// this means it failed).
+    pub fn worker_exited(&self) -> bool {
+        self.workers.iter().any(JoinHandle::is_finished)
+    }
+
+    /// Whether every worker thread has ended.
+    pub fn all_exited(&self) -> bool {
+        self.workers.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Asks every worker to shut its shard down gracefully, and wakes them.
+    /// Idempotent.
+    pub fn shutdown(&self) {
+        if self.peers.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Workers check the flag at least every 500 ms anyway; the
+        // MsgRing wake-ups make it immediate.
+        if let Err(e) = wake_all(&self.peers) {
+            debug!(error = %e, "cannot wake workers with MsgRing; they notice within 500 ms");
+        }
+    }
+
+    /// Waits for every worker (after [`Engine::shutdown`], or until they
+    /// fail), then stops the metrics thread. Returns the first worker
+    /// failure.
+    pub fn join(mut self) -> Result<(), String> {
+        self.join_all()
+    }
+
+    fn join_all(&mut self) -> Result<(), String> {
+        let mut result = Ok(());
+        for h in self.workers.drain(..) {
+            let r = match h.join() {
+                Ok(r) => r,
+                Err(_) => Err("a worker thread panicked".to_owned()),
+            };
+            if let Err(e) = r
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        if let Some((h, stop)) = self.metrics.take() {
+            stop.store(true, Ordering::Release);
+            let _ = h.join();
+        }
+        result
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.workers.is_empty() || self.metrics.is_some() {
+            self.shutdown();
+            let _ = self.join_all();
+        }
+    }
+}
+
+/// Tells workers waiting at start-up to exit, and joins them.
+fn abort(gos: Vec<mpsc::Sender<Option<Arc<Peers>>>>, handles: Vec<JoinHandle<Result<(), String>>>) {
+    for go in &gos {
+        let _ = go.send(None);
+    }
+    drop(gos);
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+/// Sends one `MsgRingData` (kernel 5.18) to every worker ring from a
+/// short-lived ring of the calling thread.
+fn wake_all(peers: &Peers) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let n = u32::try_from(peers.ring_fds.len()).unwrap_or(u32::MAX);
+    let mut ring = IoUring::new(n.clamp(1, 4096).next_power_of_two())?;
+    for chunk in peers.ring_fds.chunks(ring.params().sq_entries() as usize) {
+        for fd in chunk {
+            let e = opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), 0, UD_WAKE, None)
+                .build()
+                .user_data(0);
+            // SAFETY: MsgRingData refers to no memory of ours; the target
+            // fd is kept open by `peers` for the whole call.
+            unsafe { ring.submission().push(&e) }
+                .map_err(|_| io::Error::other("submission queue full"))?;
+        }
+        ring.submit_and_wait(chunk.len())?;
+        ring.completion().for_each(drop);
+    }
+    Ok(())
+}

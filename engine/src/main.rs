@@ -1,0 +1,321 @@
+//! The `sipark` binary: CLI, logging, signals; the work is in
+//! [`sipark::io::Engine`].
+//!
+//! Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the
+//! engine cannot start or a worker fails, 2 for bad flags or configuration.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use sipark::io::{Engine, IoOptions, signal};
+use sipark::proto::config::{self, Config, TenantMode, TenantPolicy, Timers};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// SIP call-park engine: park with a feature code, park-info NOTIFY,
+/// retrieve by 3PCC. UDP only.
+#[derive(Debug, Parser)]
+#[command(name = "sipark", version, about)]
+struct Args {
+    /// UDP address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
+    listen: SocketAddr,
+    /// Host[:port] written into Via and Contact (default: the listen address).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    advertise: Option<String>,
+    /// Worker threads (= shards); default: the number of usable cores.
+    #[arg(long, value_name = "N")]
+    workers: Option<u16>,
+    /// Do not pin worker i to core i.
+    #[arg(long)]
+    no_pin: bool,
+    /// Tenants file (TOML); without it every domain is a tenant.
+    #[arg(long, value_name = "FILE")]
+    tenants: Option<std::path::PathBuf>,
+    /// Park feature code (Request-URI user prefix).
+    #[arg(long, value_name = "CODE", default_value = "*68")]
+    park_fac: String,
+    /// Retrieve feature code.
+    #[arg(long, value_name = "CODE", default_value = "*88")]
+    retrieve_fac: String,
+    /// Seconds a call stays parked before it is recalled.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    park_timeout: u64,
+    /// Seconds a recall rings the parker before the parked call is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    recall_timeout: u64,
+    /// Most calls parked on one extension.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    max_parks_per_ext: u32,
+    /// Most registered contacts per extension.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_contacts: u32,
+    /// SIP timer T1 (RTT estimate), milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    t1_ms: u64,
+    /// SIP timer T2, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 4000)]
+    t2_ms: u64,
+    /// SIP timer T4, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    t4_ms: u64,
+    /// Serve Prometheus metrics (GET /metrics) on this TCP address.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Log format (filter with RUST_LOG; default "info").
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    shutdown_grace: u64,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+/// A feature code: non-empty, at most 16 characters of `0-9 * # A-Z a-z`.
+fn check_fac(flag: &str, v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.len() <= 16
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'#');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} {v:?}: expected 1-16 characters of 0-9, *, #, letters"
+        ))
+    }
+}
+
+/// Everything derived from the flags before any socket is bound.
+struct Plan {
+    io: IoOptions,
+    defaults: TenantPolicy,
+    tenants: TenantMode,
+    tenants_desc: String,
+}
+
+fn plan(args: &Args) -> Result<Plan, String> {
+    check_fac("--park-fac", &args.park_fac)?;
+    check_fac("--retrieve-fac", &args.retrieve_fac)?;
+    if args.park_fac.eq_ignore_ascii_case(&args.retrieve_fac) {
+        return Err("--park-fac and --retrieve-fac must differ".into());
+    }
+    if args.park_timeout == 0 || args.park_timeout > 86_400 {
+        return Err("--park-timeout must be 1..=86400 seconds".into());
+    }
+    if args.recall_timeout == 0 || args.recall_timeout > 3600 {
+        return Err("--recall-timeout must be 1..=3600 seconds".into());
+    }
+    if args.max_parks_per_ext == 0 || args.max_parks_per_ext > 1000 {
+        return Err("--max-parks-per-ext must be 1..=1000".into());
+    }
+    if args.max_contacts == 0 || args.max_contacts > 1000 {
+        return Err("--max-contacts must be 1..=1000".into());
+    }
+    if args.t1_ms == 0 || args.t1_ms > 60_000 {
+        return Err("--t1-ms must be 1..=60000".into());
+    }
+    if args.t2_ms < args.t1_ms || args.t2_ms > 600_000 {
+        return Err("--t2-ms must be at least --t1-ms and at most 600000".into());
+    }
+    if args.t4_ms == 0 || args.t4_ms > 600_000 {
+        return Err("--t4-ms must be 1..=600000".into());
+    }
+    if args.shutdown_grace > 3600 {
+        return Err("--shutdown-grace must be 0..=3600 seconds".into());
+    }
+    let workers = match args.workers {
+        Some(0) => return Err("--workers must be at least 1".into()),
+        Some(n) if n > 1024 => return Err("--workers must be at most 1024".into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| u16::try_from(n.get().min(1024)).unwrap_or(1)),
+    };
+    if let Some(a) = &args.advertise
+        && (a.is_empty()
+            || a.bytes().any(|b| {
+                b.is_ascii_whitespace() || b.is_ascii_control() || b"<>;,\"@".contains(&b)
+            }))
+    {
+        return Err(format!("--advertise {a:?} is not a host[:port]"));
+    }
+    let cli_defaults = TenantPolicy {
+        park_timeout: Duration::from_secs(args.park_timeout),
+        max_parks_per_ext: args.max_parks_per_ext,
+    };
+    let (defaults, tenants, tenants_desc) = match &args.tenants {
+        None => (
+            cli_defaults,
+            TenantMode::Open,
+            "open (every domain)".to_owned(),
+        ),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--tenants {}: {e}", path.display()))?;
+            let (d, mode) = config::parse_tenants(&text, cli_defaults)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let count = match &mode {
+                TenantMode::Strict(m) => m.len(),
+                TenantMode::Open => 0,
+            };
+            (
+                d,
+                mode,
+                format!(
+                    "strict ({count} tenant{} from {})",
+                    if count == 1 { "" } else { "s" },
+                    path.display()
+                ),
+            )
+        }
+    };
+    let io = IoOptions {
+        listen: args.listen,
+        workers,
+        pin: !args.no_pin,
+        metrics: args.metrics,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    Ok(Plan {
+        io,
+        defaults,
+        tenants,
+        tenants_desc,
+    })
+}
+
+fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {
+    let advertise = match args.advertise.as_deref() {
+        Some(a) => config::advertise_for(bound, Some(a)),
+        None if bound.ip().is_unspecified() => {
+            let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port());
+            warn!(
+                listen = %bound,
+                advertise = %loopback,
+                "listening on an unspecified address: advertising {loopback}; set --advertise to the address peers reach"
+            );
+            config::advertise_for(loopback, None)
+        }
+        None => config::advertise_for(bound, None),
+    };
+    Config {
+        advertise,
+        park_fac: args.park_fac.clone(),
+        retrieve_fac: args.retrieve_fac.clone(),
+        defaults: plan.defaults,
+        tenants: plan.tenants.clone(),
+        recall_timeout: Duration::from_secs(args.recall_timeout),
+        max_contacts: args.max_contacts,
+        timers: Timers {
+            t1: Duration::from_millis(args.t1_ms),
+            t2: Duration::from_millis(args.t2_ms),
+            t4: Duration::from_millis(args.t4_ms),
+        },
+        ..Config::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse(); // exits 2 on bad flags
+    init_logging(args.log_format);
+    let plan = match plan(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before any thread exists, so that every thread inherits the mask and
+    // only sigtimedwait below sees SIGINT/SIGTERM.
+    if let Err(e) = signal::block() {
+        error!("cannot block SIGINT/SIGTERM: {e}");
+        return ExitCode::from(1);
+    }
+    let mut advertise = String::new();
+    let engine = match Engine::start(&plan.io, |bound| {
+        let cfg = build_config(&args, &plan, bound);
+        advertise.clone_from(&cfg.advertise);
+        cfg
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    info!(
+        listen = %engine.local_addr(),
+        advertise = %advertise,
+        workers = plan.io.workers,
+        pinned = plan.io.pin,
+        io = %format_args!("io_uring ({})", engine.ring_mode().name()),
+        tenants = %plan.tenants_desc,
+        metrics = %engine.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        "sipark started"
+    );
+
+    let mut failed = false;
+    loop {
+        if let Some(sig) = signal::wait(Duration::from_millis(200)) {
+            info!(
+                signal = sig,
+                grace_s = plan.io.shutdown_grace.as_secs(),
+                "shutting down"
+            );
+            break;
+        }
+        if engine.worker_exited() {
+            error!("a worker stopped unexpectedly; shutting down");
+            failed = true;
+            break;
+        }
+    }
+    engine.shutdown();
+    // Workers exit within the grace period (plus their exit wait); a
+    // second signal ends the process at once.
+    let started = Instant::now();
+    while !engine.all_exited() {
+        if let Some(sig) = signal::wait(Duration::from_millis(100)) {
+            warn!(signal = sig, "second signal: exiting without draining");
+            std::process::exit(1);
+        }
+        if started.elapsed() > plan.io.shutdown_grace + Duration::from_secs(5) {
+            warn!("workers did not stop in time; exiting");
+            std::process::exit(1);
+        }
+    }
+    match engine.join() {
+        Ok(()) if !failed => {
+            info!("shutdown complete");
+            ExitCode::SUCCESS
+        }
+        Ok(()) => ExitCode::from(1),
+        Err(e) => {
+            error!("worker failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

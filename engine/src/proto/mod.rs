@@ -1,0 +1,15 @@
+//! The sans-IO protocol core.
+//!
+//! Nothing in this module opens a socket, spawns a thread or reads a clock:
+//! datagrams and `now` come in as arguments, and work comes out through
+//! `poll_transmit` / `poll_timeout` (see [`shard::Shard`]).
+
+pub mod config;
+pub mod parse;
+pub mod route;
+pub mod msg;
+pub mod park;
+pub mod sdp;
+pub mod shard;
+pub mod stats;
+pub mod txn;

@@ -1,0 +1,146 @@
+//! Message building: responses and requests written straight into a
+//! reusable buffer. Nothing here allocates once the buffer has grown.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use super::parse::{SipMessage, Via};
+
+/// Appends `Name: value\r\n`.
+pub fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `Content-Type` (when there is a body), `Content-Length`, the
+/// blank line and the body.
+pub fn finish(out: &mut Vec<u8>, content_type: &str, body: &[u8]) {
+    if !body.is_empty() {
+        header(out, "Content-Type", content_type.as_bytes());
+    }
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(body);
+}
+
+/// Writes the top Via of a request as it goes back in a response: `rport`
+/// gets its value and `received` the source address (RFC 3581 §4).
+fn write_top_via(out: &mut Vec<u8>, via: &Via<'_>, src: SocketAddr) {
+    out.extend_from_slice(b"Via: ");
+    let raw = via.raw;
+    let first_param = memchr::memchr(b';', raw).unwrap_or(raw.len());
+    out.extend_from_slice(raw[..first_param].trim_ascii_end());
+    for param in raw[first_param..].split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+        if param.is_empty() {
+            continue;
+        }
+        let name = param.split(|&b| b == b'=').next().unwrap_or(param).trim_ascii();
+        if name.eq_ignore_ascii_case(b"received") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"rport") {
+            let _ = write!(out, ";rport={}", src.port());
+            continue;
+        }
+        out.push(b';');
+        out.extend_from_slice(param);
+    }
+    let _ = write!(out, ";received={}\r\n", src.ip());
+}
+
+/// Writes a response's status line and the headers copied from `req`
+/// (Via, From, To, Call-ID, CSeq). `to_tag` is added to To when the
+/// request's To has no tag. The caller adds more headers, then [`finish`].
+///
+/// Returns false if `req` lacks a header a response must copy; nothing
+/// useful can then be sent.
+pub fn response_head(
+    out: &mut Vec<u8>,
+    req: &SipMessage<'_>,
+    src: SocketAddr,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&[u8]>,
+) -> bool {
+    let (Ok(to), Ok(call_id), Some(from), Some(cseq)) = (
+        req.to_hdr(),
+        req.call_id(),
+        req.header(super::parse::HeaderName::From),
+        req.header(super::parse::HeaderName::CSeq),
+    ) else {
+        return false;
+    };
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    let mut any_via = false;
+    for (i, via) in req.vias().enumerate() {
+        let Ok(via) = via else { return false };
+        if i == 0 {
+            write_top_via(out, &via, src);
+        } else {
+            header(out, "Via", via.raw);
+        }
+        any_via = true;
+    }
+    if !any_via {
+        return false;
+    }
+    header(out, "From", from);
+    out.extend_from_slice(b"To: ");
+    out.extend_from_slice(to.raw);
+    if let (None, Some(tag)) = (to.tag(), to_tag) {
+        out.extend_from_slice(b";tag=");
+        out.extend_from_slice(tag);
+    }
+    out.extend_from_slice(b"\r\n");
+    header(out, "Call-ID", call_id);
+    header(out, "CSeq", cseq);
+    header(out, "Server", b"sipark");
+    true
+}
+
+/// Writes a request line and sipark's Via for it.
+pub fn request_head(out: &mut Vec<u8>, method: &str, uri: &[u8], advertise: &str, branch: &[u8]) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(uri);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
+    out.extend_from_slice(advertise.as_bytes());
+    out.extend_from_slice(b";branch=");
+    out.extend_from_slice(branch);
+    out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
+}
+
+/// Writes sipark's branch for shard `shard` and transaction `id`.
+pub fn write_branch(out: &mut Vec<u8>, shard: u16, id: u64) {
+    out.extend_from_slice(super::route::BRANCH_PREFIX);
+    let _ = write!(out, "{shard}.{id:x}");
+}
+
+/// Parses the transaction id out of one of sipark's branches.
+pub fn branch_id(branch: &[u8]) -> Option<u64> {
+    let rest = branch.strip_prefix(super::route::BRANCH_PREFIX)?;
+    let dot = memchr::memchr(b'.', rest)?;
+    let hex = std::str::from_utf8(&rest[dot + 1..]).ok()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Writes sipark's Contact URI (without angle brackets) for `shard`.
+pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, advertise: &str) {
+    let _ = write!(out, "sip:{}{shard}.sipark@{advertise}", std::str::from_utf8(super::route::CONTACT_PREFIX).unwrap_or("sp"));
+}
+
+/// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute.
+pub fn xml_escape(out: &mut Vec<u8>, text: &[u8]) {
+    for &b in text {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&apos;"),
+            b if b < 0x20 => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The little SDP (RFC 4566) sipark needs: a hold answer, and rewriting the
+//! origin line so that each leg sees one origin whose version goes up with
+//! every new offer or answer (RFC 3264 §8).
+//!
+//! Media never flows through sipark: connection lines are passed through
+//! untouched, so the phones talk to each other directly once bridged.
+
+use std::io::Write;
+
+/// sipark's origin towards one leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub session: u64,
+    pub version: u64,
+}
+
+impl Origin {
+    pub fn new(session: u64) -> Self {
+        Origin { session: session & 0x7fff_ffff_ffff_ffff, version: 1 }
+    }
+}
+
+fn lines(sdp: &[u8]) -> impl Iterator<Item = &[u8]> {
+    sdp.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).filter(|l| !l.is_empty())
+}
+
+/// True if `body` looks like an SDP session description (starts `v=0`).
+pub fn is_sdp(body: &[u8]) -> bool {
+    body.trim_ascii_start().starts_with(b"v=0")
+}
+
+/// Writes `o=sipark <session> <version> IN <IP4|IP6> <host>`.
+fn write_origin(out: &mut Vec<u8>, origin: Origin, host: &str) {
+    let family = if host.contains(':') { "IP6" } else { "IP4" };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let _ = write!(out, "o=sipark {} {} IN {family} {host}\r\n", origin.session, origin.version);
+}
+
+/// Copies `sdp` into `out` with its `o=` line replaced by sipark's origin.
+/// Returns false (and writes nothing) if `sdp` has no `v=` line.
+pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str) -> bool {
+    if !is_sdp(sdp) {
+        return false;
+    }
+    let mut wrote_origin = false;
+    for line in lines(sdp) {
+        if line.starts_with(b"o=") {
+            write_origin(out, origin, host);
+            wrote_origin = true;
+        } else {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+            if line.starts_with(b"v=") && !sdp.windows(3).any(|w| w == b"\no=") {
+                write_origin(out, origin, host);
+                wrote_origin = true;
+            }
+        }
+    }
+    wrote_origin
+}
+
+/// Writes a hold answer to `offer` into `out`: one m-line per offered
+/// m-line, same media and transport and formats, each `a=inactive`; ports
+/// of rejected streams stay 0. Returns false if `offer` is not SDP or has
+/// no m-line.
+pub fn hold_answer(out: &mut Vec<u8>, offer: &[u8], origin: Origin, host: &str) -> bool {
+    if !is_sdp(offer) {
+        return false;
+    }
+    let start = out.len();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let family = if bare.contains(':') { "IP6" } else { "IP4" };
+    out.extend_from_slice(b"v=0\r\n");
+    write_origin(out, origin, host);
+    let _ = write!(out, "s=sipark\r\nc=IN {family} {bare}\r\nt=0 0\r\n");
+    let mut m_lines = 0;
+    for line in lines(offer) {
+        if let Some(m) = line.strip_prefix(b"m=") {
+            let mut parts = m.split(|&b| b == b' ').filter(|p| !p.is_empty());
+            let (Some(media), Some(port), Some(proto)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let rejected = port == b"0";
+            out.extend_from_slice(b"m=");
+            out.extend_from_slice(media);
+            out.extend_from_slice(if rejected { b" 0 " } else { b" 9 " });
+            out.extend_from_slice(proto);
+            for fmt in parts {
+                out.push(b' ');
+                out.extend_from_slice(fmt);
+            }
+            out.extend_from_slice(b"\r\n");
+            if !rejected {
+                out.extend_from_slice(b"a=inactive\r\n");
+            }
+            m_lines += 1;
+        } else if m_lines > 0 && (line.starts_with(b"a=rtpmap:") || line.starts_with(b"a=fmtp:")) {
+            // Keep the format descriptions of the m-section just written.
+            let last = out.len();
+            let inactive = b"a=inactive\r\n";
+            if out.ends_with(inactive) {
+                out.truncate(last - inactive.len());
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(inactive);
+            } else {
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if m_lines == 0 {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
+/// Writes a hold offer built from the session a leg last offered, used to
+/// put a leg back on hold. Same shape as [`hold_answer`].
+pub fn hold_offer(out: &mut Vec<u8>, previous: &[u8], origin: Origin, host: &str) -> bool {
+    hold_answer(out, previous, origin, host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &[u8] = b"v=0\r\no=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\ns=-\r\n\
+c=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 0 RTP/AVP 31\r\n";
+
+    #[test]
+    fn hold_answer_mirrors_m_lines_inactive() {
+        let mut out = Vec::new();
+        assert!(hold_answer(&mut out, OFFER, Origin { session: 7, version: 3 }, "198.51.100.1"));
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("v=0\r\no=sipark 7 3 IN IP4 198.51.100.1\r\n"), "{text}");
+        assert!(text.contains("m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"), "{text}");
+        assert!(text.contains("a=fmtp:101 0-15\r\na=inactive\r\n"), "{text}");
+        assert!(text.contains("m=video 0 RTP/AVP 31\r\n"), "{text}");
+        assert!(!text.contains("sendrecv"), "{text}");
+        assert_eq!(text.matches("a=inactive").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn rewrite_keeps_media_and_replaces_origin() {
+        let mut out = Vec::new();
+        assert!(rewrite_origin(&mut out, OFFER, Origin { session: 9, version: 2 }, "[2001:db8::1]"));
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.contains("o=sipark 9 2 IN IP6 2001:db8::1\r\n"), "{text}");
+        assert!(text.contains("c=IN IP4 192.0.2.10\r\n"), "{text}");
+        assert!(!text.contains("alice"), "{text}");
+    }
+
+    #[test]
+    fn not_sdp_is_refused() {
+        let mut out = Vec::new();
+        assert!(!hold_answer(&mut out, b"<xml/>", Origin::new(1), "h"));
+        assert!(!hold_answer(&mut out, b"v=0\r\ns=-\r\n", Origin::new(1), "h"));
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,2179 @@
+//! The shard: everything one worker owns (registrations, parked calls,
+//! dialogs, transactions, timers, the NOTIFY queue), behind a sans-IO API in
+//! the style of `quinn-proto`:
+//!
+//! * getters: [`Shard::id`], [`Shard::stats`], [`Shard::is_drained`];
+//! * `handle_*`: [`Shard::handle`], [`Shard::handle_message`],
+//!   [`Shard::handle_timeout`], [`Shard::shutdown`] feed input and `now`;
+//! * `poll_*`: [`Shard::poll_transmit`] and [`Shard::poll_timeout`] pull the
+//!   work out. [`Shard::recycle`] gives a sent buffer back to the pool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::Config;
+use super::stats::ShardStats;
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub dst: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// Maps the monotonic clock to wall-clock time (for `parked-at`): the
+/// caller reads both clocks once, at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    pub at: Instant,
+    /// Time since the Unix epoch at `at`.
+    pub unix: Duration,
+}
+
+impl WallClock {
+    /// Seconds since the Unix epoch at `now`.
+    pub fn unix_secs(&self, now: Instant) -> u64 {
+        (self.unix + now.saturating_duration_since(self.at)).as_secs()
+    }
+}
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::RandomState;
+
+use hashbrown::HashMap;
+use tracing::{info, warn};
+
+use super::msg::{branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri};
+use super::park::{
+    Binding, Call, CallState, CallView, Extension, Fork, Identity, Leg, LeaveReason, Retriever, parse_token,
+    write_park_info, write_token,
+};
+use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
+use super::sdp::{self, Origin};
+use super::txn::{ClientTxn, Kind, ResponseEffect, ServerState, ServerTxn, TimerAction};
+
+/// Maps keyed by attacker-chosen bytes (Call-IDs, branches, AORs) use a
+/// keyed SipHash, so collisions cannot be forced.
+type KeyedMap<K, V> = HashMap<K, V, RandomState>;
+
+/// Methods answered in `Allow`.
+const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
+
+/// A timer's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Server(u64),
+    Client(u64),
+    Call(u64),
+    Ext(u64),
+}
+
+/// Who waits on a server transaction.
+struct ServerEntry {
+    txn: ServerTxn,
+    /// Key in `server_index`.
+    key: Box<[u8]>,
+    /// The request, kept only when its final answer waits on another leg.
+    request: Vec<u8>,
+    /// The call whose leg this INVITE created or refreshed, if any.
+    call: Option<u64>,
+}
+
+/// What a client transaction's outcome feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientOwner {
+    /// A park-info NOTIFY for an extension.
+    Notify,
+    /// The re-INVITE of the parked leg for a retrieve.
+    Retrieve { call: u64 },
+    /// The re-INVITE of the parked leg for an answered recall.
+    RecallBridge { call: u64 },
+    /// A re-INVITE putting the parked leg back on hold.
+    Rehold { call: u64 },
+    /// One recall branch.
+    Recall { call: u64 },
+    /// BYE, CANCEL: nobody waits on the outcome.
+    Detached,
+}
+
+struct ClientEntry {
+    txn: ClientTxn,
+    owner: ClientOwner,
+}
+
+/// Which leg of a call a dialog is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+/// One shard: the tenants with `shard_of(domain, n) == id`, and all their
+/// state. See the module documentation for the API shape.
+pub struct Shard {
+    id: u16,
+    n: u16,
+    cfg: Arc<Config>,
+    wall: WallClock,
+    stats: Arc<ShardStats>,
+    out: VecDeque<Transmit>,
+    pool: Vec<Vec<u8>>,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    next_id: u64,
+    rng: u64,
+    server: HashMap<u64, ServerEntry>,
+    server_index: KeyedMap<Box<[u8]>, u64>,
+    client: HashMap<u64, ClientEntry>,
+    /// `Call-ID \0 local tag` → call and side.
+    dialogs: KeyedMap<Box<[u8]>, (u64, Side)>,
+    calls: HashMap<u64, Call>,
+    exts: HashMap<u64, Extension>,
+    /// `ext@tenant` (tenant lowercase) → extension id.
+    ext_index: KeyedMap<Box<[u8]>, u64>,
+    /// No extension's park-info version is above this; new extensions start here.
+    version_floor: u64,
+    bindings: usize,
+    /// Calls listed in park-info (kept incrementally: `parked()` adds,
+    /// `depart()` removes).
+    listed: u64,
+    /// Calls in `CallState::Bridged`.
+    bridged: u64,
+    shutting_down: bool,
+    scratch: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// park-info versions start from the seconds since 2025-01-01 at start-up,
+/// so that a restarted engine never goes back below a version a phone has
+/// seen, while staying far below 2^31 for phones that parse an `int32`.
+const VERSION_EPOCH: u64 = 1_735_689_600;
+
+/// Pool buffers are trimmed back to this capacity so one huge message does
+/// not pin memory forever.
+const POOL_BUF_CAP: usize = 4096;
+const POOL_MAX: usize = 1024;
+
+impl Shard {
+    /// A shard with id `id` of `n_shards`.
+    pub fn new(id: u16, n_shards: u16, cfg: Arc<Config>, wall: WallClock, now: Instant) -> Shard {
+        let _ = now;
+        let seed = (wall.unix.as_nanos() as u64) ^ (u64::from(id) << 48) ^ 0x9e37_79b9_7f4a_7c15;
+        Shard {
+            id,
+            n: n_shards.max(1),
+            cfg,
+            wall,
+            stats: Arc::new(ShardStats::default()),
+            out: VecDeque::new(),
+            pool: Vec::new(),
+            timers: BinaryHeap::new(),
+            // Start ids from the clock so call tokens differ across restarts.
+            next_id: (wall.unix.as_secs() & 0xf_ffff) << 20,
+            rng: seed | 1,
+            server: HashMap::new(),
+            server_index: KeyedMap::default(),
+            client: HashMap::new(),
+            dialogs: KeyedMap::default(),
+            calls: HashMap::new(),
+            exts: HashMap::new(),
+            ext_index: KeyedMap::default(),
+            version_floor: wall.unix.as_secs().saturating_sub(VERSION_EPOCH),
+            bindings: 0,
+            listed: 0,
+            bridged: 0,
+            shutting_down: false,
+            scratch: Vec::new(),
+            key: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// How many shards the engine runs (this one included).
+    pub fn shards(&self) -> u16 {
+        self.n
+    }
+
+    pub fn stats(&self) -> &Arc<ShardStats> {
+        &self.stats
+    }
+
+    /// Parses and handles one datagram from `src`.
+    pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        match SipMessage::parse(data) {
+            Ok(msg) => self.handle_message(now, src, &msg),
+            Err(e) => {
+                self.stats.parse_errors.inc();
+                self.answer_unparsable(src, data, e.reason());
+            }
+        }
+    }
+
+    /// Handles one parsed message from `src`.
+    pub fn handle_message(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>) {
+        match msg.method() {
+            None => self.on_response(now, src, msg),
+            Some(method) => self.on_request(now, src, msg, method),
+        }
+        self.update_gauges();
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Server(id) => self.server_timer(now, id, at),
+                TimerKey::Client(id) => self.client_timer(now, id, at),
+                TimerKey::Call(id) => self.call_timer(now, id, at),
+                TimerKey::Ext(id) => self.ext_timer(now, id, at),
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Gives a sent datagram's buffer back for reuse.
+    pub fn recycle(&mut self, mut payload: Vec<u8>) {
+        if self.pool.len() < POOL_MAX {
+            payload.clear();
+            payload.shrink_to(POOL_BUF_CAP);
+            self.pool.push(payload);
+        }
+    }
+
+    /// The next instant [`Shard::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Starts a graceful shutdown: new parks get 503, parked calls are hung
+    /// up with a `shutdown` NOTIFY, bridged calls are left alone.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c.state, CallState::Parked | CallState::Recalling { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        info!(shard = self.id, parked = ids.len(), "shutting down: hanging up parked calls");
+        for id in ids {
+            self.cancel_forks(now, id);
+            self.leave_park(now, id, LeaveReason::Shutdown, true);
+        }
+        self.update_gauges();
+    }
+
+    /// After [`Shard::shutdown`]: nothing parked remains and every NOTIFY
+    /// and BYE has had its answer (or its Timer F).
+    pub fn is_drained(&self) -> bool {
+        self.shutting_down
+            && self.calls.values().all(|c| matches!(c.state, CallState::Bridged { .. }))
+            && self.client.values().all(|c| !c.txn.pending())
+    }
+
+    // ----- plumbing ------------------------------------------------------
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: tags and Call-IDs need to be unique, not secret.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn new_tag(&mut self) -> Box<[u8]> {
+        let r = self.random();
+        format!("{r:016x}").into_boxed_str().into_boxed_bytes()
+    }
+
+    fn new_call_id(&mut self) -> Box<[u8]> {
+        let r = self.random();
+        let id = self.fresh_id();
+        format!("{r:016x}-{}-{id:x}@sipark", self.id).into_boxed_str().into_boxed_bytes()
+    }
+
+    fn buf(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(1500))
+    }
+
+    fn send(&mut self, dst: SocketAddr, bytes: &[u8]) {
+        let mut payload = self.buf();
+        payload.extend_from_slice(bytes);
+        self.out.push_back(Transmit { dst, payload });
+    }
+
+    fn schedule(&mut self, at: Option<Instant>, key: TimerKey) {
+        if let Some(at) = at {
+            self.timers.push(Reverse((at, key)));
+        }
+    }
+
+    fn update_gauges(&self) {
+        let s = &self.stats;
+        s.transactions.set((self.server.len() + self.client.len()) as u64);
+        s.bindings.set(self.bindings as u64);
+        s.parked.set(self.listed);
+        s.bridged.set(self.bridged);
+    }
+
+    fn set_dialog_key(&mut self, call_id: &[u8], local_tag: &[u8]) {
+        self.key.clear();
+        self.key.extend_from_slice(call_id);
+        self.key.push(0);
+        self.key.extend_from_slice(local_tag);
+    }
+
+    fn find_dialog(&mut self, call_id: &[u8], local_tag: &[u8]) -> Option<(u64, Side)> {
+        self.set_dialog_key(call_id, local_tag);
+        self.dialogs.get(self.key.as_slice()).copied()
+    }
+
+    fn add_dialog(&mut self, call: u64, side: Side, call_id: &[u8], tag: &[u8]) {
+        self.set_dialog_key(call_id, tag);
+        let key: Box<[u8]> = self.key.as_slice().into();
+        self.dialogs.insert(key, (call, side));
+    }
+
+    fn remove_dialog(&mut self, call_id: &[u8], tag: &[u8]) {
+        self.set_dialog_key(call_id, tag);
+        self.dialogs.remove(self.key.as_slice());
+    }
+
+    // ----- stateless answers ---------------------------------------------
+
+    /// A message that did not parse: answer 400 if it looks like a request
+    /// whose Via, From, To, Call-ID and CSeq can be read; drop otherwise.
+    fn answer_unparsable(&mut self, _src: SocketAddr, data: &[u8], reason: &str) {
+        // Re-reading a broken message is only possible for header-level
+        // errors, which the framing parse does not report: drop.
+        let _ = (data, reason);
+        self.stats.dropped.inc();
+    }
+
+    /// Answers `req` without a transaction (for requests that cannot have one).
+    fn reply_stateless(&mut self, src: SocketAddr, req: &SipMessage<'_>, code: u16, reason: &str) {
+        let mut out = self.buf();
+        if response_head(&mut out, req, src, code, reason, None) {
+            finish(&mut out, "", b"");
+            self.out.push_back(Transmit { dst: src, payload: out });
+        } else {
+            self.stats.dropped.inc();
+            self.recycle(out);
+        }
+    }
+
+    /// Sends a response to the request of server transaction `txn`.
+    /// `extra` writes additional headers; `body` is `(content type, bytes)`.
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &mut self,
+        now: Instant,
+        txn: u64,
+        req: &SipMessage<'_>,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&[u8]>,
+        extra: &[(&str, &[u8])],
+        body: Option<(&str, &[u8])>,
+    ) {
+        let Some(entry) = self.server.get(&txn) else { return };
+        let dst = entry.txn.dst;
+        let mut out = self.buf();
+        if !response_head(&mut out, req, dst, code, reason, to_tag) {
+            self.stats.dropped.inc();
+            self.recycle(out);
+            return;
+        }
+        for (name, value) in extra {
+            header(&mut out, name, value);
+        }
+        let (ctype, body) = body.unwrap_or(("", b""));
+        finish(&mut out, ctype, body);
+        let t = self.cfg.timers;
+        if let Some(entry) = self.server.get_mut(&txn) {
+            entry.txn.sent(now, code, &out, &t);
+            let at = entry.txn.deadline();
+            self.schedule(at, TimerKey::Server(txn));
+        }
+        self.out.push_back(Transmit { dst, payload: out });
+    }
+
+    /// Replies to a request whose original bytes were kept in its server
+    /// transaction (the final answer waited on another leg).
+    #[allow(clippy::too_many_arguments)]
+    fn reply_later(
+        &mut self,
+        now: Instant,
+        txn: u64,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&[u8]>,
+        extra: &[(&str, &[u8])],
+        body: Option<(&str, &[u8])>,
+    ) {
+        let Some(entry) = self.server.get_mut(&txn) else { return };
+        if entry.txn.is_final() {
+            return;
+        }
+        let request = std::mem::take(&mut entry.request);
+        if let Ok(req) = SipMessage::parse(&request) {
+            self.reply(now, txn, &req, code, reason, to_tag, extra, body);
+        }
+        if let Some(entry) = self.server.get_mut(&txn) {
+            entry.request = request;
+        }
+    }
+
+    fn contact_header(&self) -> Vec<u8> {
+        let mut c = Vec::with_capacity(48);
+        c.push(b'<');
+        write_contact_uri(&mut c, self.id, &self.cfg.advertise);
+        c.push(b'>');
+        c
+    }
+
+    fn advertise_host(&self) -> &str {
+        let adv = self.cfg.advertise.as_str();
+        if let Some(rest) = adv.strip_prefix('[') {
+            return rest.split(']').next().unwrap_or(rest);
+        }
+        adv.rsplit_once(':').map_or(adv, |(h, _)| h)
+    }
+
+    // ----- requests -----------------------------------------------------
+
+    fn on_request(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, method: Method<'_>) {
+        let (Ok(cseq), Ok(via), Ok(_), Ok(to), Ok(call_id)) =
+            (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id())
+        else {
+            self.stats.parse_errors.inc();
+            if method != Method::Ack {
+                let reason = [msg.cseq().err(), msg.top_via().err(), msg.from_hdr().err(), msg.to_hdr().err(), msg.call_id().err()]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map_or("Bad Request", |e| e.reason());
+                self.reply_stateless(src, msg, 400, reason);
+            }
+            return;
+        };
+        let ruri_ok = msg.request_uri().is_some_and(|u| Uri::parse(u).is_ok());
+        if !ruri_ok || (cseq.method != method && method != Method::Ack && method != Method::Cancel) {
+            self.stats.parse_errors.inc();
+            if method != Method::Ack {
+                let reason = if ruri_ok { "CSeq method does not match" } else { "Bad Request-URI" };
+                self.reply_stateless(src, msg, 400, reason);
+            }
+            return;
+        }
+        let Some(branch) = via.branch.filter(|b| b.len() > 7 && b[..7].eq_ignore_ascii_case(b"z9hG4bK")) else {
+            self.stats.parse_errors.inc();
+            if method != Method::Ack {
+                self.reply_stateless(src, msg, 400, "Missing RFC 3261 branch");
+            }
+            return;
+        };
+
+        // Transaction matching (§17.2.3): branch plus method, ACK with INVITE.
+        let class: &[u8] = match method {
+            Method::Ack | Method::Invite => b"INVITE",
+            m => m.as_bytes(),
+        };
+        self.key.clear();
+        self.key.extend_from_slice(branch);
+        self.key.push(b'|');
+        self.key.extend_from_slice(class);
+        let existing = self.server_index.get(self.key.as_slice()).copied();
+
+        if method == Method::Ack {
+            match existing {
+                Some(id) if self.server.get(&id).is_some_and(|e| e.txn.state == ServerState::Completed) => {
+                    let t = self.cfg.timers;
+                    if let Some(e) = self.server.get_mut(&id) {
+                        e.txn.ack(now, &t);
+                        let at = e.txn.deadline();
+                        self.schedule(at, TimerKey::Server(id));
+                    }
+                }
+                _ => self.on_dialog_ack(now, src, msg, call_id, to.tag(), cseq.seq),
+            }
+            return;
+        }
+        if method == Method::Cancel {
+            self.key.truncate(branch.len() + 1);
+            self.key.extend_from_slice(b"INVITE");
+            let invite = self.server_index.get(self.key.as_slice()).copied();
+            self.on_cancel(now, src, msg, invite);
+            return;
+        }
+        if let Some(id) = existing {
+            // A retransmission: absorb it, repeating the last response.
+            if let Some(e) = self.server.get(&id)
+                && !e.txn.response.is_empty()
+            {
+                let (dst, resp) = (e.txn.dst, e.txn.response.clone());
+                self.stats.retransmissions.inc();
+                self.send(dst, &resp);
+            }
+            return;
+        }
+        if let Some(Ok(0)) = msg.max_forwards() {
+            self.reply_stateless(src, msg, 483, "Too Many Hops");
+            return;
+        }
+        if self.server.len() + self.client.len() >= self.cfg.limits.max_transactions {
+            self.stats.overload_rejects.inc();
+            let mut out = self.buf();
+            if response_head(&mut out, msg, src, 503, "Service Unavailable", None) {
+                header(&mut out, "Retry-After", b"5");
+                finish(&mut out, "", b"");
+                self.out.push_back(Transmit { dst: src, payload: out });
+            }
+            return;
+        }
+        let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };
+        let txn = self.fresh_id();
+        let key: Box<[u8]> = self.key.as_slice().into();
+        self.server_index.insert(key.clone(), txn);
+        self.server.insert(
+            txn,
+            ServerEntry { txn: ServerTxn::new(kind, src, cseq.seq), key, request: Vec::new(), call: None },
+        );
+
+        if let Some(tag) = to.tag() {
+            self.on_in_dialog(now, src, msg, method, txn, call_id, tag, cseq.seq);
+            return;
+        }
+        match method {
+            Method::Invite => self.on_invite(now, src, msg, txn),
+            Method::Register => self.on_register(now, src, msg, txn),
+            Method::Options => {
+                let allow = [("Allow", ALLOW), ("Accept", b"application/sdp".as_slice())];
+                self.reply(now, txn, msg, 200, "OK", None, &allow, None);
+            }
+            Method::Subscribe | Method::Notify => {
+                self.reply(now, txn, msg, 489, "Bad Event", None, &[("Allow-Events", b"".as_slice())], None);
+            }
+            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+                self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
+            }
+            _ => self.reply(now, txn, msg, 405, "Method Not Allowed", None, &[("Allow", ALLOW)], None),
+        }
+    }
+
+    fn on_cancel(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, invite_txn: Option<u64>) {
+        let Some(inv) = invite_txn.filter(|id| self.server.contains_key(id)) else {
+            self.reply_stateless(src, msg, 481, "Call/Transaction Does Not Exist");
+            return;
+        };
+        self.reply_stateless(src, msg, 200, "OK");
+        let Some(entry) = self.server.get(&inv) else { return };
+        if entry.txn.is_final() {
+            return;
+        }
+        // Only a retrieve INVITE waits for another leg; everything else is
+        // answered at once, so only it can still be cancelled.
+        if let Some(call_id) = entry.call
+            && let Some(call) = self.calls.get_mut(&call_id)
+            && let CallState::Retrieving { retriever, .. } = &mut call.state
+            && retriever.txn == inv
+        {
+            retriever.cancelled = true;
+        }
+        self.reply_later(now, inv, 487, "Request Terminated", None, &[], None);
+    }
+
+    // ----- INVITE: park and retrieve -------------------------------------
+
+    fn on_invite(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, txn: u64) {
+        let Some(ruri) = msg.request_uri().and_then(|u| Uri::parse(u).ok()) else { return };
+        let Some(policy) = self.cfg.tenant(ruri.host) else {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+            return;
+        };
+        let user = ruri.user.unwrap_or_default();
+        let cfg = Arc::clone(&self.cfg);
+        if let Some(ext) = user.strip_prefix(cfg.park_fac.as_bytes()).filter(|e| valid_ext(e)) {
+            self.on_park(now, src, msg, txn, ruri.host, ext, policy);
+        } else if let Some(ext) = user.strip_prefix(cfg.retrieve_fac.as_bytes()).filter(|e| valid_ext(e)) {
+            let token = ruri.param(b"call").flatten();
+            self.on_retrieve(now, src, msg, txn, ruri.host, ext, token);
+        } else {
+            self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_park(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        txn: u64,
+        tenant: &[u8],
+        ext: &[u8],
+        policy: super::config::TenantPolicy,
+    ) {
+        if self.shutting_down {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 503, "Shutting Down", None, &[], None);
+            return;
+        }
+        if !sdp::is_sdp(msg.body()) {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 488, "SDP Offer Required", None, &[], None);
+            return;
+        }
+        let Some(target) = first_contact(msg) else {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 400, "Missing Contact header", None, &[], None);
+            return;
+        };
+        let ext_id = self.ext_id(tenant, ext);
+        let count = self.exts.get(&ext_id).map_or(0, |e| e.calls.len());
+        if count >= policy.max_parks_per_ext as usize {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 486, "Extension Park Full", None, &[], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        if self.calls.len() >= self.cfg.limits.max_parked || self.dialogs.len() >= self.cfg.limits.max_dialogs {
+            self.stats.overload_rejects.inc();
+            self.reply(now, txn, msg, 503, "Park Capacity Reached", None, &[("Retry-After", b"30")], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (msg.from_hdr(), msg.to_hdr(), msg.call_id(), msg.cseq())
+        else {
+            return;
+        };
+        let parker = match msg.referred_by() {
+            Some(Ok(rb)) => Some(identity(&rb)),
+            _ => None,
+        };
+        let local_tag = self.new_tag();
+        let session = self.random();
+        let mut a = Leg {
+            call_id: call_id.into(),
+            local_tag,
+            local: to.raw.into(),
+            remote: from.raw.into(),
+            remote_target: target,
+            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
+            local_cseq: 0,
+            remote_cseq: cseq.seq,
+            peer: src,
+            origin: Origin::new(session),
+            last_sdp: Vec::new(),
+            remote_sdp: msg.body().to_vec(),
+            pending_ack: Some((txn, cseq.seq)),
+        };
+        let host = self.advertise_host().to_owned();
+        sdp::hold_answer(&mut a.last_sdp, msg.body(), a.origin, &host);
+        let id = self.fresh_id();
+        let contact = self.contact_header();
+        let tag = a.local_tag.clone();
+        let answer = a.last_sdp.clone();
+        self.add_dialog(id, Side::A, call_id, &tag);
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                ext: ext_id,
+                parked: identity(&from),
+                parker,
+                parked_at: self.wall.unix_secs(now),
+                timeout_secs: policy.park_timeout.as_secs(),
+                a,
+                state: CallState::Answering { txn },
+                deadline: None,
+            },
+        );
+        if let Some(e) = self.exts.get_mut(&ext_id) {
+            e.calls.push(id);
+        }
+        if let Some(e) = self.server.get_mut(&txn) {
+            e.call = Some(id);
+        }
+        self.reply(
+            now,
+            txn,
+            msg,
+            200,
+            "OK",
+            Some(&tag),
+            &[("Contact", &contact), ("Allow", ALLOW)],
+            Some(("application/sdp", &answer)),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_retrieve(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        txn: u64,
+        tenant: &[u8],
+        ext: &[u8],
+        token: Option<&[u8]>,
+    ) {
+        let ext_id = self.find_ext(tenant, ext);
+        let retrievable = |c: &Call| matches!(c.state, CallState::Parked | CallState::Recalling { .. });
+        let call_id = ext_id.and_then(|eid| {
+            let e = self.exts.get(&eid)?;
+            match token {
+                Some(t) => {
+                    let want = parse_token(t)?;
+                    e.calls.iter().copied().find(|c| *c == want && self.calls.get(c).is_some_and(retrievable))
+                }
+                None => e.calls.iter().copied().find(|c| self.calls.get(c).is_some_and(retrievable)),
+            }
+        });
+        let Some(call_id) = call_id else {
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 404, "No Parked Call", None, &[], None);
+            return;
+        };
+        if !sdp::is_sdp(msg.body()) {
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 488, "SDP Offer Required", None, &[], None);
+            return;
+        }
+        let (Ok(from), Ok(to), Ok(cid), Ok(cseq)) = (msg.from_hdr(), msg.to_hdr(), msg.call_id(), msg.cseq()) else {
+            return;
+        };
+        let Some(target) = first_contact(msg) else {
+            self.reply(now, txn, msg, 400, "Missing Contact header", None, &[], None);
+            return;
+        };
+        self.reply(now, txn, msg, 100, "Trying", None, &[], None);
+        self.cancel_forks(now, call_id);
+        let local_tag = self.new_tag();
+        let session = self.random();
+        let b = Leg {
+            call_id: cid.into(),
+            local_tag,
+            local: to.raw.into(),
+            remote: from.raw.into(),
+            remote_target: target,
+            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
+            local_cseq: 0,
+            remote_cseq: cseq.seq,
+            peer: src,
+            origin: Origin::new(session),
+            last_sdp: Vec::new(),
+            remote_sdp: msg.body().to_vec(),
+            pending_ack: None,
+        };
+        if let Some(e) = self.server.get_mut(&txn) {
+            e.request = msg.as_bytes().to_vec();
+            e.call = Some(call_id);
+        }
+        let offer = msg.body();
+        let Some(reinvite) = self.reinvite(now, call_id, offer, true, |call| ClientOwner::Retrieve { call }) else {
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.deadline = None;
+            call.state = CallState::Retrieving { retriever: Retriever { txn, leg: b, cancelled: false }, reinvite };
+        }
+    }
+
+    /// Sends leg A of `call` a re-INVITE carrying `sdp` (rewritten to
+    /// sipark's origin for A when `rewrite`). Returns the client transaction.
+    fn reinvite(
+        &mut self,
+        now: Instant,
+        call: u64,
+        body: &[u8],
+        rewrite: bool,
+        owner: impl FnOnce(u64) -> ClientOwner,
+    ) -> Option<u64> {
+        let host = self.advertise_host().to_owned();
+        let c = self.calls.get_mut(&call)?;
+        c.a.origin.version += 1;
+        let mut sdp_out = Vec::with_capacity(body.len() + 32);
+        if rewrite {
+            sdp::rewrite_origin(&mut sdp_out, body, c.a.origin, &host);
+        } else {
+            sdp_out.extend_from_slice(body);
+        }
+        c.a.last_sdp.clone_from(&sdp_out);
+        c.a.local_cseq += 1;
+        let cseq = c.a.local_cseq;
+        let owner = owner(call);
+        Some(self.send_in_dialog(now, call, Side::A, "INVITE", cseq, Some(("application/sdp", &sdp_out)), owner))
+    }
+
+    /// Builds and sends an in-dialog request on `side` of `call`, creating a
+    /// client transaction (except for ACK, which returns 0).
+    #[allow(clippy::too_many_arguments)]
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        method: &str,
+        cseq: u32,
+        body: Option<(&str, &[u8])>,
+        owner: ClientOwner,
+    ) -> u64 {
+        let txn = self.fresh_id();
+        let contact = self.contact_header();
+        let mut branch = Vec::with_capacity(32);
+        write_branch(&mut branch, self.id, txn);
+        let Some(c) = self.calls.get(&call) else { return 0 };
+        let leg = match (side, &c.state) {
+            (Side::A, _) => &c.a,
+            (Side::B, CallState::Bridged { b } | CallState::RecallBridging { b, .. }) => b,
+            (Side::B, CallState::Retrieving { retriever, .. }) => &retriever.leg,
+            _ => return 0,
+        };
+        let mut out = Vec::with_capacity(800);
+        write_leg_request(&mut out, leg, method, cseq, &self.cfg.advertise, &branch, &contact, body);
+        let dst = leg_destination(leg);
+        self.send(dst, &out);
+        if method == "ACK" {
+            return 0;
+        }
+        let kind = if method == "INVITE" { Kind::Invite } else { Kind::NonInvite };
+        let t = self.cfg.timers;
+        let tx = ClientTxn::new(kind, dst, out, now, &t);
+        let at = tx.deadline();
+        self.client.insert(txn, ClientEntry { txn: tx, owner });
+        self.schedule(at, TimerKey::Client(txn));
+        txn
+    }
+
+    // ----- ACK, in-dialog requests ---------------------------------------
+
+    fn on_dialog_ack(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        call_id: &[u8],
+        to_tag: Option<&[u8]>,
+        cseq: u32,
+    ) {
+        let Some(tag) = to_tag else {
+            self.stats.dropped.inc();
+            return;
+        };
+        let Some((call, side)) = self.find_dialog(call_id, tag) else {
+            self.stats.dropped.inc();
+            return;
+        };
+        let _ = msg;
+        let t = self.cfg.timers;
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let leg = match (side, &mut c.state) {
+            (Side::A, _) => &mut c.a,
+            (Side::B, CallState::Bridged { b }) => b,
+            _ => return,
+        };
+        leg.peer = src;
+        let Some((txn, seq)) = leg.pending_ack else { return };
+        if seq != cseq {
+            return;
+        }
+        leg.pending_ack = None;
+        if let Some(e) = self.server.get_mut(&txn) {
+            e.txn.ack(now, &t);
+        }
+        if let CallState::Answering { .. } = c.state {
+            self.parked(now, call);
+        }
+    }
+
+    /// The park INVITE's 2xx was ACKed: the call is parked.
+    fn parked(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        if self.shutting_down {
+            // Accepted just before shutdown: hang up without ever listing it.
+            self.bye(now, call, Side::A);
+            self.forget_call(call);
+            return;
+        }
+        c.state = CallState::Parked;
+        self.listed += 1;
+        let timeout = Duration::from_secs(c.timeout_secs);
+        c.deadline = Some(now + timeout);
+        let deadline = c.deadline;
+        let ext = c.ext;
+        self.schedule(deadline, TimerKey::Call(call));
+        self.stats.parks.inc();
+        if let (Some(c), Some(e)) = (self.calls.get(&call), self.exts.get(&ext)) {
+            let mut token = Vec::new();
+            write_token(&mut token, c.id);
+            info!(
+                tenant = %e.tenant,
+                extension = %e.ext,
+                call = %String::from_utf8_lossy(&token),
+                parked = %String::from_utf8_lossy(&c.parked.uri),
+                parker = %c.parker.as_ref().map_or("unknown".into(), |p| String::from_utf8_lossy(&p.uri)),
+                "call parked"
+            );
+        }
+        self.ext_changed(now, ext, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &SipMessage<'_>,
+        method: Method<'_>,
+        txn: u64,
+        call_id: &[u8],
+        tag: &[u8],
+        cseq: u32,
+    ) {
+        let Some((call, side)) = self.find_dialog(call_id, tag) else {
+            self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
+            return;
+        };
+        let leg = match (side, &mut c.state) {
+            (Side::A, _) => &mut c.a,
+            (Side::B, CallState::Bridged { b }) => b,
+            _ => {
+                self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
+                return;
+            }
+        };
+        if cseq < leg.remote_cseq {
+            self.reply(now, txn, msg, 500, "CSeq Out of Order", None, &[], None);
+            return;
+        }
+        leg.remote_cseq = cseq;
+        leg.peer = src;
+        match method {
+            Method::Bye => {
+                self.reply(now, txn, msg, 200, "OK", None, &[], None);
+                self.on_bye(now, call, side);
+            }
+            Method::Invite | Method::Update => self.on_reoffer(now, msg, method, txn, call, side),
+            Method::Info | Method::Options => self.reply(now, txn, msg, 200, "OK", None, &[], None),
+            _ => self.reply(now, txn, msg, 405, "Method Not Allowed", None, &[("Allow", ALLOW)], None),
+        }
+    }
+
+    /// A re-INVITE or UPDATE from a leg. While parked the answer is hold;
+    /// once bridged the session is kept as it is (relaying offers between
+    /// the legs is the call-control work of a later issue).
+    fn on_reoffer(&mut self, now: Instant, msg: &SipMessage<'_>, method: Method<'_>, txn: u64, call: u64, side: Side) {
+        let host = self.advertise_host().to_owned();
+        let contact = self.contact_header();
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let busy = matches!(
+            (&c.state, side),
+            (CallState::Retrieving { .. } | CallState::RecallBridging { .. } | CallState::Answering { .. }, _)
+        );
+        if busy {
+            self.reply(now, txn, msg, 491, "Request Pending", None, &[("Retry-After", b"1")], None);
+            return;
+        }
+        let leg = match (side, &mut c.state) {
+            (Side::A, _) => &mut c.a,
+            (Side::B, CallState::Bridged { b }) => b,
+            _ => return,
+        };
+        if let Some(target) = first_contact(msg) {
+            leg.remote_target = target;
+        }
+        let parked = matches!(c.state, CallState::Parked | CallState::Recalling { .. });
+        let leg = match (side, &mut c.state) {
+            (Side::A, _) => &mut c.a,
+            (Side::B, CallState::Bridged { b }) => b,
+            _ => return,
+        };
+        if sdp::is_sdp(msg.body()) {
+            leg.remote_sdp = msg.body().to_vec();
+            if parked {
+                leg.origin.version += 1;
+                leg.last_sdp.clear();
+                sdp::hold_answer(&mut leg.last_sdp, msg.body(), leg.origin, &host);
+            }
+        }
+        if method == Method::Invite {
+            leg.pending_ack = Some((txn, leg.remote_cseq));
+        }
+        let answer = leg.last_sdp.clone();
+        let body = (!answer.is_empty()).then_some(("application/sdp", answer.as_slice()));
+        self.reply(now, txn, msg, 200, "OK", None, &[("Contact", &contact)], body);
+    }
+
+    fn on_bye(&mut self, now: Instant, call: u64, side: Side) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        match &c.state {
+            CallState::Answering { .. } => {
+                self.forget_call(call);
+            }
+            CallState::Parked | CallState::Recalling { .. } => {
+                self.cancel_forks(now, call);
+                self.stats.hangups.inc();
+                self.leave_park(now, call, LeaveReason::Hangup, false);
+            }
+            CallState::Retrieving { retriever, .. } => {
+                let rtxn = retriever.txn;
+                self.reply_later(now, rtxn, 480, "Parked Party Hung Up", None, &[], None);
+                self.stats.hangups.inc();
+                self.leave_park(now, call, LeaveReason::Hangup, false);
+            }
+            CallState::RecallBridging { .. } | CallState::Bridged { .. } => {
+                let other = if side == Side::A { Side::B } else { Side::A };
+                self.bye(now, call, other);
+                self.forget_call(call);
+            }
+        }
+    }
+
+    /// Sends BYE on `side` of `call`.
+    fn bye(&mut self, now: Instant, call: u64, side: Side) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let leg = match (side, &mut c.state) {
+            (Side::A, _) => &mut c.a,
+            (Side::B, CallState::Bridged { b } | CallState::RecallBridging { b, .. }) => b,
+            (Side::B, CallState::Retrieving { retriever, .. }) => &mut retriever.leg,
+            _ => return,
+        };
+        leg.local_cseq += 1;
+        let cseq = leg.local_cseq;
+        self.send_in_dialog(now, call, side, "BYE", cseq, None, ClientOwner::Detached);
+    }
+
+    /// Removes `call` and its dialogs, without any signalling.
+    fn forget_call(&mut self, call: u64) {
+        let Some(c) = self.calls.remove(&call) else { return };
+        if let CallState::Bridged { .. } = c.state {
+            self.bridged = self.bridged.saturating_sub(1);
+        }
+        self.remove_dialog(&c.a.call_id, &c.a.local_tag);
+        if let CallState::Bridged { b } | CallState::RecallBridging { b, .. } = &c.state {
+            self.remove_dialog(&b.call_id, &b.local_tag);
+        }
+        if let Some(e) = self.exts.get_mut(&c.ext) {
+            e.calls.retain(|x| *x != call);
+        }
+        self.drop_ext_if_idle(c.ext);
+    }
+
+    /// `call` leaves the park for `reason`: optionally BYE leg A, NOTIFY the
+    /// extension, forget the call.
+    fn leave_park(&mut self, now: Instant, call: u64, reason: LeaveReason, bye_a: bool) {
+        let Some(c) = self.calls.get(&call) else { return };
+        let listed = c.state.listed();
+        let ext = c.ext;
+        if bye_a {
+            self.bye(now, call, Side::A);
+        }
+        if listed {
+            self.depart(now, call, ext, reason);
+        }
+        self.forget_call(call);
+    }
+
+    /// `call` leaves the list of extension `ext`: log it, and NOTIFY the
+    /// new state with the call shown once as terminated. The call itself
+    /// stays (bridged, or about to be forgotten by the caller).
+    fn depart(&mut self, now: Instant, call: u64, ext: u64, reason: LeaveReason) {
+        self.listed = self.listed.saturating_sub(1);
+        self.log_leave(call, reason);
+        if let Some(e) = self.exts.get_mut(&ext) {
+            e.calls.retain(|x| *x != call);
+        }
+        self.ext_changed(now, ext, Some((call, reason)));
+        self.drop_ext_if_idle(ext);
+    }
+
+    fn log_leave(&self, call: u64, reason: LeaveReason) {
+        let Some(c) = self.calls.get(&call) else { return };
+        let Some(e) = self.exts.get(&c.ext) else { return };
+        let mut token = Vec::new();
+        write_token(&mut token, c.id);
+        info!(
+            tenant = %e.tenant,
+            extension = %e.ext,
+            call = %String::from_utf8_lossy(&token),
+            reason = reason.as_str(),
+            "call left the park"
+        );
+    }
+
+    // ----- responses ------------------------------------------------------
+
+    fn on_response(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>) {
+        let Some(id) = msg.top_via().ok().and_then(|v| v.branch).and_then(branch_id) else {
+            self.stats.dropped.inc();
+            return;
+        };
+        if msg.cseq().is_ok_and(|c| c.method == Method::Cancel) {
+            // The answer to one of sipark's CANCELs (same branch as the
+            // INVITE); the INVITE's own 487 is what matters.
+            return;
+        }
+        let (Some(code), Some(entry)) = (msg.status(), self.client.get_mut(&id)) else {
+            self.stats.dropped.inc();
+            return;
+        };
+        let t = self.cfg.timers;
+        let effect = entry.txn.on_response(now, code, &t);
+        let at = entry.txn.deadline();
+        let owner = entry.owner;
+        self.schedule(at, TimerKey::Client(id));
+        match effect {
+            ResponseEffect::Retransmission => {
+                if let Some(e) = self.client.get(&id)
+                    && !e.txn.ack.is_empty()
+                {
+                    let (dst, ack) = (e.txn.dst, e.txn.ack.clone());
+                    self.send(dst, &ack);
+                }
+            }
+            ResponseEffect::Provisional { .. } => {
+                if let ClientOwner::Recall { call } = owner {
+                    self.fork_ringing(call, id);
+                }
+            }
+            ResponseEffect::Final => {
+                let is_invite = self.client.get(&id).is_some_and(|e| e.txn.kind == Kind::Invite);
+                if is_invite && code >= 300 {
+                    self.ack_non_2xx(id, msg);
+                }
+                self.client_final(now, src, id, owner, code, msg);
+            }
+        }
+    }
+
+    /// ACK for a non-2xx final response: same branch, part of the INVITE
+    /// transaction (§17.1.1.3).
+    fn ack_non_2xx(&mut self, id: u64, resp: &SipMessage<'_>) {
+        let Some(e) = self.client.get_mut(&id) else { return };
+        let Ok(req) = SipMessage::parse(&e.txn.request) else { return };
+        let (Some(uri), Some(via), Some(from), Ok(call_id), Ok(cseq), Some(to)) = (
+            req.request_uri(),
+            req.header(HeaderName::Via),
+            req.header(HeaderName::From),
+            req.call_id(),
+            req.cseq(),
+            resp.header(HeaderName::To),
+        ) else {
+            return;
+        };
+        let mut ack = Vec::with_capacity(400);
+        ack.extend_from_slice(b"ACK ");
+        ack.extend_from_slice(uri);
+        ack.extend_from_slice(b" SIP/2.0\r\n");
+        header(&mut ack, "Via", via);
+        header(&mut ack, "Max-Forwards", b"70");
+        for r in req.routes().filter_map(Result::ok) {
+            header(&mut ack, "Route", r.raw);
+        }
+        header(&mut ack, "From", from);
+        header(&mut ack, "To", to);
+        header(&mut ack, "Call-ID", call_id);
+        let mut cs = Vec::new();
+        let _ = std::io::Write::write_fmt(&mut cs, format_args!("{} ACK", cseq.seq));
+        header(&mut ack, "CSeq", &cs);
+        finish(&mut ack, "", b"");
+        let dst = e.txn.dst;
+        e.txn.ack.clone_from(&ack);
+        self.send(dst, &ack);
+    }
+
+    fn client_final(&mut self, now: Instant, src: SocketAddr, id: u64, owner: ClientOwner, code: u16, msg: &SipMessage<'_>) {
+        match owner {
+            ClientOwner::Notify => {
+                if code >= 300 {
+                    self.stats.notifies_failed.inc();
+                    if matches!(code, 481 | 489 | 501) {
+                        warn!(code, peer = %src, "device refused park-info NOTIFY");
+                    }
+                }
+            }
+            ClientOwner::Detached => {}
+            ClientOwner::Rehold { call } => {
+                if (200..300).contains(&code) {
+                    self.ack_2xx(now, call, Side::A, id, None);
+                }
+            }
+            ClientOwner::Retrieve { call } => self.retrieve_answered(now, call, id, code, msg),
+            ClientOwner::Recall { call } => self.recall_answered(now, src, call, id, code, msg),
+            ClientOwner::RecallBridge { call } => self.recall_bridged(now, call, id, code, msg),
+        }
+    }
+
+    /// ACKs a 2xx on `side` of `call` for the INVITE of client transaction
+    /// `txn`, keeping the ACK for 2xx retransmissions.
+    fn ack_2xx(&mut self, now: Instant, call: u64, side: Side, txn: u64, body: Option<(&str, &[u8])>) {
+        let Some(cseq) = self.client.get(&txn).and_then(|e| SipMessage::parse(&e.txn.request).ok()?.cseq().ok().map(|c| c.seq)) else {
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else { return };
+        let leg = match (side, &c.state) {
+            (Side::A, _) => &c.a,
+            (Side::B, CallState::Bridged { b } | CallState::RecallBridging { b, .. }) => b,
+            _ => return,
+        };
+        let mut branch = Vec::with_capacity(32);
+        let ack_id = self.next_id + 1;
+        write_branch(&mut branch, self.id, ack_id);
+        self.next_id += 1;
+        let mut out = Vec::with_capacity(600);
+        let contact = self.contact_header();
+        write_leg_request(&mut out, leg, "ACK", cseq, &self.cfg.advertise, &branch, &contact, body);
+        let dst = leg_destination(leg);
+        self.send(dst, &out);
+        let _ = now;
+        if let Some(e) = self.client.get_mut(&txn) {
+            e.txn.ack = out;
+        }
+    }
+
+    fn retrieve_answered(&mut self, now: Instant, call: u64, txn: u64, code: u16, msg: &SipMessage<'_>) {
+        let Some(c) = self.calls.get(&call) else {
+            if (200..300).contains(&code) {
+                // The call went away meanwhile: nothing to bridge.
+            }
+            return;
+        };
+        let CallState::Retrieving { retriever, reinvite } = &c.state else { return };
+        if *reinvite != txn {
+            return;
+        }
+        let (rtxn, cancelled) = (retriever.txn, retriever.cancelled);
+        if (200..300).contains(&code) {
+            if let Some(target) = first_contact(msg)
+                && let Some(c) = self.calls.get_mut(&call)
+            {
+                c.a.remote_target = target;
+                c.a.remote_sdp = msg.body().to_vec();
+            }
+            self.ack_2xx(now, call, Side::A, txn, None);
+            if cancelled {
+                // The retriever gave up: put the parked leg back on hold.
+                self.back_to_parked(now, call);
+                let remote = self.calls.get(&call).map(|c| c.a.remote_sdp.clone()).unwrap_or_default();
+                let host = self.advertise_host().to_owned();
+                if let Some(c) = self.calls.get_mut(&call) {
+                    let mut hold = Vec::new();
+                    let mut origin = c.a.origin;
+                    origin.version += 1;
+                    if sdp::hold_answer(&mut hold, &remote, origin, &host) {
+                        self.reinvite(now, call, &hold, false, |call| ClientOwner::Rehold { call });
+                    }
+                }
+                self.stats.retrieves_failed.inc();
+                return;
+            }
+            let host = self.advertise_host().to_owned();
+            let contact = self.contact_header();
+            let Some(c) = self.calls.get_mut(&call) else { return };
+            let CallState::Retrieving { retriever, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
+                return;
+            };
+            let mut b = retriever.leg;
+            b.origin.version += 1;
+            b.last_sdp.clear();
+            sdp::rewrite_origin(&mut b.last_sdp, msg.body(), b.origin, &host);
+            let answer = b.last_sdp.clone();
+            let tag = b.local_tag.clone();
+            b.pending_ack = Some((rtxn, b.remote_cseq));
+            let (cid, ext) = (b.call_id.clone(), c.ext);
+            c.state = CallState::Bridged { b };
+            self.bridged += 1;
+            c.deadline = Some(now + self.cfg.limits.max_call_duration);
+            let at = c.deadline;
+            self.schedule(at, TimerKey::Call(call));
+            self.add_dialog(call, Side::B, &cid, &tag);
+            self.stats.retrieves.inc();
+            self.depart(now, call, ext, LeaveReason::Retrieved);
+            self.reply_later(
+                now,
+                rtxn,
+                200,
+                "OK",
+                Some(&tag),
+                &[("Contact", &contact), ("Allow", ALLOW)],
+                Some(("application/sdp", &answer)),
+            );
+            self.drop_ext_if_idle(ext);
+        } else {
+            self.stats.retrieves_failed.inc();
+            let gone = matches!(code, 408 | 481) || code == 0;
+            if gone {
+                self.reply_later(now, rtxn, 480, "Parked Party Unavailable", None, &[], None);
+                self.stats.hangups.inc();
+                self.leave_park(now, call, LeaveReason::Hangup, false);
+            } else {
+                let reason = if code == 491 { "Request Pending" } else { "Parked Party Refused" };
+                let answer = if code == 491 { 491 } else { 480 };
+                self.reply_later(now, rtxn, answer, reason, None, &[], None);
+                self.back_to_parked(now, call);
+            }
+        }
+    }
+
+    /// A retrieve failed or was abandoned: the call is parked again, with
+    /// a fresh park timeout.
+    fn back_to_parked(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        c.state = CallState::Parked;
+        c.deadline = Some(now + Duration::from_secs(c.timeout_secs));
+        let at = c.deadline;
+        self.schedule(at, TimerKey::Call(call));
+    }
+
+    // ----- recall ---------------------------------------------------------
+
+    fn call_timer(&mut self, now: Instant, call: u64, at: Instant) {
+        let Some(c) = self.calls.get(&call) else { return };
+        if c.deadline != Some(at) {
+            return;
+        }
+        match c.state {
+            CallState::Parked => self.start_recall(now, call),
+            CallState::Bridged { .. } => {
+                warn!(call, "bridged call reached the maximum call duration: hanging up both legs");
+                self.bye(now, call, Side::A);
+                self.bye(now, call, Side::B);
+                self.forget_call(call);
+            }
+            CallState::Recalling { .. } => {
+                info!(call, "recall unanswered");
+                self.cancel_forks(now, call);
+                self.stats.park_timeouts.inc();
+                self.leave_park(now, call, LeaveReason::Timeout, true);
+            }
+            _ => {}
+        }
+    }
+
+    fn start_recall(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get(&call) else { return };
+        let ext = c.ext;
+        let parker_ext = c.parker.as_ref().and_then(|p| {
+            let uri = Uri::parse(&p.uri).ok()?;
+            uri.user.map(<[u8]>::to_vec)
+        });
+        let tenant = self.exts.get(&ext).map(|e| e.tenant.to_string()).unwrap_or_default();
+        let contacts: Vec<(Box<[u8]>, SocketAddr)> = parker_ext
+            .as_deref()
+            .and_then(|u| self.find_ext(tenant.as_bytes(), u))
+            .and_then(|id| self.exts.get(&id))
+            .map(|e| e.bindings.iter().filter(|b| b.expires_at > now).map(|b| (b.uri.clone(), b.flow)).collect())
+            .unwrap_or_default();
+        if contacts.is_empty() {
+            info!(call, "park timeout: parker unknown or unregistered");
+            self.stats.park_timeouts.inc();
+            self.leave_park(now, call, LeaveReason::Timeout, true);
+            return;
+        }
+        self.stats.recalls.inc();
+        let Some(c) = self.calls.get(&call) else { return };
+        let mut from = Vec::with_capacity(96);
+        if let Some(d) = &c.parked.display {
+            from.push(b'"');
+            from.extend_from_slice(d);
+            from.extend_from_slice(b"\" ");
+        }
+        from.push(b'<');
+        from.extend_from_slice(&c.parked.uri);
+        from.push(b'>');
+        let mut to = Vec::with_capacity(64);
+        to.extend_from_slice(b"<sip:");
+        to.extend_from_slice(parker_ext.as_deref().unwrap_or_default());
+        to.push(b'@');
+        to.extend_from_slice(tenant.as_bytes());
+        to.push(b'>');
+        let contact = self.contact_header();
+        let mut forks = Vec::with_capacity(contacts.len());
+        for (uri, dst) in contacts {
+            let txn = self.fresh_id();
+            let tag = self.new_tag();
+            let call_id = self.new_call_id();
+            let mut branch = Vec::with_capacity(32);
+            write_branch(&mut branch, self.id, txn);
+            let mut out = Vec::with_capacity(700);
+            request_head(&mut out, "INVITE", &uri, &self.cfg.advertise, &branch);
+            out.extend_from_slice(b"From: ");
+            out.extend_from_slice(&from);
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(&tag);
+            out.extend_from_slice(b"\r\n");
+            header(&mut out, "To", &to);
+            header(&mut out, "Call-ID", &call_id);
+            header(&mut out, "CSeq", b"1 INVITE");
+            header(&mut out, "Contact", &contact);
+            header(&mut out, "Allow", ALLOW);
+            header(&mut out, "Subject", b"Park recall");
+            finish(&mut out, "", b"");
+            self.send(dst, &out);
+            let t = self.cfg.timers;
+            let tx = ClientTxn::new(Kind::Invite, dst, out, now, &t);
+            let at = tx.deadline();
+            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Recall { call } });
+            self.schedule(at, TimerKey::Client(txn));
+            forks.push(Fork { txn, call_id, local_tag: tag, ringing: false, done: false });
+        }
+        let deadline = now + self.cfg.recall_timeout;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::Recalling { forks };
+            c.deadline = Some(deadline);
+        }
+        self.schedule(Some(deadline), TimerKey::Call(call));
+        info!(call, "park timeout: recalling parker");
+    }
+
+    fn fork_ringing(&mut self, call: u64, txn: u64) {
+        if let Some(c) = self.calls.get_mut(&call)
+            && let CallState::Recalling { forks } = &mut c.state
+            && let Some(f) = forks.iter_mut().find(|f| f.txn == txn)
+        {
+            f.ringing = true;
+        }
+    }
+
+    /// CANCELs every fork of a recalling `call` that is still ringing.
+    fn cancel_forks(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let CallState::Recalling { forks } = &mut c.state else { return };
+        let pending: Vec<u64> = forks.iter_mut().filter(|f| !f.done).map(|f| {
+            f.done = true;
+            f.txn
+        }).collect();
+        for txn in pending {
+            self.cancel(now, txn);
+        }
+    }
+
+    /// Sends CANCEL for INVITE client transaction `txn` (§9.1).
+    fn cancel(&mut self, now: Instant, txn: u64) {
+        let Some(e) = self.client.get(&txn) else { return };
+        if !e.txn.pending() {
+            return;
+        }
+        let Ok(req) = SipMessage::parse(&e.txn.request) else { return };
+        let (Some(uri), Some(via), Some(from), Some(to), Ok(call_id), Ok(cseq)) = (
+            req.request_uri(),
+            req.header(HeaderName::Via),
+            req.header(HeaderName::From),
+            req.header(HeaderName::To),
+            req.call_id(),
+            req.cseq(),
+        ) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(400);
+        out.extend_from_slice(b"CANCEL ");
+        out.extend_from_slice(uri);
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        header(&mut out, "Via", via);
+        header(&mut out, "Max-Forwards", b"70");
+        header(&mut out, "From", from);
+        header(&mut out, "To", to);
+        header(&mut out, "Call-ID", call_id);
+        let mut cs = Vec::new();
+        let _ = std::io::Write::write_fmt(&mut cs, format_args!("{} CANCEL", cseq.seq));
+        header(&mut out, "CSeq", &cs);
+        finish(&mut out, "", b"");
+        let dst = e.txn.dst;
+        self.send(dst, &out);
+        // CANCEL shares the INVITE's branch, so its responses would match the
+        // INVITE's transaction id; it is sent once and not tracked.
+        let _ = now;
+    }
+
+    fn recall_answered(&mut self, now: Instant, src: SocketAddr, call: u64, txn: u64, code: u16, msg: &SipMessage<'_>) {
+        let winner = (200..300).contains(&code)
+            && self.calls.get(&call).is_some_and(|c| matches!(c.state, CallState::Recalling { .. }))
+            && sdp::is_sdp(msg.body());
+        if (200..300).contains(&code) && !winner {
+            // Too late (another device won, or the call is gone), or no SDP
+            // offer to bridge with: confirm and end this branch.
+            self.ack_and_bye_fork(now, src, txn, msg);
+            self.fork_done(now, call, txn);
+            return;
+        }
+        if !winner {
+            self.fork_done(now, call, txn);
+            return;
+        }
+        let session = self.random();
+        let local = self
+            .client
+            .get(&txn)
+            .and_then(|e| {
+                let req = SipMessage::parse(&e.txn.request).ok()?;
+                let from = req.from_hdr().ok()?;
+                let cut = from.raw.len() - from.params.len();
+                Some(from.raw[..cut].to_vec().into_boxed_slice())
+            })
+            .unwrap_or_default();
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let CallState::Recalling { forks } = std::mem::replace(&mut c.state, CallState::Parked) else { return };
+        let Some(fork) = forks.iter().find(|f| f.txn == txn) else { return };
+        let (Ok(to), Some(target)) = (msg.to_hdr(), first_contact(msg)) else { return };
+        let mut route_set: Vec<Box<[u8]>> = msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect();
+        route_set.reverse();
+        let b = Leg {
+            call_id: fork.call_id.clone(),
+            local_tag: fork.local_tag.clone(),
+            local,
+            remote: to.raw.into(),
+            remote_target: target,
+            route_set,
+            local_cseq: 1,
+            remote_cseq: 0,
+            peer: src,
+            origin: Origin::new(session),
+            last_sdp: Vec::new(),
+            remote_sdp: msg.body().to_vec(),
+            pending_ack: None,
+        };
+        let (cid, tag) = (b.call_id.clone(), b.local_tag.clone());
+        let others: Vec<u64> = forks.iter().filter(|f| f.txn != txn && !f.done).map(|f| f.txn).collect();
+        c.state = CallState::Recalling { forks };
+        for other in others {
+            self.cancel(now, other);
+        }
+        self.stats.recalls_answered.inc();
+        let ext = c_ext(&self.calls, call);
+        self.depart(now, call, ext, LeaveReason::Recalled);
+        let offer = msg.body().to_vec();
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        c.deadline = None;
+        c.state = CallState::RecallBridging { b, fork_txn: txn, reinvite: 0 };
+        self.add_dialog(call, Side::B, &cid, &tag);
+        if let Some(reinvite) = self.reinvite(now, call, &offer, true, |call| ClientOwner::RecallBridge { call })
+            && let Some(c) = self.calls.get_mut(&call)
+            && let CallState::RecallBridging { reinvite: r, .. } = &mut c.state
+        {
+            *r = reinvite;
+        }
+    }
+
+    /// Confirms and immediately ends a recall branch that answered too late.
+    fn ack_and_bye_fork(&mut self, now: Instant, src: SocketAddr, txn: u64, msg: &SipMessage<'_>) {
+        let Some(e) = self.client.get(&txn) else { return };
+        let Ok(req) = SipMessage::parse(&e.txn.request) else { return };
+        let (Some(from), Ok(call_id), Some(to), Some(target)) =
+            (req.header(HeaderName::From), req.call_id(), msg.header(HeaderName::To), first_contact(msg))
+        else {
+            return;
+        };
+        let mut route_set: Vec<Box<[u8]>> = msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect();
+        route_set.reverse();
+        let from_na = NameAddr::parse(from).ok();
+        let (local, local_tag): (Box<[u8]>, Box<[u8]>) = match from_na {
+            Some(f) => (f.raw[..f.raw.len() - f.params.len()].into(), f.tag().unwrap_or_default().into()),
+            None => return,
+        };
+        let leg = Leg {
+            call_id: call_id.into(),
+            local_tag,
+            local,
+            remote: to.into(),
+            remote_target: target,
+            route_set,
+            local_cseq: 1,
+            remote_cseq: 0,
+            peer: src,
+            origin: Origin::new(0),
+            last_sdp: Vec::new(),
+            remote_sdp: Vec::new(),
+            pending_ack: None,
+        };
+        let contact = self.contact_header();
+        for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+            let id = self.fresh_id();
+            let mut branch = Vec::with_capacity(32);
+            write_branch(&mut branch, self.id, id);
+            let mut out = Vec::with_capacity(600);
+            write_leg_request(&mut out, &leg, method, cseq, &self.cfg.advertise, &branch, &contact, None);
+            let dst = leg_destination(&leg);
+            self.send(dst, &out);
+            if method == "ACK" {
+                if let Some(e) = self.client.get_mut(&txn) {
+                    e.txn.ack = out;
+                }
+            } else {
+                let t = self.cfg.timers;
+                let tx = ClientTxn::new(Kind::NonInvite, dst, out, now, &t);
+                let at = tx.deadline();
+                self.client.insert(id, ClientEntry { txn: tx, owner: ClientOwner::Detached });
+                self.schedule(at, TimerKey::Client(id));
+            }
+        }
+    }
+
+    /// A recall branch ended without winning; if it was the last, the call
+    /// times out.
+    fn fork_done(&mut self, now: Instant, call: u64, txn: u64) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let CallState::Recalling { forks } = &mut c.state else { return };
+        if let Some(f) = forks.iter_mut().find(|f| f.txn == txn) {
+            f.done = true;
+        }
+        if forks.iter().all(|f| f.done) {
+            info!(call, "every recall branch failed");
+            self.stats.park_timeouts.inc();
+            self.leave_park(now, call, LeaveReason::Timeout, true);
+        }
+    }
+
+    fn recall_bridged(&mut self, now: Instant, call: u64, txn: u64, code: u16, msg: &SipMessage<'_>) {
+        let Some(c) = self.calls.get(&call) else { return };
+        let CallState::RecallBridging { fork_txn, reinvite, .. } = &c.state else { return };
+        if *reinvite != txn {
+            return;
+        }
+        let fork_txn = *fork_txn;
+        if (200..300).contains(&code) {
+            let host = self.advertise_host().to_owned();
+            self.ack_2xx(now, call, Side::A, txn, None);
+            let Some(c) = self.calls.get_mut(&call) else { return };
+            c.a.remote_sdp = msg.body().to_vec();
+            let CallState::RecallBridging { mut b, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
+                return;
+            };
+            b.origin.version += 1;
+            b.last_sdp.clear();
+            sdp::rewrite_origin(&mut b.last_sdp, msg.body(), b.origin, &host);
+            let answer = b.last_sdp.clone();
+            c.state = CallState::Bridged { b };
+            self.bridged += 1;
+            c.deadline = Some(now + self.cfg.limits.max_call_duration);
+            let at = c.deadline;
+            self.schedule(at, TimerKey::Call(call));
+            self.ack_2xx(now, call, Side::B, fork_txn, Some(("application/sdp", &answer)));
+        } else {
+            // The parked leg refused or is gone: confirm and end the recall
+            // leg, and end the parked leg too.
+            if let Some(c) = self.calls.get_mut(&call)
+                && let CallState::RecallBridging { b, .. } = std::mem::replace(&mut c.state, CallState::Parked)
+            {
+                c.state = CallState::Bridged { b };
+            self.bridged += 1;
+            }
+            self.ack_2xx(now, call, Side::B, fork_txn, None);
+            self.bye(now, call, Side::B);
+            if !matches!(code, 408 | 481) {
+                self.bye(now, call, Side::A);
+            }
+            self.forget_call(call);
+        }
+    }
+
+    // ----- timers ---------------------------------------------------------
+
+    fn server_timer(&mut self, now: Instant, id: u64, at: Instant) {
+        let t = self.cfg.timers;
+        let Some(e) = self.server.get_mut(&id) else { return };
+        if e.txn.deadline() != Some(at) {
+            return;
+        }
+        match e.txn.on_timer(now, &t) {
+            TimerAction::Nothing => {}
+            TimerAction::Retransmit => {
+                let (dst, resp) = (e.txn.dst, e.txn.response.clone());
+                let at = e.txn.deadline();
+                self.stats.retransmissions.inc();
+                self.send(dst, &resp);
+                self.schedule(at, TimerKey::Server(id));
+            }
+            TimerAction::Terminate { timed_out } => {
+                let e = self.server.remove(&id);
+                if let Some(e) = e {
+                    self.server_index.remove(&e.key);
+                    if timed_out && (200..300).contains(&e.txn.final_code) {
+                        self.no_ack(now, e.call, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A 2xx sipark sent was never ACKed (§13.3.1.4): end the session.
+    fn no_ack(&mut self, now: Instant, call: Option<u64>, txn: u64) {
+        let Some(call) = call else { return };
+        let Some(c) = self.calls.get(&call) else { return };
+        match &c.state {
+            CallState::Answering { txn: t } if *t == txn => {
+                warn!(call, "park 200 OK never ACKed");
+                self.bye(now, call, Side::A);
+                self.forget_call(call);
+            }
+            CallState::Bridged { b } if b.pending_ack.is_some_and(|(t, _)| t == txn) => {
+                warn!(call, "retrieve 200 OK never ACKed");
+                self.bye(now, call, Side::A);
+                self.bye(now, call, Side::B);
+                self.forget_call(call);
+            }
+            _ => {}
+        }
+    }
+
+    fn client_timer(&mut self, now: Instant, id: u64, at: Instant) {
+        let t = self.cfg.timers;
+        let Some(e) = self.client.get_mut(&id) else { return };
+        if e.txn.deadline() != Some(at) {
+            return;
+        }
+        match e.txn.on_timer(now, &t) {
+            TimerAction::Nothing => {}
+            TimerAction::Retransmit => {
+                let (dst, req) = (e.txn.dst, e.txn.request.clone());
+                let at = e.txn.deadline();
+                if e.owner == ClientOwner::Notify {
+                    self.stats.notifies_retransmitted.inc();
+                }
+                self.stats.retransmissions.inc();
+                self.send(dst, &req);
+                self.schedule(at, TimerKey::Client(id));
+            }
+            TimerAction::Terminate { timed_out } => {
+                let Some(e) = self.client.remove(&id) else { return };
+                if !timed_out {
+                    return;
+                }
+                match e.owner {
+                    ClientOwner::Notify => {
+                        self.stats.notifies_failed.inc();
+                        warn!(peer = %e.txn.dst, "park-info NOTIFY timed out (Timer F)");
+                    }
+                    ClientOwner::Retrieve { call } => {
+                        // Reinstate the transaction record so the handler can
+                        // match it, then treat the silence as 408.
+                        self.client.insert(id, e);
+                        self.timeout_final(now, id, call, true);
+                    }
+                    ClientOwner::RecallBridge { call } => {
+                        self.client.insert(id, e);
+                        self.timeout_final(now, id, call, false);
+                    }
+                    ClientOwner::Recall { call } => self.fork_done(now, call, id),
+                    ClientOwner::Rehold { .. } | ClientOwner::Detached => {}
+                }
+                self.client.remove(&id);
+            }
+        }
+    }
+
+    fn timeout_final(&mut self, now: Instant, txn: u64, call: u64, retrieve: bool) {
+        let Some(c) = self.calls.get(&call) else { return };
+        let _ = c;
+        if retrieve {
+            let Some(c) = self.calls.get(&call) else { return };
+            let CallState::Retrieving { retriever, reinvite } = &c.state else { return };
+            if *reinvite != txn {
+                return;
+            }
+            let rtxn = retriever.txn;
+            self.stats.retrieves_failed.inc();
+            self.reply_later(now, rtxn, 480, "Parked Party Unavailable", None, &[], None);
+            self.stats.hangups.inc();
+            self.leave_park(now, call, LeaveReason::Hangup, false);
+        } else {
+            let Some(c) = self.calls.get_mut(&call) else { return };
+            let CallState::RecallBridging { reinvite, fork_txn, .. } = &c.state else { return };
+            if *reinvite != txn {
+                return;
+            }
+            let fork_txn = *fork_txn;
+            if let CallState::RecallBridging { b, .. } = std::mem::replace(&mut c.state, CallState::Parked) {
+                c.state = CallState::Bridged { b };
+            self.bridged += 1;
+            }
+            self.ack_2xx(now, call, Side::B, fork_txn, None);
+            self.bye(now, call, Side::B);
+            self.forget_call(call);
+        }
+    }
+
+    fn ext_timer(&mut self, now: Instant, id: u64, at: Instant) {
+        let Some(e) = self.exts.get_mut(&id) else { return };
+        if e.timer_at != Some(at) {
+            return;
+        }
+        e.timer_at = None;
+        let before = e.bindings.len();
+        e.bindings.retain(|b| b.expires_at > now);
+        self.bindings -= before - e.bindings.len();
+        self.schedule_ext(id);
+        self.drop_ext_if_idle(id);
+    }
+
+    /// Recomputes the extension's earliest expiry and queues a timer for it
+    /// unless one at or before it is already queued.
+    fn schedule_ext(&mut self, id: u64) {
+        let Some(e) = self.exts.get_mut(&id) else { return };
+        e.deadline = e.bindings.iter().map(|b| b.expires_at).min();
+        let Some(deadline) = e.deadline else { return };
+        if e.timer_at.is_none_or(|t| deadline < t) {
+            e.timer_at = Some(deadline);
+            self.schedule(Some(deadline), TimerKey::Ext(id));
+        }
+    }
+
+    // ----- extensions, NOTIFY ----------------------------------------------
+
+    fn ext_key(&mut self, tenant: &[u8], ext: &[u8]) {
+        self.key.clear();
+        self.key.extend_from_slice(ext);
+        self.key.push(b'@');
+        self.key.extend(tenant.iter().map(u8::to_ascii_lowercase));
+    }
+
+    fn find_ext(&mut self, tenant: &[u8], ext: &[u8]) -> Option<u64> {
+        self.ext_key(tenant, ext);
+        self.ext_index.get(self.key.as_slice()).copied()
+    }
+
+    /// The extension's id, creating it if needed.
+    fn ext_id(&mut self, tenant: &[u8], ext: &[u8]) -> u64 {
+        if let Some(id) = self.find_ext(tenant, ext) {
+            return id;
+        }
+        let id = self.fresh_id();
+        let key: Box<[u8]> = self.key.as_slice().into();
+        self.ext_index.insert(key, id);
+        let tenant = String::from_utf8_lossy(tenant).to_ascii_lowercase().into_boxed_str();
+        let ext = String::from_utf8_lossy(ext).into_owned().into_boxed_str();
+        self.exts.insert(
+            id,
+            Extension {
+                tenant,
+                ext,
+                bindings: Vec::new(),
+                calls: Vec::new(),
+                version: self.version_floor,
+                deadline: None,
+                timer_at: None,
+            },
+        );
+        id
+    }
+
+    fn drop_ext_if_idle(&mut self, id: u64) {
+        let Some(e) = self.exts.get(&id) else { return };
+        if !e.bindings.is_empty() || !e.calls.is_empty() {
+            return;
+        }
+        let key = format!("{}@{}", e.ext, e.tenant);
+        self.ext_index.remove(key.as_bytes());
+        self.exts.remove(&id);
+    }
+
+    /// The extension's state changed: bump its version and NOTIFY every
+    /// contact. `left` is the call that just left, shown once as terminated.
+    fn ext_changed(&mut self, now: Instant, ext: u64, left: Option<(u64, LeaveReason)>) {
+        let Some(e) = self.exts.get_mut(&ext) else { return };
+        e.version += 1;
+        self.version_floor = self.version_floor.max(e.version);
+        self.notify_ext(now, ext, left, None);
+    }
+
+    /// Sends the extension's current park-info document to every contact
+    /// (or only to the contact `only`, for a resync).
+    fn notify_ext(&mut self, now: Instant, ext: u64, left: Option<(u64, LeaveReason)>, only: Option<&[u8]>) {
+        let Some(e) = self.exts.get(&ext) else { return };
+        if e.bindings.is_empty() {
+            return;
+        }
+        let mut body = std::mem::take(&mut self.scratch);
+        body.clear();
+        let listed = e.calls.iter().filter_map(|id| self.calls.get(id)).filter(|c| c.state.listed());
+        let departed = left.and_then(|(id, r)| Some(CallView { call: self.calls.get(&id)?, left: Some(r) }));
+        let views = listed.map(|call| CallView { call, left: None }).chain(departed);
+        write_park_info(&mut body, e, &self.cfg.retrieve_fac, views);
+        let targets: Vec<(Box<[u8]>, SocketAddr)> = e
+            .bindings
+            .iter()
+            .filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now)
+            .map(|b| (b.uri.clone(), b.flow))
+            .collect();
+        let mut from = Vec::with_capacity(64);
+        from.extend_from_slice(b"<sip:park@");
+        from.extend_from_slice(e.tenant.as_bytes());
+        from.extend_from_slice(b">;tag=");
+        let mut to = Vec::with_capacity(64);
+        to.extend_from_slice(b"<sip:");
+        to.extend_from_slice(e.ext.as_bytes());
+        to.push(b'@');
+        to.extend_from_slice(e.tenant.as_bytes());
+        to.push(b'>');
+        let contact = self.contact_header();
+        for (uri, dst) in targets {
+            if self.client.len() + self.server.len() >= self.cfg.limits.max_transactions {
+                self.stats.overload_rejects.inc();
+                self.stats.notifies_failed.inc();
+                continue;
+            }
+            let txn = self.fresh_id();
+            let tag = self.new_tag();
+            let call_id = self.new_call_id();
+            let mut branch = Vec::with_capacity(32);
+            write_branch(&mut branch, self.id, txn);
+            let mut out = Vec::with_capacity(700 + body.len());
+            request_head(&mut out, "NOTIFY", &uri, &self.cfg.advertise, &branch);
+            out.extend_from_slice(b"From: ");
+            out.extend_from_slice(&from);
+            out.extend_from_slice(&tag);
+            out.extend_from_slice(b"\r\n");
+            header(&mut out, "To", &to);
+            header(&mut out, "Call-ID", &call_id);
+            header(&mut out, "CSeq", b"1 NOTIFY");
+            header(&mut out, "Contact", &contact);
+            header(&mut out, "Event", b"park-info");
+            header(&mut out, "Subscription-State", b"active");
+            finish(&mut out, "application/park-info+xml", &body);
+            self.send(dst, &out);
+            self.stats.notifies_sent.inc();
+            let t = self.cfg.timers;
+            let tx = ClientTxn::new(Kind::NonInvite, dst, out, now, &t);
+            let at = tx.deadline();
+            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Notify });
+            self.schedule(at, TimerKey::Client(txn));
+        }
+        self.scratch = body;
+    }
+
+    // ----- registrar ------------------------------------------------------
+
+    fn on_register(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, txn: u64) {
+        let (Ok(to), Ok(call_id), Ok(cseq)) = (msg.to_hdr(), msg.call_id(), msg.cseq()) else { return };
+        let Some(user) = to.uri.user.filter(|u| valid_ext(u)) else {
+            self.reply(now, txn, msg, 400, "To URI has no extension", None, &[], None);
+            return;
+        };
+        let tenant = to.uri.host;
+        if self.cfg.tenant(tenant).is_none() {
+            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+            return;
+        }
+        let header_expires = match msg.expires() {
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => {
+                self.reply(now, txn, msg, 400, "Bad Expires header", None, &[], None);
+                return;
+            }
+            None => None,
+        };
+        // Validate everything before changing anything.
+        let mut changes: Vec<(&[u8], u32)> = Vec::new();
+        let mut star = false;
+        for c in msg.contacts() {
+            match c {
+                Ok(Contact::Star) => star = true,
+                Ok(Contact::Addr(na)) => {
+                    let exp = match na.param(b"expires") {
+                        Some(Some(v)) => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+                            Some(v) => v,
+                            None => {
+                                self.reply(now, txn, msg, 400, "Bad expires parameter", None, &[], None);
+                                return;
+                            }
+                        },
+                        _ => header_expires.unwrap_or(self.cfg.default_expires),
+                    };
+                    changes.push((na.uri.raw, exp));
+                }
+                Err(e) => {
+                    self.reply(now, txn, msg, 400, e.reason(), None, &[], None);
+                    return;
+                }
+            }
+        }
+        if star && (!changes.is_empty() || header_expires != Some(0)) {
+            self.reply(now, txn, msg, 400, "Contact * needs Expires: 0 alone", None, &[], None);
+            return;
+        }
+        if let Some(&(_, e)) = changes.iter().find(|(_, e)| *e != 0 && *e < self.cfg.min_expires) {
+            let _ = e;
+            let min = self.cfg.min_expires.to_string();
+            self.reply(now, txn, msg, 423, "Interval Too Brief", None, &[("Min-Expires", min.as_bytes())], None);
+            return;
+        }
+        let ext_id = self.ext_id(tenant, user);
+        let Some(e) = self.exts.get(&ext_id) else { return };
+        let after = {
+            let mut n = e.bindings.len();
+            for (uri, exp) in &changes {
+                let exists = e.bindings.iter().any(|b| *b.uri == **uri);
+                match (exists, *exp) {
+                    (true, 0) => n -= 1,
+                    (false, 0) | (true, _) => {}
+                    (false, _) => n += 1,
+                }
+            }
+            n
+        };
+        if !star && after > self.cfg.max_contacts as usize {
+            self.reply(now, txn, msg, 403, "Too Many Contacts", None, &[], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        if after > e.bindings.len() && self.bindings + (after - e.bindings.len()) > self.cfg.limits.max_bindings {
+            self.stats.overload_rejects.inc();
+            self.reply(now, txn, msg, 503, "Registrar Full", None, &[("Retry-After", b"60")], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        let max = self.cfg.max_expires;
+        let Some(e) = self.exts.get_mut(&ext_id) else { return };
+        let before = e.bindings.len();
+        let mut resync: Vec<Box<[u8]>> = Vec::new();
+        if star {
+            e.bindings.clear();
+        }
+        for (uri, exp) in changes {
+            let pos = e.bindings.iter().position(|b| *b.uri == *uri);
+            if exp == 0 {
+                if let Some(p) = pos {
+                    e.bindings.remove(p);
+                }
+                continue;
+            }
+            let expires_at = now + Duration::from_secs(u64::from(exp.min(max)));
+            match pos {
+                Some(p) => {
+                    let b = &mut e.bindings[p];
+                    if *b.call_id != *call_id {
+                        resync.push(uri.into());
+                        b.call_id = call_id.into();
+                    }
+                    b.flow = src;
+                    b.expires_at = expires_at;
+                    b.cseq = cseq.seq;
+                }
+                None => {
+                    resync.push(uri.into());
+                    e.bindings.push(Binding { uri: uri.into(), flow: src, expires_at, call_id: call_id.into(), cseq: cseq.seq });
+                }
+            }
+        }
+        self.bindings = self.bindings + e.bindings.len() - before;
+        // 200 OK lists every current binding (§10.3 step 8).
+        let mut contacts: Vec<Vec<u8>> = Vec::with_capacity(e.bindings.len());
+        for b in &e.bindings {
+            let mut v = Vec::with_capacity(b.uri.len() + 20);
+            v.push(b'<');
+            v.extend_from_slice(&b.uri);
+            let left = b.expires_at.saturating_duration_since(now).as_secs();
+            let _ = std::io::Write::write_fmt(&mut v, format_args!(">;expires={left}"));
+            contacts.push(v);
+        }
+        let has_calls = e.calls.iter().any(|c| self.calls.get(c).is_some_and(|c| c.state.listed()));
+        self.schedule_ext(ext_id);
+        self.stats.registrations.inc();
+        let extra: Vec<(&str, &[u8])> = contacts.iter().map(|c| ("Contact", c.as_slice())).collect();
+        self.reply(now, txn, msg, 200, "OK", None, &extra, None);
+        if has_calls {
+            for uri in resync {
+                self.notify_ext(now, ext_id, None, Some(&uri));
+            }
+        }
+        self.drop_ext_if_idle(ext_id);
+    }
+}
+
+fn c_ext(calls: &HashMap<u64, Call>, call: u64) -> u64 {
+    calls.get(&call).map_or(0, |c| c.ext)
+}
+
+/// Extensions are non-empty and made of characters a dial plan would use.
+fn valid_ext(ext: &[u8]) -> bool {
+    !ext.is_empty() && ext.len() <= 64 && ext.iter().all(|b| b.is_ascii_alphanumeric() || b"+-_.".contains(b))
+}
+
+fn identity(na: &NameAddr<'_>) -> Identity {
+    Identity { uri: na.uri.raw.into(), display: na.display.filter(|d| !d.is_empty()).map(Into::into) }
+}
+
+/// The URI of the first Contact of `msg`.
+fn first_contact(msg: &SipMessage<'_>) -> Option<Box<[u8]>> {
+    msg.contacts().find_map(|c| match c {
+        Ok(Contact::Addr(na)) => Some(na.uri.raw.into()),
+        _ => None,
+    })
+}
+
+/// Where in-dialog requests on `leg` go: the first Route hop when it is an
+/// IP literal, else the address the peer last used (symmetric signalling,
+/// which also works for phones behind NAT).
+fn leg_destination(leg: &Leg) -> SocketAddr {
+    leg.route_set
+        .first()
+        .and_then(|r| NameAddr::parse(r).ok())
+        .and_then(|na| {
+            let host = std::str::from_utf8(na.uri.host).ok()?;
+            let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+            Some(SocketAddr::new(ip, na.uri.port.unwrap_or(5060)))
+        })
+        .unwrap_or(leg.peer)
+}
+
+/// Writes an in-dialog request on `leg` (§12.2.1.1).
+#[allow(clippy::too_many_arguments)]
+fn write_leg_request(
+    out: &mut Vec<u8>,
+    leg: &Leg,
+    method: &str,
+    cseq: u32,
+    advertise: &str,
+    branch: &[u8],
+    contact: &[u8],
+    body: Option<(&str, &[u8])>,
+) {
+    request_head(out, method, &leg.remote_target, advertise, branch);
+    for r in &leg.route_set {
+        header(out, "Route", r);
+    }
+    out.extend_from_slice(b"From: ");
+    out.extend_from_slice(&leg.local);
+    out.extend_from_slice(b";tag=");
+    out.extend_from_slice(&leg.local_tag);
+    out.extend_from_slice(b"\r\n");
+    header(out, "To", &leg.remote);
+    header(out, "Call-ID", &leg.call_id);
+    let mut cs = Vec::with_capacity(16);
+    let _ = std::io::Write::write_fmt(&mut cs, format_args!("{cseq} {method}"));
+    header(out, "CSeq", &cs);
+    if method == "INVITE" {
+        header(out, "Contact", contact);
+        header(out, "Allow", ALLOW);
+    }
+    let (ctype, body) = body.unwrap_or(("", b""));
+    finish(out, ctype, body);
+}

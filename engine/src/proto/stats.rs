@@ -1,0 +1,112 @@
+//! Per-shard counters.
+//!
+//! Each counter has one writer (the shard's own thread) and is read by the
+//! metrics thread at scrape time, so an increment is a relaxed load and
+//! store, not a locked read-modify-write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A single-writer counter or gauge.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one. Only the owning shard's thread may call this.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Adds `n`. Only the owning shard's thread may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+    /// Sets a gauge. Only the owning shard's thread may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Reads the value (any thread).
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! stats {
+    ($($(#[doc = $doc:literal])* $kind:ident $name:ident,)*) => {
+        /// Counters and gauges of one shard (and its worker's I/O).
+        #[derive(Debug, Default)]
+        pub struct ShardStats {
+            $($(#[doc = $doc])* pub $name: Counter,)*
+        }
+
+        impl ShardStats {
+            /// `(name, kind, help, value)` for every field, for exporters.
+            pub fn each(&self, mut f: impl FnMut(&'static str, Kind, &'static str, u64)) {
+                $(f(stringify!($name), Kind::$kind, concat!($($doc),*).trim(), self.$name.get());)*
+            }
+        }
+    };
+}
+
+/// Whether a field only goes up or may go down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+stats! {
+    /// Datagrams received by this worker's socket.
+    Counter datagrams_in,
+    /// Datagrams sent by this worker's socket.
+    Counter datagrams_out,
+    /// Datagrams that did not parse (answered 400 when possible).
+    Counter parse_errors,
+    /// Datagrams dropped without an answer (unreadable, or responses nobody waits for).
+    Counter dropped,
+    /// Datagrams handed to another shard's worker.
+    Counter handoffs_out,
+    /// Datagrams received from another shard's worker.
+    Counter handoffs_in,
+    /// Hand-offs lost because the owner's inbox was full.
+    Counter handoffs_dropped,
+    /// Calls parked (ACK received).
+    Counter parks,
+    /// Park INVITEs refused (extension full, shutdown, unknown tenant, limits).
+    Counter parks_rejected,
+    /// Calls retrieved and bridged.
+    Counter retrieves,
+    /// Retrieve attempts that failed (nothing parked, parked leg failed).
+    Counter retrieves_failed,
+    /// Recalls started after a park timeout.
+    Counter recalls,
+    /// Recalls answered and bridged.
+    Counter recalls_answered,
+    /// Parked calls hung up after an unanswered or impossible recall.
+    Counter park_timeouts,
+    /// Parked calls that ended because the parked party hung up.
+    Counter hangups,
+    /// park-info NOTIFY requests sent (first transmissions).
+    Counter notifies_sent,
+    /// park-info NOTIFY retransmissions (Timer E).
+    Counter notifies_retransmitted,
+    /// park-info NOTIFYs that failed (error response or Timer F).
+    Counter notifies_failed,
+    /// REGISTER requests accepted.
+    Counter registrations,
+    /// Retransmissions sent by any client or server transaction.
+    Counter retransmissions,
+    /// Requests refused because a per-shard limit was reached.
+    Counter overload_rejects,
+    /// Bindings currently registered.
+    Gauge bindings,
+    /// Calls currently parked (including ones being recalled).
+    Gauge parked,
+    /// Calls currently bridged through sipark.
+    Gauge bridged,
+    /// Transactions currently alive.
+    Gauge transactions,
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs the system tools that sipark's test-suite needs. Idempotent: does nothing when every
+# tool is already present. Used by `cargo xtask test` and CI (which runs as root with no stdin).
+#
+# Needed today:
+#   sipp  (Debian/Ubuntu package: sip-tester) - drives the end-to-end tests in tests/e2e.
+# TODO(ebpf issue): clang-19 and libbpf-dev (for ebpf/) will be added here by that issue.
+set -euo pipefail
+
+missing=()
+if ! command -v sipp >/dev/null 2>&1; then
+    missing+=(sip-tester)
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all test dependencies present (sipp: $(command -v sipp))"
+    exit 0
+fi
+
+fail() {
+    echo "install-deps: error: $*" >&2
+    echo "install-deps: please install these packages by hand: ${missing[*]}" >&2
+    exit 1
+}
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    fail "apt-get not found (only Debian/Ubuntu are automated)"
+fi
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        fail "not root and sudo is not installed"
+    fi
+    if [ -t 0 ]; then
+        sudo_cmd=(sudo)
+    else
+        # No terminal to type a password into: never hang waiting for one.
+        sudo_cmd=(sudo -n)
+    fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+"${sudo_cmd[@]}" apt-get update || fail "apt-get update failed"
+"${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}" || fail "apt-get install failed"
+
+if ! command -v sipp >/dev/null 2>&1; then
+    fail "sip-tester was installed but sipp is still not on PATH"
+fi
+echo "install-deps: done ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo sipp))"

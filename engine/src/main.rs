@@ -96,17 +96,8 @@ fn init_logging(format: LogFormat) {
 
 /// A feature code: non-empty, at most 16 characters of `0-9 * # A-Z a-z`.
 fn check_fac(flag: &str, v: &str) -> Result<(), String> {
-    let ok = !v.is_empty()
-        && v.len() <= 16
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'#');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{flag} {v:?}: expected 1-16 characters of 0-9, *, #, letters"
-        ))
-    }
+    let ok = !v.is_empty() && v.len() <= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'#');
+    if ok { Ok(()) } else { Err(format!("{flag} {v:?}: expected 1-16 characters of 0-9, *, #, letters")) }
 }
 
 /// Everything derived from the flags before any socket is bound.
@@ -151,14 +142,11 @@ fn plan(args: &Args) -> Result<Plan, String> {
         Some(0) => return Err("--workers must be at least 1".into()),
         Some(n) if n > 1024 => return Err("--workers must be at most 1024".into()),
         Some(n) => n,
-        None => std::thread::available_parallelism()
-            .map_or(1, |n| u16::try_from(n.get().min(1024)).unwrap_or(1)),
+        None => std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get().min(1024)).unwrap_or(1)),
     };
     if let Some(a) = &args.advertise
         && (a.is_empty()
-            || a.bytes().any(|b| {
-                b.is_ascii_whitespace() || b.is_ascii_control() || b"<>;,\"@".contains(&b)
-            }))
+            || a.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>;,\"@".contains(&b)))
     {
         return Err(format!("--advertise {a:?} is not a host[:port]"));
     }
@@ -167,29 +155,16 @@ fn plan(args: &Args) -> Result<Plan, String> {
         max_parks_per_ext: args.max_parks_per_ext,
     };
     let (defaults, tenants, tenants_desc) = match &args.tenants {
-        None => (
-            cli_defaults,
-            TenantMode::Open,
-            "open (every domain)".to_owned(),
-        ),
+        None => (cli_defaults, TenantMode::Open, "open (every domain)".to_owned()),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--tenants {}: {e}", path.display()))?;
-            let (d, mode) = config::parse_tenants(&text, cli_defaults)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("--tenants {}: {e}", path.display()))?;
+            let (d, mode) =
+                config::parse_tenants(&text, cli_defaults).map_err(|e| format!("{}: {e}", path.display()))?;
             let count = match &mode {
                 TenantMode::Strict(m) => m.len(),
                 TenantMode::Open => 0,
             };
-            (
-                d,
-                mode,
-                format!(
-                    "strict ({count} tenant{} from {})",
-                    if count == 1 { "" } else { "s" },
-                    path.display()
-                ),
-            )
+            (d, mode, format!("strict ({count} tenant{} from {})", if count == 1 { "" } else { "s" }, path.display()))
         }
     };
     let io = IoOptions {
@@ -199,12 +174,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
         metrics: args.metrics,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
-    Ok(Plan {
-        io,
-        defaults,
-        tenants,
-        tenants_desc,
-    })
+    Ok(Plan { io, defaults, tenants, tenants_desc })
 }
 
 fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {
@@ -280,11 +250,7 @@ fn main() -> ExitCode {
     let mut failed = false;
     loop {
         if let Some(sig) = signal::wait(Duration::from_millis(200)) {
-            info!(
-                signal = sig,
-                grace_s = plan.io.shutdown_grace.as_secs(),
-                "shutting down"
-            );
+            info!(signal = sig, grace_s = plan.io.shutdown_grace.as_secs(), "shutting down");
             break;
         }
         if engine.worker_exited() {

@@ -33,18 +33,13 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(name: &str, net: u8) -> Ctx {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("e2e")
-            .join(name);
+        // Every end-to-end test fails loudly without SIPp, even those that happen not to run it.
+        sipp_bin();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e").join(name);
         // A previous run's leftovers would confuse the failure dump.
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create artifact dir {}: {e}", dir.display()));
-        Ctx {
-            name: name.to_string(),
-            dir,
-            net,
-        }
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create artifact dir {}: {e}", dir.display()));
+        Ctx { name: name.to_string(), dir, net }
     }
 
     /// 127.0.NET.host
@@ -73,15 +68,9 @@ impl Drop for Ctx {
             return;
         }
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "\n====== e2e `{}` failed; artifacts in {} ======",
-            self.name,
-            self.dir.display()
-        );
-        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
+        let _ = writeln!(out, "\n====== e2e `{}` failed; artifacts in {} ======", self.name, self.dir.display());
+        let mut files: Vec<PathBuf> =
+            fs::read_dir(&self.dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
         files.sort();
         for f in files {
             let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("?");
@@ -95,9 +84,7 @@ impl Drop for Ctx {
             } else {
                 2500
             };
-            let text = fs::read(&f)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let text = fs::read(&f).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             if text.trim().is_empty() {
                 continue;
             }
@@ -122,8 +109,8 @@ pub fn tail(s: &str, n: usize) -> &str {
 
 /// An address on `ip` whose UDP port nobody holds right now.
 pub fn free_udp_addr(ip: Ipv4Addr) -> SocketAddr {
-    let sock = UdpSocket::bind(SocketAddrV4::new(ip, 0))
-        .unwrap_or_else(|e| panic!("cannot bind a UDP socket on {ip}: {e}"));
+    let sock =
+        UdpSocket::bind(SocketAddrV4::new(ip, 0)).unwrap_or_else(|e| panic!("cannot bind a UDP socket on {ip}: {e}"));
     sock.local_addr().expect("local_addr")
 }
 
@@ -135,17 +122,8 @@ fn udp_bound(addr: SocketAddr) -> Option<bool> {
     };
     let table = fs::read_to_string("/proc/net/udp").ok()?;
     // Addresses are printed as the raw in-memory u32 in hex, then the port in hex.
-    let want = format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(v4.ip().octets()),
-        v4.port()
-    );
-    Some(
-        table
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().nth(1) == Some(want.as_str())),
-    )
+    let want = format!("{:08X}:{:04X}", u32::from_ne_bytes(v4.ip().octets()), v4.port());
+    Some(table.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some(want.as_str())))
 }
 
 fn wait_bound(addr: SocketAddr, child: &mut Child, what: &str) {
@@ -227,14 +205,8 @@ impl Engine {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_sipark")));
-        let mut engine = Engine {
-            child: Some(child),
-            addr,
-            log,
-        };
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_sipark")));
+        let mut engine = Engine { child: Some(child), addr, log };
         engine.wait_ready(ctx);
         engine
     }
@@ -246,7 +218,7 @@ impl Engine {
         loop {
             n += 1;
             let call_id = format!("e2e-ready-{n}");
-            probe.send(self.addr, &crate::sip::options(&probe, self.addr, &call_id));
+            probe.send(self.addr, &crate::sip::options(probe.addr, self.addr, &call_id));
             let until = Instant::now() + Duration::from_millis(200);
             while let Some((m, _)) = probe.recv_until(until) {
                 if m.status() == Some(200) && m.header("Call-ID") == Some(call_id.as_str()) {
@@ -256,25 +228,17 @@ impl Engine {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
-                    "sipark exited ({status}) before answering OPTIONS on {}",
-                    self.addr
-                );
+                panic!("sipark exited ({status}) before answering OPTIONS on {}", self.addr);
             }
             if Instant::now() > deadline {
-                panic!(
-                    "sipark did not answer OPTIONS on {} within {ENGINE_READY_TIMEOUT:?}",
-                    self.addr
-                );
+                panic!("sipark did not answer OPTIONS on {} within {ENGINE_READY_TIMEOUT:?}", self.addr);
             }
         }
     }
 
     /// The engine's log so far.
     pub fn log(&self) -> String {
-        fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     /// Sends SIGTERM without waiting.
@@ -301,10 +265,7 @@ impl Engine {
     pub fn terminate_cleanly(&mut self, limit: Duration) {
         self.sigterm();
         let status = self.wait_exit(limit);
-        assert!(
-            status.success(),
-            "sipark exited with {status} after SIGTERM (expected 0)"
-        );
+        assert!(status.success(), "sipark exited with {status} after SIGTERM (expected 0)");
     }
 }
 
@@ -341,11 +302,7 @@ pub fn sipp_bin() -> PathBuf {
 }
 
 fn scenario_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("tests")
-        .join("sipp")
-        .join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("sipp").join(file)
 }
 
 /// What to run SIPp with.
@@ -384,10 +341,7 @@ impl SippSpec {
 
     /// A server scenario waiting for sipark's requests on `local`.
     pub fn uas(scenario: &'static str, local: SocketAddr) -> SippSpec {
-        SippSpec {
-            remote: None,
-            ..SippSpec::uac(scenario, local, local)
-        }
+        SippSpec { remote: None, ..SippSpec::uac(scenario, local, local) }
     }
 
     /// `-m`: calls to complete before exiting.
@@ -497,9 +451,7 @@ impl Sipp {
             cmd.arg("-l").arg(l.to_string());
         }
         cmd.arg("-d").arg(spec.pause_ms.to_string());
-        cmd.arg("-timeout")
-            .arg(format!("{}s", spec.timeout_s))
-            .arg("-timeout_error");
+        cmd.arg("-timeout").arg(format!("{}s", spec.timeout_s)).arg("-timeout_error");
         if let Some(s) = &spec.service {
             cmd.arg("-s").arg(s);
         }
@@ -511,34 +463,21 @@ impl Sipp {
             fs::write(&inf, csv).expect("write injection file");
             cmd.arg("-inf").arg(inf);
         }
-        cmd.args(["-trace_stat", "-fd", "1", "-stf"])
-            .arg(&files.stat);
-        cmd.arg("-trace_screen")
-            .arg("-screen_file")
-            .arg(&files.screen);
+        cmd.args(["-trace_stat", "-fd", "1", "-stf"]).arg(&files.stat);
+        cmd.arg("-trace_screen").arg("-screen_file").arg(&files.screen);
         cmd.arg("-trace_err").arg("-error_file").arg(&files.errors);
-        cmd.arg("-trace_msg")
-            .arg("-message_file")
-            .arg(&files.messages);
+        cmd.arg("-trace_msg").arg("-message_file").arg(&files.messages);
         if let Some(remote) = spec.remote {
             cmd.arg(remote.to_string());
         }
         let out = open_log(&files.stdout);
         let err = out.try_clone().expect("clone fd");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start sipp for {label}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start sipp for {label}: {e}"));
         if spec.remote.is_none() {
             wait_bound(spec.local, &mut child, &format!("sipp {label}"));
         }
-        Sipp {
-            child: Some(child),
-            label: label.to_string(),
-            spec,
-            started: Instant::now(),
-            files,
-        }
+        Sipp { child: Some(child), label: label.to_string(), spec, started: Instant::now(), files }
     }
 
     /// Has the process exited already?
@@ -572,11 +511,7 @@ impl Sipp {
                 );
             }
             if self.has_exited() {
-                panic!(
-                    "sipp {} exited after receiving {} {method}, expected {n}",
-                    self.label,
-                    got.len()
-                );
+                panic!("sipp {} exited after receiving {} {method}, expected {n}", self.label, got.len());
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -591,17 +526,12 @@ impl Sipp {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "sipp {} still running {limit:?} after start despite -timeout",
-                    self.label
-                );
+                panic!("sipp {} still running {limit:?} after start despite -timeout", self.label);
             }
         };
         let elapsed = self.started.elapsed();
         let screen = read_lossy(&self.files.screen);
-        let (successful, failed) = read_stats(&self.files.stat)
-            .or_else(|| screen_stats(&screen))
-            .unwrap_or((0, 0));
+        let (successful, failed) = read_stats(&self.files.stat).or_else(|| screen_stats(&screen)).unwrap_or((0, 0));
         SippOutcome {
             label: self.label.clone(),
             code: status.code(),
@@ -721,8 +651,7 @@ pub fn distinct_requests(msgs: Vec<Msg>, method: &str) -> Vec<Msg> {
 
 /// Registers `ext`@DOMAIN with a Contact at `local` by running register.xml from `local`.
 pub fn register_with_sipp(ctx: &Ctx, engine: &Engine, label: &str, local: SocketAddr, ext: &str) {
-    let spec = SippSpec::uac("register.xml", local, engine.addr)
-        .inf(&format!("SEQUENTIAL\n{ext};{DOMAIN};\n"))
-        .timeout_s(15);
+    let spec =
+        SippSpec::uac("register.xml", local, engine.addr).inf(&format!("SEQUENTIAL\n{ext};{DOMAIN};\n")).timeout_s(15);
     Sipp::spawn(ctx, label, spec).wait().assert_ok(1);
 }

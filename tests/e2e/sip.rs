@@ -149,16 +149,13 @@ pub struct Udp {
 
 impl Udp {
     pub fn bind(ip: Ipv4Addr) -> Udp {
-        let sock = UdpSocket::bind(SocketAddrV4::new(ip, 0))
-            .unwrap_or_else(|e| panic!("cannot bind UDP on {ip}: {e}"));
+        let sock = UdpSocket::bind(SocketAddrV4::new(ip, 0)).unwrap_or_else(|e| panic!("cannot bind UDP on {ip}: {e}"));
         let addr = sock.local_addr().expect("local_addr");
         Udp { sock, addr }
     }
 
     pub fn send(&self, to: SocketAddr, text: &str) {
-        self.sock
-            .send_to(text.as_bytes(), to)
-            .unwrap_or_else(|e| panic!("send_to {to} failed: {e}"));
+        self.sock.send_to(text.as_bytes(), to).unwrap_or_else(|e| panic!("send_to {to} failed: {e}"));
     }
 
     /// Next datagram before `deadline` (non-SIP keepalives are skipped).
@@ -179,12 +176,7 @@ impl Udp {
                     }
                     return Some((Msg::new(text), from));
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     continue;
                 }
                 // ICMP port unreachable from an earlier send, etc.
@@ -194,12 +186,7 @@ impl Udp {
     }
 
     /// Waits for a message satisfying `pred`; others are kept in the panic message.
-    pub fn expect(
-        &self,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&Msg) -> bool,
-    ) -> (Msg, SocketAddr) {
+    pub fn expect(&self, what: &str, limit: Duration, pred: impl Fn(&Msg) -> bool) -> (Msg, SocketAddr) {
         let deadline = Instant::now() + limit;
         let mut skipped = Vec::new();
         while let Some((m, from)) = self.recv_until(deadline) {
@@ -208,10 +195,7 @@ impl Udp {
             }
             skipped.push(m.first_line().to_string());
         }
-        panic!(
-            "socket {}: no {what} within {limit:?}; received instead: {skipped:?}",
-            self.addr
-        );
+        panic!("socket {}: no {what} within {limit:?}; received instead: {skipped:?}", self.addr);
     }
 
     /// Waits for the response to the request with `call_id` and CSeq method `method`, skipping
@@ -249,16 +233,16 @@ pub struct Request {
 
 impl Request {
     /// An out-of-dialog request from `me` with fresh branch, tag and Call-ID.
-    pub fn new(method: &str, uri: &str, me: &Udp, from_user: &str, to: &str) -> Request {
+    pub fn new(method: &str, uri: &str, me: SocketAddr, from_user: &str, to: &str) -> Request {
         let n = unique();
         Request {
             method: method.to_string(),
             uri: uri.to_string(),
-            via: me.addr,
+            via: me,
             branch: format!("z9hG4bKe2e{n}x{}", std::process::id()),
             from: format!("<sip:{from_user}@{DOMAIN}>;tag=e2e{n}"),
             to: to.to_string(),
-            call_id: format!("e2e-{n}-{}@{}", std::process::id(), me.addr.ip()),
+            call_id: format!("e2e-{n}-{}@{}", std::process::id(), me.ip()),
             cseq: 1,
             extra: Vec::new(),
             body: String::new(),
@@ -280,15 +264,7 @@ impl Request {
         let mut s = format!(
             "{} {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nFrom: {}\r\nTo: {}\r\n\
              Call-ID: {}\r\nCSeq: {} {}\r\nMax-Forwards: 70\r\n",
-            self.method,
-            self.uri,
-            self.via,
-            self.branch,
-            self.from,
-            self.to,
-            self.call_id,
-            self.cseq,
-            self.method
+            self.method, self.uri, self.via, self.branch, self.from, self.to, self.call_id, self.cseq, self.method
         );
         for h in &self.extra {
             s.push_str(h);
@@ -337,22 +313,16 @@ pub fn response(req: &Msg, code: u16, reason: &str, to_tag: Option<&str>, extra:
 }
 
 /// OPTIONS from `me` to sipark.
-pub fn options(me: &Udp, engine: SocketAddr, call_id: &str) -> String {
+pub fn options(me: SocketAddr, engine: SocketAddr, call_id: &str) -> String {
     let mut r = Request::new("OPTIONS", &format!("sip:{engine}"), me, "e2e", &format!("<sip:{engine}>"));
     r.call_id = call_id.to_string();
     r.render()
 }
 
 /// REGISTER `ext`@DOMAIN with a Contact at `me`, expires `expires`.
-pub fn register(me: &Udp, ext: &str, expires: u32) -> Request {
-    Request::new(
-        "REGISTER",
-        &format!("sip:{DOMAIN}"),
-        me,
-        ext,
-        &format!("<sip:{ext}@{DOMAIN}>"),
-    )
-    .header(&format!("Contact: <sip:{ext}@{}>;expires={expires}", me.addr))
+pub fn register(me: SocketAddr, ext: &str, expires: u32) -> Request {
+    Request::new("REGISTER", &format!("sip:{DOMAIN}"), me, ext, &format!("<sip:{ext}@{DOMAIN}>"))
+        .header(&format!("Contact: <sip:{ext}@{me}>;expires={expires}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,18 +359,10 @@ impl ParkInfo {
     pub fn parked(&self) -> Vec<&ParkCall> {
         self.calls.iter().filter(|c| c.state == "parked").collect()
     }
-
-    pub fn terminated(&self) -> Vec<&ParkCall> {
-        self.calls.iter().filter(|c| c.state == "terminated").collect()
-    }
 }
 
 fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 /// Attributes of the start tag beginning at `tag` (which starts with '<').
@@ -408,9 +370,7 @@ fn attrs(tag: &str) -> Vec<(String, String)> {
     let end = tag.find('>').unwrap_or(tag.len());
     let mut rest = &tag[..end];
     // Skip the element name.
-    rest = rest
-        .trim_start_matches('<')
-        .trim_start_matches(|c: char| !c.is_whitespace());
+    rest = rest.trim_start_matches('<').trim_start_matches(|c: char| !c.is_whitespace());
     let mut out = Vec::new();
     while let Some(eq) = rest.find('=') {
         let name = rest[..eq].trim().to_string();
@@ -492,8 +452,7 @@ pub fn parse_park_info(body: &str) -> Result<ParkInfo, String> {
 
 /// Parses the body of a NOTIFY, panicking with the message on error.
 pub fn park_info_of(m: &Msg) -> ParkInfo {
-    parse_park_info(m.body())
-        .unwrap_or_else(|e| panic!("bad park-info body ({e}) in NOTIFY:\n{}", m.raw))
+    parse_park_info(m.body()).unwrap_or_else(|e| panic!("bad park-info body ({e}) in NOTIFY:\n{}", m.raw))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,18 +474,14 @@ pub type OnMsg = Box<dyn FnMut(&Udp, &Msg, SocketAddr) + Send>;
 
 impl Agent {
     pub fn spawn(udp: Udp, mut on_msg: OnMsg) -> Agent {
-        let sender = Udp {
-            sock: udp.sock.try_clone().expect("clone socket"),
-            addr: udp.addr,
-        };
+        let sender = Udp { sock: udp.sock.try_clone().expect("clone socket"), addr: udp.addr };
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let addr = udp.addr;
         let handle = thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                let Some((m, from)) = udp.recv_until(Instant::now() + Duration::from_millis(50))
-                else {
+                let Some((m, from)) = udp.recv_until(Instant::now() + Duration::from_millis(50)) else {
                     continue;
                 };
                 on_msg(&udp, &m, from);
@@ -535,13 +490,7 @@ impl Agent {
                 }
             }
         });
-        Agent {
-            addr,
-            sender,
-            rx,
-            stop,
-            handle: Some(handle),
-        }
+        Agent { addr, sender, rx, stop, handle: Some(handle) }
     }
 
     /// An agent that answers every NOTIFY (and OPTIONS) with 200 OK: a registered phone.
@@ -570,10 +519,7 @@ impl Agent {
             match self.rx.recv_timeout(left) {
                 Ok(m) if pred(&m) => return m,
                 Ok(m) => skipped.push(m.first_line().to_string()),
-                Err(_) => panic!(
-                    "agent {}: no {what} within {limit:?}; received instead: {skipped:?}",
-                    self.addr
-                ),
+                Err(_) => panic!("agent {}: no {what} within {limit:?}; received instead: {skipped:?}", self.addr),
             }
         }
     }
@@ -587,15 +533,11 @@ impl Agent {
     pub fn transact(&self, to: SocketAddr, req: &Request) -> Msg {
         self.send(to, &req.render());
         let (id, method) = (req.call_id.clone(), req.method.clone());
-        self.expect(
-            &format!("final response to {method} {id}"),
-            Duration::from_secs(5),
-            |m| {
-                m.status().is_some_and(|s| s >= 200)
-                    && m.header("Call-ID") == Some(id.as_str())
-                    && m.cseq_method() == Some(method.as_str())
-            },
-        )
+        self.expect(&format!("final response to {method} {id}"), Duration::from_secs(5), |m| {
+            m.status().is_some_and(|s| s >= 200)
+                && m.header("Call-ID") == Some(id.as_str())
+                && m.cseq_method() == Some(method.as_str())
+        })
     }
 
     /// The next NOTIFY with a Call-ID not in `seen` (retransmissions are skipped), with its

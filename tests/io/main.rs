@@ -26,27 +26,13 @@ struct Sipark {
 /// The value of `key=` in a text log line.
 fn field(line: &str, key: &str) -> Option<String> {
     let at = line.find(&format!(" {key}="))? + key.len() + 2;
-    Some(
-        line[at..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_owned(),
-    )
+    Some(line[at..].split_whitespace().next()?.trim_matches('"').to_owned())
 }
 
 impl Sipark {
     fn start(extra: &[&str]) -> Sipark {
         let mut child = Command::new(BIN)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-                "--no-pin",
-                "--metrics",
-                "127.0.0.1:0",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin", "--metrics", "127.0.0.1:0"])
             .args(["--shutdown-grace", &GRACE_SECS.to_string()])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -55,10 +41,7 @@ impl Sipark {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
-        let stderr = child
-            .stderr
-            .take()
-            .unwrap_or_else(|| panic!("no stderr pipe"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr pipe"));
         let (tx, log) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
@@ -76,25 +59,14 @@ impl Sipark {
             seen: Vec::new(),
         };
         let line = p.wait_log("sipark started", Duration::from_secs(10));
-        p.listen = field(&line, "listen")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no listen= in {line:?}"));
-        p.metrics = field(&line, "metrics")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no metrics= in {line:?}"));
+        p.listen =
+            field(&line, "listen").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no listen= in {line:?}"));
+        p.metrics =
+            field(&line, "metrics").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no metrics= in {line:?}"));
         assert_ne!(p.listen.port(), 0, "port 0 must be resolved: {line}");
-        assert!(
-            line.contains("workers=2"),
-            "start line names the workers: {line}"
-        );
-        assert!(
-            line.contains("io_uring"),
-            "start line names the io backend: {line}"
-        );
-        assert!(
-            line.contains("tenants="),
-            "start line names the tenants mode: {line}"
-        );
+        assert!(line.contains("workers=2"), "start line names the workers: {line}");
+        assert!(line.contains("io_uring"), "start line names the io backend: {line}");
+        assert!(line.contains("tenants="), "start line names the tenants mode: {line}");
         p
     }
 
@@ -113,10 +85,7 @@ impl Sipark {
                         return l;
                     }
                 }
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
-                    self.seen.join("\n")
-                ),
+                Err(_) => panic!("no log line with {needle:?} within {timeout:?}; log:\n{}", self.seen.join("\n")),
             }
         }
     }
@@ -142,18 +111,12 @@ impl Sipark {
     }
 
     fn scrape(&self) -> String {
-        let mut s = TcpStream::connect(self.metrics)
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.metrics));
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("read timeout");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: sipark\r\n\r\n")
-            .expect("write request");
+        let mut s = TcpStream::connect(self.metrics).unwrap_or_else(|e| panic!("connect {}: {e}", self.metrics));
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: sipark\r\n\r\n").expect("write request");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read response");
-        assert!(
-            out.starts_with("HTTP/1.1 200 OK\r\n"),
-            "metrics status: {out}"
-        );
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "metrics status: {out}");
         out
     }
 }
@@ -168,16 +131,22 @@ impl Drop for Sipark {
 }
 
 /// Value of a sample line `name value` (exact series) in exposition text.
+/// The value of `series` (a name with its labels), or, for a bare name,
+/// the sum over every `worker` label.
 fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
+    let values: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            let value = match rest.strip_prefix("{worker=\"") {
+                Some(labelled) if !series.contains('{') => labelled.split_once("\"} ")?.1,
+                _ => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse().ok()
         })
-        .unwrap_or_else(|| panic!("no sample {series:?} in:\n{text}"))
+        .collect();
+    assert!(!values.is_empty(), "no sample {series:?} in:\n{text}");
+    values.iter().sum()
 }
 
 fn options(domain: &str, local: SocketAddr, call_id: &str, branch: &str) -> Vec<u8> {
@@ -196,21 +165,15 @@ fn options(domain: &str, local: SocketAddr, call_id: &str, branch: &str) -> Vec<
 
 /// The first value of header `name` (case-insensitive; full form).
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.split("\r\n")
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+    msg.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// Checks one OPTIONS response; returns its Call-ID.
 fn check_200(resp: &str, want_branch: Option<&str>) -> String {
-    assert!(
-        resp.starts_with("SIP/2.0 200 "),
-        "expected 200, got:\n{resp}"
-    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "expected 200, got:\n{resp}");
     let via = header(resp, "Via").unwrap_or_else(|| panic!("no Via in:\n{resp}"));
     let branch = via
         .split(';')
@@ -221,17 +184,14 @@ fn check_200(resp: &str, want_branch: Option<&str>) -> String {
     }
     let cseq = header(resp, "CSeq").unwrap_or_else(|| panic!("no CSeq in:\n{resp}"));
     assert_eq!(cseq, "1 OPTIONS", "CSeq echoed");
-    header(resp, "Call-ID")
-        .unwrap_or_else(|| panic!("no Call-ID in:\n{resp}"))
-        .to_owned()
+    header(resp, "Call-ID").unwrap_or_else(|| panic!("no Call-ID in:\n{resp}")).to_owned()
 }
 
 #[test]
 fn options_answered_with_matching_via_and_call_id() {
     let sp = Sipark::start(&[]);
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
-    sock.set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
+    sock.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
     let local = sock.local_addr().expect("local addr");
     let req = options("acme.example", local, "io-one@test", "z9hG4bKio-one");
     let mut buf = [0u8; 9000];
@@ -247,10 +207,7 @@ fn options_answered_with_matching_via_and_call_id() {
     assert_eq!(from, sp.listen, "answer comes from the listen address");
     assert_eq!(check_200(&resp, Some("z9hG4bKio-one")), "io-one@test");
     let via = header(&resp, "Via").unwrap_or_default();
-    assert!(
-        via.contains(&format!("rport={}", local.port())),
-        "rport filled in: {via}"
-    );
+    assert!(via.contains(&format!("rport={}", local.port())), "rport filled in: {via}");
 }
 
 #[test]
@@ -278,11 +235,7 @@ fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
                     (cid, req)
                 })
                 .collect();
-            Client {
-                sock,
-                reqs,
-                answered: vec![false; 2],
-            }
+            Client { sock, reqs, answered: vec![false; 2] }
         })
         .collect();
     for c in &clients {
@@ -303,18 +256,12 @@ fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
                 c.answered[idx] = true;
             }
         }
-        let missing: usize = clients
-            .iter()
-            .map(|c| c.answered.iter().filter(|a| !**a).count())
-            .sum();
+        let missing: usize = clients.iter().map(|c| c.answered.iter().filter(|a| !**a).count()).sum();
         if missing == 0 {
             break;
         }
         let now = Instant::now();
-        assert!(
-            now < deadline,
-            "{missing} of 200 OPTIONS unanswered after 10 s"
-        );
+        assert!(now < deadline, "{missing} of 200 OPTIONS unanswered after 10 s");
         if now >= resend_at {
             for c in &clients {
                 for ((_, r), done) in c.reqs.iter().zip(&c.answered) {
@@ -331,31 +278,74 @@ fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
     let text = sp.scrape();
     let out = sample(&text, "sipark_handoffs_out_total");
     let inn = sample(&text, "sipark_handoffs_in_total");
-    assert!(
-        out >= 100,
-        "each client forced at least one hand-off: {out}\n{text}"
-    );
+    assert!(out >= 100, "each client forced at least one hand-off: {out}\n{text}");
     assert_eq!(out, inn, "every hand-off arrived\n{text}");
     assert_eq!(sample(&text, "sipark_handoffs_dropped_total"), 0, "{text}");
     assert!(sample(&text, "sipark_datagrams_in_total") >= 200, "{text}");
     assert!(sample(&text, "sipark_datagrams_out_total") >= 200, "{text}");
     for w in 0..2 {
         let series = format!("sipark_datagrams_out_total{{worker=\"{w}\"}}");
-        assert!(
-            sample(&text, &series) >= 100,
-            "worker {w} answered its shard's domains\n{text}"
-        );
+        assert!(sample(&text, &series) >= 100, "worker {w} answered its shard's domains\n{text}");
     }
-    assert!(
-        text.contains("# TYPE sipark_handoffs_out counter"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE sipark_handoffs_out counter"), "{text}");
 
     sp.signal(libc::SIGTERM);
-    let status = sp
-        .wait_exit(Duration::from_secs(GRACE_SECS + 5))
-        .unwrap_or_else(|| panic!("no exit after SIGTERM"));
+    let status = sp.wait_exit(Duration::from_secs(GRACE_SECS + 5)).unwrap_or_else(|| panic!("no exit after SIGTERM"));
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+}
+
+/// Domains owned by shard 0 and shard 1 of 2: `count` of each.
+fn domains_per_shard(count: usize) -> [Vec<String>; 2] {
+    let mut by_shard: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for k in 0..100_000 {
+        let d = format!("t{k}.example");
+        let s = usize::from(shard_of(d.as_bytes(), 2));
+        if by_shard[s].len() < count {
+            by_shard[s].push(d);
+        }
+        if by_shard.iter().all(|v| v.len() == count) {
+            break;
+        }
+    }
+    assert!(by_shard.iter().all(|v| v.len() == count), "found domains for both shards");
+    by_shard
+}
+
+/// A hand-off must wake the owning worker at once (MsgRing), not when its
+/// idle wait (500 ms) runs out. One client socket always lands on the same
+/// worker, so for one of the two domains every request is a hand-off.
+#[test]
+fn handoff_wakes_the_owner_promptly() {
+    let sp = Sipark::start(&[]);
+    let by_shard = domains_per_shard(1);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
+    sock.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let local = sock.local_addr().expect("local addr");
+    let mut buf = [0u8; 9000];
+    for (s, domains) in by_shard.iter().enumerate() {
+        let mut rtts = Vec::new();
+        for i in 0..7 {
+            // Let the owner go idle, so that only a wake-up can rouse it.
+            std::thread::sleep(Duration::from_millis(30));
+            let cid = format!("wake-{s}-{i}@test");
+            let req = options(&domains[0], local, &cid, &format!("z9hG4bKw{s}x{i}"));
+            let t0 = Instant::now();
+            sock.send_to(&req, sp.listen).expect("send");
+            let (n, _) =
+                sock.recv_from(&mut buf).unwrap_or_else(|e| panic!("no answer for shard {s} request {i}: {e}"));
+            rtts.push(t0.elapsed());
+            let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert_eq!(check_200(&resp, None), cid);
+        }
+        rtts.sort();
+        let median = rtts[rtts.len() / 2];
+        assert!(
+            median < Duration::from_millis(100),
+            "shard {s}: median round trip {median:?} (all {rtts:?}); a hand-off waited for a timeout"
+        );
+    }
+    let text = sp.scrape();
+    assert!(sample(&text, "sipark_handoffs_out_total") >= 7, "one domain was handed off:\n{text}");
 }
 
 #[test]
@@ -367,11 +357,7 @@ fn sigterm_exits_zero_within_grace() {
         .wait_exit(Duration::from_secs(GRACE_SECS + 3))
         .unwrap_or_else(|| panic!("still running {GRACE_SECS}+3 s after SIGTERM"));
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
-    assert!(
-        t0.elapsed() < Duration::from_secs(GRACE_SECS + 1),
-        "took {:?}",
-        t0.elapsed()
-    );
+    assert!(t0.elapsed() < Duration::from_secs(GRACE_SECS + 1), "took {:?}", t0.elapsed());
     sp.wait_log("shutdown complete", Duration::from_secs(2));
     sp.wait_log("SIGTERM", Duration::from_secs(1));
 }
@@ -380,9 +366,7 @@ fn sigterm_exits_zero_within_grace() {
 fn sigint_also_shuts_down_cleanly() {
     let mut sp = Sipark::start(&["--log-format", "text"]);
     sp.signal(libc::SIGINT);
-    let status = sp
-        .wait_exit(Duration::from_secs(GRACE_SECS + 3))
-        .unwrap_or_else(|| panic!("no exit after SIGINT"));
+    let status = sp.wait_exit(Duration::from_secs(GRACE_SECS + 3)).unwrap_or_else(|| panic!("no exit after SIGINT"));
     assert_eq!(status.code(), Some(0));
 }
 
@@ -404,11 +388,7 @@ fn bad_flags_and_config_exit_2() {
             .output()
             .unwrap_or_else(|e| panic!("run {BIN}: {e}"));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?} must exit 2; stderr:\n{stderr}"
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?} must exit 2; stderr:\n{stderr}");
         assert!(!stderr.trim().is_empty(), "{args:?} explains itself");
     }
 }
@@ -428,8 +408,5 @@ fn bad_tenants_file_exits_2_naming_the_problem() {
     let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
-    assert!(
-        stderr.contains("not a domain name"),
-        "names the problem:\n{stderr}"
-    );
+    assert!(stderr.contains("not a domain name"), "names the problem:\n{stderr}");
 }

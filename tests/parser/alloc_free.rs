@@ -60,10 +60,7 @@ fn other_accessors(buf: &[u8]) -> Result<u64, ParseError> {
         let r = r?;
         acc += len(r.display) + len(r.uri.headers) + len(r.param(b"x").flatten());
     }
-    for n in [m.max_forwards(), m.expires(), m.content_length()]
-        .into_iter()
-        .flatten()
-    {
+    for n in [m.max_forwards(), m.expires(), m.content_length()].into_iter().flatten() {
         acc += u64::from(n?);
     }
     acc += len(m.content_type()) + len(m.event()) + len(m.header(HeaderName::Supported));
@@ -86,18 +83,8 @@ fn assert_alloc_free(what: &str, f: fn(&[u8]) -> Result<u64, ParseError>) {
         // counted as a per-message cost.
         let _ = f(buf);
         let (r, n) = count_allocs(|| f(buf));
-        assert!(
-            r.is_ok(),
-            "{}: {what} failed with {r:?}, so it was not fully measured",
-            file.name
-        );
-        assert_eq!(
-            n,
-            0,
-            "{}: {what} made {n} allocation(s) on:\n{}",
-            file.name,
-            show(buf)
-        );
+        assert!(r.is_ok(), "{}: {what} failed with {r:?}, so it was not fully measured", file.name);
+        assert_eq!(n, 0, "{}: {what} made {n} allocation(s) on:\n{}", file.name, show(buf));
     }
 }
 

@@ -8,10 +8,7 @@ use sipark::proto::parse::{Contact, HeaderName, NameAddr, SipMessage, Uri, Via};
 use sipark::proto::route::{Owner, owner, shard_of};
 
 fn contacts<'a>(name: &str, m: &SipMessage<'a>) -> Vec<Contact<'a>> {
-    m.contacts()
-        .enumerate()
-        .map(|(i, c)| c.unwrap_or_else(|e| panic!("{name}: Contact #{i}: {e:?}")))
-        .collect()
+    m.contacts().enumerate().map(|(i, c)| c.unwrap_or_else(|e| panic!("{name}: Contact #{i}: {e:?}"))).collect()
 }
 
 fn addr<'a>(name: &str, c: Contact<'a>) -> NameAddr<'a> {
@@ -22,10 +19,7 @@ fn addr<'a>(name: &str, c: Contact<'a>) -> NameAddr<'a> {
 }
 
 fn vias<'a>(name: &str, m: &SipMessage<'a>) -> Vec<Via<'a>> {
-    m.vias()
-        .enumerate()
-        .map(|(i, v)| v.unwrap_or_else(|e| panic!("{name}: Via #{i}: {e:?}")))
-        .collect()
+    m.vias().enumerate().map(|(i, v)| v.unwrap_or_else(|e| panic!("{name}: Via #{i}: {e:?}"))).collect()
 }
 
 fn s(b: Option<&[u8]>) -> Option<String> {
@@ -37,18 +31,12 @@ fn park_invite_referred_by_and_feature_code() {
     let name = "07_invite_park.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let ruri = ok(
-        name,
-        "Uri::parse(ruri)",
-        Uri::parse(m.request_uri().unwrap_or_default()),
-    );
+    let ruri = ok(name, "Uri::parse(ruri)", Uri::parse(m.request_uri().unwrap_or_default()));
     assert_eq!(text(ruri.scheme), "sip");
     assert_eq!(s(ruri.user).as_deref(), Some("*68103"));
     assert_eq!(text(ruri.host), "acme.example");
     assert_eq!(ruri.port, None);
-    let rb = m
-        .referred_by()
-        .unwrap_or_else(|| panic!("{name}: no Referred-By"));
+    let rb = m.referred_by().unwrap_or_else(|| panic!("{name}: no Referred-By"));
     let rb = ok(name, "referred_by()", rb);
     assert_eq!(s(rb.display).as_deref(), Some("Bob"));
     assert_eq!(s(rb.uri.user).as_deref(), Some("102"));
@@ -56,15 +44,9 @@ fn park_invite_referred_by_and_feature_code() {
     let from = ok(name, "from_hdr()", m.from_hdr());
     assert_eq!(s(from.display).as_deref(), Some("Alice"));
     assert_eq!(text(from.uri.raw), "sip:101@acme.example");
-    assert_eq!(
-        m.content_type().map(text).as_deref(),
-        Some("application/sdp")
-    );
+    assert_eq!(m.content_type().map(text).as_deref(), Some("application/sdp"));
     assert_eq!(m.max_forwards(), Some(Ok(70)));
-    assert!(
-        m.refer_to().is_none(),
-        "{name}: no Refer-To in this message"
-    );
+    assert!(m.refer_to().is_none(), "{name}: no Refer-To in this message");
     assert_eq!(owner(&m, 4), Owner::Shard(shard_of(b"acme.example", 4)));
 }
 
@@ -73,28 +55,16 @@ fn retrieve_invite_call_param() {
     let name = "08_invite_retrieve.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let ruri = ok(
-        name,
-        "Uri::parse(ruri)",
-        Uri::parse(m.request_uri().unwrap_or_default()),
-    );
+    let ruri = ok(name, "Uri::parse(ruri)", Uri::parse(m.request_uri().unwrap_or_default()));
     assert_eq!(s(ruri.user).as_deref(), Some("*88103"));
     assert_eq!(text(ruri.host), "acme.example");
     assert_eq!(text(ruri.params), ";call=k3x9f2");
     assert_eq!(ruri.param(b"call"), Some(Some(&b"k3x9f2"[..])));
-    assert_eq!(
-        ruri.param(b"CALL"),
-        Some(Some(&b"k3x9f2"[..])),
-        "param names are case-insensitive"
-    );
+    assert_eq!(ruri.param(b"CALL"), Some(Some(&b"k3x9f2"[..])), "param names are case-insensitive");
     assert_eq!(ruri.param(b"cal"), None);
     assert_eq!(ruri.param(b"user"), None);
     let to = ok(name, "to_hdr()", m.to_hdr());
-    assert_eq!(
-        to.uri.param(b"call"),
-        Some(Some(&b"k3x9f2"[..])),
-        "To URI param inside <>"
-    );
+    assert_eq!(to.uri.param(b"call"), Some(Some(&b"k3x9f2"[..])), "To URI param inside <>");
     assert_eq!(to.tag(), None);
     assert_eq!(text(to.params), "", "To has no header params");
 }
@@ -104,10 +74,7 @@ fn kamailio_proxied_routes_and_vias() {
     let name = "06_invite_kamailio_proxied.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let rr: Vec<_> = m
-        .record_routes()
-        .map(|r| ok(name, "record_routes()", r))
-        .collect();
+    let rr: Vec<_> = m.record_routes().map(|r| ok(name, "record_routes()", r)).collect();
     let rr_uris: Vec<_> = rr.iter().map(|r| text(r.uri.raw)).collect();
     assert_eq!(
         rr_uris,
@@ -151,17 +118,11 @@ fn register_contact_params_with_quoted_angle_brackets() {
     assert_eq!(c.uri.port, Some(5062));
     assert_eq!(c.uri.param(b"transport"), Some(Some(&b"udp"[..])));
     assert_eq!(c.param(b"expires"), Some(Some(&b"600"[..])));
-    assert_eq!(
-        c.param(b"reg-id"),
-        Some(Some(&b"1"[..])),
-        "param after a quoted value holding <>"
-    );
-    assert!(
-        c.param(b"+sip.instance")
-            .is_some_and(|v| v.is_some_and(|v| v
-                .windows(b"urn:uuid:00000000-0000-1000-8000-805ec0a1b2c3".len())
-                .any(|w| w == b"urn:uuid:00000000-0000-1000-8000-805ec0a1b2c3")))
-    );
+    assert_eq!(c.param(b"reg-id"), Some(Some(&b"1"[..])), "param after a quoted value holding <>");
+    assert!(c.param(b"+sip.instance").is_some_and(|v| v.is_some_and(|v| {
+        v.windows(b"urn:uuid:00000000-0000-1000-8000-805ec0a1b2c3".len())
+            .any(|w| w == b"urn:uuid:00000000-0000-1000-8000-805ec0a1b2c3")
+    })));
     assert_eq!(m.expires(), None, "no Expires header");
     let to = ok(name, "to_hdr()", m.to_hdr());
     assert_eq!(to.uri.port, Some(5060));
@@ -173,10 +134,7 @@ fn register_multiple_contacts_across_lines() {
     let name = "11_register_multi_contact.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let c: Vec<_> = contacts(name, &m)
-        .into_iter()
-        .map(|c| addr(name, c))
-        .collect();
+    let c: Vec<_> = contacts(name, &m).into_iter().map(|c| addr(name, c)).collect();
     assert_eq!(c.len(), 3);
     assert_eq!(text(c[0].uri.host), "192.0.2.41");
     assert_eq!(c[0].param(b"q"), Some(Some(&b"0.9"[..])));
@@ -184,11 +142,7 @@ fn register_multiple_contacts_across_lines() {
     assert_eq!(text(c[1].uri.host), "192.0.2.42");
     assert_eq!(c[1].uri.port, Some(5070));
     assert_eq!(c[1].param(b"EXPIRES"), Some(Some(&b"600"[..])));
-    assert_eq!(
-        s(c[2].display).as_deref(),
-        Some("Desk, 104"),
-        "comma inside a quoted display name"
-    );
+    assert_eq!(s(c[2].display).as_deref(), Some("Desk, 104"), "comma inside a quoted display name");
     assert_eq!(text(unbracket(c[2].uri.host)), "2001:db8::41");
     assert_eq!(c[2].uri.port, Some(5060));
     assert_eq!(c[2].param(b"expires"), Some(Some(&b"300"[..])));
@@ -210,11 +164,7 @@ fn register_quoted_param_with_commas_is_one_contact() {
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
     let c = contacts(name, &m);
-    assert_eq!(
-        c.len(),
-        1,
-        "commas inside methods=\"...\" must not split the Contact"
-    );
+    assert_eq!(c.len(), 1, "commas inside methods=\"...\" must not split the Contact");
     let c = addr(name, c[0]);
     assert_eq!(c.param(b"expires"), Some(Some(&b"0"[..])));
     assert_eq!(text(c.uri.raw), "sip:101@192.0.2.21:5060");
@@ -227,30 +177,14 @@ fn notify_park_info() {
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
     assert_eq!(m.event().map(text).as_deref(), Some("park-info"));
-    assert_eq!(
-        m.header(HeaderName::SubscriptionState).map(text).as_deref(),
-        Some("active")
-    );
-    assert_eq!(
-        m.content_type().map(text).as_deref(),
-        Some("application/park-info+xml")
-    );
-    assert!(
-        m.body()
-            .starts_with(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<park-info ")
-    );
+    assert_eq!(m.header(HeaderName::SubscriptionState).map(text).as_deref(), Some("active"));
+    assert_eq!(m.content_type().map(text).as_deref(), Some("application/park-info+xml"));
+    assert!(m.body().starts_with(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<park-info "));
     assert!(m.body().ends_with(b"</park-info>\r\n"));
     let c = addr(name, contacts(name, &m)[0]);
     assert_eq!(s(c.uri.user).as_deref(), Some("sp2.sipark"));
-    assert_eq!(
-        s(m.top_via().ok().and_then(|v| v.branch)).as_deref(),
-        Some("z9hG4bKsp2.4f1a9c0e77d3b210")
-    );
-    assert_eq!(
-        m.top_via().ok().and_then(|v| v.rport),
-        Some(None),
-        "bare ;rport"
-    );
+    assert_eq!(s(m.top_via().ok().and_then(|v| v.branch)).as_deref(), Some("z9hG4bKsp2.4f1a9c0e77d3b210"));
+    assert_eq!(m.top_via().ok().and_then(|v| v.rport), Some(None), "bare ;rport");
 }
 
 #[test]
@@ -258,15 +192,8 @@ fn subscribe_event_token_only() {
     let name = "15_subscribe.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    assert_eq!(
-        m.event().map(text).as_deref(),
-        Some("park-info"),
-        "event() stops at ';'"
-    );
-    assert_eq!(
-        m.header(HeaderName::Event).map(text).as_deref(),
-        Some("park-info;id=1")
-    );
+    assert_eq!(m.event().map(text).as_deref(), Some("park-info"), "event() stops at ';'");
+    assert_eq!(m.header(HeaderName::Event).map(text).as_deref(), Some("park-info;id=1"));
     assert_eq!(m.expires(), Some(Ok(3600)));
     let name = "44_notify_message_summary.sip";
     let buf = corpus_file(name);
@@ -284,10 +211,7 @@ fn routing_of_messages_addressed_to_sipark() {
         // A response whose branch is not sipark's: no shard can be named.
         ("27_resp_200_invite_sdp.sip", Owner::Local),
         // REGISTER routes by the To host, lower-cased header names or not.
-        (
-            "38_lowercase_headers.sip",
-            Owner::Shard(shard_of(b"acme.example", 4)),
-        ),
+        ("38_lowercase_headers.sip", Owner::Shard(shard_of(b"acme.example", 4))),
     ] {
         let buf = corpus_file(name);
         let m = parse_ok(name, &buf);
@@ -307,44 +231,24 @@ fn refer_to_and_referred_by() {
     let name = "22_refer_park.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let rt = ok(
-        name,
-        "refer_to()",
-        m.refer_to()
-            .unwrap_or_else(|| panic!("{name}: no Refer-To")),
-    );
+    let rt = ok(name, "refer_to()", m.refer_to().unwrap_or_else(|| panic!("{name}: no Refer-To")));
     assert_eq!(text(rt.uri.raw), "sip:*68103@acme.example");
     assert_eq!(s(rt.uri.user).as_deref(), Some("*68103"));
-    let rb = ok(
-        name,
-        "referred_by()",
-        m.referred_by()
-            .unwrap_or_else(|| panic!("{name}: no Referred-By")),
-    );
+    let rb = ok(name, "referred_by()", m.referred_by().unwrap_or_else(|| panic!("{name}: no Referred-By")));
     assert_eq!(s(rb.display).as_deref(), Some("Bob"));
     assert_eq!(m.event().map(text).as_deref(), Some("refer"));
 
     let name = "23_refer_replaces.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let rt = ok(
-        name,
-        "refer_to()",
-        m.refer_to()
-            .unwrap_or_else(|| panic!("{name}: no Refer-To")),
-    );
+    let rt = ok(name, "refer_to()", m.refer_to().unwrap_or_else(|| panic!("{name}: no Refer-To")));
     assert_eq!(s(rt.uri.user).as_deref(), Some("106"));
     assert_eq!(text(rt.uri.host), "acme.example");
     assert_eq!(
         s(rt.uri.headers).as_deref(),
         Some("Replaces=3f1a9b2c-6d4e%40192.0.2.10%3Bto-tag%3Das6c1d2e3f%3Bfrom-tag%3D0b7e5c9d")
     );
-    let rb = ok(
-        name,
-        "referred_by()",
-        m.referred_by()
-            .unwrap_or_else(|| panic!("{name}: no Referred-By")),
-    );
+    let rb = ok(name, "referred_by()", m.referred_by().unwrap_or_else(|| panic!("{name}: no Referred-By")));
     assert_eq!(rb.display, None);
 }
 
@@ -353,11 +257,7 @@ fn compact_forms() {
     let name = "35_compact_invite.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let kinds: Vec<_> = m
-        .headers()
-        .iter()
-        .map(|h| (text(h.raw_name), h.name))
-        .collect();
+    let kinds: Vec<_> = m.headers().iter().map(|h| (text(h.raw_name), h.name)).collect();
     for (raw, want) in [
         ("v", HeaderName::Via),
         ("f", HeaderName::From),
@@ -373,45 +273,19 @@ fn compact_forms() {
             "{name}: compact `{raw}` should be {want:?}; headers: {kinds:?}"
         );
     }
-    assert_eq!(
-        m.header(HeaderName::CallId).map(text).as_deref(),
-        Some("compact-5f4e3d2c@192.0.2.88")
-    );
-    assert_eq!(
-        m.content_type().map(text).as_deref(),
-        Some("application/sdp")
-    );
-    assert_eq!(
-        s(ok(name, "from_hdr()", m.from_hdr()).display).as_deref(),
-        Some("Ivan")
-    );
-    assert_eq!(
-        m.header(HeaderName::Supported).map(text).as_deref(),
-        Some("replaces")
-    );
+    assert_eq!(m.header(HeaderName::CallId).map(text).as_deref(), Some("compact-5f4e3d2c@192.0.2.88"));
+    assert_eq!(m.content_type().map(text).as_deref(), Some("application/sdp"));
+    assert_eq!(s(ok(name, "from_hdr()", m.from_hdr()).display).as_deref(), Some("Ivan"));
+    assert_eq!(m.header(HeaderName::Supported).map(text).as_deref(), Some("replaces"));
 
     let name = "36_compact_refer.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let rt = ok(
-        name,
-        "refer_to()",
-        m.refer_to()
-            .unwrap_or_else(|| panic!("{name}: `r:` is Refer-To")),
-    );
+    let rt = ok(name, "refer_to()", m.refer_to().unwrap_or_else(|| panic!("{name}: `r:` is Refer-To")));
     assert_eq!(s(rt.uri.user).as_deref(), Some("*68103"));
-    let rb = ok(
-        name,
-        "referred_by()",
-        m.referred_by()
-            .unwrap_or_else(|| panic!("{name}: `b:` is Referred-By")),
-    );
+    let rb = ok(name, "referred_by()", m.referred_by().unwrap_or_else(|| panic!("{name}: `b:` is Referred-By")));
     assert_eq!(s(rb.uri.user).as_deref(), Some("102"));
-    assert_eq!(
-        m.event().map(text).as_deref(),
-        Some("refer"),
-        "`o:` is Event"
-    );
+    assert_eq!(m.event().map(text).as_deref(), Some("refer"), "`o:` is Event");
     assert_eq!(m.content_length(), Some(Ok(0)));
 }
 
@@ -458,10 +332,7 @@ fn lowercase_header_names() {
     assert_eq!(m.content_length(), Some(Ok(0)));
     let c = addr(name, contacts(name, &m)[0]);
     assert_eq!(c.param(b"expires"), Some(Some(&b"120"[..])));
-    assert_eq!(
-        s(ok(name, "to_hdr()", m.to_hdr()).uri.user).as_deref(),
-        Some("155")
-    );
+    assert_eq!(s(ok(name, "to_hdr()", m.to_hdr()).uri.user).as_deref(), Some("155"));
 }
 
 #[test]
@@ -469,11 +340,7 @@ fn ipv6_hosts() {
     let name = "39_ipv6_invite.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let ruri = ok(
-        name,
-        "Uri::parse(ruri)",
-        Uri::parse(m.request_uri().unwrap_or_default()),
-    );
+    let ruri = ok(name, "Uri::parse(ruri)", Uri::parse(m.request_uri().unwrap_or_default()));
     assert_eq!(text(unbracket(ruri.host)), "2001:db8::50");
     assert_eq!(ruri.port, Some(5060));
     assert_eq!(s(ruri.user).as_deref(), Some("112"));
@@ -493,30 +360,17 @@ fn quoted_display_names_with_commas_and_escapes() {
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
     let from = ok(name, "from_hdr()", m.from_hdr());
-    assert_eq!(
-        s(from.display).as_deref(),
-        Some(r#"Smith, John \"JJ\" Jr."#),
-        "raw, unquoted, escapes kept"
-    );
+    assert_eq!(s(from.display).as_deref(), Some(r#"Smith, John \"JJ\" Jr."#), "raw, unquoted, escapes kept");
     assert_eq!(text(from.uri.raw), "sip:114@acme.example");
     assert_eq!(from.tag().map(text).as_deref(), Some("q1x"));
     let to = ok(name, "to_hdr()", m.to_hdr());
     assert_eq!(s(to.display).as_deref(), Some("O'Brien, Pat"));
     let c = contacts(name, &m);
-    assert_eq!(
-        c.len(),
-        1,
-        "comma in a display name must not split the Contact"
-    );
+    assert_eq!(c.len(), 1, "comma in a display name must not split the Contact");
     let c = addr(name, c[0]);
     assert_eq!(s(c.display).as_deref(), Some("Smith, John"));
     assert_eq!(c.uri.port, Some(5060));
-    let rb = ok(
-        name,
-        "referred_by()",
-        m.referred_by()
-            .unwrap_or_else(|| panic!("{name}: no Referred-By")),
-    );
+    let rb = ok(name, "referred_by()", m.referred_by().unwrap_or_else(|| panic!("{name}: no Referred-By")));
     assert_eq!(s(rb.display).as_deref(), Some("Doe, Jane"));
     assert_eq!(s(rb.uri.user).as_deref(), Some("116"));
 }
@@ -530,11 +384,7 @@ fn multi_value_via_in_one_header() {
     let branches: Vec<_> = v.iter().map(|v| s(v.branch)).collect();
     assert_eq!(
         branches,
-        [
-            Some(String::from("z9hG4bKmv1.0")),
-            Some(String::from("z9hG4bKmv2")),
-            Some(String::from("z9hG4bKmv3"))
-        ]
+        [Some(String::from("z9hG4bKmv1.0")), Some(String::from("z9hG4bKmv2")), Some(String::from("z9hG4bKmv3"))]
     );
     assert_eq!(text(v[0].host), "198.51.100.2");
     assert_eq!(text(v[1].host), "192.0.2.77");
@@ -550,11 +400,7 @@ fn folded_header_lines() {
     let name = "42_folded_headers.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    let to = ok(
-        name,
-        "to_hdr() (value folded onto the next line)",
-        m.to_hdr(),
-    );
+    let to = ok(name, "to_hdr() (value folded onto the next line)", m.to_hdr());
     assert_eq!(text(to.uri.raw), "sip:117@acme.example");
     assert_eq!(to.tag(), None);
     let subject = m
@@ -563,16 +409,8 @@ fn folded_header_lines() {
         .find(|h| h.raw_name.eq_ignore_ascii_case(b"subject"))
         .unwrap_or_else(|| panic!("{name}: Subject header missing: folded lines were split"));
     assert!(subject.value.starts_with(b"I know you're there,"));
-    assert!(
-        subject.value.ends_with(b"and talk to me!"),
-        "{}",
-        text(subject.value)
-    );
-    assert_eq!(
-        m.headers().len(),
-        9,
-        "continuation lines are not headers of their own"
-    );
+    assert!(subject.value.ends_with(b"and talk to me!"), "{}", text(subject.value));
+    assert_eq!(m.headers().len(), 9, "continuation lines are not headers of their own");
     assert_eq!(m.body(), b"Are you there?\r\n");
 }
 
@@ -599,10 +437,7 @@ fn responses_carry_reason_and_headers() {
     let name = "26_resp_183_sdp.sip";
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
-    assert_eq!(
-        m.header(HeaderName::Require).map(text).as_deref(),
-        Some("100rel")
-    );
+    assert_eq!(m.header(HeaderName::Require).map(text).as_deref(), Some("100rel"));
     assert!(m.body().starts_with(b"v=0\r\n"));
 
     let name = "03_invite_cisco.sip";
@@ -610,11 +445,7 @@ fn responses_carry_reason_and_headers() {
     let m = parse_ok(name, &buf);
     assert_eq!(m.expires(), Some(Ok(180)));
     assert_eq!(m.max_forwards(), Some(Ok(69)));
-    let ruri = ok(
-        name,
-        "Uri::parse(ruri)",
-        Uri::parse(m.request_uri().unwrap_or_default()),
-    );
+    let ruri = ok(name, "Uri::parse(ruri)", Uri::parse(m.request_uri().unwrap_or_default()));
     assert_eq!(s(ruri.user).as_deref(), Some("+15555550142"));
     assert_eq!(ruri.port, Some(5060));
     assert_eq!(ruri.param(b"transport"), Some(Some(&b"udp"[..])));

@@ -54,31 +54,11 @@ fn rsip_field(m: &rsip::SipMessage, f: Field) -> Got {
         Field::CallId => Some(m.call_id_header().map_err(e)?.value().to_string()),
         Field::CSeq => {
             let c = m.cseq_header().map_err(e)?;
-            Some(format!(
-                "{} {}",
-                c.seq().map_err(e)?,
-                c.method().map_err(e)?
-            ))
+            Some(format!("{} {}", c.seq().map_err(e)?, c.method().map_err(e)?))
         }
-        Field::FromTag => m
-            .from_header()
-            .map_err(e)?
-            .tag()
-            .map_err(e)?
-            .map(|t| t.to_string()),
-        Field::ToTag => m
-            .to_header()
-            .map_err(e)?
-            .tag()
-            .map_err(e)?
-            .map(|t| t.to_string()),
-        Field::TopBranch => m
-            .via_header()
-            .map_err(e)?
-            .typed()
-            .map_err(e)?
-            .branch()
-            .map(|b| b.to_string()),
+        Field::FromTag => m.from_header().map_err(e)?.tag().map_err(e)?.map(|t| t.to_string()),
+        Field::ToTag => m.to_header().map_err(e)?.tag().map_err(e)?.map(|t| t.to_string()),
+        Field::TopBranch => m.via_header().map_err(e)?.typed().map_err(e)?.branch().map(|b| b.to_string()),
     })
 }
 
@@ -113,15 +93,10 @@ fn sipark_agrees_with_rsip() {
             let b = rsip_field(&theirs, field);
             if fields.contains(&field) {
                 assert!(a.is_ok(), "{name}: sipark failed on {field:?}: {a:?}");
-                assert_eq!(
-                    a, b,
-                    "{name}: {field:?} differs (left: sipark, right: rsip)"
-                );
+                assert_eq!(a, b, "{name}: {field:?} differs (left: sipark, right: rsip)");
                 compared_fields += 1;
             } else {
-                let Rsip::Only { why, .. } = e.rsip else {
-                    unreachable!("Rsip::All compares every field")
-                };
+                let Rsip::Only { why, .. } = e.rsip else { unreachable!("Rsip::All compares every field") };
                 assert_ne!(
                     a, b,
                     "{name}: {field:?} is excluded from the rsip comparison ({why}) but \
@@ -131,14 +106,8 @@ fn sipark_agrees_with_rsip() {
         }
     }
     // Guard against an allow-list that quietly swallows everything.
-    let full = EXPECT
-        .iter()
-        .filter(|e| matches!(e.rsip, Rsip::All))
-        .count();
-    assert!(
-        full >= 35,
-        "only {full} corpus files are fully compared with rsip"
-    );
+    let full = EXPECT.iter().filter(|e| matches!(e.rsip, Rsip::All)).count();
+    assert!(full >= 35, "only {full} corpus files are fully compared with rsip");
     assert!(compared_fields >= full * Field::ALL.len());
 }
 
@@ -148,17 +117,8 @@ fn sipark_agrees_with_rsip() {
 fn rsip_reference_sanity() {
     let m = rsip::SipMessage::try_from(&crate::expect::corpus_file("07_invite_park.sip")[..])
         .unwrap_or_else(|e| panic!("rsip on 07_invite_park.sip: {e}"));
-    assert_eq!(
-        rsip_field(&m, Field::RequestUri),
-        Ok(Some("sip:*68103@acme.example".to_string()))
-    );
-    assert_eq!(
-        rsip_field(&m, Field::FromTag),
-        Ok(Some("pk7f3a".to_string()))
-    );
+    assert_eq!(rsip_field(&m, Field::RequestUri), Ok(Some("sip:*68103@acme.example".to_string())));
+    assert_eq!(rsip_field(&m, Field::FromTag), Ok(Some("pk7f3a".to_string())));
     assert_eq!(rsip_field(&m, Field::ToTag), Ok(None));
-    assert_eq!(
-        rsip_field(&m, Field::CSeq),
-        Ok(Some("2 INVITE".to_string()))
-    );
+    assert_eq!(rsip_field(&m, Field::CSeq), Ok(Some("2 INVITE".to_string())));
 }

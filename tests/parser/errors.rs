@@ -2,9 +2,7 @@
 //! edge cases.
 
 use crate::util::{method_name, show};
-use sipark::proto::parse::{
-    HeaderName, MAX_HEADERS, Method, ParseError, SipMessage, StartLine, Uri,
-};
+use sipark::proto::parse::{HeaderName, MAX_HEADERS, Method, ParseError, SipMessage, StartLine, Uri};
 
 const BASE: &[&str] = &[
     "INVITE sip:*68103@acme.example SIP/2.0",
@@ -18,17 +16,15 @@ const BASE: &[&str] = &[
     "Expires: 120",
     "Content-Type: application/sdp",
 ];
-const BODY: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.21\r\ns=-\r\nc=IN IP4 192.0.2.21\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+const BODY: &str =
+    "v=0\r\no=- 1 1 IN IP4 192.0.2.21\r\ns=-\r\nc=IN IP4 192.0.2.21\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
 /// Builds a message from `BASE` after `edit`, with a correct Content-Length
 /// appended unless `edit` left one in.
 fn build(edit: impl FnOnce(&mut Vec<String>), body: &str) -> Vec<u8> {
     let mut lines: Vec<String> = BASE.iter().map(|s| s.to_string()).collect();
     edit(&mut lines);
-    if !lines
-        .iter()
-        .any(|l| l.to_ascii_lowercase().starts_with("content-length"))
-    {
+    if !lines.iter().any(|l| l.to_ascii_lowercase().starts_with("content-length")) {
         lines.push(format!("Content-Length: {}", body.len()));
     }
     let mut out = String::new();
@@ -102,11 +98,7 @@ fn broken_messages_give_the_right_error() {
     };
     // (what, message, acceptable errors)
     let cases: Vec<(&str, Vec<u8>, &[ParseError])> = vec![
-        (
-            "truncated body",
-            build(replace("Content-Type", "Content-Length: 300"), BODY),
-            &[E::BodyTruncated],
-        ),
+        ("truncated body", build(replace("Content-Type", "Content-Length: 300"), BODY), &[E::BodyTruncated]),
         (
             "body one byte short",
             {
@@ -139,163 +131,52 @@ fn broken_messages_give_the_right_error() {
             b"INVITE sip:*68103@acme.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.".to_vec(),
             &[E::Incomplete],
         ),
-        (
-            "start line: one token",
-            build(start("HELLO"), BODY),
-            &[E::StartLine],
-        ),
+        ("start line: one token", build(start("HELLO"), BODY), &[E::StartLine]),
         // A parser may skip leading CRLFs (RFC 3261 7.5) and then meet `Via: ...`
         // as its start line, whose third word is no SIP version.
-        (
-            "start line: empty",
-            build(start(""), BODY),
-            &[E::StartLine, E::Version],
-        ),
-        (
-            "request version SIP/3.0",
-            build(start("INVITE sip:*68103@acme.example SIP/3.0"), BODY),
-            &[E::Version],
-        ),
-        (
-            "request version HTTP/1.1",
-            build(start("OPTIONS sip:acme.example HTTP/1.1"), BODY),
-            &[E::Version],
-        ),
-        (
-            "status code four digits",
-            build(start("SIP/2.0 2000 OK"), BODY),
-            &[E::StatusCode],
-        ),
-        (
-            "status code with a letter",
-            build(start("SIP/2.0 2x0 OK"), BODY),
-            &[E::StatusCode],
-        ),
-        (
-            "status code two digits",
-            build(start("SIP/2.0 20 OK"), BODY),
-            &[E::StatusCode],
-        ),
-        (
-            "CSeq not a number",
-            build(replace("CSeq", "CSeq: abc INVITE"), BODY),
-            &[E::Invalid(H::CSeq)],
-        ),
-        (
-            "CSeq without method",
-            build(replace("CSeq", "CSeq: 1"), BODY),
-            &[E::Invalid(H::CSeq)],
-        ),
-        (
-            "CSeq overflows 32 bits",
-            build(replace("CSeq", "CSeq: 4294967296 INVITE"), BODY),
-            &[E::Invalid(H::CSeq)],
-        ),
-        (
-            "CSeq negative",
-            build(replace("CSeq", "CSeq: -1 INVITE"), BODY),
-            &[E::Invalid(H::CSeq)],
-        ),
-        (
-            "CSeq empty",
-            build(replace("CSeq", "CSeq:"), BODY),
-            &[E::Invalid(H::CSeq)],
-        ),
-        (
-            "Via garbage",
-            build(replace("Via", "Via: garbage"), BODY),
-            &[E::Invalid(H::Via)],
-        ),
-        (
-            "Via without sent-by",
-            build(replace("Via", "Via: SIP/2.0/UDP"), BODY),
-            &[E::Invalid(H::Via)],
-        ),
+        ("start line: empty", build(start(""), BODY), &[E::StartLine, E::Version]),
+        ("request version SIP/3.0", build(start("INVITE sip:*68103@acme.example SIP/3.0"), BODY), &[E::Version]),
+        ("request version HTTP/1.1", build(start("OPTIONS sip:acme.example HTTP/1.1"), BODY), &[E::Version]),
+        ("status code four digits", build(start("SIP/2.0 2000 OK"), BODY), &[E::StatusCode]),
+        ("status code with a letter", build(start("SIP/2.0 2x0 OK"), BODY), &[E::StatusCode]),
+        ("status code two digits", build(start("SIP/2.0 20 OK"), BODY), &[E::StatusCode]),
+        ("CSeq not a number", build(replace("CSeq", "CSeq: abc INVITE"), BODY), &[E::Invalid(H::CSeq)]),
+        ("CSeq without method", build(replace("CSeq", "CSeq: 1"), BODY), &[E::Invalid(H::CSeq)]),
+        ("CSeq overflows 32 bits", build(replace("CSeq", "CSeq: 4294967296 INVITE"), BODY), &[E::Invalid(H::CSeq)]),
+        ("CSeq negative", build(replace("CSeq", "CSeq: -1 INVITE"), BODY), &[E::Invalid(H::CSeq)]),
+        ("CSeq empty", build(replace("CSeq", "CSeq:"), BODY), &[E::Invalid(H::CSeq)]),
+        ("Via garbage", build(replace("Via", "Via: garbage"), BODY), &[E::Invalid(H::Via)]),
+        ("Via without sent-by", build(replace("Via", "Via: SIP/2.0/UDP"), BODY), &[E::Invalid(H::Via)]),
         (
             "Via without transport",
-            build(
-                replace("Via", "Via: SIP/2.0 192.0.2.21:5060;branch=z9hG4bKx"),
-                BODY,
-            ),
+            build(replace("Via", "Via: SIP/2.0 192.0.2.21:5060;branch=z9hG4bKx"), BODY),
             &[E::Invalid(H::Via)],
         ),
         (
             "Via port out of range",
-            build(
-                replace("Via", "Via: SIP/2.0/UDP 192.0.2.21:70000;branch=z9hG4bKx"),
-                BODY,
-            ),
+            build(replace("Via", "Via: SIP/2.0/UDP 192.0.2.21:70000;branch=z9hG4bKx"), BODY),
             &[E::Invalid(H::Via)],
         ),
         (
             "Via port not numeric",
-            build(
-                replace("Via", "Via: SIP/2.0/UDP 192.0.2.21:50a0;branch=z9hG4bKx"),
-                BODY,
-            ),
+            build(replace("Via", "Via: SIP/2.0/UDP 192.0.2.21:50a0;branch=z9hG4bKx"), BODY),
             &[E::Invalid(H::Via)],
         ),
         (
             "second Via value bad",
-            build(
-                replace(
-                    "Via",
-                    "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKx, nonsense",
-                ),
-                BODY,
-            ),
+            build(replace("Via", "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKx, nonsense"), BODY),
             &[E::Invalid(H::Via)],
         ),
-        (
-            "header without colon",
-            build(replace("Max-Forwards", "Max-Forwards 70"), BODY),
-            &[E::HeaderLine],
-        ),
-        (
-            "header name with a space inside",
-            build(replace("Max-Forwards", "Max Forwards: 70"), BODY),
-            &[E::HeaderLine],
-        ),
-        (
-            "empty header name",
-            build(replace("Max-Forwards", ": 70"), BODY),
-            &[E::HeaderLine],
-        ),
-        (
-            "65 header lines",
-            build(pad(MAX_HEADERS + 1 - (BASE.len() - 1) - 1), BODY),
-            &[E::TooManyHeaders],
-        ),
-        (
-            "100 header lines",
-            build(pad(100), BODY),
-            &[E::TooManyHeaders],
-        ),
-        (
-            "missing Call-ID",
-            build(remove("Call-ID"), BODY),
-            &[E::Missing(H::CallId)],
-        ),
-        (
-            "missing CSeq",
-            build(remove("CSeq"), BODY),
-            &[E::Missing(H::CSeq)],
-        ),
-        (
-            "missing Via",
-            build(remove("Via"), BODY),
-            &[E::Missing(H::Via)],
-        ),
-        (
-            "missing From",
-            build(remove("From"), BODY),
-            &[E::Missing(H::From)],
-        ),
-        (
-            "missing To",
-            build(remove("To"), BODY),
-            &[E::Missing(H::To)],
-        ),
+        ("header without colon", build(replace("Max-Forwards", "Max-Forwards 70"), BODY), &[E::HeaderLine]),
+        ("header name with a space inside", build(replace("Max-Forwards", "Max Forwards: 70"), BODY), &[E::HeaderLine]),
+        ("empty header name", build(replace("Max-Forwards", ": 70"), BODY), &[E::HeaderLine]),
+        ("65 header lines", build(pad(MAX_HEADERS + 1 - (BASE.len() - 1) - 1), BODY), &[E::TooManyHeaders]),
+        ("100 header lines", build(pad(100), BODY), &[E::TooManyHeaders]),
+        ("missing Call-ID", build(remove("Call-ID"), BODY), &[E::Missing(H::CallId)]),
+        ("missing CSeq", build(remove("CSeq"), BODY), &[E::Missing(H::CSeq)]),
+        ("missing Via", build(remove("Via"), BODY), &[E::Missing(H::Via)]),
+        ("missing From", build(remove("From"), BODY), &[E::Missing(H::From)]),
+        ("missing To", build(remove("To"), BODY), &[E::Missing(H::To)]),
         (
             "Content-Length not a number",
             build(replace("Content-Type", "Content-Length: abc"), BODY),
@@ -311,27 +192,16 @@ fn broken_messages_give_the_right_error() {
             build(replace("From", "From: <sip:101@acme.example;tag=e1"), BODY),
             &[E::Invalid(H::From)],
         ),
-        (
-            "To that is no URI",
-            build(replace("To", "To: <nonsense>"), BODY),
-            &[E::Invalid(H::To)],
-        ),
+        ("To that is no URI", build(replace("To", "To: <nonsense>"), BODY), &[E::Invalid(H::To)]),
         (
             "Max-Forwards not a number",
             build(replace("Max-Forwards", "Max-Forwards: many"), BODY),
             &[E::Invalid(H::MaxForwards)],
         ),
-        (
-            "Expires not a number",
-            build(replace("Expires", "Expires: soon"), BODY),
-            &[E::Invalid(H::Expires)],
-        ),
+        ("Expires not a number", build(replace("Expires", "Expires: soon"), BODY), &[E::Invalid(H::Expires)]),
         (
             "Contact unclosed",
-            build(
-                replace("Contact", "Contact: <sip:101@192.0.2.21:5060"),
-                BODY,
-            ),
+            build(replace("Contact", "Contact: <sip:101@192.0.2.21:5060"), BODY),
             &[E::Invalid(H::Contact)],
         ),
     ];
@@ -339,19 +209,10 @@ fn broken_messages_give_the_right_error() {
     for (what, msg, want) in &cases {
         let got = first_error(msg);
         if !got.is_some_and(|g| want.contains(&g)) {
-            failures.push(format!(
-                "{what}: got {got:?}, want one of {want:?}\n  input: {}",
-                show(msg)
-            ));
+            failures.push(format!("{what}: got {got:?}, want one of {want:?}\n  input: {}", show(msg)));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 #[test]
@@ -377,14 +238,8 @@ fn unparseable_request_uri_is_reported() {
     match SipMessage::parse(&b) {
         Err(e) => assert_eq!(e, E::RequestUri, "{}", show(&b)),
         Ok(m) => {
-            let raw = m
-                .request_uri()
-                .unwrap_or_else(|| panic!("request without URI"));
-            assert!(
-                Uri::parse(raw).is_err(),
-                "Uri::parse accepted {}",
-                show(raw)
-            );
+            let raw = m.request_uri().unwrap_or_else(|| panic!("request without URI"));
+            assert!(Uri::parse(raw).is_err(), "Uri::parse accepted {}", show(raw));
         }
     }
 }
@@ -436,16 +291,9 @@ fn reason_phrases() {
         );
     }
     // Errors about a header name the header, so they differ from each other.
-    let named: Vec<_> = all
-        .iter()
-        .filter(|e| matches!(e, E::Missing(_) | E::Invalid(_)))
-        .collect();
+    let named: Vec<_> = all.iter().filter(|e| matches!(e, E::Missing(_) | E::Invalid(_))).collect();
     let distinct: std::collections::HashSet<_> = named.iter().map(|e| e.reason()).collect();
-    assert_eq!(
-        distinct.len(),
-        named.len(),
-        "reasons should name the header: {named:?}"
-    );
+    assert_eq!(distinct.len(), named.len(), "reasons should name the header: {named:?}");
 }
 
 #[test]
@@ -481,13 +329,7 @@ fn start_line_methods_and_responses() {
     }
     let b = build(start("SIP/2.0 480 Temporarily Unavailable"), BODY);
     let m = SipMessage::parse(&b).unwrap_or_else(|e| panic!("480: {e:?}"));
-    assert_eq!(
-        m.start_line(),
-        StartLine::Response {
-            code: 480,
-            reason: b"Temporarily Unavailable"
-        }
-    );
+    assert_eq!(m.start_line(), StartLine::Response { code: 480, reason: b"Temporarily Unavailable" });
 }
 
 #[test]

@@ -39,10 +39,7 @@ pub enum Rsip {
     All,
     /// rsip parses the file but only `fields` are compared; every other field
     /// must *disagree* (or fail in rsip), so that the list cannot go stale.
-    Only {
-        fields: &'static [Field],
-        why: &'static str,
-    },
+    Only { fields: &'static [Field], why: &'static str },
     /// rsip rejects the whole message (it must keep rejecting it); sipark is
     /// checked against the hand-written values only.
     Unparseable { why: &'static str },
@@ -50,10 +47,7 @@ pub enum Rsip {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
-    Req {
-        method: &'static str,
-        uri: &'static str,
-    },
+    Req { method: &'static str, uri: &'static str },
     Resp(u16),
 }
 
@@ -288,16 +282,12 @@ pub struct CorpusFile {
 /// Every `.sip` file of the corpus, sorted by name.
 pub fn load_corpus() -> Vec<CorpusFile> {
     let dir = corpus_dir();
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read corpus dir {}: {e}", dir.display()));
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read corpus dir {}: {e}", dir.display()));
     let mut out: Vec<CorpusFile> = entries
         .map(|e| e.unwrap_or_else(|e| panic!("corpus dir entry: {e}")).path())
         .filter(|p| p.extension().is_some_and(|x| x == "sip"))
         .map(|p| CorpusFile {
-            name: p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             bytes: std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())),
         })
         .collect();

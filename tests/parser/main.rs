@@ -4,6 +4,7 @@
 //!   the hand-written values in `expect.rs`.
 //! * `differential`: the same fields, compared with `rsip` 0.4.
 //! * `details`:     typed accessors on selected corpus files.
+//! * `edges`:       RFC 3261 corners (addr-spec params, case rules, LWS).
 //! * `errors`:      broken messages give the right `ParseError`.
 //! * `alloc_free`:  parsing and the hot-path accessors allocate nothing
 //!   (counted by the allocator below, per thread).
@@ -14,6 +15,7 @@ mod alloc_free;
 mod corpus;
 mod details;
 mod differential;
+mod edges;
 mod errors;
 mod expect;
 mod roundtrip;

@@ -35,13 +35,8 @@ pub fn method_name<'a>(m: Method<'a>) -> &'a [u8] {
 
 /// Parses a corpus message, panicking with context if it fails.
 pub fn parse_ok<'a>(name: &str, buf: &'a [u8]) -> SipMessage<'a> {
-    SipMessage::parse(buf).unwrap_or_else(|e| {
-        panic!(
-            "{name}: SipMessage::parse failed with {e:?} ({}) on:\n{}",
-            e.reason(),
-            show(buf)
-        )
-    })
+    SipMessage::parse(buf)
+        .unwrap_or_else(|e| panic!("{name}: SipMessage::parse failed with {e:?} ({}) on:\n{}", e.reason(), show(buf)))
 }
 
 /// Unwraps an accessor result with context.
@@ -52,9 +47,7 @@ pub fn ok<T>(name: &str, what: &str, r: Result<T, ParseError>) -> T {
 /// Strips the brackets of an IPv6 reference, if any (the contract does not
 /// say whether `host` keeps them).
 pub fn unbracket(h: &[u8]) -> &[u8] {
-    h.strip_prefix(b"[")
-        .and_then(|h| h.strip_suffix(b"]"))
-        .unwrap_or(h)
+    h.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")).unwrap_or(h)
 }
 
 /// True if `part` lies inside `whole` (zero-copy: the parser hands out

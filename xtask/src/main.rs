@@ -57,21 +57,14 @@ fn cargo() -> OsString {
 
 fn install_deps() -> Result<(), ExitCode> {
     let script = root().join("scripts").join("install-deps.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .current_dir(root())
-        .status()
-        .map_err(|e| {
-            eprintln!("xtask: cannot run {}: {e}", script.display());
-            ExitCode::FAILURE
-        })?;
+    let status = Command::new("bash").arg(&script).current_dir(root()).status().map_err(|e| {
+        eprintln!("xtask: cannot run {}: {e}", script.display());
+        ExitCode::FAILURE
+    })?;
     if status.success() {
         Ok(())
     } else {
-        eprintln!(
-            "xtask: {} failed ({status}); the end-to-end tests need sipp",
-            script.display()
-        );
+        eprintln!("xtask: {} failed ({status}); the end-to-end tests need sipp", script.display());
         Err(exit_code(status.code()))
     }
 }
@@ -81,18 +74,13 @@ fn test(extra: &[OsString]) -> ExitCode {
         return code;
     }
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(root())
-        .arg("test")
-        .arg("--workspace")
-        .args(extra);
+    cmd.current_dir(root()).arg("test").arg("--workspace").args(extra);
     hand_over(cmd)
 }
 
 fn run(extra: &[OsString]) -> ExitCode {
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(root())
-        .args(["run", "--release", "-p", "sipark", "--"])
-        .args(extra);
+    cmd.current_dir(root()).args(["run", "--release", "-p", "sipark", "--"]).args(extra);
     hand_over(cmd)
 }
 

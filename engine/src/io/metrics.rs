@@ -3,9 +3,11 @@
 //! `GET /metrics` on a plain thread (one connection at a time).
 //!
 //! Each stat `x` becomes `sipark_x` (counters: `sipark_x_total`) with one
-//! sample per worker (`worker="i"`) and one sample without labels holding
-//! the sum over workers. Reading a stat is a relaxed atomic load; nothing
-//! here takes a lock a worker could wait on.
+//! sample per worker (`worker="i"`); sum them in PromQL
+//! (`sum(rate(sipark_parks_total[1m]))`). There is deliberately no
+//! unlabelled total beside them, which `sum()` would count twice. Reading a
+//! stat is a relaxed atomic load; nothing here takes a lock a worker could
+//! wait on.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -58,12 +60,7 @@ impl Collector for ShardCollector {
             let mut i = 0;
             stats.each(|name, kind, help, value| {
                 if w == 0 {
-                    series.push(Series {
-                        name,
-                        kind,
-                        help,
-                        values: Vec::with_capacity(self.stats.len()),
-                    });
+                    series.push(Series { name, kind, help, values: Vec::with_capacity(self.stats.len()) });
                 }
                 if let Some(s) = series.get_mut(i) {
                     s.values.push(value);
@@ -71,28 +68,20 @@ impl Collector for ShardCollector {
                 i += 1;
             });
         }
-        let labels: Vec<[(&str, String); 1]> = (0..self.stats.len())
-            .map(|w| [("worker", w.to_string())])
-            .collect();
+        let labels: Vec<[(&str, String); 1]> = (0..self.stats.len()).map(|w| [("worker", w.to_string())]).collect();
         for s in &series {
             let mtype = match s.kind {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
             };
             let mut metric = encoder.encode_descriptor(s.name, s.help, None, mtype)?;
-            let mut sum = 0u64;
             for (v, l) in s.values.iter().zip(&labels) {
-                sum = sum.wrapping_add(*v);
                 let mut m = metric.encode_family(l)?;
                 match s.kind {
                     Kind::Counter => m.encode_counter::<NoLabelSet, _, u64>(v, None)?,
                     // Gauges are i64 in OpenMetrics; a u64 past i64::MAX is clamped.
                     Kind::Gauge => m.encode_gauge(&i64::try_from(*v).unwrap_or(i64::MAX))?,
                 }
-            }
-            match s.kind {
-                Kind::Counter => metric.encode_counter::<NoLabelSet, _, u64>(&sum, None)?,
-                Kind::Gauge => metric.encode_gauge(&i64::try_from(sum).unwrap_or(i64::MAX))?,
             }
         }
         Ok(())
@@ -118,11 +107,7 @@ pub fn render(registry: &Registry) -> String {
 /// Serves `GET /metrics` on `listener` until `stop` is set.
 pub fn serve(listener: TcpListener, registry: Registry, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Acquire) {
-        let mut pfd = libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: `pfd` is one valid pollfd for the duration of the call.
         let rc = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
         if rc <= 0 {
@@ -152,15 +137,9 @@ enum Route {
 }
 
 fn route(head: &[u8]) -> Route {
-    let line_end = head
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(head.len());
-    let mut parts = head[..line_end]
-        .split(|&b| b == b' ')
-        .filter(|p| !p.is_empty());
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let line_end = head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(head.len());
+    let mut parts = head[..line_end].split(|&b| b == b' ').filter(|p| !p.is_empty());
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Route::BadRequest;
     };
     if parts.next().is_some() || !version.starts_with(b"HTTP/1.") {
@@ -172,11 +151,7 @@ fn route(head: &[u8]) -> Route {
         _ => return Route::BadMethod,
     };
     let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-    if path == b"/metrics" {
-        Route::Metrics { head_only }
-    } else {
-        Route::NotFound
-    }
+    if path == b"/metrics" { Route::Metrics { head_only } } else { Route::NotFound }
 }
 
 fn handle(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
@@ -194,37 +169,16 @@ fn handle(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
             break false;
         }
         len += n;
-        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n")
-            || buf[..len].windows(2).any(|w| w == b"\n\n")
-        {
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || buf[..len].windows(2).any(|w| w == b"\n\n") {
             break true;
         }
     };
-    let r = if complete {
-        route(&buf[..len])
-    } else {
-        Route::BadRequest
-    };
+    let r = if complete { route(&buf[..len]) } else { Route::BadRequest };
     let (status, ctype, body, head_only) = match r {
         Route::Metrics { head_only } => ("200 OK", CONTENT_TYPE, render(registry), head_only),
-        Route::NotFound => (
-            "404 Not Found",
-            "text/plain",
-            "not found\n".to_owned(),
-            false,
-        ),
-        Route::BadMethod => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_owned(),
-            false,
-        ),
-        Route::BadRequest => (
-            "400 Bad Request",
-            "text/plain",
-            "bad request\n".to_owned(),
-            false,
-        ),
+        Route::NotFound => ("404 Not Found", "text/plain", "not found\n".to_owned(), false),
+        Route::BadMethod => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned(), false),
+        Route::BadRequest => ("400 Bad Request", "text/plain", "bad request\n".to_owned(), false),
     };
     let mut resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -260,14 +214,8 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(
-            route(b"GET /metrics HTTP/1.1\r\n\r\n"),
-            Route::Metrics { head_only: false }
-        );
-        assert_eq!(
-            route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            Route::Metrics { head_only: true }
-        );
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), Route::Metrics { head_only: false });
+        assert_eq!(route(b"HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics { head_only: true });
         assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
         assert_eq!(route(b"GET /metrics\r\n\r\n"), Route::BadRequest);
@@ -275,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn per_worker_and_summed_series() {
+    fn per_worker_series_without_double_counted_totals() {
         let a = Arc::new(ShardStats::default());
         let b = Arc::new(ShardStats::default());
         a.handoffs_out.add(3);
@@ -286,18 +234,17 @@ mod tests {
             "# TYPE sipark_handoffs_out counter",
             "sipark_handoffs_out_total{worker=\"0\"} 3",
             "sipark_handoffs_out_total{worker=\"1\"} 4",
-            "sipark_handoffs_out_total 7",
             "# TYPE sipark_parked gauge",
             "sipark_parked{worker=\"1\"} 2",
-            "sipark_parked 2",
             "sipark_datagrams_in_total{worker=\"0\"} 0",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in:\n{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "no EOF marker:\n{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("sipark_") && !l.contains("worker=")),
+            "an unlabelled sample would be double-counted by sum():\n{text}"
+        );
     }
 
     #[test]
@@ -314,8 +261,7 @@ mod tests {
         };
         let get = |req: &str| -> String {
             let mut s = TcpStream::connect(addr).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
             s.write_all(req.as_bytes()).expect("write");
             let mut out = String::new();
             s.read_to_string(&mut out).expect("read");
@@ -323,28 +269,18 @@ mod tests {
         };
         let ok = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(
-            ok.contains("\nsipark_datagrams_in_total{worker=\"0\"} 5\n"),
-            "{ok}"
-        );
+        assert!(ok.contains("\nsipark_datagrams_in_total{worker=\"0\"} 5\n"), "{ok}");
         let nf = get("GET /nope HTTP/1.1\r\n\r\n");
         assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");
-        let big = format!(
-            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
-            "a".repeat(MAX_REQUEST)
-        );
+        let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_REQUEST));
         let mut s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         // The server may close before reading everything; only the answer matters.
         let _ = s.write_all(big.as_bytes());
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         drop(s);
-        assert!(
-            out.starts_with("HTTP/1.1 400"),
-            "oversized request: {out:?}"
-        );
+        assert!(out.starts_with("HTTP/1.1 400"), "oversized request: {out:?}");
         stop.store(true, Ordering::Release);
         t.join().expect("server thread");
     }

@@ -109,20 +109,12 @@ fn check_buffers(s: &UdpSocket) {
     if let Ok(n) = s.recv_buffer_size()
         && n < SOCKET_BUFFER
     {
-        warn!(
-            granted = n,
-            wanted = SOCKET_BUFFER,
-            "SO_RCVBUF capped; raise net.core.rmem_max"
-        );
+        warn!(granted = n, wanted = SOCKET_BUFFER, "SO_RCVBUF capped; raise net.core.rmem_max");
     }
     if let Ok(n) = s.send_buffer_size()
         && n < SOCKET_BUFFER
     {
-        warn!(
-            granted = n,
-            wanted = SOCKET_BUFFER,
-            "SO_SNDBUF capped; raise net.core.wmem_max"
-        );
+        warn!(granted = n, wanted = SOCKET_BUFFER, "SO_SNDBUF capped; raise net.core.wmem_max");
     }
 }
 
@@ -130,51 +122,29 @@ impl Engine {
     /// Binds the sockets, starts the workers (and metrics), and returns
     /// once every worker's ring is up. `make_config` gets the bound address
     /// (its port is the real one when `opts.listen` has port 0).
-    pub fn start(
-        opts: &IoOptions,
-        make_config: impl FnOnce(SocketAddr) -> Config,
-    ) -> Result<Engine, StartError> {
+    pub fn start(opts: &IoOptions, make_config: impl FnOnce(SocketAddr) -> Config) -> Result<Engine, StartError> {
         let n = opts.workers;
         if n == 0 {
             return Err(StartError::Options("--workers must be at least 1".into()));
         }
         // The first socket picks the port when asked for port 0; the rest
         // join its SO_REUSEPORT group on the same port.
-        let first = bind_socket(opts.listen).map_err(|source| StartError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
-        let local_addr = first.local_addr().map_err(|source| StartError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
+        let first = bind_socket(opts.listen).map_err(|source| StartError::Bind { addr: opts.listen, source })?;
+        let local_addr = first.local_addr().map_err(|source| StartError::Bind { addr: opts.listen, source })?;
         check_buffers(&first);
         let mut sockets = vec![first];
         for _ in 1..n {
-            let s = bind_socket(local_addr).map_err(|source| StartError::Bind {
-                addr: local_addr,
-                source,
-            })?;
+            let s = bind_socket(local_addr).map_err(|source| StartError::Bind { addr: local_addr, source })?;
             sockets.push(s);
         }
         let metrics_listener = match opts.metrics {
-            Some(addr) => Some(
-                TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?,
-            ),
+            Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?),
             None => None,
         };
         let cfg = Arc::new(make_config(local_addr));
-        let wall = WallClock {
-            at: Instant::now(),
-            unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
-        };
-        let cpus = if opts.pin {
-            worker::allowed_cpus()
-        } else {
-            Vec::new()
-        };
+        let wall =
+            WallClock { at: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() };
+        let cpus = if opts.pin { worker::allowed_cpus() } else { Vec::new() };
         if opts.pin && cpus.is_empty() {
             warn!("cannot read the CPU affinity mask; workers run unpinned");
         }
@@ -195,9 +165,7 @@ impl Engine {
                 ready: ready_tx.clone(),
                 go: go_rx,
             };
-            let spawned = std::thread::Builder::new()
-                .name(format!("sipark-w{i}"))
-                .spawn(move || worker::run(init));
+            let spawned = std::thread::Builder::new().name(format!("sipark-w{i}")).spawn(move || worker::run(init));
             match spawned {
                 Ok(h) => {
                     handles.push(h);
@@ -224,17 +192,14 @@ impl Engine {
                     failure.get_or_insert(StartError::Uring { worker: i, cause });
                 }
                 Err(e) => {
-                    failure.get_or_insert(StartError::Thread(format!(
-                        "a worker did not report ready: {e}"
-                    )));
+                    failure.get_or_insert(StartError::Thread(format!("a worker did not report ready: {e}")));
                     break;
                 }
             }
         }
         let ready: Vec<worker::Ready> = ready.into_iter().flatten().collect();
         if let Some(f) = failure.or_else(|| {
-            (ready.len() != usize::from(n))
-                .then(|| StartError::Thread("a worker did not report ready".into()))
+            (ready.len() != usize::from(n)).then(|| StartError::Thread("a worker did not report ready".into()))
         }) {
             abort(gos, handles);
             return Err(f);
@@ -276,15 +241,7 @@ impl Engine {
             }
         }
 
-        Ok(Engine {
-            local_addr,
-            metrics_addr,
-            ring_mode,
-            peers,
-            stats,
-            workers: handles,
-            metrics,
-        })
+        Ok(Engine { local_addr, metrics_addr, ring_mode, peers, stats, workers: handles, metrics })
     }
 
     /// The address the workers are bound to.
@@ -387,13 +344,10 @@ fn wake_all(peers: &Peers) -> io::Result<()> {
     let mut ring = IoUring::new(n.clamp(1, 4096).next_power_of_two())?;
     for chunk in peers.ring_fds.chunks(ring.params().sq_entries() as usize) {
         for fd in chunk {
-            let e = opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), 0, UD_WAKE, None)
-                .build()
-                .user_data(0);
+            let e = opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), 0, UD_WAKE, None).build().user_data(0);
             // SAFETY: MsgRingData refers to no memory of ours; the target
             // fd is kept open by `peers` for the whole call.
-            unsafe { ring.submission().push(&e) }
-                .map_err(|_| io::Error::other("submission queue full"))?;
+            unsafe { ring.submission().push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
         }
         ring.submit_and_wait(chunk.len())?;
         ring.completion().for_each(drop);

@@ -26,11 +26,7 @@ pub fn block() -> io::Result<()> {
     let set = shutdown_set();
     // SAFETY: `set` is initialised; the old mask is not wanted (null).
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
 
 /// Waits up to `timeout` for SIGINT or SIGTERM (which must be blocked, see
@@ -60,11 +56,7 @@ mod tests {
         // Runs on its own thread so the mask change stays there.
         let got = std::thread::spawn(|| {
             block().expect("block signals");
-            assert_eq!(
-                wait(Duration::from_millis(10)),
-                None,
-                "no signal pending yet"
-            );
+            assert_eq!(wait(Duration::from_millis(10)), None, "no signal pending yet");
             // SAFETY: sending SIGINT to this very thread, where it is blocked,
             // so it stays pending until sigtimedwait takes it.
             let rc = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGINT) };

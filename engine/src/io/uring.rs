@@ -75,11 +75,7 @@ impl RingMode {
 /// With `SINGLE_ISSUER` only the creating thread may submit, so this must
 /// run on the worker thread that will drive the ring.
 pub fn new_ring(sq_entries: u32, cq_entries: u32) -> io::Result<(IoUring, RingMode)> {
-    let attempts = [
-        RingMode::DeferTaskrun,
-        RingMode::SingleIssuer,
-        RingMode::Plain,
-    ];
+    let attempts = [RingMode::DeferTaskrun, RingMode::SingleIssuer, RingMode::Plain];
     let mut last = io::Error::from_raw_os_error(libc::EINVAL);
     for mode in attempts {
         let mut b = IoUring::builder();
@@ -134,8 +130,7 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Mapping { ptr, len })
     }
 }
@@ -190,14 +185,7 @@ impl BufRing {
         }
         let ring = Mapping::new(usize::from(entries) * size_of::<RingEntry>())?;
         let bufs = Mapping::new(usize::from(entries) * buf_size as usize)?;
-        let mut br = BufRing {
-            ring,
-            bufs,
-            entries,
-            buf_size,
-            tail: 0,
-            bgid,
-        };
+        let mut br = BufRing { ring, bufs, entries, buf_size, tail: 0, bgid };
         for bid in 0..entries {
             br.recycle(bid);
         }
@@ -217,12 +205,7 @@ impl BufRing {
         // SAFETY: the ring mapping holds `entries` entries and lives as
         // long as the caller promises above.
         unsafe {
-            uring.submitter().register_buf_ring_with_flags(
-                self.ring.ptr.as_ptr() as u64,
-                self.entries,
-                self.bgid,
-                0,
-            )
+            uring.submitter().register_buf_ring_with_flags(self.ring.ptr.as_ptr() as u64, self.entries, self.bgid, 0)
         }
     }
 
@@ -307,10 +290,7 @@ unsafe impl Send for SendSlab {}
 
 impl std::fmt::Debug for SendSlab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendSlab")
-            .field("capacity", &self.slots.len())
-            .field("in_flight", &self.in_flight())
-            .finish()
+        f.debug_struct("SendSlab").field("capacity", &self.slots.len()).field("in_flight", &self.in_flight()).finish()
     }
 }
 
@@ -329,10 +309,7 @@ impl SendSlab {
                 payload: None,
             })
             .collect();
-        SendSlab {
-            slots,
-            free: (0..n).rev().collect(),
-        }
+        SendSlab { slots, free: (0..n).rev().collect() }
     }
 
     /// Whether a slot is free.
@@ -348,21 +325,14 @@ impl SendSlab {
     /// Fills a free slot with `payload` for `dst` and returns its index and
     /// a pointer to its `msghdr`, valid until [`SendSlab::complete`] for that
     /// index. Returns the payload back if no slot is free.
-    pub fn prepare(
-        &mut self,
-        dst: SocketAddr,
-        payload: Vec<u8>,
-    ) -> Result<(u32, *const libc::msghdr), Vec<u8>> {
+    pub fn prepare(&mut self, dst: SocketAddr, payload: Vec<u8>) -> Result<(u32, *const libc::msghdr), Vec<u8>> {
         let Some(idx) = self.free.pop() else {
             return Err(payload);
         };
         let slot = &mut self.slots[idx as usize];
         let addr_len = write_sockaddr(dst, &mut slot.addr);
         let payload = slot.payload.insert(payload);
-        slot.iov = libc::iovec {
-            iov_base: payload.as_mut_ptr().cast(),
-            iov_len: payload.len(),
-        };
+        slot.iov = libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: payload.len() };
         // SAFETY: all-zero is a valid msghdr (no control data, no flags).
         slot.hdr = unsafe { std::mem::zeroed() };
         slot.hdr.msg_name = ptr::addr_of_mut!(slot.addr).cast();
@@ -391,9 +361,7 @@ pub fn write_sockaddr(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> lib
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned
@@ -406,9 +374,7 @@ pub fn write_sockaddr(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> lib
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned
@@ -450,19 +416,13 @@ mod tests {
 
     #[test]
     fn sockaddr_round_trip() {
-        for a in [
-            "127.0.0.1:5060",
-            "10.1.2.3:1",
-            "[::1]:5070",
-            "[fe80::1%3]:9",
-        ] {
+        for a in ["127.0.0.1:5060", "10.1.2.3:1", "[::1]:5070", "[fe80::1%3]:9"] {
             let addr: SocketAddr = a.parse().unwrap_or_else(|e| panic!("{a}: {e}"));
             // SAFETY: all-zero is a valid sockaddr_storage.
             let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
             let len = write_sockaddr(addr, &mut ss);
             // SAFETY: `ss` is a live sockaddr_storage of at least `len` bytes.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(ptr::addr_of!(ss).cast::<u8>(), len as usize) };
+            let bytes = unsafe { std::slice::from_raw_parts(ptr::addr_of!(ss).cast::<u8>(), len as usize) };
             assert_eq!(read_sockaddr(bytes), Some(addr), "round trip of {a}");
         }
         assert_eq!(read_sockaddr(&[]), None);

@@ -29,8 +29,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use tracing::{debug, info, warn};
 
 use super::uring::{
-    BufRing, RingMode, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE,
-    new_ring, read_sockaddr,
+    BufRing, RingMode, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring,
+    read_sockaddr,
 };
 use crate::proto::config::Config;
 use crate::proto::parse::SipMessage;
@@ -84,10 +84,7 @@ pub struct Inbox {
 
 impl Inbox {
     pub fn new(capacity: usize) -> Inbox {
-        Inbox {
-            queue: ArrayQueue::new(capacity.max(1)),
-            notified: AtomicBool::new(false),
-        }
+        Inbox { queue: ArrayQueue::new(capacity.max(1)), notified: AtomicBool::new(false) }
     }
 }
 
@@ -131,10 +128,7 @@ pub struct WorkerInit {
 /// Pins the calling thread to `cpu`.
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cpu index past CPU_SETSIZE",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cpu index past CPU_SETSIZE"));
     }
     // SAFETY: all-zero is an empty cpu_set_t.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -143,11 +137,7 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the
     // calling thread.
     let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// The CPUs this process may run on, in order.
@@ -176,17 +166,7 @@ pub fn block_shutdown_signals() {
 /// The worker thread's body. Returns an error text if the worker failed.
 pub fn run(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit {
-        id,
-        n,
-        socket,
-        cfg,
-        wall,
-        cpu,
-        grace,
-        ready,
-        go,
-    } = init;
+    let WorkerInit { id, n, socket, cfg, wall, cpu, grace, ready, go } = init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -230,8 +210,10 @@ fn push_sqe(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
     unsafe { ring.submission().push(e) }.map_err(|_| io::Error::other("submission queue full"))
 }
 
-/// A worker's state. Field order is drop order: the ring goes first, so
-/// the kernel is done with the buffers, slab and socket before they go.
+/// A worker's state. Field order is drop order: the ring is closed before
+/// the buffers, slab and socket it refers to are freed. Closing alone does
+/// not wait for the kernel, so [`Worker::finish`] first waits for every
+/// operation to end (or leaks the memory if they do not).
 struct Worker {
     ring: IoUring,
     bufs: BufRing,
@@ -264,15 +246,12 @@ impl Worker {
         wall: WallClock,
         now: Instant,
     ) -> Result<(Worker, Ready), String> {
-        let (ring, mode) =
-            new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
-        let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, BGID)
-            .map_err(|e| format!("buffer ring memory: {e}"))?;
+        let (ring, mode) = new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
+        let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, BGID).map_err(|e| format!("buffer ring memory: {e}"))?;
         // SAFETY: `bufs` is stored in the same Worker after `ring`, so the
         // ring is dropped (closed) before the buffer memory is unmapped;
         // `finish` also waits for the receive to end first.
-        unsafe { bufs.register(&ring) }
-            .map_err(|e| format!("register_buf_ring (kernel 5.19+): {e}"))?;
+        unsafe { bufs.register(&ring) }.map_err(|e| format!("register_buf_ring (kernel 5.19+): {e}"))?;
         // SAFETY: the ring's fd is open for as long as `ring` lives, which
         // covers this borrow; the duplicate is an independent descriptor.
         let ring_fd = unsafe { BorrowedFd::borrow_raw(ring.as_raw_fd()) }
@@ -284,11 +263,7 @@ impl Worker {
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let shard = Shard::new(id, n, cfg, wall, now);
         let stats = shard.stats().clone();
-        let ready = Ready {
-            ring_fd,
-            stats: stats.clone(),
-            mode,
-        };
+        let ready = Ready { ring_fd, stats: stats.clone(), mode };
         let w = Worker {
             ring,
             bufs,
@@ -317,13 +292,9 @@ impl Worker {
 
     /// Arms the multishot receive (kernel 6.0).
     fn arm_recv(&mut self) -> io::Result<()> {
-        let e = opcode::RecvMsgMulti::new(
-            types::Fd(self.socket.as_raw_fd()),
-            &*self.recv_hdr,
-            self.bufs.bgid(),
-        )
-        .build()
-        .user_data(UD_RECV);
+        let e = opcode::RecvMsgMulti::new(types::Fd(self.socket.as_raw_fd()), &*self.recv_hdr, self.bufs.bgid())
+            .build()
+            .user_data(UD_RECV);
         self.push(&e)?;
         self.recv_armed = true;
         Ok(())
@@ -341,16 +312,9 @@ impl Worker {
             {
                 self.shard.handle_timeout(now);
             }
-            let stop = self
-                .peers
-                .as_ref()
-                .is_none_or(|p| p.stop.load(Ordering::Acquire));
+            let stop = self.peers.as_ref().is_none_or(|p| p.stop.load(Ordering::Acquire));
             if deadline.is_none() && stop {
-                info!(
-                    worker = self.id,
-                    grace_s = grace.as_secs_f64(),
-                    "worker shutting down"
-                );
+                info!(worker = self.id, grace_s = grace.as_secs_f64(), "worker shutting down");
                 self.shard.shutdown(now);
                 deadline = Some(now + grace);
             }
@@ -365,10 +329,7 @@ impl Worker {
                     return Ok(());
                 }
                 if now >= d {
-                    warn!(
-                        worker = self.id,
-                        "shutdown grace elapsed before the shard drained"
-                    );
+                    warn!(worker = self.id, "shutdown grace elapsed before the shard drained");
                     return Ok(());
                 }
             }
@@ -432,6 +393,7 @@ impl Worker {
         if res >= 0 {
             self.stats.datagrams_out.inc();
         } else {
+            self.stats.send_errors.inc();
             debug!(worker = self.id, error = %io::Error::from_raw_os_error(-res), "send failed");
         }
         if let Some(payload) = self.slab.complete(slot) {
@@ -478,17 +440,7 @@ impl Worker {
     }
 
     fn on_datagram(&mut self, now: Instant, bid: u16, len: usize) {
-        let Worker {
-            bufs,
-            recv_hdr,
-            shard,
-            stats,
-            peers,
-            id,
-            n,
-            wake,
-            ..
-        } = self;
+        let Worker { bufs, recv_hdr, shard, stats, peers, id, n, wake, .. } = self;
         stats.datagrams_in.inc();
         let Some(buf) = bufs.buffer(bid, len) else {
             stats.dropped.inc();
@@ -526,10 +478,7 @@ impl Worker {
                     shard.handle_message(now, src, &msg);
                     return;
                 };
-                match inbox.queue.push(Handoff {
-                    src,
-                    data: data.into(),
-                }) {
+                match inbox.queue.push(Handoff { src, data: data.into() }) {
                     Ok(()) => {
                         stats.handoffs_out.inc();
                         if !inbox.notified.swap(true, Ordering::SeqCst) {
@@ -544,14 +493,7 @@ impl Worker {
     }
 
     fn drain_inbox(&mut self, now: Instant) {
-        let Worker {
-            peers,
-            shard,
-            stats,
-            id,
-            busy,
-            ..
-        } = self;
+        let Worker { peers, shard, stats, id, busy, .. } = self;
         let Some(inbox) = peers.as_ref().and_then(|p| p.inboxes.get(usize::from(*id))) else {
             return;
         };
@@ -588,22 +530,14 @@ impl Worker {
                 }
             };
             // `hdr` points into the slab slot, untouched until the CQE.
-            let e = opcode::SendMsg::new(types::Fd(fd), hdr)
-                .build()
-                .user_data(UD_SEND | u64::from(slot));
+            let e = opcode::SendMsg::new(types::Fd(fd), hdr).build().user_data(UD_SEND | u64::from(slot));
             self.push(&e)?;
         }
     }
 
     /// Sends the `MsgRingData` wake-ups (kernel 5.18) queued this turn.
     fn flush_wakes(&mut self) -> io::Result<()> {
-        let Worker {
-            ring,
-            peers,
-            wake,
-            id,
-            ..
-        } = self;
+        let Worker { ring, peers, wake, id, .. } = self;
         let Some(peers) = peers.as_ref() else {
             return Ok(());
         };
@@ -614,10 +548,9 @@ impl Worker {
             let Some(fd) = peers.ring_fds.get(s) else {
                 continue;
             };
-            let e =
-                opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), i32::from(*id), UD_WAKE, None)
-                    .build()
-                    .user_data(UD_MSG_SENT);
+            let e = opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), i32::from(*id), UD_WAKE, None)
+                .build()
+                .user_data(UD_MSG_SENT);
             push_sqe(ring, &e)?;
         }
         Ok(())
@@ -629,14 +562,9 @@ impl Worker {
     fn finish(mut self) {
         let until = Instant::now() + EXIT_WAIT;
         if self.recv_armed {
-            let e = opcode::AsyncCancel::new(UD_RECV)
-                .build()
-                .user_data(UD_CANCEL);
+            let e = opcode::AsyncCancel::new(UD_RECV).build().user_data(UD_CANCEL);
             if self.push(&e).is_err() {
-                warn!(
-                    worker = self.id,
-                    "cannot cancel the receive; leaking its buffers"
-                );
+                warn!(worker = self.id, "cannot cancel the receive; leaking its buffers");
                 std::mem::forget(self);
                 return;
             }

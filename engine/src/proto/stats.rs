@@ -63,6 +63,8 @@ stats! {
     Counter datagrams_in,
     /// Datagrams sent by this worker's socket.
     Counter datagrams_out,
+    /// Sends the kernel refused (logged at debug level).
+    Counter send_errors,
     /// Datagrams that did not parse (answered 400 when possible).
     Counter parse_errors,
     /// Datagrams dropped without an answer (unreadable, or responses nobody waits for).

@@ -1,0 +1,395 @@
+//! The simulation harness: N shards, scripted phones, an in-memory network
+//! and a virtual clock (in the manner of quinn-proto's test `Pair`).
+//!
+//! The clock never waits: each step jumps straight to the next thing that
+//! can happen (a datagram arriving, a shard timer, a phone timer). The
+//! network delays every datagram by `latency` plus a random share of
+//! `reorder`, and loses or duplicates datagrams at the configured rates,
+//! all from one seeded PRNG so that every run is reproducible.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sipark::proto::config::Config;
+use sipark::proto::parse::SipMessage;
+use sipark::proto::route::{Owner, owner};
+use sipark::proto::shard::{Shard, WallClock};
+use sipark::proto::stats::ShardStats;
+
+use crate::phone::Phone;
+
+/// Unix time of the simulation's start: 2026-11-24T18:00:00Z.
+pub const START_UNIX: u64 = 1_795_543_200;
+/// The park-info `parked-at` of a call parked within the first second.
+pub const START_UTC: &str = "2026-11-24T18:00:00Z";
+
+/// xorshift64* — small, seeded, good enough for network dice.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // Avoid the all-zero state and spread small seeds.
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
+    }
+}
+
+/// Network knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Net {
+    /// One-way delay of every datagram.
+    pub latency: Duration,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a datagram arrives twice.
+    pub dup: f64,
+    /// Up to this much extra random delay per copy (reorders datagrams).
+    pub reorder: Duration,
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net { latency: Duration::from_millis(10), loss: 0.0, dup: 0.0, reorder: Duration::ZERO }
+    }
+}
+
+struct Flight {
+    at: Instant,
+    seq: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: Vec<u8>,
+}
+
+impl PartialEq for Flight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Flight {}
+impl PartialOrd for Flight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Flight {
+    /// Reversed, so that `BinaryHeap` pops the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Most trace lines kept (for failure messages).
+const TRACE_KEEP: usize = 400;
+/// Most steps one `run_*` call may take before it is declared a livelock.
+const MAX_STEPS: u64 = 3_000_000;
+/// Most steps at one instant before it is declared a livelock.
+const MAX_STEPS_SAME_INSTANT: u64 = 100_000;
+
+/// The simulated world.
+pub struct Sim {
+    pub cfg: Arc<Config>,
+    pub shards: Vec<Shard>,
+    pub phones: Vec<Phone>,
+    /// sipark's address (every shard's; the workers share one socket address).
+    pub server: SocketAddr,
+    pub start: Instant,
+    pub now: Instant,
+    pub net: Net,
+    rng: Rng,
+    flights: BinaryHeap<Flight>,
+    seq: u64,
+    by_addr: HashMap<SocketAddr, usize>,
+    trace: VecDeque<String>,
+    /// Datagrams sipark sent to an address no phone has (first line, bounded).
+    pub stray: Vec<String>,
+    /// Datagrams sipark sent (all copies before loss).
+    pub server_sent: u64,
+}
+
+impl Sim {
+    /// A world with `n` shards sharing `cfg`; `seed` drives the network dice.
+    pub fn new(n: u16, cfg: Config, seed: u64) -> Sim {
+        let start = Instant::now();
+        let cfg = Arc::new(cfg);
+        let wall = WallClock { at: start, unix: Duration::from_secs(START_UNIX) };
+        let shards = (0..n).map(|i| Shard::new(i, n, Arc::clone(&cfg), wall, start)).collect();
+        let server: SocketAddr = cfg.advertise.parse().unwrap_or_else(|e| panic!("advertise {:?}: {e}", cfg.advertise));
+        Sim {
+            cfg,
+            shards,
+            phones: Vec::new(),
+            server,
+            start,
+            now: start,
+            net: Net::default(),
+            rng: Rng::new(seed),
+            flights: BinaryHeap::new(),
+            seq: 0,
+            by_addr: HashMap::new(),
+            trace: VecDeque::new(),
+            stray: Vec::new(),
+            server_sent: 0,
+        }
+    }
+
+    /// Adds a phone for `user@domain`; returns its index in `phones`.
+    pub fn add_phone(&mut self, user: &str, domain: &str, display: Option<&str>) -> usize {
+        let id = self.phones.len();
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (id % 250) as u8));
+        let addr = SocketAddr::new(ip, 5062 + id as u16);
+        let phone = Phone::new(id, addr, user, domain, display, self.server, self.cfg.timers.t1, self.cfg.timers.t2, self.start);
+        self.by_addr.insert(addr, id);
+        self.phones.push(phone);
+        id
+    }
+
+    /// Time since the start of the simulation.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Sum of one counter over all shards.
+    pub fn stat(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
+        self.shards.iter().map(|s| f(s.stats())).sum()
+    }
+
+    /// Every shard reports drained.
+    pub fn is_drained(&self) -> bool {
+        self.shards.iter().all(Shard::is_drained)
+    }
+
+    /// Starts graceful shutdown on every shard.
+    pub fn shutdown_all(&mut self) {
+        let now = self.now;
+        for s in &mut self.shards {
+            s.shutdown(now);
+        }
+    }
+
+    /// The last datagrams seen, for failure messages.
+    pub fn trace(&self) -> String {
+        let mut s = String::new();
+        for line in &self.trace {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s
+    }
+
+    fn note(&mut self, line: String) {
+        if self.trace.len() == TRACE_KEEP {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(line);
+    }
+
+    fn first_line(data: &[u8]) -> String {
+        let end = data.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(data.len()).min(120);
+        String::from_utf8_lossy(&data[..end]).into_owned()
+    }
+
+    /// Puts one datagram on the wire, subject to the network knobs.
+    fn launch(&mut self, src: SocketAddr, dst: SocketAddr, data: Vec<u8>) {
+        let ms = self.elapsed().as_millis();
+        let line = Self::first_line(&data);
+        if self.rng.chance(self.net.loss) {
+            self.note(format!("{ms:>9} {src} -> {dst} LOST {line}"));
+            return;
+        }
+        let copies = if self.rng.chance(self.net.dup) { 2 } else { 1 };
+        self.note(format!("{ms:>9} {src} -> {dst} {line}{}", if copies == 2 { " (x2)" } else { "" }));
+        for _ in 0..copies {
+            let extra = if self.net.reorder.is_zero() {
+                Duration::ZERO
+            } else {
+                self.net.reorder.mul_f64(self.rng.unit())
+            };
+            self.seq += 1;
+            self.flights.push(Flight { at: self.now + self.net.latency + extra, seq: self.seq, src, dst, data: data.clone() });
+        }
+    }
+
+    /// Moves everything the shards and phones want to send onto the wire.
+    fn pump(&mut self) {
+        let mut batch: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+        for shard in &mut self.shards {
+            while let Some(t) = shard.poll_transmit() {
+                batch.push((self.server, t.dst, t.payload.clone()));
+                shard.recycle(t.payload);
+            }
+        }
+        self.server_sent += batch.len() as u64;
+        for phone in &mut self.phones {
+            while let Some((dst, data)) = phone.poll_transmit() {
+                batch.push((phone.addr, dst, data));
+            }
+        }
+        for (src, dst, data) in batch {
+            self.launch(src, dst, data);
+        }
+    }
+
+    /// The shard a datagram for sipark goes to, as the workers route it.
+    pub fn route(&self, data: &[u8]) -> usize {
+        match SipMessage::parse(data) {
+            Ok(msg) => match owner(&msg, self.shards.len() as u16) {
+                Owner::Shard(s) => usize::from(s),
+                Owner::Local => 0,
+            },
+            Err(_) => 0,
+        }
+    }
+
+    /// Hands a datagram from `src` to sipark right now (bypassing the network).
+    pub fn inject(&mut self, src: SocketAddr, data: &[u8]) {
+        let idx = self.route(data);
+        let now = self.now;
+        match SipMessage::parse(data) {
+            Ok(msg) => self.shards[idx].handle_message(now, src, &msg),
+            Err(_) => self.shards[idx].handle(now, src, data),
+        }
+    }
+
+    fn deliver(&mut self, f: Flight) {
+        if f.dst == self.server {
+            self.inject(f.src, &f.data);
+        } else if let Some(&p) = self.by_addr.get(&f.dst) {
+            let now = self.now;
+            self.phones[p].handle(now, f.src, &f.data);
+        } else if self.stray.len() < 1000 {
+            self.stray.push(format!("to {}: {}", f.dst, Self::first_line(&f.data)));
+        }
+    }
+
+    fn next_event(&self) -> Option<Instant> {
+        let flights = self.flights.peek().map(|f| f.at);
+        let shards = self.shards.iter().filter_map(Shard::poll_timeout).min();
+        let phones = self.phones.iter().filter_map(Phone::poll_timeout).min();
+        [flights, shards, phones].into_iter().flatten().min()
+    }
+
+    /// Runs everything due at the next event, if it is not after `limit`.
+    /// Returns false when nothing is due up to `limit`.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        self.pump();
+        let Some(at) = self.next_event() else { return false };
+        if at > limit {
+            return false;
+        }
+        if at > self.now {
+            self.now = at;
+        }
+        let now = self.now;
+        while self.flights.peek().is_some_and(|f| f.at <= now) {
+            if let Some(f) = self.flights.pop() {
+                self.deliver(f);
+            }
+        }
+        for shard in &mut self.shards {
+            if shard.poll_timeout().is_some_and(|t| t <= now) {
+                shard.handle_timeout(now);
+            }
+        }
+        for phone in &mut self.phones {
+            if phone.poll_timeout().is_some_and(|t| t <= now) {
+                phone.handle_timeout(now);
+            }
+        }
+        self.pump();
+        true
+    }
+
+    fn guard(&self, steps: &mut u64, same: &mut u64, last: &mut Instant) {
+        *steps += 1;
+        if self.now == *last {
+            *same += 1;
+        } else {
+            *same = 0;
+            *last = self.now;
+        }
+        if *steps > MAX_STEPS || *same > MAX_STEPS_SAME_INSTANT {
+            panic!(
+                "simulation livelock at t={:?} after {steps} steps (same instant {same} times)\n{}",
+                self.elapsed(),
+                self.trace()
+            );
+        }
+    }
+
+    /// Runs the world for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        let (mut steps, mut same, mut last) = (0, 0, self.now);
+        while self.step(end) {
+            self.guard(&mut steps, &mut same, &mut last);
+        }
+        if self.now < end {
+            self.now = end;
+        }
+    }
+
+    /// Runs until `cond` holds (checked after every step), for at most
+    /// `max` of virtual time. Returns whether it held.
+    pub fn run_until(&mut self, max: Duration, mut cond: impl FnMut(&Sim) -> bool) -> bool {
+        let end = self.now + max;
+        let (mut steps, mut same, mut last) = (0, 0, self.now);
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if !self.step(end) {
+                if self.now < end {
+                    self.now = end;
+                }
+                return cond(self);
+            }
+            self.guard(&mut steps, &mut same, &mut last);
+        }
+    }
+
+    /// Like [`Sim::run_until`], but panics with `what` and the trace when
+    /// `cond` does not hold in time.
+    pub fn expect(&mut self, max: Duration, what: &str, cond: impl FnMut(&Sim) -> bool) {
+        if !self.run_until(max, cond) {
+            panic!("timed out after {max:?} waiting for: {what} (t={:?})\n{}", self.elapsed(), self.trace());
+        }
+    }
+}
+
+/// Seconds, as a `Duration`.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Milliseconds, as a `Duration`.
+pub fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}

@@ -480,6 +480,13 @@ impl Shard {
             }
             return;
         };
+        if msg.vias().any(|v| v.is_err()) {
+            // A response must copy every Via (§8.2.6.2): with one unreadable
+            // there is no answer to send.
+            self.stats.parse_errors.inc();
+            self.stats.dropped.inc();
+            return;
+        }
         let ruri_ok = msg.request_uri().is_some_and(|u| Uri::parse(u).is_ok());
         if !ruri_ok || (cseq.method != method && method != Method::Ack && method != Method::Cancel) {
             self.stats.parse_errors.inc();
@@ -558,10 +565,11 @@ impl Shard {
         let txn = self.fresh_id();
         let key: Box<[u8]> = self.key.as_slice().into();
         self.server_index.insert(key.clone(), txn);
-        self.server.insert(
-            txn,
-            ServerEntry { txn: ServerTxn::new(kind, src, cseq.seq), key, request: Vec::new(), call: None },
-        );
+        let t = self.cfg.timers;
+        let server_txn = ServerTxn::new(kind, src, cseq.seq, now, &t);
+        let guard = server_txn.deadline();
+        self.server.insert(txn, ServerEntry { txn: server_txn, key, request: Vec::new(), call: None });
+        self.schedule(guard, TimerKey::Server(txn));
 
         if let Some(tag) = to.tag() {
             self.on_in_dialog(now, src, msg, method, txn, call_id, tag, cseq.seq);

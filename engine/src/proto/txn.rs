@@ -75,7 +75,10 @@ pub struct ServerTxn {
 }
 
 impl ServerTxn {
-    pub fn new(kind: Kind, dst: SocketAddr, cseq: u32) -> Self {
+    /// A transaction for a request received at `now`. Until a final
+    /// response is sent it lives at most [`SERVER_GUARD`] past `now` plus
+    /// 64·T1, so a request nobody answers cannot pin state forever.
+    pub fn new(kind: Kind, dst: SocketAddr, cseq: u32, now: Instant, t: &Timers) -> Self {
         ServerTxn {
             kind,
             state: ServerState::Proceeding,
@@ -85,7 +88,7 @@ impl ServerTxn {
             cseq,
             retransmit_at: None,
             interval: Duration::ZERO,
-            end_at: None,
+            end_at: Some(now + SERVER_GUARD + 64 * t.t1),
         }
     }
 
@@ -200,6 +203,10 @@ pub struct ClientTxn {
     interval: Duration,
     end_at: Option<Instant>,
 }
+
+/// Longest a server transaction waits for its final response: long enough
+/// for sipark's own INVITE to another leg to run its Timer C.
+pub const SERVER_GUARD: Duration = TIMER_C;
 
 /// How long an INVITE client waits in Proceeding before giving up (Timer C
 /// of §16.6, used here for sipark's own INVITEs).
@@ -398,7 +405,7 @@ mod tests {
     fn timer_g_retransmits_2xx_until_ack_then_stops() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
         tx.sent(now, 200, b"SIP/2.0 200 OK", &t);
         assert_eq!(tx.deadline(), Some(now + t.t1));
         assert_eq!(tx.on_timer(now + t.t1, &t), TimerAction::Retransmit);
@@ -413,7 +420,7 @@ mod tests {
     fn timer_g_caps_at_t2_and_timer_h_times_out() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
         tx.sent(now, 486, b"SIP/2.0 486 Busy Here", &t);
         let cell = std::cell::RefCell::new(&mut tx);
         let (retrans, end, timed_out) =
@@ -428,17 +435,28 @@ mod tests {
     fn timer_i_after_ack_and_timer_j_for_non_invite() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
         tx.sent(now, 404, b"x", &t);
         assert!(tx.ack(now, &t));
         assert_eq!(tx.state, ServerState::Confirmed);
         assert_eq!(tx.deadline(), Some(now + t.t4));
         assert_eq!(tx.on_timer(now + t.t4, &t), TimerAction::Terminate { timed_out: false });
 
-        let mut nx = ServerTxn::new(Kind::NonInvite, addr(), 1);
+        let mut nx = ServerTxn::new(Kind::NonInvite, addr(), 1, now, &t);
         nx.sent(now, 200, b"x", &t);
         assert_eq!(nx.deadline(), Some(now + 64 * t.t1));
         assert_eq!(nx.on_timer(now + 64 * t.t1, &t), TimerAction::Terminate { timed_out: false });
+    }
+
+    #[test]
+    fn unanswered_server_transaction_ends_at_the_guard() {
+        let t = Timers::default();
+        let now = Instant::now();
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
+        tx.sent(now, 100, b"SIP/2.0 100 Trying", &t);
+        let end = now + SERVER_GUARD + 64 * t.t1;
+        assert_eq!(tx.deadline(), Some(end));
+        assert_eq!(tx.on_timer(end, &t), TimerAction::Terminate { timed_out: false });
     }
 
     #[test]

@@ -318,6 +318,7 @@ fn retrieve_by_notify_uri() {
         .cloned()
         .unwrap_or_else(|| panic!("call B missing:\n{}", m.raw));
     check_parked_call(&call_b, &m, "202", "102", "103");
+    assert_eq!(info.calls[0].id, call_a.id, "parked calls are listed oldest first:\n{}", m.raw);
 
     // A phone that registers now immediately gets the current state (same version).
     let late = Agent::phone(ctx.udp(9));
@@ -375,6 +376,54 @@ fn retrieve_by_notify_uri() {
     phone.send(engine.addr, &ack_non_2xx(&req, &resp));
 
     engine.terminate_cleanly(12 * SEC);
+}
+
+/// A call parked from a Rust socket (INVITE *68<ext> with SDP, 200 OK, ACK).
+struct RustPark {
+    invite: Request,
+    /// sipark's Contact: the Request-URI of in-dialog requests.
+    remote: String,
+    /// The To header of the 200 OK (with sipark's tag).
+    to: String,
+}
+
+impl RustPark {
+    fn park(me: &sip::Udp, engine: SocketAddr, ext: &str, caller: &str, parker: &str) -> RustPark {
+        let uri = format!("sip:*68{ext}@{DOMAIN}");
+        let invite = Request::new("INVITE", &uri, me.addr, caller, &format!("<{uri}>"))
+            .header(&format!("Contact: <sip:{caller}@{}>", me.addr))
+            .header(&format!("Referred-By: <sip:{parker}@{DOMAIN}>"))
+            .sdp(&sdp(me.addr, "e2e"));
+        me.send(engine, &invite.render());
+        // wire.md: the park is answered 200 OK directly, without 100 Trying.
+        let (ok, _) = me.expect("response to the park INVITE", 5 * SEC, |m| {
+            m.status().is_some() && m.header("Call-ID") == Some(invite.call_id.as_str())
+        });
+        assert_eq!(ok.status(), Some(200), "park (no 100 Trying first):\n{}", ok.raw);
+        assert!(ok.body().contains("a=inactive"), "park answer must be a=inactive:\n{}", ok.raw);
+        sipark_origin(&ok, engine);
+        assert!(ok.header("Via").is_some_and(|v| v.contains(&invite.branch)), "Via echoed:\n{}", ok.raw);
+        let park = RustPark {
+            remote: uri_of(ok.header("Contact").unwrap_or_default()).to_string(),
+            to: ok.header("To").unwrap_or_default().to_string(),
+            invite,
+        };
+        me.send(engine, &park.in_dialog("ACK", 1).render());
+        park
+    }
+
+    /// A request in the park dialog from the parked leg.
+    fn in_dialog(&self, method: &str, cseq: u32) -> Request {
+        let mut r = Request::new(method, &self.remote, self.invite.via, "x", &self.to);
+        r.from = self.invite.from.clone();
+        r.call_id = self.invite.call_id.clone();
+        r.cseq = cseq;
+        r
+    }
+
+    fn bye(&self, me: &sip::Udp, engine: SocketAddr) -> Msg {
+        me.transact(engine, &self.in_dialog("BYE", 2))
+    }
 }
 
 /// The ACK for a non-2xx final response to INVITE `req` (same branch, To with the tag).
@@ -522,6 +571,11 @@ fn park_timeout_without_answer() {
         b.elapsed
     );
 
+    // The ringing recall is given up with CANCEL (same transaction), and our 487 is ACKed.
+    let cancel = parker.expect("CANCEL of the recall", 5 * SEC, |m| m.method() == Some("CANCEL"));
+    assert_eq!(cancel.header("Call-ID"), recall.header("Call-ID"), "CANCEL:\n{}", cancel.raw);
+    assert_eq!(cancel.header("Via"), recall.header("Via"), "CANCEL must match the INVITE's branch:\n{}", cancel.raw);
+    parker.expect("ACK of the 487", 5 * SEC, |m| m.method() == Some("ACK"));
     for (agent, ext, caller, parker_ext) in [(&phone103, "103", "101", "109"), (&phone104, "104", "105", "102")] {
         let mut seen = Vec::new();
         let (m1, i1) = agent.next_notify(&mut seen, 5 * SEC);
@@ -694,34 +748,16 @@ fn registrar_and_error_responses() {
     me.send(engine.addr, &ack_non_2xx(&req, &resp));
 
     // Park one call (the extension's limit is 1), then a second one -> 486.
-    let req1 = invite(&park_uri, Some(&sdp(me.addr, "e2e")));
-    let ok = me.transact(engine.addr, &req1);
-    assert_eq!(ok.status(), Some(200), "park:\n{}", ok.raw);
-    assert!(ok.body().contains("a=inactive"), "park answer:\n{}", ok.raw);
-    assert!(ok.body().contains("o=sipark "), "park answer origin:\n{}", ok.raw);
-    let remote = uri_of(ok.header("Contact").unwrap_or_default()).to_string();
-    let dialog_to = ok.header("To").unwrap_or_default().to_string();
-    let ack = format!(
-        "ACK {remote} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKe2eack{};rport\r\nFrom: {}\r\n\
-         To: {dialog_to}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        me.addr,
-        sip::unique(),
-        req1.from,
-        req1.call_id
-    );
-    me.send(engine.addr, &ack);
+    let first = RustPark::park(&me, engine.addr, "103", "101", "102");
     let req2 = invite(&park_uri, Some(&sdp(me.addr, "e2e")));
     let resp = me.transact(engine.addr, &req2);
     assert_eq!(resp.status(), Some(486), "second park over the limit of 1:\n{}", resp.raw);
     me.send(engine.addr, &ack_non_2xx(&req2, &resp));
 
     // Hang up the parked call.
-    let mut bye = Request::new("BYE", &remote, me.addr, "101", &dialog_to);
-    bye.from = req1.from.clone();
-    bye.call_id = req1.call_id.clone();
-    bye.cseq = 2;
-    let resp = me.transact(engine.addr, &bye);
+    let resp = first.bye(&me, engine.addr);
     assert_eq!(resp.status(), Some(200), "BYE of the parked call:\n{}", resp.raw);
+    let remote = first.remote.clone();
 
     // A request in a dialog that does not exist -> 481.
     let mut stray = Request::new("BYE", &remote, me.addr, "101", &format!("<sip:103@{DOMAIN}>;tag=nosuchdialog"));
@@ -827,5 +863,100 @@ fn final_responses_have_to_tag() {
         }
     }
     assert!(missing.is_empty(), "final responses without a To tag (RFC 3261 §8.2.6.2): {missing:#?}");
+    engine.terminate_cleanly(12 * SEC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// NOTIFY is retransmitted (Timer E) until it gets a final response
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn notify_retransmitted_until_answered() {
+    let ctx = Ctx::new("notify_retransmitted_until_answered", 21);
+    let mut engine = Engine::start(&ctx, &["--no-pin"]);
+    let phone = ctx.udp(2);
+    let leg = ctx.udp(3);
+    let reg = phone.transact(engine.addr, &sip::register(phone.addr, "103", 300));
+    assert_eq!(reg.status(), Some(200), "REGISTER:\n{}", reg.raw);
+
+    let park = RustPark::park(&leg, engine.addr, "103", "101", "102");
+    let is_notify = |m: &Msg| m.method() == Some("NOTIFY");
+    let (first, from) = phone.expect("NOTIFY", 5 * SEC, is_notify);
+    let t0 = Instant::now();
+    check_notify(&first, "103", phone.addr, engine.addr);
+    // Not answered: the same request comes again after about T1 (500 ms).
+    let (again, _) = phone.expect("NOTIFY retransmission", 5 * SEC, is_notify);
+    let gap = t0.elapsed();
+    assert_eq!(again.raw, first.raw, "a retransmission repeats the request byte for byte");
+    assert!(
+        gap >= Duration::from_millis(350) && gap <= Duration::from_millis(1500),
+        "first retransmission after {gap:?}, expected about T1 = 500 ms"
+    );
+    phone.send(from, &response(&again, 200, "OK", Some("e2ephone"), &[]));
+    // Answered: no more copies.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    if let Some((m, _)) = phone.recv_until(deadline) {
+        panic!("nothing expected after the 200 OK, got:\n{}", m.raw);
+    }
+
+    let resp = park.bye(&leg, engine.addr);
+    assert_eq!(resp.status(), Some(200), "BYE:\n{}", resp.raw);
+    let (m, from) = phone.expect("NOTIFY terminated", 5 * SEC, is_notify);
+    phone.send(from, &response(&m, 200, "OK", Some("e2ephone"), &[]));
+    let info = park_info_of(&m);
+    let id = park_info_of(&first).calls[0].id.clone();
+    check_terminated(&info, &m, &id, "hangup");
+    engine.terminate_cleanly(12 * SEC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict tenants (--tenants FILE): unknown domains get 404, listed ones their own policy
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn strict_tenants_file() {
+    let ctx = Ctx::new("strict_tenants_file", 22);
+    let file = ctx.path("tenants.toml");
+    std::fs::write(
+        &file,
+        format!("[defaults]\nmax_parks_per_ext = 4\n\n[[tenant]]\ndomain = \"{DOMAIN}\"\npark_timeout = 1\n"),
+    )
+    .expect("write tenants file");
+    let file = file.to_str().expect("utf-8 path").to_string();
+    let mut engine = Engine::start(&ctx, &["--no-pin", "--tenants", &file, "--recall-timeout", "2"]);
+    let me = ctx.udp(2);
+
+    // Not a tenant: REGISTER and park are refused with 404.
+    let mut reg = sip::register(me.addr, "103", 300);
+    reg.uri = "sip:beta.example".into();
+    reg.to = "<sip:103@beta.example>".into();
+    reg.extra = vec![format!("Contact: <sip:103@{}>;expires=300", me.addr)];
+    let resp = me.transact(engine.addr, &reg);
+    assert_eq!(resp.status(), Some(404), "REGISTER for an unknown tenant:\n{}", resp.raw);
+    let uri = "sip:*68103@beta.example";
+    let req = Request::new("INVITE", uri, me.addr, "101", &format!("<{uri}>"))
+        .header(&format!("Contact: <sip:101@{}>", me.addr))
+        .sdp(&sdp(me.addr, "e2e"));
+    let resp = me.transact(engine.addr, &req);
+    assert_eq!(resp.status(), Some(404), "park for an unknown tenant:\n{}", resp.raw);
+    me.send(engine.addr, &ack_non_2xx(&req, &resp));
+
+    // The tenant's own park timeout (1 s, not the CLI's 300 s): with the parker unregistered
+    // the parked leg is hung up right after it.
+    let phone = Agent::phone(ctx.udp(3));
+    let reg = phone.transact(engine.addr, &sip::register(phone.addr, "103", 300));
+    assert_eq!(reg.status(), Some(200), "REGISTER:\n{}", reg.raw);
+    let leg = ctx.udp(4);
+    let t0 = Instant::now();
+    let _park = RustPark::park(&leg, engine.addr, "103", "101", "109");
+    let mut seen = Vec::new();
+    let (m, info) = phone.next_notify(&mut seen, 5 * SEC);
+    let c = only_call(&info, "parked", &m).clone();
+    assert_eq!(c.timeout.as_deref(), Some("1"), "the tenant's park timeout:\n{}", m.raw);
+    let (bye, from) = leg.expect("BYE after the park timeout", 8 * SEC, |m| m.method() == Some("BYE"));
+    leg.send(from, &response(&bye, 200, "OK", None, &[]));
+    assert!(t0.elapsed() >= Duration::from_millis(900), "BYE after {:?}, before the 1 s timeout", t0.elapsed());
+    let (m, info) = phone.next_notify(&mut seen, 5 * SEC);
+    check_terminated(&info, &m, &c.id, "timeout");
     engine.terminate_cleanly(12 * SEC);
 }

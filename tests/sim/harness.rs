@@ -132,7 +132,13 @@ pub struct Sim {
     pub stray: Vec<String>,
     /// Datagrams sipark sent (all copies before loss).
     pub server_sent: u64,
+    /// When set, every datagram delivered to sipark is also kept here
+    /// (up to `CAPTURE_KEEP`), e.g. as a fuzzing corpus.
+    pub capture: Option<Vec<(SocketAddr, Vec<u8>)>>,
 }
+
+/// Most datagrams `Sim::capture` keeps.
+pub const CAPTURE_KEEP: usize = 20_000;
 
 impl Sim {
     /// A world with `n` shards sharing `cfg`; `seed` drives the network dice.
@@ -157,6 +163,7 @@ impl Sim {
             trace: VecDeque::new(),
             stray: Vec::new(),
             server_sent: 0,
+            capture: None,
         }
     }
 
@@ -280,6 +287,11 @@ impl Sim {
 
     fn deliver(&mut self, f: Flight) {
         if f.dst == self.server {
+            if let Some(c) = self.capture.as_mut()
+                && c.len() < CAPTURE_KEEP
+            {
+                c.push((f.src, f.data.clone()));
+            }
             self.inject(f.src, &f.data);
         } else if let Some(&p) = self.by_addr.get(&f.dst) {
             let now = self.now;

@@ -1,1 +1,18 @@
-// placeholder
+//! Deterministic simulation of sipark's sans-IO shards.
+//!
+//! N [`sipark::proto::shard::Shard`]s, scripted phones and an in-memory
+//! network run on a virtual clock that jumps from event to event, so whole
+//! park timeouts (minutes) and timer cascades run in milliseconds, and
+//! every run with the same seed is the same run. See `harness.rs`.
+
+mod fixtures;
+mod harness;
+mod parkinfo;
+mod phone;
+mod wire;
+
+mod chaos;
+mod park;
+mod recall;
+mod registrar;
+mod txn;

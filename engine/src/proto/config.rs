@@ -23,11 +23,7 @@ pub struct Timers {
 
 impl Default for Timers {
     fn default() -> Self {
-        Timers {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        Timers { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
     }
 }
 
@@ -97,10 +93,7 @@ impl Default for Config {
             advertise: "127.0.0.1:5060".into(),
             park_fac: "*68".into(),
             retrieve_fac: "*88".into(),
-            defaults: TenantPolicy {
-                park_timeout: Duration::from_secs(300),
-                max_parks_per_ext: 8,
-            },
+            defaults: TenantPolicy { park_timeout: Duration::from_secs(300), max_parks_per_ext: 8 },
             tenants: TenantMode::Open,
             recall_timeout: Duration::from_secs(30),
             max_contacts: 10,
@@ -224,9 +217,7 @@ pub fn parse_tenants(text: &str, defaults: TenantPolicy) -> Result<(TenantPolicy
         let domain = t.domain.trim().to_ascii_lowercase();
         let ok = !domain.is_empty()
             && domain.len() <= 253
-            && domain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+            && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
         if !ok {
             return Err(TenantsError::BadDomain(t.domain));
         }

@@ -5,10 +5,10 @@
 //! `poll_transmit` / `poll_timeout` (see [`shard::Shard`]).
 
 pub mod config;
-pub mod parse;
-pub mod route;
 pub mod msg;
 pub mod park;
+pub mod parse;
+pub mod route;
 pub mod sdp;
 pub mod shard;
 pub mod stats;

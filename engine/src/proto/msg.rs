@@ -127,7 +127,11 @@ pub fn branch_id(branch: &[u8]) -> Option<u64> {
 
 /// Writes sipark's Contact URI (without angle brackets) for `shard`.
 pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, advertise: &str) {
-    let _ = write!(out, "sip:{}{shard}.sipark@{advertise}", std::str::from_utf8(super::route::CONTACT_PREFIX).unwrap_or("sp"));
+    let _ = write!(
+        out,
+        "sip:{}{shard}.sipark@{advertise}",
+        std::str::from_utf8(super::route::CONTACT_PREFIX).unwrap_or("sp")
+    );
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute.

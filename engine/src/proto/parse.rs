@@ -242,11 +242,7 @@ impl<'a> SipMessage<'a> {
             if name == HeaderName::ContentLength && content_length.is_none() {
                 content_length = Some(value);
             }
-            headers[n] = Header {
-                name,
-                raw_name,
-                value,
-            };
+            headers[n] = Header { name, raw_name, value };
             n += 1;
         }
 
@@ -259,13 +255,7 @@ impl<'a> SipMessage<'a> {
                 rest.get(..cl).ok_or(ParseError::BodyTruncated)?
             }
         };
-        Ok(SipMessage {
-            buf,
-            start,
-            headers,
-            n_headers: n,
-            body,
-        })
+        Ok(SipMessage { buf, start, headers, n_headers: n, body })
     }
     /// The whole datagram.
     pub fn as_bytes(&self) -> &'a [u8] {
@@ -316,18 +306,12 @@ impl<'a> SipMessage<'a> {
     /// Trimmed value of the first header called `name`. For
     /// [`HeaderName::Other`] use [`SipMessage::header_raw`].
     pub fn header(&self, name: HeaderName) -> Option<&'a [u8]> {
-        self.headers()
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value)
+        self.headers().iter().find(|h| h.name == name).map(|h| h.value)
     }
 
     /// Trimmed values of every header called `name`, in order.
     pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
-        self.headers()
-            .iter()
-            .filter(move |h| h.name == name)
-            .map(|h| h.value)
+        self.headers().iter().filter(move |h| h.name == name).map(|h| h.value)
     }
 
     /// Value of the first header whose name is `name` (case-insensitive).
@@ -341,10 +325,7 @@ impl<'a> SipMessage<'a> {
         let want = expand_other_compact(name);
         self.headers()
             .iter()
-            .find(|h| {
-                h.name == HeaderName::Other
-                    && expand_other_compact(h.raw_name).eq_ignore_ascii_case(want)
-            })
+            .find(|h| h.name == HeaderName::Other && expand_other_compact(h.raw_name).eq_ignore_ascii_case(want))
             .map(|h| h.value)
     }
 
@@ -355,40 +336,29 @@ impl<'a> SipMessage<'a> {
 
     /// The Call-ID (`word [@ word]`, visible ASCII only).
     pub fn call_id(&self) -> Result<&'a [u8], ParseError> {
-        let v = self
-            .header(HeaderName::CallId)
-            .ok_or(ParseError::Missing(HeaderName::CallId))?;
+        let v = self.header(HeaderName::CallId).ok_or(ParseError::Missing(HeaderName::CallId))?;
         if v.is_empty() || !v.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
             return Err(ParseError::Invalid(HeaderName::CallId));
         }
         Ok(v)
     }
     pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {
-        CSeq::parse(
-            self.header(HeaderName::CSeq)
-                .ok_or(ParseError::Missing(HeaderName::CSeq))?,
-        )
+        CSeq::parse(self.header(HeaderName::CSeq).ok_or(ParseError::Missing(HeaderName::CSeq))?)
     }
     /// The first value of the first Via header.
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        self.vias()
-            .next()
-            .unwrap_or(Err(ParseError::Missing(HeaderName::Via)))
+        self.vias().next().unwrap_or(Err(ParseError::Missing(HeaderName::Via)))
     }
     /// Every Via value of every Via header, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
         self.list(HeaderName::Via).map(Via::parse)
     }
     pub fn from_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
-        let v = self
-            .header(HeaderName::From)
-            .ok_or(ParseError::Missing(HeaderName::From))?;
+        let v = self.header(HeaderName::From).ok_or(ParseError::Missing(HeaderName::From))?;
         NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::From))
     }
     pub fn to_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
-        let v = self
-            .header(HeaderName::To)
-            .ok_or(ParseError::Missing(HeaderName::To))?;
+        let v = self.header(HeaderName::To).ok_or(ParseError::Missing(HeaderName::To))?;
         NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::To))
     }
     /// Every Contact value of every Contact header, in order.
@@ -402,8 +372,7 @@ impl<'a> SipMessage<'a> {
     }
     /// Every Route value, in order.
     pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
-        self.list(HeaderName::Route)
-            .map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::Route)))
+        self.list(HeaderName::Route).map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::Route)))
     }
     pub fn referred_by(&self) -> Option<Result<NameAddr<'a>, ParseError>> {
         self.name_addr_opt(HeaderName::ReferredBy)
@@ -412,8 +381,7 @@ impl<'a> SipMessage<'a> {
         self.name_addr_opt(HeaderName::ReferTo)
     }
     fn name_addr_opt(&self, name: HeaderName) -> Option<Result<NameAddr<'a>, ParseError>> {
-        self.header(name)
-            .map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)))
+        self.header(name).map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)))
     }
     pub fn max_forwards(&self) -> Option<Result<u32, ParseError>> {
         self.u32_opt(HeaderName::MaxForwards)
@@ -425,8 +393,7 @@ impl<'a> SipMessage<'a> {
         self.u32_opt(HeaderName::ContentLength)
     }
     fn u32_opt(&self, name: HeaderName) -> Option<Result<u32, ParseError>> {
-        self.header(name)
-            .map(|v| parse_u32(v).ok_or(ParseError::Invalid(name)))
+        self.header(name).map(|v| parse_u32(v).ok_or(ParseError::Invalid(name)))
     }
     /// The whole Content-Type value (media type and its parameters).
     pub fn content_type(&self) -> Option<&'a [u8]> {
@@ -457,11 +424,7 @@ impl fmt::Debug for SipMessage<'_> {
     }
 }
 
-const EMPTY_HEADER: Header<'static> = Header {
-    name: HeaderName::Other,
-    raw_name: b"",
-    value: b"",
-};
+const EMPTY_HEADER: Header<'static> = Header { name: HeaderName::Other, raw_name: b"", value: b"" };
 
 impl ParseError {
     /// A short phrase for the reason phrase of a 400 response.
@@ -568,25 +531,15 @@ impl HeaderName {
             2 => &[(b"To", H::To)],
             3 => &[(b"Via", H::Via)],
             4 => &[(b"From", H::From), (b"CSeq", H::CSeq)],
-            5 => &[
-                (b"Route", H::Route),
-                (b"Event", H::Event),
-                (b"Allow", H::Allow),
-            ],
+            5 => &[(b"Route", H::Route), (b"Event", H::Event), (b"Allow", H::Allow)],
             6 => &[(b"Reason", H::Reason)],
-            7 => &[
-                (b"Call-ID", H::CallId),
-                (b"Contact", H::Contact),
-                (b"Expires", H::Expires),
-                (b"Require", H::Require),
-            ],
+            7 => {
+                &[(b"Call-ID", H::CallId), (b"Contact", H::Contact), (b"Expires", H::Expires), (b"Require", H::Require)]
+            }
             8 => &[(b"Refer-To", H::ReferTo)],
             9 => &[(b"Supported", H::Supported)],
             10 => &[(b"User-Agent", H::UserAgent)],
-            11 => &[
-                (b"Referred-By", H::ReferredBy),
-                (b"Min-Expires", H::MinExpires),
-            ],
+            11 => &[(b"Referred-By", H::ReferredBy), (b"Min-Expires", H::MinExpires)],
             12 => &[
                 (b"Max-Forwards", H::MaxForwards),
                 (b"Content-Type", H::ContentType),
@@ -596,10 +549,7 @@ impl HeaderName {
             18 => &[(b"Subscription-State", H::SubscriptionState)],
             _ => return H::Other,
         };
-        candidates
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or(H::Other, |&(_, h)| h)
+        candidates.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or(H::Other, |&(_, h)| h)
     }
 }
 
@@ -675,10 +625,7 @@ impl<'a> CSeq<'a> {
         if method.is_empty() || !method.iter().all(|&b| TOKEN[usize::from(b)]) {
             return Err(err);
         }
-        Ok(CSeq {
-            seq,
-            method: Method::from_bytes(method),
-        })
+        Ok(CSeq { seq, method: Method::from_bytes(method) })
     }
 }
 
@@ -723,9 +670,7 @@ impl<'a> Contact<'a> {
         if s == b"*" {
             return Ok(Contact::Star);
         }
-        parse_name_addr(s)
-            .map(Contact::Addr)
-            .ok_or(ParseError::Invalid(HeaderName::Contact))
+        parse_name_addr(s).map(Contact::Addr).ok_or(ParseError::Invalid(HeaderName::Contact))
     }
 }
 
@@ -753,10 +698,7 @@ static TOKEN: [bool; 256] = {
     while i < 256 {
         let b = i as u8;
         t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
+            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
         i += 1;
     }
     t
@@ -769,10 +711,7 @@ static URI_CHAR: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0x21;
     while i < 0x7f {
-        t[i] = !matches!(
-            i as u8,
-            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
-        );
+        t[i] = !matches!(i as u8, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}');
         i += 1;
     }
     t
@@ -872,18 +811,13 @@ fn parse_host(s: &[u8]) -> Option<(&[u8], usize)> {
         let inner = &s[1..close];
         if inner.is_empty()
             || !inner.contains(&b':')
-            || !inner
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return None;
         }
         return Some((&s[..=close], close + 1));
     }
-    let n = s
-        .iter()
-        .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        .count();
+    let n = s.iter().take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')).count();
     (n > 0).then(|| (&s[..n], n))
 }
 
@@ -907,9 +841,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
             Some(b' ') => &rest[4..],
             Some(_) => return Err(ParseError::StatusCode),
         };
-        let code = code
-            .iter()
-            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+        let code = code.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
         if !(100..=699).contains(&code) {
             return Err(ParseError::StatusCode);
         }
@@ -929,10 +861,7 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if !rest[sp2 + 1..].eq_ignore_ascii_case(b"SIP/2.0") {
         return Err(ParseError::Version);
     }
-    Ok(StartLine::Request {
-        method: Method::from_bytes(method),
-        uri,
-    })
+    Ok(StartLine::Request { method: Method::from_bytes(method), uri })
 }
 
 // ---------------------------------------------------------------------------
@@ -1025,9 +954,7 @@ impl<'a> Iterator for Params<'a> {
 }
 
 fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
-    Params::new(params)
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+    Params::new(params).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
 
 /// A parameter value: a complete quoted string, or a non-empty run of
@@ -1036,9 +963,7 @@ fn param_value_ok(v: &[u8]) -> bool {
     match v.first() {
         None => false,
         Some(b'"') => quote_end(v, 1) == Some(v.len() - 1),
-        Some(_) => v
-            .iter()
-            .all(|&b| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b'<' | b'>')),
+        Some(_) => v.iter().all(|&b| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b'<' | b'>')),
     }
 }
 
@@ -1053,9 +978,7 @@ fn header_params_ok(s: &[u8]) -> bool {
 
 /// One header parameter: a token name and an optional valid value.
 fn param_ok(name: &[u8], value: Option<&[u8]>) -> bool {
-    !name.is_empty()
-        && name.iter().all(|&b| TOKEN[usize::from(b)])
-        && value.is_none_or(param_value_ok)
+    !name.is_empty() && name.iter().all(|&b| TOKEN[usize::from(b)]) && value.is_none_or(param_value_ok)
 }
 
 // ---------------------------------------------------------------------------
@@ -1080,9 +1003,9 @@ fn parse_uri(raw: &[u8]) -> Option<Uri<'_>> {
         let number = &rest[..semi];
         let digits = number.strip_prefix(b"+").unwrap_or(number);
         if digits.is_empty()
-            || !digits.iter().all(|&b| {
-                b.is_ascii_hexdigit() || matches!(b, b'*' | b'#' | b'-' | b'.' | b'(' | b')' | b'%')
-            })
+            || !digits
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b'*' | b'#' | b'-' | b'.' | b'(' | b')' | b'%'))
         {
             return None;
         }
@@ -1090,15 +1013,7 @@ fn parse_uri(raw: &[u8]) -> Option<Uri<'_>> {
         if !uri_params_ok(params) {
             return None;
         }
-        return Some(Uri {
-            scheme,
-            user: Some(number),
-            host: &rest[..0],
-            port: None,
-            params,
-            headers: None,
-            raw,
-        });
+        return Some(Uri { scheme, user: Some(number), host: &rest[..0], port: None, params, headers: None, raw });
     }
     if !(scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips")) {
         return None;
@@ -1134,15 +1049,7 @@ fn parse_uri(raw: &[u8]) -> Option<Uri<'_>> {
     if !uri_params_ok(params) {
         return None;
     }
-    Some(Uri {
-        scheme,
-        user,
-        host,
-        port,
-        params,
-        headers,
-        raw,
-    })
+    Some(Uri { scheme, user, host, port, params, headers, raw })
 }
 
 /// URI parameters (characters already checked): non-empty names, and a
@@ -1185,12 +1092,7 @@ fn parse_name_addr(raw: &[u8]) -> Option<NameAddr<'_>> {
     if !header_params_ok(params) {
         return None;
     }
-    Some(NameAddr {
-        display: display.filter(|d| !d.is_empty()),
-        uri: parse_uri(uri)?,
-        params,
-        raw: s,
-    })
+    Some(NameAddr { display: display.filter(|d| !d.is_empty()), uri: parse_uri(uri)?, params, raw: s })
 }
 
 fn parse_via(raw: &[u8]) -> Option<Via<'_>> {
@@ -1251,15 +1153,7 @@ fn parse_via(raw: &[u8]) -> Option<Via<'_>> {
             });
         }
     }
-    Some(Via {
-        transport,
-        host,
-        port,
-        branch,
-        received,
-        rport,
-        raw: s,
-    })
+    Some(Via { transport, host, port, branch, received, rport, raw: s })
 }
 
 #[cfg(test)]
@@ -1273,12 +1167,8 @@ mod tests {
             #[test]
             fn $name() {
                 let buf: &[u8] = $buf;
-                let $msg = SipMessage::parse(buf).unwrap_or_else(|e| {
-                    panic!(
-                        "parse failed with {e:?} on {:?}",
-                        String::from_utf8_lossy(buf)
-                    )
-                });
+                let $msg = SipMessage::parse(buf)
+                    .unwrap_or_else(|e| panic!("parse failed with {e:?} on {:?}", String::from_utf8_lossy(buf)));
                 exercise(&$msg);
                 $body
             }
@@ -1300,9 +1190,7 @@ mod tests {
     fn exercise(m: &SipMessage<'_>) {
         let buf = m.as_bytes();
         let range = buf.as_ptr_range();
-        let inside = |s: &[u8]| {
-            s.is_empty() || (range.start <= s.as_ptr() && s.as_ptr_range().end <= range.end)
-        };
+        let inside = |s: &[u8]| s.is_empty() || (range.start <= s.as_ptr() && s.as_ptr_range().end <= range.end);
         assert!(inside(m.body()), "body outside the datagram");
         assert!(m.headers().len() <= MAX_HEADERS);
         for h in m.headers() {
@@ -1340,11 +1228,7 @@ mod tests {
         for na in m.record_routes().chain(m.routes()).flatten() {
             check_name_addr(&na);
         }
-        for na in [m.referred_by(), m.refer_to()]
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for na in [m.referred_by(), m.refer_to()].into_iter().flatten().flatten() {
             check_name_addr(&na);
         }
         let _ = (m.max_forwards(), m.expires(), m.content_length());
@@ -1390,17 +1274,8 @@ v=0\n";
         assert_eq!(m.headers().len(), 9);
         assert_eq!(m.headers()[1].name, HeaderName::MaxForwards);
         assert_eq!(m.headers()[1].raw_name, b"Max-Forwards");
-        assert_eq!(
-            m.call_id(),
-            Ok(&b"a84b4c76e66710@pc33.atlanta.example.com"[..])
-        );
-        assert_eq!(
-            m.cseq(),
-            Ok(CSeq {
-                seq: 314159,
-                method: Method::Invite
-            })
-        );
+        assert_eq!(m.call_id(), Ok(&b"a84b4c76e66710@pc33.atlanta.example.com"[..]));
+        assert_eq!(m.cseq(), Ok(CSeq { seq: 314159, method: Method::Invite }));
         let via = m.top_via().unwrap();
         assert_eq!(via.transport, b"UDP");
         assert_eq!(via.host, b"pc33.atlanta.example.com");
@@ -1453,33 +1328,22 @@ From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n
             assert_eq!(vias[2].received, Some(&b"192.0.2.7"[..]));
             assert_eq!(vias[2].rport, Some(Some(6000)));
             assert_eq!(m.top_via().unwrap(), vias[0]);
-            let rr: Vec<_> = m
-                .record_routes()
-                .map(|r| s(r.unwrap().uri.host))
-                .collect();
+            let rr: Vec<_> = m.record_routes().map(|r| s(r.unwrap().uri.host)).collect();
             assert_eq!(rr, ["p1.example.com", "p2.example.com", "p3.example.com"]);
             assert_eq!(m.to_hdr().unwrap().tag(), Some(&b"2"[..]));
             assert_eq!(m.body(), b"");
         }
     );
 
-    req!(
-        response_empty_reason,
-        b"SIP/2.0 100\r\nCall-ID: x\r\n\r\n",
-        |m| {
-            assert_eq!(m.status(), Some(100));
-            assert_eq!(m.reason_phrase(), Some(&b""[..]));
-        }
-    );
+    req!(response_empty_reason, b"SIP/2.0 100\r\nCall-ID: x\r\n\r\n", |m| {
+        assert_eq!(m.status(), Some(100));
+        assert_eq!(m.reason_phrase(), Some(&b""[..]));
+    });
 
-    req!(
-        response_reason_with_spaces_and_utf8,
-        "sip/2.0 486 Busy Here – désolé \r\n\r\n".as_bytes(),
-        |m| {
-            assert_eq!(m.status(), Some(486));
-            assert_eq!(m.reason_phrase(), Some("Busy Here – désolé".as_bytes()));
-        }
-    );
+    req!(response_reason_with_spaces_and_utf8, "sip/2.0 486 Busy Here – désolé \r\n\r\n".as_bytes(), |m| {
+        assert_eq!(m.status(), Some(486));
+        assert_eq!(m.reason_phrase(), Some("Busy Here – désolé".as_bytes()));
+    });
 
     req!(
         compact_forms,
@@ -1528,10 +1392,7 @@ x: 1800\r\n\
             assert_eq!(m.content_type(), Some(&b"text/plain"[..]));
             assert_eq!(m.header(H::Supported), Some(&b"path"[..]));
             assert_eq!(m.refer_to().unwrap().unwrap().uri.user, Some(&b"park"[..]));
-            assert_eq!(
-                m.referred_by().unwrap().unwrap().uri.user,
-                Some(&b"carol"[..])
-            );
+            assert_eq!(m.referred_by().unwrap().unwrap().uri.user, Some(&b"carol"[..]));
             assert_eq!(m.event(), Some(&b"refer"[..]));
             assert_eq!(m.event_param(b"ID"), Some(Some(&b"7"[..])));
             assert_eq!(m.header_raw(b"Content-Encoding"), Some(&b"gzip"[..]));
@@ -1579,23 +1440,15 @@ FROM\t: sip:a@h ; tag = t1\r\n\
         }
     );
 
-    req!(
-        bare_lf_line_ends,
-        b"BYE sip:b@h SIP/2.0\nCall-ID: lf\nCSeq: 2 BYE\nContent-Length: 2\n\nhi",
-        |m| {
-            assert_eq!(m.method(), Some(Method::Bye));
-            assert_eq!(m.call_id(), Ok(&b"lf"[..]));
-            assert_eq!(m.body(), b"hi");
-        }
-    );
+    req!(bare_lf_line_ends, b"BYE sip:b@h SIP/2.0\nCall-ID: lf\nCSeq: 2 BYE\nContent-Length: 2\n\nhi", |m| {
+        assert_eq!(m.method(), Some(Method::Bye));
+        assert_eq!(m.call_id(), Ok(&b"lf"[..]));
+        assert_eq!(m.body(), b"hi");
+    });
 
-    req!(
-        leading_crlf_is_skipped,
-        b"\r\n\r\nACK sip:b@h SIP/2.0\r\nCall-ID: k\r\n\r\n",
-        |m| {
-            assert_eq!(m.method(), Some(Method::Ack));
-        }
-    );
+    req!(leading_crlf_is_skipped, b"\r\n\r\nACK sip:b@h SIP/2.0\r\nCall-ID: k\r\n\r\n", |m| {
+        assert_eq!(m.method(), Some(Method::Ack));
+    });
 
     req!(
         folding,
@@ -1606,10 +1459,7 @@ Contact: <sip:a@h1>,\r\n <sip:b@h2>\r\n\
 CSeq: 5\r\n INVITE\r\n\
 Call-ID: f\r\n\r\n",
         |m| {
-            assert_eq!(
-                m.header_raw(b"subject"),
-                Some(&b"I know you're there,\r\n   pick up the phone"[..])
-            );
+            assert_eq!(m.header_raw(b"subject"), Some(&b"I know you're there,\r\n   pick up the phone"[..]));
             let v = m.top_via().unwrap();
             assert_eq!(v.branch, Some(&b"z9hG4bKf"[..]));
             let hosts: Vec<_> = m
@@ -1634,25 +1484,16 @@ m: *\r\n\r\n",
         |m| {
             let c: Vec<_> = m.contacts().map(Result::unwrap).collect();
             assert_eq!(c.len(), 4, "{c:?}");
-            let Contact::Addr(a) = c[0] else {
-                panic!("{c:?}")
-            };
+            let Contact::Addr(a) = c[0] else { panic!("{c:?}") };
             assert_eq!(a.display, Some(&b"Doe, John"[..]));
             assert_eq!(a.uri.headers, Some(&b"h=1,2"[..]));
             assert_eq!(a.param(b"Q"), Some(Some(&b"0.5"[..])));
-            let Contact::Addr(b) = c[1] else {
-                panic!("{c:?}")
-            };
+            let Contact::Addr(b) = c[1] else { panic!("{c:?}") };
             assert_eq!(b.uri.host, b"z");
             assert_eq!(b.uri.params, b"");
             assert_eq!(b.params, b";expires=30");
-            let Contact::Addr(d) = c[2] else {
-                panic!("{c:?}")
-            };
-            assert_eq!(
-                d.param(b"+sip.instance"),
-                Some(Some(&b"\"<urn:uuid:1,2>\""[..]))
-            );
+            let Contact::Addr(d) = c[2] else { panic!("{c:?}") };
+            assert_eq!(d.param(b"+sip.instance"), Some(Some(&b"\"<urn:uuid:1,2>\""[..])));
             assert_eq!(d.uri.param(b"lr"), Some(None));
             assert_eq!(c[3], Contact::Star);
         }
@@ -1667,41 +1508,25 @@ m: *\r\n\r\n",
         }
     );
 
-    req!(
-        content_length_extra_bytes_ignored,
-        b"MESSAGE sip:b@h SIP/2.0\r\nContent-Length: 3\r\n\r\nabcdef",
-        |m| {
-            assert_eq!(m.body(), b"abc");
-        }
-    );
+    req!(content_length_extra_bytes_ignored, b"MESSAGE sip:b@h SIP/2.0\r\nContent-Length: 3\r\n\r\nabcdef", |m| {
+        assert_eq!(m.body(), b"abc");
+    });
 
-    req!(
-        no_content_length_takes_rest,
-        b"MESSAGE sip:b@h SIP/2.0\r\nCall-ID: q\r\n\r\nabc\r\ndef",
-        |m| {
-            assert_eq!(m.body(), b"abc\r\ndef");
-            assert_eq!(m.content_length(), None);
-        }
-    );
+    req!(no_content_length_takes_rest, b"MESSAGE sip:b@h SIP/2.0\r\nCall-ID: q\r\n\r\nabc\r\ndef", |m| {
+        assert_eq!(m.body(), b"abc\r\ndef");
+        assert_eq!(m.content_length(), None);
+    });
 
-    req!(
-        unknown_method_and_headers,
-        b"FOO-BAR sip:b@h SIP/2.0\r\nX-Custom: 1\r\nCSeq: 3 FOO-BAR\r\n\r\n",
-        |m| {
-            assert_eq!(m.method(), Some(Method::Other(b"FOO-BAR")));
-            assert_eq!(m.cseq().unwrap().method, Method::Other(b"FOO-BAR"));
-            assert_eq!(m.headers()[0].name, HeaderName::Other);
-            assert_eq!(m.header_raw(b"x-custom"), Some(&b"1"[..]));
-        }
-    );
+    req!(unknown_method_and_headers, b"FOO-BAR sip:b@h SIP/2.0\r\nX-Custom: 1\r\nCSeq: 3 FOO-BAR\r\n\r\n", |m| {
+        assert_eq!(m.method(), Some(Method::Other(b"FOO-BAR")));
+        assert_eq!(m.cseq().unwrap().method, Method::Other(b"FOO-BAR"));
+        assert_eq!(m.headers()[0].name, HeaderName::Other);
+        assert_eq!(m.header_raw(b"x-custom"), Some(&b"1"[..]));
+    });
 
-    req!(
-        lowercase_method_is_other,
-        b"invite sip:b@h SIP/2.0\r\n\r\n",
-        |m| {
-            assert_eq!(m.method(), Some(Method::Other(b"invite")));
-        }
-    );
+    req!(lowercase_method_is_other, b"invite sip:b@h SIP/2.0\r\n\r\n", |m| {
+        assert_eq!(m.method(), Some(Method::Other(b"invite")));
+    });
 
     req!(exactly_max_headers, &many_headers(MAX_HEADERS), |m| {
         assert_eq!(m.headers().len(), MAX_HEADERS);
@@ -1719,122 +1544,30 @@ m: *\r\n\r\n",
     // Framing errors, one per variant.
     req!(err_empty, b"", Err(ParseError::Incomplete));
     req!(err_only_crlf, b"\r\n\r\n", Err(ParseError::Incomplete));
-    req!(
-        err_no_line_end,
-        b"INVITE sip:a@b SIP/2.0",
-        Err(ParseError::Incomplete)
-    );
-    req!(
-        err_no_blank_line,
-        b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n",
-        Err(ParseError::Incomplete)
-    );
-    req!(
-        err_unterminated_header,
-        b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x",
-        Err(ParseError::Incomplete)
-    );
-    req!(
-        err_half_blank_line,
-        b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r",
-        Err(ParseError::Incomplete)
-    );
+    req!(err_no_line_end, b"INVITE sip:a@b SIP/2.0", Err(ParseError::Incomplete));
+    req!(err_no_blank_line, b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n", Err(ParseError::Incomplete));
+    req!(err_unterminated_header, b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x", Err(ParseError::Incomplete));
+    req!(err_half_blank_line, b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r", Err(ParseError::Incomplete));
     req!(err_garbage, b"HELLO\r\n\r\n", Err(ParseError::StartLine));
-    req!(
-        err_binary,
-        b"\x00\x01\x02\xff\n\n",
-        Err(ParseError::StartLine)
-    );
-    req!(
-        err_method_not_token,
-        b"INV<TE sip:a@b SIP/2.0\r\n\r\n",
-        Err(ParseError::StartLine)
-    );
-    req!(
-        err_no_version,
-        b"INVITE sip:a@b\r\n\r\n",
-        Err(ParseError::StartLine)
-    );
-    req!(
-        err_empty_uri,
-        b"INVITE  SIP/2.0\r\n\r\n",
-        Err(ParseError::RequestUri)
-    );
-    req!(
-        err_uri_ctl,
-        b"INVITE sip:a\tb SIP/2.0\r\n\r\n",
-        Err(ParseError::RequestUri)
-    );
-    req!(
-        err_req_version,
-        b"INVITE sip:a@b SIP/3.0\r\n\r\n",
-        Err(ParseError::Version)
-    );
-    req!(
-        err_req_trailing,
-        b"INVITE sip:a@b SIP/2.0 x\r\n\r\n",
-        Err(ParseError::Version)
-    );
-    req!(
-        err_resp_version,
-        b"SIP/1.0 200 OK\r\n\r\n",
-        Err(ParseError::Version)
-    );
-    req!(
-        err_code_4_digits,
-        b"SIP/2.0 2000 OK\r\n\r\n",
-        Err(ParseError::StatusCode)
-    );
-    req!(
-        err_code_2_digits,
-        b"SIP/2.0 20 OK\r\n\r\n",
-        Err(ParseError::StatusCode)
-    );
-    req!(
-        err_code_letters,
-        b"SIP/2.0 2x0 OK\r\n\r\n",
-        Err(ParseError::StatusCode)
-    );
-    req!(
-        err_code_range,
-        b"SIP/2.0 099 Low\r\n\r\n",
-        Err(ParseError::StatusCode)
-    );
-    req!(
-        err_code_missing,
-        b"SIP/2.0\r\n\r\n",
-        Err(ParseError::StatusCode)
-    );
-    req!(
-        err_header_no_colon,
-        b"INVITE sip:a@b SIP/2.0\r\nCall-ID x\r\n\r\n",
-        Err(ParseError::HeaderLine)
-    );
-    req!(
-        err_header_empty_name,
-        b"INVITE sip:a@b SIP/2.0\r\n: x\r\n\r\n",
-        Err(ParseError::HeaderLine)
-    );
-    req!(
-        err_header_bad_name,
-        b"INVITE sip:a@b SIP/2.0\r\nCall ID: x\r\n\r\n",
-        Err(ParseError::HeaderLine)
-    );
-    req!(
-        err_fold_first,
-        b"INVITE sip:a@b SIP/2.0\r\n folded: x\r\n\r\n",
-        Err(ParseError::HeaderLine)
-    );
-    req!(
-        err_bare_cr,
-        b"INVITE sip:a@b SIP/2.0\r\nA: b\r\n\rX\r\n\r\n",
-        Err(ParseError::HeaderLine)
-    );
-    req!(
-        err_too_many,
-        &many_headers(MAX_HEADERS + 1),
-        Err(ParseError::TooManyHeaders)
-    );
+    req!(err_binary, b"\x00\x01\x02\xff\n\n", Err(ParseError::StartLine));
+    req!(err_method_not_token, b"INV<TE sip:a@b SIP/2.0\r\n\r\n", Err(ParseError::StartLine));
+    req!(err_no_version, b"INVITE sip:a@b\r\n\r\n", Err(ParseError::StartLine));
+    req!(err_empty_uri, b"INVITE  SIP/2.0\r\n\r\n", Err(ParseError::RequestUri));
+    req!(err_uri_ctl, b"INVITE sip:a\tb SIP/2.0\r\n\r\n", Err(ParseError::RequestUri));
+    req!(err_req_version, b"INVITE sip:a@b SIP/3.0\r\n\r\n", Err(ParseError::Version));
+    req!(err_req_trailing, b"INVITE sip:a@b SIP/2.0 x\r\n\r\n", Err(ParseError::Version));
+    req!(err_resp_version, b"SIP/1.0 200 OK\r\n\r\n", Err(ParseError::Version));
+    req!(err_code_4_digits, b"SIP/2.0 2000 OK\r\n\r\n", Err(ParseError::StatusCode));
+    req!(err_code_2_digits, b"SIP/2.0 20 OK\r\n\r\n", Err(ParseError::StatusCode));
+    req!(err_code_letters, b"SIP/2.0 2x0 OK\r\n\r\n", Err(ParseError::StatusCode));
+    req!(err_code_range, b"SIP/2.0 099 Low\r\n\r\n", Err(ParseError::StatusCode));
+    req!(err_code_missing, b"SIP/2.0\r\n\r\n", Err(ParseError::StatusCode));
+    req!(err_header_no_colon, b"INVITE sip:a@b SIP/2.0\r\nCall-ID x\r\n\r\n", Err(ParseError::HeaderLine));
+    req!(err_header_empty_name, b"INVITE sip:a@b SIP/2.0\r\n: x\r\n\r\n", Err(ParseError::HeaderLine));
+    req!(err_header_bad_name, b"INVITE sip:a@b SIP/2.0\r\nCall ID: x\r\n\r\n", Err(ParseError::HeaderLine));
+    req!(err_fold_first, b"INVITE sip:a@b SIP/2.0\r\n folded: x\r\n\r\n", Err(ParseError::HeaderLine));
+    req!(err_bare_cr, b"INVITE sip:a@b SIP/2.0\r\nA: b\r\n\rX\r\n\r\n", Err(ParseError::HeaderLine));
+    req!(err_too_many, &many_headers(MAX_HEADERS + 1), Err(ParseError::TooManyHeaders));
     req!(
         err_body_truncated,
         b"MESSAGE sip:b@h SIP/2.0\r\nContent-Length: 10\r\n\r\nabc",
@@ -1893,46 +1626,25 @@ Expires: 4294967296\r\n\
         assert_eq!(m.from_hdr(), Err(Invalid(H::From)));
         assert_eq!(m.to_hdr(), Err(Invalid(H::To)));
         let c: Vec<_> = m.contacts().collect();
-        assert!(
-            matches!(c[..], [Ok(Contact::Addr(_)), Err(Invalid(H::Contact))]),
-            "{c:?}"
-        );
+        assert!(matches!(c[..], [Ok(Contact::Addr(_)), Err(Invalid(H::Contact))]), "{c:?}");
         assert_eq!(m.routes().next(), Some(Err(Invalid(H::Route))));
         assert_eq!(m.record_routes().next(), Some(Err(Invalid(H::RecordRoute))));
         assert_eq!(m.referred_by(), Some(Err(Invalid(H::ReferredBy))));
         assert_eq!(m.refer_to(), Some(Err(Invalid(H::ReferTo))));
         assert_eq!(m.max_forwards(), Some(Err(Invalid(H::MaxForwards))));
         assert_eq!(m.expires(), Some(Err(Invalid(H::Expires))));
-        assert_eq!(
-            m.expires().unwrap().unwrap_err().reason(),
-            "Bad Expires header"
-        );
+        assert_eq!(m.expires().unwrap().unwrap_err().reason(), "Bad Expires header");
     }
 
     #[test]
     fn cseq_forms() {
-        let ok = |v: &[u8], seq, method| {
-            assert_eq!(CSeq::parse(v), Ok(CSeq { seq, method }), "{:?}", s(v))
-        };
+        let ok = |v: &[u8], seq, method| assert_eq!(CSeq::parse(v), Ok(CSeq { seq, method }), "{:?}", s(v));
         ok(b"1 INVITE", 1, Method::Invite);
         ok(b" 4294967295\tACK ", u32::MAX, Method::Ack);
         ok(b"0 FOO", 0, Method::Other(b"FOO"));
-        for bad in [
-            &b""[..],
-            b"INVITE",
-            b"1",
-            b"1INVITE",
-            b"4294967296 INVITE",
-            b"-1 INVITE",
-            b"1 INVITE x",
-            b"1 IN<V",
-        ] {
-            assert_eq!(
-                CSeq::parse(bad),
-                Err(ParseError::Invalid(HeaderName::CSeq)),
-                "{:?}",
-                s(bad)
-            );
+        for bad in [&b""[..], b"INVITE", b"1", b"1INVITE", b"4294967296 INVITE", b"-1 INVITE", b"1 INVITE x", b"1 IN<V"]
+        {
+            assert_eq!(CSeq::parse(bad), Err(ParseError::Invalid(HeaderName::CSeq)), "{:?}", s(bad));
         }
     }
 
@@ -1973,33 +1685,12 @@ Expires: 4294967296\r\n\
         for h in HeaderName::ALL {
             let n = h.as_str();
             assert_eq!(HeaderName::from_bytes(n.as_bytes()), *h, "{n}");
-            assert_eq!(
-                HeaderName::from_bytes(n.to_ascii_uppercase().as_bytes()),
-                *h
-            );
-            assert_eq!(
-                HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()),
-                *h
-            );
+            assert_eq!(HeaderName::from_bytes(n.to_ascii_uppercase().as_bytes()), *h);
+            assert_eq!(HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()), *h);
         }
         assert_eq!(HeaderName::Other.as_str(), "");
-        for other in [
-            &b""[..],
-            b"e",
-            b"s",
-            b"u",
-            b"x",
-            b"Vias",
-            b"Call_ID",
-            b"\xff",
-            b"z",
-        ] {
-            assert_eq!(
-                HeaderName::from_bytes(other),
-                HeaderName::Other,
-                "{:?}",
-                s(other)
-            );
+        for other in [&b""[..], b"e", b"s", b"u", b"x", b"Vias", b"Call_ID", b"\xff", b"z"] {
+            assert_eq!(HeaderName::from_bytes(other), HeaderName::Other, "{:?}", s(other));
         }
         assert_eq!(HeaderName::from_bytes(b"I"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"O"), HeaderName::Event);
@@ -2025,19 +1716,14 @@ Expires: 4294967296\r\n\
         ];
         for m in all {
             assert_eq!(Method::from_bytes(m.as_bytes()), m);
-            assert!(matches!(
-                Method::from_bytes(m.as_bytes().to_ascii_lowercase().leak()),
-                Method::Other(_)
-            ));
+            assert!(matches!(Method::from_bytes(m.as_bytes().to_ascii_lowercase().leak()), Method::Other(_)));
         }
         assert_eq!(Method::Other(b"X").as_bytes(), b"X");
     }
 
     #[test]
     fn uri_forms() {
-        let u =
-            Uri::parse(b"sip:alice:secret@atlanta.example.com:5061;transport=tcp;lr?subject=x&h=y")
-                .unwrap();
+        let u = Uri::parse(b"sip:alice:secret@atlanta.example.com:5061;transport=tcp;lr?subject=x&h=y").unwrap();
         assert_eq!(u.scheme, b"sip");
         assert_eq!(u.user, Some(&b"alice"[..]));
         assert_eq!(u.host, b"atlanta.example.com");
@@ -2065,8 +1751,7 @@ Expires: 4294967296\r\n\
         assert_eq!(u.host, b"10.1.2.3");
         assert_eq!(u.port, None);
 
-        let u = Uri::parse(b"sip:+1-201-555;phone-context=example.com@gw.example.com;user=phone")
-            .unwrap();
+        let u = Uri::parse(b"sip:+1-201-555;phone-context=example.com@gw.example.com;user=phone").unwrap();
         assert_eq!(u.user, Some(&b"+1-201-555;phone-context=example.com"[..]));
         assert_eq!(u.host, b"gw.example.com");
 
@@ -2175,21 +1860,14 @@ Expires: 4294967296\r\n\
             b"nothing",
             b"<mailto:a@b>",
         ] {
-            assert_eq!(
-                NameAddr::parse(bad),
-                Err(ParseError::Invalid(HeaderName::Other)),
-                "{:?}",
-                s(bad)
-            );
+            assert_eq!(NameAddr::parse(bad), Err(ParseError::Invalid(HeaderName::Other)), "{:?}", s(bad));
         }
     }
 
     #[test]
     fn via_forms() {
-        let v = Via::parse(
-            b"SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bKx;received=2001:db8::7;rport=1;ttl=16",
-        )
-        .unwrap();
+        let v =
+            Via::parse(b"SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bKx;received=2001:db8::7;rport=1;ttl=16").unwrap();
         assert_eq!(v.host, b"[2001:db8::9]");
         assert_eq!(v.port, Some(5060));
         assert_eq!(v.received, Some(&b"2001:db8::7"[..]));
@@ -2228,20 +1906,13 @@ Expires: 4294967296\r\n\
             b"SIP/2.0/UDP h;=1",
             b"SIP/2.0/UDP [::1",
         ] {
-            assert_eq!(
-                Via::parse(bad),
-                Err(ParseError::Invalid(HeaderName::Via)),
-                "{:?}",
-                s(bad)
-            );
+            assert_eq!(Via::parse(bad), Err(ParseError::Invalid(HeaderName::Via)), "{:?}", s(bad));
         }
     }
 
     #[test]
     fn comma_split() {
-        let parts: Vec<_> = CommaSplit::new(b" a , \"b,c\" <d,e>;f , ,g,")
-            .map(s)
-            .collect();
+        let parts: Vec<_> = CommaSplit::new(b" a , \"b,c\" <d,e>;f , ,g,").map(s).collect();
         assert_eq!(parts, ["a", "\"b,c\" <d,e>;f", "", "g", ""]);
         let parts: Vec<_> = CommaSplit::new(b"\"esc\\\",\" x, \"open").map(s).collect();
         assert_eq!(parts, ["\"esc\\\",\" x", "\"open"]);
@@ -2269,8 +1940,7 @@ Via  :  SIP / 2.0 / TCP  h : 1 ; branch = z9hG4bKw\r\nx: 1800;refresher=uac\r\nS
     #[test]
     fn seeds_parse_and_every_prefix_is_safe() {
         for seed in SEEDS {
-            let m = SipMessage::parse(seed)
-                .unwrap_or_else(|e| panic!("seed failed {e:?}: {:?}", s(seed)));
+            let m = SipMessage::parse(seed).unwrap_or_else(|e| panic!("seed failed {e:?}: {:?}", s(seed)));
             exercise(&m);
             for cut in 0..seed.len() {
                 if let Ok(m) = SipMessage::parse(&seed[..cut]) {
@@ -2291,11 +1961,7 @@ Via  :  SIP / 2.0 / TCP  h : 1 ; branch = z9hG4bKw\r\nx: 1800;refresher=uac\r\nS
             x
         }
         fn below(&mut self, n: usize) -> usize {
-            if n == 0 {
-                0
-            } else {
-                (self.next() % n as u64) as usize
-            }
+            if n == 0 { 0 } else { (self.next() % n as u64) as usize }
         }
     }
 
@@ -2311,11 +1977,7 @@ Via  :  SIP / 2.0 / TCP  h : 1 ; branch = z9hG4bKw\r\nx: 1800;refresher=uac\r\nS
             for _ in 0..1 + rng.below(4) {
                 let len = buf.len();
                 let pos = rng.below(len + 1);
-                let byte = if rng.below(2) == 0 {
-                    SPECIAL[rng.below(SPECIAL.len())]
-                } else {
-                    rng.next() as u8
-                };
+                let byte = if rng.below(2) == 0 { SPECIAL[rng.below(SPECIAL.len())] } else { rng.next() as u8 };
                 match rng.below(6) {
                     0 if pos < len => buf[pos] = byte,
                     1 => buf.insert(pos, byte),
@@ -2354,9 +2016,6 @@ Via  :  SIP / 2.0 / TCP  h : 1 ; branch = z9hG4bKw\r\nx: 1800;refresher=uac\r\nS
         }
         // The mutations must leave enough messages intact to exercise the
         // accessors, and break enough to exercise the errors.
-        assert!(
-            parsed > 2_000 && parsed < 19_000,
-            "parsed {parsed} of 20000"
-        );
+        assert!(parsed > 2_000 && parsed < 19_000, "parsed {parsed} of 20000");
     }
 }

@@ -55,17 +55,12 @@ fn embedded_shard(s: &[u8]) -> Option<u16> {
     if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    digits
-        .iter()
-        .try_fold(0u32, |acc, d| Some(acc * 10 + u32::from(d - b'0')))
-        .and_then(|v| u16::try_from(v).ok())
+    digits.iter().try_fold(0u32, |acc, d| Some(acc * 10 + u32::from(d - b'0'))).and_then(|v| u16::try_from(v).ok())
 }
 
 /// Shard id embedded in one of sipark's Via branches, if it is one.
 pub fn shard_in_branch(branch: &[u8]) -> Option<u16> {
-    branch
-        .strip_prefix(BRANCH_PREFIX)
-        .and_then(embedded_shard)
+    branch.strip_prefix(BRANCH_PREFIX).and_then(embedded_shard)
 }
 
 /// Shard id embedded in one of sipark's Contact user parts, if it is one.

@@ -47,7 +47,7 @@ use tracing::{info, warn};
 
 use super::msg::{branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri};
 use super::park::{
-    Binding, Call, CallState, CallView, Extension, Fork, Identity, Leg, LeaveReason, Retriever, parse_token,
+    Binding, Call, CallState, CallView, Extension, Fork, Identity, LeaveReason, Leg, Retriever, parse_token,
     write_park_info, write_token,
 };
 use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
@@ -375,8 +375,9 @@ impl Shard {
 
     /// Answers `req` without a transaction (for requests that cannot have one).
     fn reply_stateless(&mut self, src: SocketAddr, req: &SipMessage<'_>, code: u16, reason: &str) {
+        let tag = self.new_tag();
         let mut out = self.buf();
-        if response_head(&mut out, req, src, code, reason, None) {
+        if response_head(&mut out, req, src, code, reason, Some(&tag)) {
             finish(&mut out, "", b"");
             self.out.push_back(Transmit { dst: src, payload: out });
         } else {
@@ -401,6 +402,16 @@ impl Shard {
     ) {
         let Some(entry) = self.server.get(&txn) else { return };
         let dst = entry.txn.dst;
+        // Every final response gets a To tag (§8.2.6.2); a provisional one
+        // only when the caller gives the dialog's tag.
+        let own_tag;
+        let to_tag = match to_tag {
+            None if code > 100 => {
+                own_tag = self.new_tag();
+                Some(&*own_tag)
+            }
+            t => t,
+        };
         let mut out = self.buf();
         if !response_head(&mut out, req, dst, code, reason, to_tag) {
             self.stats.dropped.inc();
@@ -471,11 +482,17 @@ impl Shard {
         else {
             self.stats.parse_errors.inc();
             if method != Method::Ack {
-                let reason = [msg.cseq().err(), msg.top_via().err(), msg.from_hdr().err(), msg.to_hdr().err(), msg.call_id().err()]
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .map_or("Bad Request", |e| e.reason());
+                let reason = [
+                    msg.cseq().err(),
+                    msg.top_via().err(),
+                    msg.from_hdr().err(),
+                    msg.to_hdr().err(),
+                    msg.call_id().err(),
+                ]
+                .into_iter()
+                .flatten()
+                .next()
+                .map_or("Bad Request", |e| e.reason());
                 self.reply_stateless(src, msg, 400, reason);
             }
             return;
@@ -553,8 +570,9 @@ impl Shard {
         }
         if self.server.len() + self.client.len() >= self.cfg.limits.max_transactions {
             self.stats.overload_rejects.inc();
+            let tag = self.new_tag();
             let mut out = self.buf();
-            if response_head(&mut out, msg, src, 503, "Service Unavailable", None) {
+            if response_head(&mut out, msg, src, 503, "Service Unavailable", Some(&tag)) {
                 header(&mut out, "Retry-After", b"5");
                 finish(&mut out, "", b"");
                 self.out.push_back(Transmit { dst: src, payload: out });
@@ -1219,7 +1237,15 @@ impl Shard {
         self.send(dst, &ack);
     }
 
-    fn client_final(&mut self, now: Instant, src: SocketAddr, id: u64, owner: ClientOwner, code: u16, msg: &SipMessage<'_>) {
+    fn client_final(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        id: u64,
+        owner: ClientOwner,
+        code: u16,
+        msg: &SipMessage<'_>,
+    ) {
         match owner {
             ClientOwner::Notify => {
                 if code >= 300 {
@@ -1244,7 +1270,9 @@ impl Shard {
     /// ACKs a 2xx on `side` of `call` for the INVITE of client transaction
     /// `txn`, keeping the ACK for 2xx retransmissions.
     fn ack_2xx(&mut self, now: Instant, call: u64, side: Side, txn: u64, body: Option<(&str, &[u8])>) {
-        let Some(cseq) = self.client.get(&txn).and_then(|e| SipMessage::parse(&e.txn.request).ok()?.cseq().ok().map(|c| c.seq)) else {
+        let Some(cseq) =
+            self.client.get(&txn).and_then(|e| SipMessage::parse(&e.txn.request).ok()?.cseq().ok().map(|c| c.seq))
+        else {
             return;
         };
         let Some(c) = self.calls.get(&call) else { return };
@@ -1476,10 +1504,14 @@ impl Shard {
     fn cancel_forks(&mut self, now: Instant, call: u64) {
         let Some(c) = self.calls.get_mut(&call) else { return };
         let CallState::Recalling { forks } = &mut c.state else { return };
-        let pending: Vec<u64> = forks.iter_mut().filter(|f| !f.done).map(|f| {
-            f.done = true;
-            f.txn
-        }).collect();
+        let pending: Vec<u64> = forks
+            .iter_mut()
+            .filter(|f| !f.done)
+            .map(|f| {
+                f.done = true;
+                f.txn
+            })
+            .collect();
         for txn in pending {
             self.cancel(now, txn);
         }
@@ -1692,7 +1724,7 @@ impl Shard {
                 && let CallState::RecallBridging { b, .. } = std::mem::replace(&mut c.state, CallState::Parked)
             {
                 c.state = CallState::Bridged { b };
-            self.bridged += 1;
+                self.bridged += 1;
             }
             self.ack_2xx(now, call, Side::B, fork_txn, None);
             self.bye(now, call, Side::B);
@@ -1821,7 +1853,7 @@ impl Shard {
             let fork_txn = *fork_txn;
             if let CallState::RecallBridging { b, .. } = std::mem::replace(&mut c.state, CallState::Parked) {
                 c.state = CallState::Bridged { b };
-            self.bridged += 1;
+                self.bridged += 1;
             }
             self.ack_2xx(now, call, Side::B, fork_txn, None);
             self.bye(now, call, Side::B);
@@ -2087,7 +2119,13 @@ impl Shard {
                 }
                 None => {
                     resync.push(uri.into());
-                    e.bindings.push(Binding { uri: uri.into(), flow: src, expires_at, call_id: call_id.into(), cseq: cseq.seq });
+                    e.bindings.push(Binding {
+                        uri: uri.into(),
+                        flow: src,
+                        expires_at,
+                        call_id: call_id.into(),
+                        cseq: cseq.seq,
+                    });
                 }
             }
         }

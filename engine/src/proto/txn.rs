@@ -461,16 +461,12 @@ mod tests {
 
     #[test]
     fn custom_t1_t2_scale_the_timers() {
-        let t = Timers {
-            t1: Duration::from_millis(100),
-            t2: Duration::from_millis(400),
-            t4: Duration::from_millis(1000),
-        };
+        let t =
+            Timers { t1: Duration::from_millis(100), t2: Duration::from_millis(400), t4: Duration::from_millis(1000) };
         let now = Instant::now();
         let mut tx = ClientTxn::new(Kind::NonInvite, addr(), Vec::new(), now, &t);
         let cell = std::cell::RefCell::new(&mut tx);
-        let (retrans, end, _) =
-            drive(now, |at| cell.borrow_mut().on_timer(at, &t), || cell.borrow().deadline());
+        let (retrans, end, _) = drive(now, |at| cell.borrow_mut().on_timer(at, &t), || cell.borrow().deadline());
         assert_eq!(&retrans[..4], &[100, 300, 700, 1100]);
         assert_eq!(end, 6400);
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use sipark::io::{Engine, IoOptions, signal};
-use sipark::proto::config::{self, Config, TenantMode, TenantPolicy, Timers};
+use sipark::proto::config::{self, Config, Limits, TenantMode, TenantPolicy, Timers};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -77,6 +77,10 @@ struct Args {
     /// Log format (filter with RUST_LOG; default "info").
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Hang up a bridged call after this many seconds. sipark sees no media,
+    /// so this bounds what a lost BYE can leave behind.
+    #[arg(long, value_name = "SECS", default_value_t = 43_200)]
+    max_call_duration: u64,
     /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,
@@ -134,6 +138,9 @@ fn plan(args: &Args) -> Result<Plan, String> {
     }
     if args.t4_ms == 0 || args.t4_ms > 600_000 {
         return Err("--t4-ms must be 1..=600000".into());
+    }
+    if args.max_call_duration < 60 || args.max_call_duration > 7 * 86_400 {
+        return Err("--max-call-duration must be 60..=604800 seconds".into());
     }
     if args.shutdown_grace > 3600 {
         return Err("--shutdown-grace must be 0..=3600 seconds".into());
@@ -204,6 +211,7 @@ fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {
             t2: Duration::from_millis(args.t2_ms),
             t4: Duration::from_millis(args.t4_ms),
         },
+        limits: Limits { max_call_duration: Duration::from_secs(args.max_call_duration), ..Limits::default() },
         ..Config::default()
     }
 }

@@ -4,7 +4,7 @@ use sipark::proto::config::{Config, TenantMode, parse_tenants};
 
 use crate::fixtures::{ACME, BETA, assert_media_of, origin};
 use crate::harness::{START_UTC, Sim, ms, secs};
-use crate::phone::{CallState, Notify};
+use crate::phone::Notify;
 
 /// Checks the headers of a park-info NOTIFY sent to `watcher`.
 fn check_notify_headers(sim: &Sim, n: &Notify, watcher: usize, ext: &str, domain: &str) {
@@ -414,4 +414,57 @@ fn strict_tenants_refuse_unknown_domains() {
     let info = sim.last_notify(o.watch[0]).info().clone();
     assert_eq!(info.parked()[0].timeout.as_deref(), Some("120"), "{info:?}");
     assert_eq!(sim.stat(|s| s.parks_rejected.get()), 1);
+}
+
+#[test]
+fn acked_2xx_transactions_are_released() {
+    let mut sim = Sim::new(1, Config::default(), 13);
+    let o = sim.office(ACME);
+    sim.park_by_bob(&o, o.alice);
+    // Far past 64*T1 (Timer L of RFC 6026) after the ACK of the park 200.
+    sim.run_for(secs(40));
+    assert_eq!(
+        sim.stat(|s| s.transactions.get()),
+        0,
+        "the park INVITE's server transaction (2xx ACKed via the dialog) must end after 64*T1"
+    );
+    let (r, ok) = sim.retrieve(o.carol, "sip:*88103@acme.example");
+    assert_eq!(ok.code(), Some(200));
+    sim.run_for(secs(40));
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0, "the retrieve INVITE's server transaction must end too");
+    sim.hangup(o.carol, r);
+    sim.run_for(secs(40));
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0);
+}
+
+#[test]
+fn retriever_cancel_puts_the_call_back_on_hold() {
+    let mut sim = Sim::new(2, Config::default(), 14);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    let v = sim.last_notify(o.watch[0]).info().version;
+    let now = sim.now;
+    let r = sim.phones[o.carol].invite(now, "sip:*88103@acme.example", &[], true);
+    // CANCEL right behind the INVITE: it arrives before the parked leg's 200.
+    let c = sim.phones[o.carol].cancel(now, r);
+    let inv = sim.phones[o.carol].calls[r].invite_txn.unwrap_or_default();
+    let fin = sim.final_of(o.carol, inv, secs(10));
+    assert_eq!(fin.code(), Some(487), "a CANCELled retrieve ends 487: {fin:?}");
+    assert_eq!(sim.phones[o.carol].txns[c].final_code, Some(200), "CANCEL itself gets 200");
+    sim.run_for(secs(2));
+    let a = &sim.phones[o.alice].calls[call];
+    assert_eq!(a.reinvites.len(), 2, "retrieve re-INVITE, then back on hold: {:?}", a.reinvites);
+    let hold = a.reinvites[1].body();
+    assert!(hold.contains("a=inactive"), "hold offer: {hold}");
+    assert!(!a.reinvites[1].body().contains(&sim.phones[o.carol].media_markers()[1]), "no retriever media: {hold}");
+    assert!(a.byes.is_empty(), "the parked leg stays");
+    // Still parked, and retrievable.
+    assert_eq!(sim.stat(|s| s.parked.get()), 1);
+    assert_eq!(sim.stat(|s| s.retrieves.get()), 0);
+    for n in &sim.phones[o.watch[0]].notifies {
+        assert!(n.info().version == v || n.info().parked().len() == 1, "the call never left the list: {n:?}");
+    }
+    let (_, ok) = sim.retrieve(o.dave, "sip:*88103@acme.example");
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+    assert_media_of(&sim, &ok.body(), o.alice, "retrieve after a cancelled one");
 }

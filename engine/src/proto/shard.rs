@@ -141,6 +141,10 @@ pub struct Shard {
     /// Calls in `CallState::Bridged`.
     bridged: u64,
     shutting_down: bool,
+    /// `<sip:sp<id>.sipark@advertise>`, written once.
+    contact: Arc<[u8]>,
+    /// The advertised host, for SDP origins.
+    host: Arc<str>,
     scratch: Vec<u8>,
     key: Vec<u8>,
 }
@@ -163,7 +167,6 @@ impl Shard {
         Shard {
             id,
             n: n_shards.max(1),
-            cfg,
             wall,
             stats: Arc::new(ShardStats::default()),
             out: VecDeque::new(),
@@ -184,6 +187,15 @@ impl Shard {
             listed: 0,
             bridged: 0,
             shutting_down: false,
+            contact: {
+                let mut c = Vec::with_capacity(48);
+                c.push(b'<');
+                write_contact_uri(&mut c, id, &cfg.advertise);
+                c.push(b'>');
+                c.into()
+            },
+            host: advertise_host(&cfg.advertise).into(),
+            cfg,
             scratch: Vec::new(),
             key: Vec::new(),
         }
@@ -458,20 +470,28 @@ impl Shard {
         }
     }
 
-    fn contact_header(&self) -> Vec<u8> {
-        let mut c = Vec::with_capacity(48);
-        c.push(b'<');
-        write_contact_uri(&mut c, self.id, &self.cfg.advertise);
-        c.push(b'>');
-        c
+    /// Sends the last response of server transaction `id` again.
+    fn resend_response(&mut self, id: u64) {
+        let Some(e) = self.server.get(&id) else { return };
+        if e.txn.response.is_empty() {
+            return;
+        }
+        let mut payload = self.pool.pop().unwrap_or_default();
+        payload.extend_from_slice(&e.txn.response);
+        self.out.push_back(Transmit { dst: e.txn.dst, payload });
+        self.stats.retransmissions.inc();
     }
 
-    fn advertise_host(&self) -> &str {
-        let adv = self.cfg.advertise.as_str();
-        if let Some(rest) = adv.strip_prefix('[') {
-            return rest.split(']').next().unwrap_or(rest);
+    /// Sends the request (or, with `ack`, the ACK) of client transaction `id` again.
+    fn resend_request(&mut self, id: u64, ack: bool) {
+        let Some(e) = self.client.get(&id) else { return };
+        let bytes = if ack { &e.txn.ack } else { &e.txn.request };
+        if bytes.is_empty() {
+            return;
         }
-        adv.rsplit_once(':').map_or(adv, |(h, _)| h)
+        let mut payload = self.pool.pop().unwrap_or_default();
+        payload.extend_from_slice(bytes);
+        self.out.push_back(Transmit { dst: e.txn.dst, payload });
     }
 
     // ----- requests -----------------------------------------------------
@@ -555,13 +575,7 @@ impl Shard {
         }
         if let Some(id) = existing {
             // A retransmission: absorb it, repeating the last response.
-            if let Some(e) = self.server.get(&id)
-                && !e.txn.response.is_empty()
-            {
-                let (dst, resp) = (e.txn.dst, e.txn.response.clone());
-                self.stats.retransmissions.inc();
-                self.send(dst, &resp);
-            }
+            self.resend_response(id);
             return;
         }
         if let Some(Ok(0)) = msg.max_forwards() {
@@ -718,10 +732,10 @@ impl Shard {
             remote_sdp: msg.body().to_vec(),
             pending_ack: Some((txn, cseq.seq)),
         };
-        let host = self.advertise_host().to_owned();
+        let host = Arc::clone(&self.host);
         sdp::hold_answer(&mut a.last_sdp, msg.body(), a.origin, &host);
         let id = self.fresh_id();
-        let contact = self.contact_header();
+        let contact = Arc::clone(&self.contact);
         let tag = a.local_tag.clone();
         let answer = a.last_sdp.clone();
         self.add_dialog(id, Side::A, call_id, &tag);
@@ -840,7 +854,7 @@ impl Shard {
         rewrite: bool,
         owner: impl FnOnce(u64) -> ClientOwner,
     ) -> Option<u64> {
-        let host = self.advertise_host().to_owned();
+        let host = Arc::clone(&self.host);
         let c = self.calls.get_mut(&call)?;
         c.a.origin.version += 1;
         let mut sdp_out = Vec::with_capacity(body.len() + 32);
@@ -870,7 +884,7 @@ impl Shard {
         owner: ClientOwner,
     ) -> u64 {
         let txn = self.fresh_id();
-        let contact = self.contact_header();
+        let contact = Arc::clone(&self.contact);
         let mut branch = Vec::with_capacity(32);
         write_branch(&mut branch, self.id, txn);
         let Some(c) = self.calls.get(&call) else { return 0 };
@@ -1018,8 +1032,8 @@ impl Shard {
     /// once bridged the session is kept as it is (relaying offers between
     /// the legs is the call-control work of a later issue).
     fn on_reoffer(&mut self, now: Instant, msg: &SipMessage<'_>, method: Method<'_>, txn: u64, call: u64, side: Side) {
-        let host = self.advertise_host().to_owned();
-        let contact = self.contact_header();
+        let host = Arc::clone(&self.host);
+        let contact = Arc::clone(&self.contact);
         let Some(c) = self.calls.get_mut(&call) else { return };
         let busy = matches!(
             (&c.state, side),
@@ -1178,14 +1192,7 @@ impl Shard {
         let owner = entry.owner;
         self.schedule(at, TimerKey::Client(id));
         match effect {
-            ResponseEffect::Retransmission => {
-                if let Some(e) = self.client.get(&id)
-                    && !e.txn.ack.is_empty()
-                {
-                    let (dst, ack) = (e.txn.dst, e.txn.ack.clone());
-                    self.send(dst, &ack);
-                }
-            }
+            ResponseEffect::Retransmission => self.resend_request(id, true),
             ResponseEffect::Provisional { .. } => {
                 if let ClientOwner::Recall { call } = owner {
                     self.fork_ringing(call, id);
@@ -1286,7 +1293,7 @@ impl Shard {
         write_branch(&mut branch, self.id, ack_id);
         self.next_id += 1;
         let mut out = Vec::with_capacity(600);
-        let contact = self.contact_header();
+        let contact = Arc::clone(&self.contact);
         write_leg_request(&mut out, leg, "ACK", cseq, &self.cfg.advertise, &branch, &contact, body);
         let dst = leg_destination(leg);
         self.send(dst, &out);
@@ -1320,7 +1327,7 @@ impl Shard {
                 // The retriever gave up: put the parked leg back on hold.
                 self.back_to_parked(now, call);
                 let remote = self.calls.get(&call).map(|c| c.a.remote_sdp.clone()).unwrap_or_default();
-                let host = self.advertise_host().to_owned();
+                let host = Arc::clone(&self.host);
                 if let Some(c) = self.calls.get_mut(&call) {
                     let mut hold = Vec::new();
                     let mut origin = c.a.origin;
@@ -1332,8 +1339,8 @@ impl Shard {
                 self.stats.retrieves_failed.inc();
                 return;
             }
-            let host = self.advertise_host().to_owned();
-            let contact = self.contact_header();
+            let host = Arc::clone(&self.host);
+            let contact = Arc::clone(&self.contact);
             let Some(c) = self.calls.get_mut(&call) else { return };
             let CallState::Retrieving { retriever, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
                 return;
@@ -1452,7 +1459,7 @@ impl Shard {
         to.push(b'@');
         to.extend_from_slice(tenant.as_bytes());
         to.push(b'>');
-        let contact = self.contact_header();
+        let contact = Arc::clone(&self.contact);
         let mut forks = Vec::with_capacity(contacts.len());
         for (uri, dst) in contacts {
             let txn = self.fresh_id();
@@ -1654,7 +1661,7 @@ impl Shard {
             remote_sdp: Vec::new(),
             pending_ack: None,
         };
-        let contact = self.contact_header();
+        let contact = Arc::clone(&self.contact);
         for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
             let id = self.fresh_id();
             let mut branch = Vec::with_capacity(32);
@@ -1700,7 +1707,7 @@ impl Shard {
         }
         let fork_txn = *fork_txn;
         if (200..300).contains(&code) {
-            let host = self.advertise_host().to_owned();
+            let host = Arc::clone(&self.host);
             self.ack_2xx(now, call, Side::A, txn, None);
             let Some(c) = self.calls.get_mut(&call) else { return };
             c.a.remote_sdp = msg.body().to_vec();
@@ -1746,10 +1753,8 @@ impl Shard {
         match e.txn.on_timer(now, &t) {
             TimerAction::Nothing => {}
             TimerAction::Retransmit => {
-                let (dst, resp) = (e.txn.dst, e.txn.response.clone());
                 let at = e.txn.deadline();
-                self.stats.retransmissions.inc();
-                self.send(dst, &resp);
+                self.resend_response(id);
                 self.schedule(at, TimerKey::Server(id));
             }
             TimerAction::Terminate { timed_out } => {
@@ -1793,13 +1798,12 @@ impl Shard {
         match e.txn.on_timer(now, &t) {
             TimerAction::Nothing => {}
             TimerAction::Retransmit => {
-                let (dst, req) = (e.txn.dst, e.txn.request.clone());
                 let at = e.txn.deadline();
                 if e.owner == ClientOwner::Notify {
                     self.stats.notifies_retransmitted.inc();
                 }
                 self.stats.retransmissions.inc();
-                self.send(dst, &req);
+                self.resend_request(id, false);
                 self.schedule(at, TimerKey::Client(id));
             }
             TimerAction::Terminate { timed_out } => {
@@ -1973,7 +1977,7 @@ impl Shard {
         to.push(b'@');
         to.extend_from_slice(e.tenant.as_bytes());
         to.push(b'>');
-        let contact = self.contact_header();
+        let contact = Arc::clone(&self.contact);
         for (uri, dst) in targets {
             if self.client.len() + self.server.len() >= self.cfg.limits.max_transactions {
                 self.stats.overload_rejects.inc();
@@ -2156,6 +2160,14 @@ impl Shard {
 
 fn c_ext(calls: &HashMap<u64, Call>, call: u64) -> u64 {
     calls.get(&call).map_or(0, |c| c.ext)
+}
+
+/// The host part of `host[:port]` / `[v6]:port`.
+fn advertise_host(adv: &str) -> &str {
+    if let Some(rest) = adv.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    adv.rsplit_once(':').map_or(adv, |(h, _)| h)
 }
 
 /// Extensions are non-empty and made of characters a dial plan would use.

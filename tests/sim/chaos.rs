@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use sipark::proto::config::Config;
 
 use crate::fixtures::{ACME, Office};
-use crate::harness::{Rng, Sim, ms, secs};
+use crate::harness::{ALPHABET, Rng, Sim, ms, mutate_once, secs};
 use crate::phone::CallState;
 
 /// Runs `n` park → retrieve → BYE cycles; every one must complete.
@@ -38,7 +38,6 @@ fn cycles(sim: &mut Sim, o: &Office, n: usize) {
     assert_eq!(sim.stat(|s| s.retrieves.get()), n as u64);
     assert_eq!(sim.stat(|s| s.parked.get()), 0);
     assert_eq!(sim.stat(|s| s.bridged.get()), 0);
-    assert_eq!(sim.stat(|s| s.transactions.get()), 0, "no transaction left behind");
     for w in o.watch {
         let mut versions: Vec<u64> = sim.phones[w].notifies.iter().map(|n| n.info().version).collect();
         versions.sort_unstable();
@@ -48,6 +47,7 @@ fn cycles(sim: &mut Sim, o: &Office, n: usize) {
         let newest = newest.unwrap_or_else(|| panic!("no NOTIFY"));
         assert!(newest.parked().is_empty(), "newest state: nothing parked: {newest:?}");
     }
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0, "no transaction left behind after every timer ran");
 }
 
 #[test]
@@ -78,89 +78,98 @@ fn loss_duplication_and_reordering_together() {
     cycles(&mut sim, &o, 15);
 }
 
-// ----- fuzzing --------------------------------------------------------------
-
-const ALPHABET: &[u8] = b":;,<>@=\"\\ \t\r\n/.*%?-_+0123456789abcdefzABCDEFZ\x00\xff";
-
-/// One random change to `msg`.
-fn mutate_once(rng: &mut Rng, msg: &mut Vec<u8>, corpus: &[(SocketAddr, Vec<u8>)]) {
-    let len = msg.len();
-    let pos = |rng: &mut Rng| rng.below(len as u64 + 1) as usize;
-    match rng.below(11) {
-        0 => {
-            for _ in 0..=rng.below(8) {
-                if !msg.is_empty() {
-                    let i = rng.below(msg.len() as u64) as usize;
-                    msg[i] = ALPHABET[rng.below(ALPHABET.len() as u64) as usize];
+#[test]
+fn corrupting_network_never_breaks_the_engine() {
+    let mut sim = Sim::new(3, Config::default(), 54);
+    let o = sim.office(ACME);
+    let erin = sim.add_phone("106", ACME, Some("Erin"));
+    sim.net.corrupt = 0.25;
+    sim.net.loss = 0.05;
+    sim.net.reorder = ms(20);
+    let bob = sim.phones[o.bob[0]].party();
+    let mut rng = Rng::new(54);
+    // A bounded random mix of everything, on live dialogs, with corrupted datagrams.
+    for round in 0..100 {
+        let now = sim.now;
+        match rng.below(7) {
+            0 | 1 => {
+                let p = [o.alice, o.dave, erin][rng.below(3) as usize];
+                let ext = ["103", "109"][rng.below(2) as usize];
+                sim.phones[p].invite(
+                    now,
+                    &format!("sip:*68{ext}@acme.example"),
+                    &[format!("Referred-By: {bob}")],
+                    true,
+                );
+            }
+            2 => {
+                let p = [o.carol, erin][rng.below(2) as usize];
+                let ruri = match sim.phones[o.watch[0]].last_notify().and_then(|n| n.info.clone()) {
+                    Some(i) if rng.chance(0.5) && !i.parked().is_empty() => {
+                        i.parked()[0].retrieve_uri.clone().unwrap_or_default()
+                    }
+                    _ => "sip:*88103@acme.example".to_owned(),
+                };
+                sim.phones[p].invite(now, &ruri, &[], true);
+            }
+            3 => {
+                // Hang up some confirmed call.
+                let p = [o.alice, o.dave, erin, o.carol][rng.below(4) as usize];
+                let live: Vec<usize> = (0..sim.phones[p].calls.len())
+                    .filter(|&c| {
+                        sim.phones[p].calls[c].state == CallState::Confirmed
+                            && sim.phones[p].calls[c].remote_target.is_some()
+                    })
+                    .collect();
+                if let Some(&c) = live.get(rng.below(live.len().max(1) as u64) as usize) {
+                    sim.phones[p].bye(now, c);
                 }
             }
-        }
-        1 => msg.truncate(pos(rng)),
-        2 => {
-            let at = pos(rng).min(msg.len());
-            let n = 1 + rng.below(16) as usize;
-            let ins: Vec<u8> = (0..n).map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize]).collect();
-            msg.splice(at..at, ins);
-        }
-        3 | 4 => {
-            // Delete (3) or duplicate (4) a line.
-            let lines: Vec<usize> = std::iter::once(0).chain(msg.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).collect();
-            let k = rng.below(lines.len() as u64) as usize;
-            let start = lines[k].min(msg.len());
-            let end = lines.get(k + 1).copied().unwrap_or(msg.len()).min(msg.len());
-            let line = msg[start..end].to_vec();
-            if rng.below(2) == 0 && start < end {
-                msg.drain(start..end);
-            } else {
-                msg.splice(start..start, line);
+            4 => {
+                let w = o.watch[rng.below(2) as usize];
+                sim.phones[w].register_self(now, 60 + rng.below(600) as u32);
             }
+            5 => {
+                let p = [o.alice, o.dave][rng.below(2) as usize];
+                let live: Vec<usize> = (0..sim.phones[p].calls.len())
+                    .filter(|&c| {
+                        sim.phones[p].calls[c].state == CallState::Confirmed
+                            && sim.phones[p].calls[c].remote_target.is_some()
+                    })
+                    .collect();
+                if let Some(&c) = live.first() {
+                    sim.phones[p].reinvite(now, c);
+                }
+            }
+            _ => {}
         }
-        5 => {
-            // Splice a line from another message in.
-            let other = &corpus[rng.below(corpus.len() as u64) as usize].1;
-            let lines: Vec<&[u8]> = other.split(|&b| b == b'\n').collect();
-            let line = lines[rng.below(lines.len() as u64) as usize];
-            let at = msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let mut ins = line.to_vec();
-            ins.push(b'\n');
-            msg.splice(at..at, ins);
-        }
-        6 => {
-            let text = String::from_utf8_lossy(msg).into_owned();
-            let n = match rng.below(4) {
-                0 => u64::from(u32::MAX),
-                1 => 99_999_999_999,
-                _ => rng.below(3000),
-            };
-            let re = text.replacen("Content-Length: ", &format!("Content-Length: {n}"), 1);
-            *msg = re.into_bytes();
-        }
-        7 => {
-            let text = String::from_utf8_lossy(msg).replace("\r\n", "\n");
-            *msg = text.into_bytes();
-        }
-        8 => {
-            let n = rng.below(1500) as usize;
-            *msg = (0..n).map(|_| rng.below(256) as u8).collect();
-        }
-        9 => {
-            // Change a tag, branch or number somewhere.
-            let text = String::from_utf8_lossy(msg).into_owned();
-            let keys = ["tag=", "branch=z9hG4bK", "CSeq: ", "expires=", "call=", "Expires: "];
-            let key = keys[rng.below(keys.len() as u64) as usize];
-            let re = text.replacen(key, &format!("{key}{}", rng.below(100)), 1);
-            *msg = re.into_bytes();
-        }
-        _ => {
-            // A very long header value.
-            let at = msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let mut ins = b"X-Junk: ".to_vec();
-            ins.extend(std::iter::repeat_n(b'a', 2000 + rng.below(60_000) as usize));
-            ins.extend_from_slice(b"\r\n");
-            msg.splice(at..at, ins);
+        sim.run_for(ms(rng.below(8_000)));
+        assert!(sim.stat(|s| s.transactions.get()) < 1000, "round {round}: transactions unbounded");
+    }
+    assert!(sim.corrupted > 30, "the network corrupted only {} datagrams", sim.corrupted);
+    // Everything ends: hang up whatever is still up, then let every timer run.
+    sim.net = crate::harness::Net::default();
+    for p in [o.alice, o.dave, erin, o.carol, o.bob[0], o.bob[1]] {
+        let live: Vec<usize> = (0..sim.phones[p].calls.len())
+            .filter(|&c| {
+                sim.phones[p].calls[c].state == CallState::Confirmed && sim.phones[p].calls[c].remote_target.is_some()
+            })
+            .collect();
+        for c in live {
+            let now = sim.now;
+            sim.phones[p].bye(now, c);
         }
     }
+    sim.run_for(secs(4000));
+    assert_eq!(sim.stat(|s| s.parked.get()), 0, "parked calls left after every timeout");
+    assert_eq!(sim.stat(|s| s.bindings.get()), 0, "bindings left after their expiry");
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0, "transactions left after every timer");
+    for s in &sim.shards {
+        assert_eq!(s.poll_timeout(), None, "shard {} still has timers", s.id());
+    }
 }
+
+// ----- fuzzing --------------------------------------------------------------
 
 /// Records what phones send to sipark during a busy scenario: parks,
 /// NOTIFY answers, a retrieve, hang-ups, a recall answered, registrations.
@@ -179,7 +188,11 @@ fn record_corpus(n: u16) -> Vec<(SocketAddr, Vec<u8>)> {
     let q = sim.phones[o.dave].in_dialog(now, dave, "OPTIONS", &[]);
     sim.final_of(o.dave, q, secs(5));
     sim.register_with(o.watch[0], &["*"], &["Expires: 0"]);
-    sim.register_with(o.watch[0], &["<sip:103@127.0.0.99:5099>;expires=120", "<sip:103@127.0.0.98:5098>"], &["Expires: 600"]);
+    sim.register_with(
+        o.watch[0],
+        &["<sip:103@127.0.0.99:5099>;expires=120", "<sip:103@127.0.0.98:5098>"],
+        &["Expires: 600"],
+    );
     // Dave's park times out: the recall rings Bob's devices; one answers.
     sim.expect(secs(320), "recall", |s| !s.phones[o.bob[0]].incoming().is_empty());
     let now = sim.now;
@@ -210,9 +223,15 @@ fn fuzz(n: u16, seed: u64, rounds: usize) {
             corpus[rng.below(corpus.len() as u64) as usize].clone()
         };
         let mut data = base;
+        if rng.chance(0.5) {
+            // A fresh branch: a new transaction rather than a retransmission.
+            let text = String::from_utf8_lossy(&data).replace("branch=z9hG4bK-p", &format!("branch=z9hG4bK-f{fed}p"));
+            data = text.into_bytes();
+        }
         if rng.chance(0.6) {
             for _ in 0..=rng.below(3) {
-                mutate_once(&mut rng, &mut data, &corpus);
+                let donor = &corpus[rng.below(corpus.len() as u64) as usize].1;
+                mutate_once(&mut rng, &mut data, donor);
             }
         }
         let src = if rng.chance(0.2) {
@@ -230,6 +249,8 @@ fn fuzz(n: u16, seed: u64, rounds: usize) {
         assert!(sim.stat(|s| s.parked.get() + s.bridged.get()) <= fed);
     }
     let sent = sim.server_sent;
+    assert!(sim.stat(|s| s.registrations.get()) > 0, "valid replays must register");
+    assert!(sim.stat(|s| s.parse_errors.get()) > 0, "mutations must hit the parser");
     // Run far past every timer: park, recall, registrations (<= 3600 s).
     sim.run_for(secs(4000));
     let stats = |f: fn(&sipark::proto::stats::ShardStats) -> u64| sim.stat(f);

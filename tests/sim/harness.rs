@@ -72,11 +72,13 @@ pub struct Net {
     pub dup: f64,
     /// Up to this much extra random delay per copy (reorders datagrams).
     pub reorder: Duration,
+    /// Probability that a copy arrives corrupted (1 to 3 random edits).
+    pub corrupt: f64,
 }
 
 impl Default for Net {
     fn default() -> Self {
-        Net { latency: Duration::from_millis(10), loss: 0.0, dup: 0.0, reorder: Duration::ZERO }
+        Net { latency: Duration::from_millis(10), loss: 0.0, dup: 0.0, reorder: Duration::ZERO, corrupt: 0.0 }
     }
 }
 
@@ -132,6 +134,8 @@ pub struct Sim {
     pub stray: Vec<String>,
     /// Datagrams sipark sent (all copies before loss).
     pub server_sent: u64,
+    /// Datagram copies the network corrupted.
+    pub corrupted: u64,
     /// When set, every datagram delivered to sipark is also kept here
     /// (up to `CAPTURE_KEEP`), e.g. as a fuzzing corpus.
     pub capture: Option<Vec<(SocketAddr, Vec<u8>)>>,
@@ -163,6 +167,7 @@ impl Sim {
             trace: VecDeque::new(),
             stray: Vec::new(),
             server_sent: 0,
+            corrupted: 0,
             capture: None,
         }
     }
@@ -172,7 +177,17 @@ impl Sim {
         let id = self.phones.len();
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (id % 250) as u8));
         let addr = SocketAddr::new(ip, 5062 + id as u16);
-        let phone = Phone::new(id, addr, user, domain, display, self.server, self.cfg.timers.t1, self.cfg.timers.t2, self.start);
+        let phone = Phone::new(
+            id,
+            addr,
+            user,
+            domain,
+            display,
+            self.server,
+            self.cfg.timers.t1,
+            self.cfg.timers.t2,
+            self.start,
+        );
         self.by_addr.insert(addr, id);
         self.phones.push(phone);
         id
@@ -234,13 +249,17 @@ impl Sim {
         let copies = if self.rng.chance(self.net.dup) { 2 } else { 1 };
         self.note(format!("{ms:>9} {src} -> {dst} {line}{}", if copies == 2 { " (x2)" } else { "" }));
         for _ in 0..copies {
-            let extra = if self.net.reorder.is_zero() {
-                Duration::ZERO
-            } else {
-                self.net.reorder.mul_f64(self.rng.unit())
-            };
+            let extra =
+                if self.net.reorder.is_zero() { Duration::ZERO } else { self.net.reorder.mul_f64(self.rng.unit()) };
+            let mut copy = data.clone();
+            if self.rng.chance(self.net.corrupt) {
+                for _ in 0..=self.rng.below(3) {
+                    mutate_once(&mut self.rng, &mut copy, DONOR);
+                }
+                self.corrupted += 1;
+            }
             self.seq += 1;
-            self.flights.push(Flight { at: self.now + self.net.latency + extra, seq: self.seq, src, dst, data: data.clone() });
+            self.flights.push(Flight { at: self.now + self.net.latency + extra, seq: self.seq, src, dst, data: copy });
         }
     }
 
@@ -404,4 +423,93 @@ pub fn secs(s: u64) -> Duration {
 /// Milliseconds, as a `Duration`.
 pub fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
+}
+
+/// Header lines the corrupting network splices into datagrams.
+const DONOR: &[u8] = b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsp0.1;rport\r\n\
+To: <sip:103@acme.example>;tag=x\r\nFrom: <sip:park@acme.example>;tag=y\r\n\
+CSeq: 2 BYE\r\nContact: *\r\nExpires: 0\r\nContent-Length: 10\r\nEvent: park-info\r\n\
+Call-ID: a@b\r\nMax-Forwards: 0\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nRecord-Route: <sip:127.0.0.9;lr>\r\n";
+
+pub const ALPHABET: &[u8] = b":;,<>@=\"\\ \t\r\n/.*%?-_+0123456789abcdefzABCDEFZ\x00\xff";
+
+/// One random change to `msg`.
+pub fn mutate_once(rng: &mut Rng, msg: &mut Vec<u8>, donor: &[u8]) {
+    let len = msg.len();
+    let pos = |rng: &mut Rng| rng.below(len as u64 + 1) as usize;
+    match rng.below(11) {
+        0 => {
+            for _ in 0..=rng.below(8) {
+                if !msg.is_empty() {
+                    let i = rng.below(msg.len() as u64) as usize;
+                    msg[i] = ALPHABET[rng.below(ALPHABET.len() as u64) as usize];
+                }
+            }
+        }
+        1 => msg.truncate(pos(rng)),
+        2 => {
+            let at = pos(rng).min(msg.len());
+            let n = 1 + rng.below(16) as usize;
+            let ins: Vec<u8> = (0..n).map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize]).collect();
+            msg.splice(at..at, ins);
+        }
+        3 | 4 => {
+            // Delete (3) or duplicate (4) a line.
+            let lines: Vec<usize> = std::iter::once(0)
+                .chain(msg.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))
+                .collect();
+            let k = rng.below(lines.len() as u64) as usize;
+            let start = lines[k].min(msg.len());
+            let end = lines.get(k + 1).copied().unwrap_or(msg.len()).min(msg.len());
+            let line = msg[start..end].to_vec();
+            if rng.below(2) == 0 && start < end {
+                msg.drain(start..end);
+            } else {
+                msg.splice(start..start, line);
+            }
+        }
+        5 => {
+            // Splice a line from another message in.
+            let lines: Vec<&[u8]> = donor.split(|&b| b == b'\n').collect();
+            let line = lines[rng.below(lines.len() as u64) as usize];
+            let at = msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let mut ins = line.to_vec();
+            ins.push(b'\n');
+            msg.splice(at..at, ins);
+        }
+        6 => {
+            let text = String::from_utf8_lossy(msg).into_owned();
+            let n = match rng.below(4) {
+                0 => u64::from(u32::MAX),
+                1 => 99_999_999_999,
+                _ => rng.below(3000),
+            };
+            let re = text.replacen("Content-Length: ", &format!("Content-Length: {n}"), 1);
+            *msg = re.into_bytes();
+        }
+        7 => {
+            let text = String::from_utf8_lossy(msg).replace("\r\n", "\n");
+            *msg = text.into_bytes();
+        }
+        8 => {
+            let n = rng.below(1500) as usize;
+            *msg = (0..n).map(|_| rng.below(256) as u8).collect();
+        }
+        9 => {
+            // Change a tag, branch or number somewhere.
+            let text = String::from_utf8_lossy(msg).into_owned();
+            let keys = ["tag=", "branch=z9hG4bK", "CSeq: ", "expires=", "call=", "Expires: "];
+            let key = keys[rng.below(keys.len() as u64) as usize];
+            let re = text.replacen(key, &format!("{key}{}", rng.below(100)), 1);
+            *msg = re.into_bytes();
+        }
+        _ => {
+            // A very long header value.
+            let at = msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let mut ins = b"X-Junk: ".to_vec();
+            ins.extend(std::iter::repeat_n(b'a', 2000 + rng.below(60_000) as usize));
+            ins.extend_from_slice(b"\r\n");
+            msg.splice(at..at, ins);
+        }
+    }
 }

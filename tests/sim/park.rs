@@ -93,7 +93,7 @@ fn park_notify_retrieve_bridge_then_retriever_hangs_up() {
     assert_eq!(re.ruri(), a.contact_uri(), "re-INVITE goes to the parked leg's Contact: {re:?}");
     assert_eq!(re.call_id(), ac.call_id);
     assert_eq!(re.to_tag().as_deref(), Some(ac.local_tag.as_str()), "To tag = parked leg's tag: {re:?}");
-    assert_eq!(re.from_tag(), ac.remote_tag, "From tag = sipark's tag of the park dialog: {re:?}");
+    assert_eq!(re.tag_from(), ac.remote_tag, "From tag = sipark's tag of the park dialog: {re:?}");
     assert_eq!(re.cseq().1, "INVITE");
     let body = re.body();
     assert_media_of(&sim, &body, o.carol, "re-INVITE to the parked leg");
@@ -148,7 +148,7 @@ fn bridged_parked_side_hangs_up_and_retriever_gets_bye() {
     assert_eq!(b.ruri(), c.contact_uri(), "BYE to the retriever's Contact: {b:?}");
     assert_eq!(b.call_id(), c.calls[r].call_id);
     assert_eq!(b.to_tag().as_deref(), Some(c.calls[r].local_tag.as_str()));
-    assert_eq!(b.from_tag(), c.calls[r].remote_tag);
+    assert_eq!(b.tag_from(), c.calls[r].remote_tag);
     assert_eq!(sim.stat(|s| s.bridged.get()), 0);
     assert_eq!(sim.stat(|s| s.hangups.get()), 0, "a bridged call's hang-up is not a parked hang-up");
 }
@@ -168,6 +168,7 @@ fn retrieve_uri_from_notify_takes_that_call_and_star88_the_oldest() {
     assert_eq!(parked[1].parked_uri.as_deref(), Some("sip:105@acme.example"), "{info:?}");
     assert_ne!(parked[0].id, parked[1].id);
     let dave_uri = parked[1].retrieve_uri.clone().unwrap_or_default();
+    let dave_id = parked[1].id.clone();
 
     // The second call's URI takes the second call.
     let (r, ok) = sim.retrieve(o.carol, &dave_uri);
@@ -181,6 +182,8 @@ fn retrieve_uri_from_notify_takes_that_call_and_star88_the_oldest() {
     assert_eq!(info.parked()[0].parked_uri.as_deref(), Some("sip:101@acme.example"));
     assert_eq!(info.terminated().len(), 1);
     assert_eq!(info.terminated()[0].parked_uri.as_deref(), Some("sip:105@acme.example"));
+    let gone = info.call(&dave_id).unwrap_or_else(|| panic!("call {dave_id} listed once more: {info:?}"));
+    assert_eq!(gone.reason.as_deref(), Some("retrieved"));
 
     // The same URI again: that call is gone.
     let (_, again) = sim.retrieve(erin, &dave_uri);
@@ -461,10 +464,130 @@ fn retriever_cancel_puts_the_call_back_on_hold() {
     // Still parked, and retrievable.
     assert_eq!(sim.stat(|s| s.parked.get()), 1);
     assert_eq!(sim.stat(|s| s.retrieves.get()), 0);
-    for n in &sim.phones[o.watch[0]].notifies {
-        assert!(n.info().version == v || n.info().parked().len() == 1, "the call never left the list: {n:?}");
-    }
+    let notes = &sim.phones[o.watch[0]].notifies;
+    assert_eq!(notes.len(), 1, "the call never left the list, nothing to announce: {notes:?}");
+    assert_eq!(notes[0].info().version, v);
     let (_, ok) = sim.retrieve(o.dave, "sip:*88103@acme.example");
     assert_eq!(ok.code(), Some(200), "{ok:?}");
     assert_media_of(&sim, &ok.body(), o.alice, "retrieve after a cancelled one");
+}
+
+#[test]
+fn parked_leg_refusing_the_reinvite_fails_the_retrieve_and_stays_parked() {
+    let mut sim = Sim::new(2, Config::default(), 15);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    sim.phones[o.alice].reinvite_answer = Some(488);
+    let (_, r) = sim.retrieve(o.carol, "sip:*88103@acme.example");
+    assert_eq!(r.code(), Some(480), "parked leg refused: {r:?}");
+    assert_eq!(sim.stat(|s| s.retrieves_failed.get()), 1);
+    assert_eq!(sim.stat(|s| s.parked.get()), 1, "still parked");
+    assert_eq!(sim.phones[o.watch[0]].notifies.len(), 1, "no change announced");
+    assert!(sim.phones[o.alice].calls[call].byes.is_empty());
+    sim.phones[o.alice].reinvite_answer = Some(200);
+    let (_, ok) = sim.retrieve(o.dave, "sip:*88103@acme.example");
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+    assert_media_of(&sim, &ok.body(), o.alice, "second retrieve");
+}
+
+#[test]
+fn parked_leg_silent_on_reinvite_ends_the_call_after_timer_b() {
+    let mut sim = Sim::new(2, Config::default(), 16);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    sim.phones[o.alice].reinvite_answer = None;
+    let now = sim.now;
+    let r = sim.phones[o.carol].invite(now, "sip:*88103@acme.example", &[], true);
+    let txn = sim.phones[o.carol].calls[r].invite_txn.unwrap_or_default();
+    let fin = sim.final_of(o.carol, txn, secs(60));
+    assert_eq!(fin.code(), Some(480), "{fin:?}");
+    let waited = fin.at - sim.phones[o.carol].txns[txn].responses[0].at;
+    assert!(waited >= secs(31) && waited < secs(33), "Timer B (64*T1) on the re-INVITE: {waited:?}");
+    let copies = sim.phones[o.alice].requests("INVITE").len();
+    assert_eq!(copies, 7, "re-INVITE sent with Timer A retransmissions (1 + 6)");
+    sim.run_for(secs(1));
+    let info = sim.last_notify(o.watch[0]).info().clone();
+    assert!(info.parked().is_empty(), "{info:?}");
+    assert_eq!(info.terminated()[0].reason.as_deref(), Some("hangup"), "{info:?}");
+    let _ = call;
+}
+
+#[test]
+fn parked_party_hangs_up_during_a_retrieve() {
+    let mut sim = Sim::new(2, Config::default(), 17);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    sim.phones[o.alice].reinvite_answer = None;
+    let now = sim.now;
+    let r = sim.phones[o.carol].invite(now, "sip:*88103@acme.example", &[], true);
+    sim.run_for(secs(1));
+    let bye = sim.hangup(o.alice, call);
+    assert_eq!(bye.code(), Some(200), "{bye:?}");
+    let txn = sim.phones[o.carol].calls[r].invite_txn.unwrap_or_default();
+    let fin = sim.final_of(o.carol, txn, secs(5));
+    assert_eq!(fin.code(), Some(480), "{fin:?}");
+    sim.run_for(secs(1));
+    let info = sim.last_notify(o.watch[0]).info().clone();
+    assert_eq!(info.terminated()[0].reason.as_deref(), Some("hangup"), "{info:?}");
+    assert_eq!(sim.stat(|s| s.parked.get()), 0);
+    assert_eq!(sim.stat(|s| s.hangups.get()), 1);
+}
+
+#[test]
+fn reinvite_from_the_parked_party_gets_a_hold_answer() {
+    let mut sim = Sim::new(1, Config::default(), 18);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    let first = sim.phones[o.alice].txns[sim.phones[o.alice].calls[call].invite_txn.unwrap_or_default()]
+        .final_response()
+        .map(|m| m.body())
+        .unwrap_or_default();
+    let (_, sess, ver) = origin(&first);
+    let now = sim.now;
+    let t = sim.phones[o.alice].reinvite(now, call);
+    let r = sim.final_of(o.alice, t, secs(5));
+    assert_eq!(r.code(), Some(200), "{r:?}");
+    let body = r.body();
+    assert!(body.contains("a=inactive"), "hold answer: {body}");
+    let (user, s2, v2) = origin(&body);
+    assert_eq!((user.as_str(), s2.as_str()), ("sipark", sess.as_str()), "same origin: {body}");
+    assert_eq!(v2, ver + 1, "origin version +1 for a new answer: {body}");
+    // In-dialog OPTIONS too.
+    let now = sim.now;
+    let q = sim.phones[o.alice].in_dialog(now, call, "OPTIONS", &[]);
+    assert_eq!(sim.final_of(o.alice, q, secs(5)).code(), Some(200));
+    sim.run_for(secs(2));
+    assert_eq!(sim.stat(|s| s.parked.get()), 1, "still parked");
+    assert_eq!(sim.phones[o.watch[0]].notifies.len(), 1, "nothing changed for the watchers");
+    // And the call is still retrievable.
+    let (_, ok) = sim.retrieve(o.carol, "sip:*88103@acme.example");
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+}
+
+#[test]
+fn record_route_is_honoured_for_requests_to_the_parked_leg() {
+    let mut sim = Sim::new(1, Config::default(), 19);
+    let o = sim.office(ACME);
+    let proxy = sim.add_phone("proxy", ACME, None);
+    let paddr = sim.phones[proxy].addr;
+    let bob = sim.phones[o.bob[0]].party();
+    let now = sim.now;
+    let rr = format!("Record-Route: <sip:{paddr};lr>");
+    let call = sim.phones[o.alice].invite(now, "sip:*68103@acme.example", &[format!("Referred-By: {bob}"), rr], true);
+    let txn = sim.phones[o.alice].calls[call].invite_txn.unwrap_or_default();
+    let ok = sim.final_of(o.alice, txn, secs(5));
+    assert_eq!(ok.code(), Some(200));
+    sim.run_for(secs(1));
+    assert_eq!(sim.stat(|s| s.parks.get()), 1);
+    let now = sim.now;
+    sim.phones[o.carol].invite(now, "sip:*88103@acme.example", &[], true);
+    sim.run_for(secs(1));
+    let got = sim.phones[proxy].requests("INVITE");
+    assert!(!got.is_empty(), "the re-INVITE goes to the first Route hop\n{}", sim.trace());
+    let inv = got[0];
+    assert_eq!(inv.ruri(), sim.phones[o.alice].contact_uri(), "Request-URI is still the remote target: {inv:?}");
+    assert_eq!(inv.header("Route"), Some(format!("<sip:{paddr};lr>")), "{inv:?}");
+    assert!(sim.phones[o.alice].calls[call].reinvites.is_empty(), "not sent straight to the phone");
+    // RFC 3261 §12.1.1: the 2xx to a dialog-creating INVITE copies Record-Route.
+    assert_eq!(ok.header("Record-Route"), Some(format!("<sip:{paddr};lr>")), "200 echoes Record-Route: {ok:?}");
 }

@@ -172,6 +172,9 @@ pub struct Phone {
     pub auto_answer: bool,
     /// Send 180 Ringing for incoming INVITEs.
     pub ring: bool,
+    /// How in-dialog INVITEs are answered: `Some(code)`, or `None` to
+    /// never answer.
+    pub reinvite_answer: Option<u16>,
     /// Ignore this many 2xx receptions (first and retransmissions) per
     /// INVITE before sending the ACK; `u32::MAX` never ACKs.
     pub acks_to_skip: u32,
@@ -220,6 +223,7 @@ impl Phone {
             notify_policy: NotifyPolicy::Answer(200),
             auto_answer: true,
             ring: true,
+            reinvite_answer: Some(200),
             acks_to_skip: 0,
             t1,
             t2,
@@ -323,13 +327,7 @@ impl Phone {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let c = self.txns.iter().flat_map(|t| [t.next, t.give_up]).flatten().min();
-        let s = self
-            .server_txns
-            .values()
-            .filter(|s| s.awaiting_ack)
-            .flat_map(|s| [s.next, s.give_up])
-            .flatten()
-            .min();
+        let s = self.server_txns.values().filter(|s| s.awaiting_ack).flat_map(|s| [s.next, s.give_up]).flatten().min();
         [c, s].into_iter().flatten().min()
     }
 
@@ -418,7 +416,15 @@ impl Phone {
         m.into_bytes()
     }
 
-    fn start_txn(&mut self, now: Instant, method: &str, branch: String, cseq: u32, request: Vec<u8>, call: Option<usize>) -> usize {
+    fn start_txn(
+        &mut self,
+        now: Instant,
+        method: &str,
+        branch: String,
+        cseq: u32,
+        request: Vec<u8>,
+        call: Option<usize>,
+    ) -> usize {
         let invite = method == "INVITE";
         let idx = self.txns.len();
         self.txn_index.insert((branch.clone(), method.to_owned()), idx);
@@ -444,7 +450,14 @@ impl Phone {
     }
 
     /// Sends an out-of-dialog request (new Call-ID, To = `<ruri>`).
-    pub fn request(&mut self, now: Instant, method: &str, ruri: &str, extra: &[String], body: Option<(&str, &str)>) -> usize {
+    pub fn request(
+        &mut self,
+        now: Instant,
+        method: &str,
+        ruri: &str,
+        extra: &[String],
+        body: Option<(&str, &str)>,
+    ) -> usize {
         let (branch, tag, call_id) = (self.new_branch(), self.new_tag(), self.new_call_id());
         let from = format!("{};tag={tag}", self.party());
         let req = self.build_request(method, ruri, &branch, &from, &format!("<{ruri}>"), &call_id, 1, &[], extra, body);
@@ -511,6 +524,24 @@ impl Phone {
 
     /// Sends an in-dialog request on `call`.
     pub fn in_dialog(&mut self, now: Instant, call: usize, method: &str, extra: &[String]) -> usize {
+        self.in_dialog_with(now, call, method, extra, None)
+    }
+
+    /// Sends a re-INVITE on `call` with fresh SDP (same media).
+    pub fn reinvite(&mut self, now: Instant, call: usize) -> usize {
+        let sdp = self.sdp();
+        self.calls[call].local_sdp = sdp.clone();
+        self.in_dialog_with(now, call, "INVITE", &[], Some(&sdp))
+    }
+
+    fn in_dialog_with(
+        &mut self,
+        now: Instant,
+        call: usize,
+        method: &str,
+        extra: &[String],
+        sdp: Option<&str>,
+    ) -> usize {
         let branch = self.new_branch();
         let c = &mut self.calls[call];
         c.local_cseq += 1;
@@ -523,7 +554,8 @@ impl Phone {
             None => c.remote_party.clone(),
         };
         let (call_id, routes) = (c.call_id.clone(), c.route_set.clone());
-        let req = self.build_request(method, &ruri, &branch, &from, &to, &call_id, cseq, &routes, extra, None);
+        let body = sdp.map(|b| ("application/sdp", b));
+        let req = self.build_request(method, &ruri, &branch, &from, &to, &call_id, cseq, &routes, extra, body);
         self.start_txn(now, method, branch, cseq, req, Some(call))
     }
 
@@ -738,7 +770,16 @@ impl Phone {
                 }
             }
             Method::Options => self.respond(now, &key, req, 200, "OK", None, &[], None),
-            _ => self.respond(now, &key, req, 405, "Method Not Allowed", None, &["Allow: INVITE, ACK, BYE, CANCEL, NOTIFY, OPTIONS".to_owned()], None),
+            _ => self.respond(
+                now,
+                &key,
+                req,
+                405,
+                "Method Not Allowed",
+                None,
+                &["Allow: INVITE, ACK, BYE, CANCEL, NOTIFY, OPTIONS".to_owned()],
+                None,
+            ),
         }
     }
 
@@ -790,7 +831,15 @@ impl Phone {
         }
     }
 
-    fn on_reinvite(&mut self, now: Instant, msg: &Msg, req: &SipMessage<'_>, key: &(String, String), call_id: &str, tag: &str) {
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        msg: &Msg,
+        req: &SipMessage<'_>,
+        key: &(String, String),
+        call_id: &str,
+        tag: &str,
+    ) {
         let Some(c) = self.find_call(call_id, tag) else {
             self.respond(now, key, req, 481, "Call/Transaction Does Not Exist", None, &[], None);
             return;
@@ -811,10 +860,16 @@ impl Phone {
         }) {
             call.remote_target = Some(t);
         }
-        // Keep our media, with a fresh origin version.
-        call.local_sdp = sdp.clone();
-        let contact = format!("Contact: <{}>", self.contact_uri());
-        self.respond(now, key, req, 200, "OK", None, &[contact], Some(&sdp));
+        match self.reinvite_answer {
+            Some(code) if (200..300).contains(&code) => {
+                // Keep our media, with a fresh origin version.
+                call.local_sdp = sdp.clone();
+                let contact = format!("Contact: <{}>", self.contact_uri());
+                self.respond(now, key, req, code, "OK", None, &[contact], Some(&sdp));
+            }
+            Some(code) => self.respond(now, key, req, code, "Refused", None, &[], None),
+            None => {}
+        }
     }
 
     fn on_cancel(&mut self, now: Instant, msg: &Msg, req: &SipMessage<'_>, key: &(String, String)) {

@@ -211,3 +211,27 @@ fn retrieve_while_recalling_cancels_the_recall() {
     sim.run_for(secs(60));
     assert!(sim.phones[o.alice].calls[call].byes.is_empty(), "the bridged call stays up");
 }
+
+#[test]
+fn recall_answered_by_both_devices_second_gets_ack_and_bye() {
+    let mut sim = Sim::new(1, Config::default(), 27);
+    let o = sim.office(ACME);
+    let (call, _) = park_alice(&mut sim, &o);
+    // Both devices answer at once (auto-answer).
+    let rc = wait_recall(&mut sim, &o, secs(310));
+    sim.run_for(secs(3));
+    let c0 = &sim.phones[o.bob[0]].calls[rc[0]];
+    let c1 = &sim.phones[o.bob[1]].calls[rc[1]];
+    let (winner, loser) = if c0.byes.is_empty() { (o.bob[0], o.bob[1]) } else { (o.bob[1], o.bob[0]) };
+    let (wc, lc) = if winner == o.bob[0] { (rc[0], rc[1]) } else { (rc[1], rc[0]) };
+    assert!(c0.byes.is_empty() != c1.byes.is_empty(), "exactly one device is hung up: {c0:?}\n{c1:?}");
+    let l = &sim.phones[loser].calls[lc];
+    assert!(!l.acks.is_empty(), "the late 200 is ACKed before the BYE: {l:?}");
+    assert_eq!(l.byes.len(), 1);
+    let w = &sim.phones[winner].calls[wc];
+    assert_eq!(w.state, CallState::Confirmed, "{w:?}");
+    assert_media_of(&sim, &w.acks[0].body(), o.alice, "winner's ACK");
+    assert_eq!(sim.phones[o.alice].calls[call].reinvites.len(), 1);
+    assert_media_of(&sim, &sim.phones[o.alice].calls[call].reinvites[0].body(), winner, "parked leg's re-INVITE");
+    assert_eq!(sim.stat(|s| s.recalls_answered.get()), 1);
+}

@@ -190,3 +190,21 @@ fn version_goes_up_by_one_per_change() {
     assert!(sim.phones[newbie].notifies.is_empty());
     let _ = alice;
 }
+
+#[test]
+fn notify_follows_the_registration_source_address() {
+    let mut sim = Sim::new(2, Config::default(), 36);
+    let o = sim.office(ACME);
+    // A second phone re-registers watch[0]'s contact URI from its own address
+    // (as after a NAT rebinding): requests for that contact now go there.
+    let moved = sim.add_phone("103", ACME, None);
+    let uri = sim.phones[o.watch[0]].contact_uri();
+    let r = sim.register_with(moved, &[&format!("<{uri}>;expires=600")], &[]);
+    assert_eq!(r.code(), Some(200));
+    assert_eq!(bindings(&r).len(), 2, "same URI, so still two bindings: {r:?}");
+    sim.park_by_bob(&o, o.alice);
+    sim.run_for(secs(1));
+    assert!(sim.phones[o.watch[0]].notifies.is_empty(), "old address no longer used");
+    assert_eq!(sim.phones[moved].notifies.len(), 1, "NOTIFY goes to the newest source address");
+    assert_eq!(sim.phones[moved].notifies[0].msg.ruri(), uri, "Request-URI is the contact");
+}

@@ -36,10 +36,6 @@ impl Msg {
         lossy(&self.raw)
     }
 
-    pub fn first_line(&self) -> String {
-        self.text().lines().next().unwrap_or_default().to_owned()
-    }
-
     pub fn code(&self) -> Option<u16> {
         SipMessage::parse(&self.raw).ok()?.status()
     }
@@ -95,7 +91,7 @@ impl Msg {
         self.parse().top_via().ok().and_then(|v| v.branch).map(lossy).unwrap_or_default()
     }
 
-    pub fn from_tag(&self) -> Option<String> {
+    pub fn tag_from(&self) -> Option<String> {
         self.parse().from_hdr().ok()?.tag().map(lossy)
     }
 

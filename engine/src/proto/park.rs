@@ -85,8 +85,6 @@ pub struct Fork {
     pub txn: u64,
     pub call_id: Box<[u8]>,
     pub local_tag: Box<[u8]>,
-    /// A provisional response arrived, so CANCEL is allowed (§9.1).
-    pub ringing: bool,
     /// A final response arrived, or the fork was CANCELled.
     pub done: bool,
 }

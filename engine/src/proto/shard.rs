@@ -52,7 +52,7 @@ use super::park::{
 };
 use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
 use super::sdp::{self, Origin};
-use super::txn::{ClientTxn, Kind, ResponseEffect, ServerState, ServerTxn, TimerAction};
+use super::txn::{ClientState, ClientTxn, Kind, ResponseEffect, ServerState, ServerTxn, TimerAction};
 
 /// Maps keyed by attacker-chosen bytes (Call-IDs, branches, AORs) use a
 /// keyed SipHash, so collisions cannot be forced.
@@ -101,6 +101,9 @@ enum ClientOwner {
 struct ClientEntry {
     txn: ClientTxn,
     owner: ClientOwner,
+    /// An INVITE to CANCEL as soon as it has a provisional response: a
+    /// CANCEL may not be sent before one (§9.1).
+    cancel_pending: bool,
 }
 
 /// Which leg of a call a dialog is.
@@ -615,7 +618,9 @@ impl Shard {
                 self.reply(now, txn, msg, 200, "OK", None, &allow, None);
             }
             Method::Subscribe | Method::Notify => {
-                self.reply(now, txn, msg, 489, "Bad Event", None, &[("Allow-Events", b"".as_slice())], None);
+                // No event package can be subscribed to: park-info is sent
+                // unsolicited, so there is no Allow-Events to list.
+                self.reply(now, txn, msg, 489, "Bad Event", None, &[], None);
             }
             Method::Bye | Method::Info | Method::Update | Method::Prack => {
                 self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
@@ -905,7 +910,7 @@ impl Shard {
         let t = self.cfg.timers;
         let tx = ClientTxn::new(kind, dst, out, now, &t);
         let at = tx.deadline();
-        self.client.insert(txn, ClientEntry { txn: tx, owner });
+        self.client.insert(txn, ClientEntry { txn: tx, owner, cancel_pending: false });
         self.schedule(at, TimerKey::Client(txn));
         txn
     }
@@ -1194,8 +1199,11 @@ impl Shard {
         match effect {
             ResponseEffect::Retransmission => self.resend_request(id, true),
             ResponseEffect::Provisional { .. } => {
-                if let ClientOwner::Recall { call } = owner {
-                    self.fork_ringing(call, id);
+                if self.client.get(&id).is_some_and(|e| e.cancel_pending) {
+                    if let Some(e) = self.client.get_mut(&id) {
+                        e.cancel_pending = false;
+                    }
+                    self.cancel(now, id);
                 }
             }
             ResponseEffect::Final => {
@@ -1485,9 +1493,9 @@ impl Shard {
             let t = self.cfg.timers;
             let tx = ClientTxn::new(Kind::Invite, dst, out, now, &t);
             let at = tx.deadline();
-            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Recall { call } });
+            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Recall { call }, cancel_pending: false });
             self.schedule(at, TimerKey::Client(txn));
-            forks.push(Fork { txn, call_id, local_tag: tag, ringing: false, done: false });
+            forks.push(Fork { txn, call_id, local_tag: tag, done: false });
         }
         let deadline = now + self.cfg.recall_timeout;
         if let Some(c) = self.calls.get_mut(&call) {
@@ -1496,15 +1504,6 @@ impl Shard {
         }
         self.schedule(Some(deadline), TimerKey::Call(call));
         info!(call, "park timeout: recalling parker");
-    }
-
-    fn fork_ringing(&mut self, call: u64, txn: u64) {
-        if let Some(c) = self.calls.get_mut(&call)
-            && let CallState::Recalling { forks } = &mut c.state
-            && let Some(f) = forks.iter_mut().find(|f| f.txn == txn)
-        {
-            f.ringing = true;
-        }
     }
 
     /// CANCELs every fork of a recalling `call` that is still ringing.
@@ -1524,10 +1523,15 @@ impl Shard {
         }
     }
 
-    /// Sends CANCEL for INVITE client transaction `txn` (§9.1).
+    /// Sends CANCEL for INVITE client transaction `txn` (§9.1), or, if it
+    /// has had no provisional response yet, as soon as it has one.
     fn cancel(&mut self, now: Instant, txn: u64) {
-        let Some(e) = self.client.get(&txn) else { return };
+        let Some(e) = self.client.get_mut(&txn) else { return };
         if !e.txn.pending() {
+            return;
+        }
+        if e.txn.state == ClientState::Calling {
+            e.cancel_pending = true;
             return;
         }
         let Ok(req) = SipMessage::parse(&e.txn.request) else { return };
@@ -1678,7 +1682,7 @@ impl Shard {
                 let t = self.cfg.timers;
                 let tx = ClientTxn::new(Kind::NonInvite, dst, out, now, &t);
                 let at = tx.deadline();
-                self.client.insert(id, ClientEntry { txn: tx, owner: ClientOwner::Detached });
+                self.client.insert(id, ClientEntry { txn: tx, owner: ClientOwner::Detached, cancel_pending: false });
                 self.schedule(at, TimerKey::Client(id));
             }
         }
@@ -2007,7 +2011,7 @@ impl Shard {
             let t = self.cfg.timers;
             let tx = ClientTxn::new(Kind::NonInvite, dst, out, now, &t);
             let at = tx.deadline();
-            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Notify });
+            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Notify, cancel_pending: false });
             self.schedule(at, TimerKey::Client(txn));
         }
         self.scratch = body;

@@ -131,6 +131,7 @@ fn park_notify_retrieve_bridge_then_retriever_hangs_up() {
     for w in o.watch {
         assert_eq!(sim.phones[w].notifies.len(), 2, "{:?}", sim.phones[w].notifies);
     }
+    assert!(sim.stray.is_empty(), "sipark sent to addresses no phone has: {:?}", sim.stray);
 }
 
 #[test]
@@ -590,4 +591,25 @@ fn record_route_is_honoured_for_requests_to_the_parked_leg() {
     assert!(sim.phones[o.alice].calls[call].reinvites.is_empty(), "not sent straight to the phone");
     // RFC 3261 §12.1.1: the 2xx to a dialog-creating INVITE copies Record-Route.
     assert_eq!(ok.header("Record-Route"), Some(format!("<sip:{paddr};lr>")), "200 echoes Record-Route: {ok:?}");
+}
+
+#[test]
+fn bridged_call_is_hung_up_after_max_call_duration() {
+    let mut cfg = Config::default();
+    cfg.limits.max_call_duration = secs(2 * 3600);
+    let mut sim = Sim::new(2, cfg, 20);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    let (r, ok) = sim.retrieve(o.carol, "sip:*88103@acme.example");
+    assert_eq!(ok.code(), Some(200));
+    let bridged_at = sim.now;
+    sim.run_for(secs(2 * 3600 - 10));
+    assert!(sim.phones[o.alice].calls[call].byes.is_empty(), "not before the cap");
+    assert_eq!(sim.stat(|s| s.bridged.get()), 1);
+    sim.wait_bye(o.alice, call, secs(20));
+    sim.wait_bye(o.carol, r, secs(1));
+    let held = sim.now - bridged_at;
+    assert!(held >= secs(2 * 3600 - 1) && held <= secs(2 * 3600 + 1), "{held:?}");
+    sim.run_for(secs(40));
+    assert_eq!(sim.stat(|s| s.bridged.get()), 0);
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use super::parse::{SipMessage, Via};
+use super::parse::{HeaderName, Method, SipMessage, Via};
 
 /// Appends `Name: value\r\n`.
 pub fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -26,7 +26,7 @@ pub fn finish(out: &mut Vec<u8>, content_type: &str, body: &[u8]) {
 
 /// Writes the top Via of a request as it goes back in a response: `rport`
 /// gets its value and `received` the source address (RFC 3581 §4).
-fn write_top_via(out: &mut Vec<u8>, via: &Via<'_>, src: SocketAddr) {
+fn write_top_via(out: &mut Vec<u8>, via: Via<'_>, src: SocketAddr) {
     out.extend_from_slice(b"Via: ");
     let raw = via.raw;
     let first_param = memchr::memchr(b';', raw).unwrap_or(raw.len());
@@ -63,24 +63,31 @@ pub fn response_head(
     reason: &str,
     to_tag: Option<&[u8]>,
 ) -> bool {
-    let (Ok(to), Ok(call_id), Some(from), Some(cseq)) = (
-        req.to_hdr(),
-        req.call_id(),
-        req.header(super::parse::HeaderName::From),
-        req.header(super::parse::HeaderName::CSeq),
-    ) else {
+    let (Ok(to), Ok(call_id), Some(from), Some(cseq)) =
+        (req.to_hdr(), req.call_id(), req.header(HeaderName::From), req.header(HeaderName::CSeq))
+    else {
         return false;
     };
     let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    // Via lines are copied as received (§8.2.6.2), so that even a request
+    // with an unreadable Via can be told so; only a readable top value gets
+    // `received` and `rport` filled in.
+    let top = req.top_via().ok();
     let mut any_via = false;
-    for (i, via) in req.vias().enumerate() {
-        let Ok(via) = via else { return false };
-        if i == 0 {
-            write_top_via(out, &via, src);
-        } else {
-            header(out, "Via", via.raw);
+    for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+        let mut value = h.value;
+        if !any_via {
+            any_via = true;
+            if let Some(v) = top.filter(|v| within(v.raw, h.value)) {
+                write_top_via(out, v, src);
+                let end = v.raw.as_ptr() as usize - h.value.as_ptr() as usize + v.raw.len();
+                let rest = h.value[end..].trim_ascii_start();
+                value = rest.strip_prefix(b",").unwrap_or(rest).trim_ascii_start();
+            }
         }
-        any_via = true;
+        if !value.is_empty() {
+            header(out, "Via", value);
+        }
     }
     if !any_via {
         return false;
@@ -95,8 +102,20 @@ pub fn response_head(
     out.extend_from_slice(b"\r\n");
     header(out, "Call-ID", call_id);
     header(out, "CSeq", cseq);
+    // A response that can create a dialog carries the Record-Route set (§12.1.1).
+    if req.method() == Some(Method::Invite) && (101..300).contains(&code) {
+        for h in req.headers().iter().filter(|h| h.name == HeaderName::RecordRoute) {
+            header(out, "Record-Route", h.value);
+        }
+    }
     header(out, "Server", b"sipark");
     true
+}
+
+/// Is `inner` a sub-slice of `outer`?
+fn within(inner: &[u8], outer: &[u8]) -> bool {
+    let (i, o) = (inner.as_ptr() as usize, outer.as_ptr() as usize);
+    i >= o && i + inner.len() <= o + outer.len()
 }
 
 /// Writes a request line and sipark's Via for it.

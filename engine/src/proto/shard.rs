@@ -124,6 +124,8 @@ pub struct Shard {
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    /// Heap size that triggers the next [`Shard::compact_timers`].
+    compact_at: usize,
     next_id: u64,
     rng: u64,
     server: HashMap<u64, ServerEntry>,
@@ -157,6 +159,9 @@ pub struct Shard {
 /// seen, while staying far below 2^31 for phones that parse an `int32`.
 const VERSION_EPOCH: u64 = 1_735_689_600;
 
+/// The timer heap is never compacted below this many entries.
+const MIN_COMPACT: usize = 4096;
+
 /// Pool buffers are trimmed back to this capacity so one huge message does
 /// not pin memory forever.
 const POOL_BUF_CAP: usize = 4096;
@@ -175,6 +180,7 @@ impl Shard {
             out: VecDeque::new(),
             pool: Vec::new(),
             timers: BinaryHeap::new(),
+            compact_at: MIN_COMPACT,
             // Start ids from the clock so call tokens differ across restarts.
             next_id: (wall.unix.as_secs() & 0xf_ffff) << 20,
             rng: seed | 1,
@@ -341,8 +347,30 @@ impl Shard {
     }
 
     fn schedule(&mut self, at: Option<Instant>, key: TimerKey) {
-        if let Some(at) = at {
-            self.timers.push(Reverse((at, key)));
+        let Some(at) = at else { return };
+        self.timers.push(Reverse((at, key)));
+        if self.timers.len() > self.compact_at {
+            self.compact_timers();
+        }
+    }
+
+    /// Drops heap entries whose owner is gone or has moved its deadline
+    /// (a bridged call that ended, a refreshed binding). Amortised O(1): it
+    /// runs when the heap has doubled since the last compaction.
+    fn compact_timers(&mut self) {
+        let mut timers = std::mem::take(&mut self.timers);
+        timers.retain(|Reverse((at, key))| self.timer_live(*key, *at));
+        self.timers = timers;
+        self.compact_at = (2 * self.timers.len()).max(MIN_COMPACT);
+    }
+
+    /// Is the heap entry `(at, key)` still its owner's deadline?
+    fn timer_live(&self, key: TimerKey, at: Instant) -> bool {
+        match key {
+            TimerKey::Server(id) => self.server.get(&id).is_some_and(|e| e.txn.deadline() == Some(at)),
+            TimerKey::Client(id) => self.client.get(&id).is_some_and(|e| e.txn.deadline() == Some(at)),
+            TimerKey::Call(id) => self.calls.get(&id).is_some_and(|c| c.deadline == Some(at)),
+            TimerKey::Ext(id) => self.exts.get(&id).is_some_and(|e| e.timer_at == Some(at)),
         }
     }
 
@@ -473,6 +501,17 @@ impl Shard {
         }
     }
 
+    /// The ACK for server transaction `id` arrived: stop retransmitting and
+    /// queue its end timer.
+    fn server_acked(&mut self, now: Instant, id: u64) {
+        let t = self.cfg.timers;
+        let Some(e) = self.server.get_mut(&id) else { return };
+        if e.txn.ack(now, &t) {
+            let at = e.txn.deadline();
+            self.schedule(at, TimerKey::Server(id));
+        }
+    }
+
     /// Sends the last response of server transaction `id` again.
     fn resend_response(&mut self, id: u64) {
         let Some(e) = self.server.get(&id) else { return };
@@ -520,11 +559,11 @@ impl Shard {
             }
             return;
         };
-        if msg.vias().any(|v| v.is_err()) {
-            // A response must copy every Via (§8.2.6.2): with one unreadable
-            // there is no answer to send.
+        if let Some(Err(e)) = msg.vias().find(Result::is_err) {
             self.stats.parse_errors.inc();
-            self.stats.dropped.inc();
+            if method != Method::Ack {
+                self.reply_stateless(src, msg, 400, e.reason());
+            }
             return;
         }
         let ruri_ok = msg.request_uri().is_some_and(|u| Uri::parse(u).is_ok());
@@ -558,12 +597,7 @@ impl Shard {
         if method == Method::Ack {
             match existing {
                 Some(id) if self.server.get(&id).is_some_and(|e| e.txn.state == ServerState::Completed) => {
-                    let t = self.cfg.timers;
-                    if let Some(e) = self.server.get_mut(&id) {
-                        e.txn.ack(now, &t);
-                        let at = e.txn.deadline();
-                        self.schedule(at, TimerKey::Server(id));
-                    }
+                    self.server_acked(now, id);
                 }
                 _ => self.on_dialog_ack(now, src, msg, call_id, to.tag(), cseq.seq),
             }
@@ -935,7 +969,6 @@ impl Shard {
             return;
         };
         let _ = msg;
-        let t = self.cfg.timers;
         let Some(c) = self.calls.get_mut(&call) else { return };
         let leg = match (side, &mut c.state) {
             (Side::A, _) => &mut c.a,
@@ -948,10 +981,9 @@ impl Shard {
             return;
         }
         leg.pending_ack = None;
-        if let Some(e) = self.server.get_mut(&txn) {
-            e.txn.ack(now, &t);
-        }
-        if let CallState::Answering { .. } = c.state {
+        let answering = matches!(c.state, CallState::Answering { .. });
+        self.server_acked(now, txn);
+        if answering {
             self.parked(now, call);
         }
     }
@@ -1020,8 +1052,14 @@ impl Shard {
             self.reply(now, txn, msg, 500, "CSeq Out of Order", None, &[], None);
             return;
         }
+        // A BYE while our 2xx still waits for its ACK: the ACK was lost but
+        // the peer has moved on, so stop resending the 2xx.
+        let lost_ack = if method == Method::Bye { leg.pending_ack.take() } else { None };
         leg.remote_cseq = cseq;
         leg.peer = src;
+        if let Some((pending, _)) = lost_ack {
+            self.server_acked(now, pending);
+        }
         match method {
             Method::Bye => {
                 self.reply(now, txn, msg, 200, "OK", None, &[], None);
@@ -1493,7 +1531,8 @@ impl Shard {
             let t = self.cfg.timers;
             let tx = ClientTxn::new(Kind::Invite, dst, out, now, &t);
             let at = tx.deadline();
-            self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Recall { call }, cancel_pending: false });
+            self.client
+                .insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Recall { call }, cancel_pending: false });
             self.schedule(at, TimerKey::Client(txn));
             forks.push(Fork { txn, call_id, local_tag: tag, done: false });
         }

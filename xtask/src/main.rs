@@ -1,8 +1,10 @@
 //! Developer tasks for the sipark workspace, run as `cargo xtask <task>`.
 //!
-//! * `cargo xtask test [ARGS...]`: installs the test dependencies (scripts/install-deps.sh), then
-//!   runs `cargo test --workspace [ARGS...]`; the exit code is cargo's, and cargo's test summary
-//!   is the last thing printed.
+//! * `cargo xtask test`: installs the test dependencies (scripts/install-deps.sh), then runs the
+//!   whole workspace's tests in three cargo runs: doc-tests, the other crates, and last the
+//!   engine's own suite (unit, parser, simulation, I/O and SIPp end-to-end tests), so that the
+//!   last thing printed is the summary of a test binary that has tests. The exit code is the
+//!   first failing run's. `cargo xtask test ARGS...` runs `cargo test --workspace ARGS...` instead.
 //! * `cargo xtask run [ARGS...]`: `cargo run --release -p sipark -- [ARGS...]`.
 //! * `cargo xtask install-deps`: only runs scripts/install-deps.sh.
 
@@ -14,7 +16,8 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "usage: cargo xtask <task> [ARGS...]
 
 tasks:
-  test [ARGS...]   install test dependencies, then `cargo test --workspace [ARGS...]`
+  test             install test dependencies, then every test of the workspace
+  test ARGS...     install test dependencies, then `cargo test --workspace ARGS...`
   run [ARGS...]    `cargo run --release -p sipark -- [ARGS...]`
   install-deps     run scripts/install-deps.sh only";
 
@@ -73,8 +76,27 @@ fn test(extra: &[OsString]) -> ExitCode {
     if let Err(code) = install_deps() {
         return code;
     }
+    if !extra.is_empty() {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(root()).arg("test").arg("--workspace").args(extra);
+        return hand_over(cmd);
+    }
+    // Default test targets only: `--bins` would also run the libFuzzer
+    // binaries of fuzz/, which are `test = false` and never stop.
+    let earlier: [&[&str]; 2] = [&["test", "--workspace", "--exclude", "sipark"], &["test", "-p", "sipark", "--doc"]];
+    for first in earlier {
+        let status = Command::new(cargo()).current_dir(root()).args(first).status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => return exit_code(s.code()),
+            Err(e) => {
+                eprintln!("xtask: cannot run cargo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(root()).arg("test").arg("--workspace").args(extra);
+    cmd.current_dir(root()).args(["test", "-p", "sipark", "--lib", "--bins", "--tests"]);
     hand_over(cmd)
 }
 

@@ -466,7 +466,7 @@ impl Worker {
         let msg = match SipMessage::parse(data) {
             Ok(m) => m,
             Err(_) => {
-                // The shard answers 400 when it can, and counts it.
+                // Unframeable: the shard counts and drops it.
                 shard.handle(now, src, data);
                 return;
             }

@@ -168,7 +168,9 @@ const POOL_BUF_CAP: usize = 4096;
 const POOL_MAX: usize = 1024;
 
 impl Shard {
-    /// A shard with id `id` of `n_shards`.
+    /// A shard with id `id` of `n_shards`, created at `now` (the shard
+    /// keeps no state that depends on it yet; the argument keeps every
+    /// sans-IO entry point taking the caller's clock).
     pub fn new(id: u16, n_shards: u16, cfg: Arc<Config>, wall: WallClock, now: Instant) -> Shard {
         let _ = now;
         let seed = (wall.unix.as_nanos() as u64) ^ (u64::from(id) << 48) ^ 0x9e37_79b9_7f4a_7c15;
@@ -228,8 +230,12 @@ impl Shard {
         match SipMessage::parse(data) {
             Ok(msg) => self.handle_message(now, src, &msg),
             Err(e) => {
+                // Framing errors leave no header that can be trusted to build
+                // a response from (typed header errors are answered 400 in
+                // `on_request`): count and drop.
                 self.stats.parse_errors.inc();
-                self.answer_unparsable(src, data, e.reason());
+                self.stats.dropped.inc();
+                tracing::debug!(shard = self.id, peer = %src, error = e.reason(), "unparsable datagram dropped");
             }
         }
     }
@@ -294,7 +300,7 @@ impl Shard {
             .collect();
         info!(shard = self.id, parked = ids.len(), "shutting down: hanging up parked calls");
         for id in ids {
-            self.cancel_forks(now, id);
+            self.cancel_forks(id);
             self.leave_park(now, id, LeaveReason::Shutdown, true);
         }
         self.update_gauges();
@@ -406,15 +412,6 @@ impl Shard {
     }
 
     // ----- stateless answers ---------------------------------------------
-
-    /// A message that did not parse: answer 400 if it looks like a request
-    /// whose Via, From, To, Call-ID and CSeq can be read; drop otherwise.
-    fn answer_unparsable(&mut self, _src: SocketAddr, data: &[u8], reason: &str) {
-        // Re-reading a broken message is only possible for header-level
-        // errors, which the framing parse does not report: drop.
-        let _ = (data, reason);
-        self.stats.dropped.inc();
-    }
 
     /// Answers `req` without a transaction (for requests that cannot have one).
     fn reply_stateless(&mut self, src: SocketAddr, req: &SipMessage<'_>, code: u16, reason: &str) {
@@ -599,7 +596,7 @@ impl Shard {
                 Some(id) if self.server.get(&id).is_some_and(|e| e.txn.state == ServerState::Completed) => {
                     self.server_acked(now, id);
                 }
-                _ => self.on_dialog_ack(now, src, msg, call_id, to.tag(), cseq.seq),
+                _ => self.on_dialog_ack(now, src, call_id, to.tag(), cseq.seq),
             }
             return;
         }
@@ -851,7 +848,7 @@ impl Shard {
             return;
         };
         self.reply(now, txn, msg, 100, "Trying", None, &[], None);
-        self.cancel_forks(now, call_id);
+        self.cancel_forks(call_id);
         let local_tag = self.new_tag();
         let session = self.random();
         let b = Leg {
@@ -951,15 +948,7 @@ impl Shard {
 
     // ----- ACK, in-dialog requests ---------------------------------------
 
-    fn on_dialog_ack(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        msg: &SipMessage<'_>,
-        call_id: &[u8],
-        to_tag: Option<&[u8]>,
-        cseq: u32,
-    ) {
+    fn on_dialog_ack(&mut self, now: Instant, src: SocketAddr, call_id: &[u8], to_tag: Option<&[u8]>, cseq: u32) {
         let Some(tag) = to_tag else {
             self.stats.dropped.inc();
             return;
@@ -968,7 +957,6 @@ impl Shard {
             self.stats.dropped.inc();
             return;
         };
-        let _ = msg;
         let Some(c) = self.calls.get_mut(&call) else { return };
         let leg = match (side, &mut c.state) {
             (Side::A, _) => &mut c.a,
@@ -1123,7 +1111,7 @@ impl Shard {
                 self.forget_call(call);
             }
             CallState::Parked | CallState::Recalling { .. } => {
-                self.cancel_forks(now, call);
+                self.cancel_forks(call);
                 self.stats.hangups.inc();
                 self.leave_park(now, call, LeaveReason::Hangup, false);
             }
@@ -1241,7 +1229,7 @@ impl Shard {
                     if let Some(e) = self.client.get_mut(&id) {
                         e.cancel_pending = false;
                     }
-                    self.cancel(now, id);
+                    self.cancel(id);
                 }
             }
             ResponseEffect::Final => {
@@ -1311,7 +1299,7 @@ impl Shard {
             ClientOwner::Detached => {}
             ClientOwner::Rehold { call } => {
                 if (200..300).contains(&code) {
-                    self.ack_2xx(now, call, Side::A, id, None);
+                    self.ack_2xx(call, Side::A, id, None);
                 }
             }
             ClientOwner::Retrieve { call } => self.retrieve_answered(now, call, id, code, msg),
@@ -1322,7 +1310,7 @@ impl Shard {
 
     /// ACKs a 2xx on `side` of `call` for the INVITE of client transaction
     /// `txn`, keeping the ACK for 2xx retransmissions.
-    fn ack_2xx(&mut self, now: Instant, call: u64, side: Side, txn: u64, body: Option<(&str, &[u8])>) {
+    fn ack_2xx(&mut self, call: u64, side: Side, txn: u64, body: Option<(&str, &[u8])>) {
         let Some(cseq) =
             self.client.get(&txn).and_then(|e| SipMessage::parse(&e.txn.request).ok()?.cseq().ok().map(|c| c.seq))
         else {
@@ -1343,7 +1331,6 @@ impl Shard {
         write_leg_request(&mut out, leg, "ACK", cseq, &self.cfg.advertise, &branch, &contact, body);
         let dst = leg_destination(leg);
         self.send(dst, &out);
-        let _ = now;
         if let Some(e) = self.client.get_mut(&txn) {
             e.txn.ack = out;
         }
@@ -1368,7 +1355,7 @@ impl Shard {
                 c.a.remote_target = target;
                 c.a.remote_sdp = msg.body().to_vec();
             }
-            self.ack_2xx(now, call, Side::A, txn, None);
+            self.ack_2xx(call, Side::A, txn, None);
             if cancelled {
                 // The retriever gave up: put the parked leg back on hold.
                 self.back_to_parked(now, call);
@@ -1460,7 +1447,7 @@ impl Shard {
             }
             CallState::Recalling { .. } => {
                 info!(call, "recall unanswered");
-                self.cancel_forks(now, call);
+                self.cancel_forks(call);
                 self.stats.park_timeouts.inc();
                 self.leave_park(now, call, LeaveReason::Timeout, true);
             }
@@ -1546,7 +1533,7 @@ impl Shard {
     }
 
     /// CANCELs every fork of a recalling `call` that is still ringing.
-    fn cancel_forks(&mut self, now: Instant, call: u64) {
+    fn cancel_forks(&mut self, call: u64) {
         let Some(c) = self.calls.get_mut(&call) else { return };
         let CallState::Recalling { forks } = &mut c.state else { return };
         let pending: Vec<u64> = forks
@@ -1558,13 +1545,13 @@ impl Shard {
             })
             .collect();
         for txn in pending {
-            self.cancel(now, txn);
+            self.cancel(txn);
         }
     }
 
     /// Sends CANCEL for INVITE client transaction `txn` (§9.1), or, if it
     /// has had no provisional response yet, as soon as it has one.
-    fn cancel(&mut self, now: Instant, txn: u64) {
+    fn cancel(&mut self, txn: u64) {
         let Some(e) = self.client.get_mut(&txn) else { return };
         if !e.txn.pending() {
             return;
@@ -1601,7 +1588,6 @@ impl Shard {
         self.send(dst, &out);
         // CANCEL shares the INVITE's branch, so its responses would match the
         // INVITE's transaction id; it is sent once and not tracked.
-        let _ = now;
     }
 
     fn recall_answered(&mut self, now: Instant, src: SocketAddr, call: u64, txn: u64, code: u16, msg: &SipMessage<'_>) {
@@ -1655,7 +1641,7 @@ impl Shard {
         let others: Vec<u64> = forks.iter().filter(|f| f.txn != txn && !f.done).map(|f| f.txn).collect();
         c.state = CallState::Recalling { forks };
         for other in others {
-            self.cancel(now, other);
+            self.cancel(other);
         }
         self.stats.recalls_answered.inc();
         let ext = c_ext(&self.calls, call);
@@ -1751,7 +1737,7 @@ impl Shard {
         let fork_txn = *fork_txn;
         if (200..300).contains(&code) {
             let host = Arc::clone(&self.host);
-            self.ack_2xx(now, call, Side::A, txn, None);
+            self.ack_2xx(call, Side::A, txn, None);
             let Some(c) = self.calls.get_mut(&call) else { return };
             c.a.remote_sdp = msg.body().to_vec();
             let CallState::RecallBridging { mut b, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
@@ -1766,7 +1752,7 @@ impl Shard {
             c.deadline = Some(now + self.cfg.limits.max_call_duration);
             let at = c.deadline;
             self.schedule(at, TimerKey::Call(call));
-            self.ack_2xx(now, call, Side::B, fork_txn, Some(("application/sdp", &answer)));
+            self.ack_2xx(call, Side::B, fork_txn, Some(("application/sdp", &answer)));
         } else {
             // The parked leg refused or is gone: confirm and end the recall
             // leg, and end the parked leg too.
@@ -1776,7 +1762,7 @@ impl Shard {
                 c.state = CallState::Bridged { b };
                 self.bridged += 1;
             }
-            self.ack_2xx(now, call, Side::B, fork_txn, None);
+            self.ack_2xx(call, Side::B, fork_txn, None);
             self.bye(now, call, Side::B);
             if !matches!(code, 408 | 481) {
                 self.bye(now, call, Side::A);
@@ -1878,8 +1864,6 @@ impl Shard {
     }
 
     fn timeout_final(&mut self, now: Instant, txn: u64, call: u64, retrieve: bool) {
-        let Some(c) = self.calls.get(&call) else { return };
-        let _ = c;
         if retrieve {
             let Some(c) = self.calls.get(&call) else { return };
             let CallState::Retrieving { retriever, reinvite } = &c.state else { return };
@@ -1902,7 +1886,7 @@ impl Shard {
                 c.state = CallState::Bridged { b };
                 self.bridged += 1;
             }
-            self.ack_2xx(now, call, Side::B, fork_txn, None);
+            self.ack_2xx(call, Side::B, fork_txn, None);
             self.bye(now, call, Side::B);
             self.forget_call(call);
         }
@@ -2106,8 +2090,7 @@ impl Shard {
             self.reply(now, txn, msg, 400, "Contact * needs Expires: 0 alone", None, &[], None);
             return;
         }
-        if let Some(&(_, e)) = changes.iter().find(|(_, e)| *e != 0 && *e < self.cfg.min_expires) {
-            let _ = e;
+        if changes.iter().any(|(_, e)| *e != 0 && *e < self.cfg.min_expires) {
             let min = self.cfg.min_expires.to_string();
             self.reply(now, txn, msg, 423, "Interval Too Brief", None, &[("Min-Expires", min.as_bytes())], None);
             return;

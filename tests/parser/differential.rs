@@ -9,7 +9,7 @@
 //! really be rejected by rsip.
 
 use crate::expect::{EXPECT, Expect, Field, Rsip, load_corpus};
-use crate::util::{method_name, parse_ok};
+use crate::util::parse_ok;
 use rsip::prelude::*;
 use sipark::proto::parse::SipMessage;
 
@@ -22,13 +22,13 @@ fn text(b: &[u8]) -> String {
 fn sipark_field(m: &SipMessage<'_>, f: Field) -> Got {
     let e = |e: sipark::proto::parse::ParseError| format!("{e:?}");
     Ok(match f {
-        Field::Method => m.method().map(|x| text(method_name(x))),
+        Field::Method => m.method().map(|x| text(x.as_bytes())),
         Field::RequestUri => m.request_uri().map(text),
         Field::Status => m.status().map(|s| s.to_string()),
         Field::CallId => Some(text(m.call_id().map_err(e)?)),
         Field::CSeq => {
             let c = m.cseq().map_err(e)?;
-            Some(format!("{} {}", c.seq, text(method_name(c.method))))
+            Some(format!("{} {}", c.seq, text(c.method.as_bytes())))
         }
         Field::FromTag => m.from_hdr().map_err(e)?.tag().map(text),
         Field::ToTag => m.to_hdr().map_err(e)?.tag().map(text),

@@ -9,7 +9,7 @@
 //!   accessor panic or loop.
 
 use crate::expect::load_corpus;
-use crate::util::{Rng, header_end, method_name, show};
+use crate::util::{Rng, header_end, show};
 use sipark::proto::parse::{CSeq, Contact, HeaderName, NameAddr, ParseError, SipMessage, StartLine, Uri, Via};
 use sipark::proto::route::owner;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -85,12 +85,12 @@ fn addr_f(a: NameAddr<'_>) -> AddrF {
 }
 
 fn cseq_f(c: CSeq<'_>) -> (u32, Bytes) {
-    (c.seq, method_name(c.method).to_vec())
+    (c.seq, c.method.as_bytes().to_vec())
 }
 
 fn fields(m: &SipMessage<'_>) -> Fields {
     let start = match m.start_line() {
-        StartLine::Request { method, uri } => (method_name(method).to_vec(), uri.to_vec(), None),
+        StartLine::Request { method, uri } => (method.as_bytes().to_vec(), uri.to_vec(), None),
         StartLine::Response { code, reason } => (Vec::new(), reason.to_vec(), Some(code)),
     };
     Fields {
@@ -121,31 +121,10 @@ fn fields(m: &SipMessage<'_>) -> Fields {
     }
 }
 
-/// The message written back from what the parser saw: start line, every
-/// header line as `raw_name: value`, blank line, body.
+/// The message written back from what the parser saw.
 fn rebuild(m: &SipMessage<'_>) -> Vec<u8> {
     let mut out = Vec::new();
-    match m.start_line() {
-        StartLine::Request { method, uri } => {
-            out.extend_from_slice(method_name(method));
-            out.push(b' ');
-            out.extend_from_slice(uri);
-            out.extend_from_slice(b" SIP/2.0");
-        }
-        StartLine::Response { code, reason } => {
-            out.extend_from_slice(format!("SIP/2.0 {code} ").as_bytes());
-            out.extend_from_slice(reason);
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-    for h in m.headers() {
-        out.extend_from_slice(h.raw_name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(m.body());
+    m.write_to(&mut out);
     out
 }
 

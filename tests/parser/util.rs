@@ -1,6 +1,6 @@
 //! Small helpers shared by the parser tests.
 
-use sipark::proto::parse::{Method, ParseError, SipMessage};
+use sipark::proto::parse::{ParseError, SipMessage};
 
 /// Escaped form of bytes for dumping whole messages in failure output.
 pub fn show(b: &[u8]) -> String {
@@ -10,27 +10,6 @@ pub fn show(b: &[u8]) -> String {
 /// Bytes as text, unescaped, for comparing single values.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// The wire name of a method.
-pub fn method_name<'a>(m: Method<'a>) -> &'a [u8] {
-    match m {
-        Method::Invite => b"INVITE",
-        Method::Ack => b"ACK",
-        Method::Bye => b"BYE",
-        Method::Cancel => b"CANCEL",
-        Method::Register => b"REGISTER",
-        Method::Options => b"OPTIONS",
-        Method::Notify => b"NOTIFY",
-        Method::Subscribe => b"SUBSCRIBE",
-        Method::Refer => b"REFER",
-        Method::Info => b"INFO",
-        Method::Update => b"UPDATE",
-        Method::Prack => b"PRACK",
-        Method::Message => b"MESSAGE",
-        Method::Publish => b"PUBLISH",
-        Method::Other(b) => b,
-    }
 }
 
 /// Parses a corpus message, panicking with context if it fails.

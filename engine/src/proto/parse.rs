@@ -303,6 +303,39 @@ impl<'a> SipMessage<'a> {
         self.body
     }
 
+    /// Writes the message back as the parser saw it: start line, each header
+    /// line as `name: value` (name as received), blank line, body. Parsing
+    /// the result gives the same fields (the fuzz targets check this).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.start {
+            StartLine::Request { method, uri } => {
+                out.extend_from_slice(method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri);
+                out.extend_from_slice(b" SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                let mut digits = [b'0'; 3];
+                for (i, d) in digits.iter_mut().enumerate() {
+                    *d = b'0' + (code / 10u16.pow(2 - i as u32) % 10) as u8;
+                }
+                out.extend_from_slice(b"SIP/2.0 ");
+                out.extend_from_slice(&digits);
+                out.push(b' ');
+                out.extend_from_slice(reason);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        for h in self.headers() {
+            out.extend_from_slice(h.raw_name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body);
+    }
+
     /// Trimmed value of the first header called `name`. For
     /// [`HeaderName::Other`] use [`SipMessage::header_raw`].
     pub fn header(&self, name: HeaderName) -> Option<&'a [u8]> {

@@ -743,31 +743,14 @@ impl Shard {
             self.drop_ext_if_idle(ext_id);
             return;
         }
-        let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (msg.from_hdr(), msg.to_hdr(), msg.call_id(), msg.cseq())
-        else {
-            return;
-        };
+        // Checked readable by `on_request`.
+        let (Ok(from), Ok(call_id), Ok(cseq)) = (msg.from_hdr(), msg.call_id(), msg.cseq()) else { return };
         let parker = match msg.referred_by() {
             Some(Ok(rb)) => Some(identity(&rb)),
             _ => None,
         };
-        let local_tag = self.new_tag();
-        let session = self.random();
-        let mut a = Leg {
-            call_id: call_id.into(),
-            local_tag,
-            local: to.raw.into(),
-            remote: from.raw.into(),
-            remote_target: target,
-            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
-            local_cseq: 0,
-            remote_cseq: cseq.seq,
-            peer: src,
-            origin: Origin::new(session),
-            last_sdp: Vec::new(),
-            remote_sdp: msg.body().to_vec(),
-            pending_ack: Some((txn, cseq.seq)),
-        };
+        let mut a = self.uas_leg(msg, src, target);
+        a.pending_ack = Some((txn, cseq.seq));
         let host = Arc::clone(&self.host);
         sdp::hold_answer(&mut a.last_sdp, msg.body(), a.origin, &host);
         let id = self.fresh_id();
@@ -840,32 +823,13 @@ impl Shard {
             self.reply(now, txn, msg, 488, "SDP Offer Required", None, &[], None);
             return;
         }
-        let (Ok(from), Ok(to), Ok(cid), Ok(cseq)) = (msg.from_hdr(), msg.to_hdr(), msg.call_id(), msg.cseq()) else {
-            return;
-        };
         let Some(target) = first_contact(msg) else {
             self.reply(now, txn, msg, 400, "Missing Contact header", None, &[], None);
             return;
         };
         self.reply(now, txn, msg, 100, "Trying", None, &[], None);
         self.cancel_forks(call_id);
-        let local_tag = self.new_tag();
-        let session = self.random();
-        let b = Leg {
-            call_id: cid.into(),
-            local_tag,
-            local: to.raw.into(),
-            remote: from.raw.into(),
-            remote_target: target,
-            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
-            local_cseq: 0,
-            remote_cseq: cseq.seq,
-            peer: src,
-            origin: Origin::new(session),
-            last_sdp: Vec::new(),
-            remote_sdp: msg.body().to_vec(),
-            pending_ack: None,
-        };
+        let b = self.uas_leg(msg, src, target);
         if let Some(e) = self.server.get_mut(&txn) {
             e.request = msg.as_bytes().to_vec();
             e.call = Some(call_id);
@@ -877,6 +841,29 @@ impl Shard {
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.deadline = None;
             call.state = CallState::Retrieving { retriever: Retriever { txn, leg: b, cancelled: false }, reinvite };
+        }
+    }
+
+    /// The dialog sipark creates as UAS by answering the INVITE `msg` from
+    /// `src` (§12.1.1): a fresh local tag and SDP origin, the route set from
+    /// Record-Route, the peer's Contact `target` as remote target.
+    fn uas_leg(&mut self, msg: &SipMessage<'_>, src: SocketAddr, target: Box<[u8]>) -> Leg {
+        let local_tag = self.new_tag();
+        let session = self.random();
+        Leg {
+            call_id: msg.call_id().unwrap_or_default().into(),
+            local_tag,
+            local: msg.to_hdr().map(|t| t.raw).unwrap_or_default().into(),
+            remote: msg.from_hdr().map(|f| f.raw).unwrap_or_default().into(),
+            remote_target: target,
+            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
+            local_cseq: 0,
+            remote_cseq: msg.cseq().map_or(0, |c| c.seq),
+            peer: src,
+            origin: Origin::new(session),
+            last_sdp: Vec::new(),
+            remote_sdp: msg.body().to_vec(),
+            pending_ack: None,
         }
     }
 

@@ -153,17 +153,35 @@ pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, advertise: &str) {
     );
 }
 
-/// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute.
-pub fn xml_escape(out: &mut Vec<u8>, text: &[u8]) {
-    for &b in text {
-        match b {
+/// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute, and replaces
+/// control characters with spaces. Runs of plain bytes are copied whole.
+pub fn xml_escape(out: &mut Vec<u8>, mut text: &[u8]) {
+    while let Some(i) = text.iter().position(|&b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b < 0x20) {
+        out.extend_from_slice(&text[..i]);
+        match text[i] {
             b'&' => out.extend_from_slice(b"&amp;"),
             b'<' => out.extend_from_slice(b"&lt;"),
             b'>' => out.extend_from_slice(b"&gt;"),
             b'"' => out.extend_from_slice(b"&quot;"),
             b'\'' => out.extend_from_slice(b"&apos;"),
-            b if b < 0x20 => out.push(b' '),
-            b => out.push(b),
+            _ => out.push(b' '),
         }
+        text = &text[i + 1..];
+    }
+    out.extend_from_slice(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_escape_escapes_specials_and_controls_only() {
+        let mut out = Vec::new();
+        xml_escape(&mut out, b"Al & \"Bo\" <x> 'y'\x01\tz");
+        assert_eq!(out, b"Al &amp; &quot;Bo&quot; &lt;x&gt; &apos;y&apos;  z".to_vec());
+        out.clear();
+        xml_escape(&mut out, b"sip:*88103@acme.example");
+        assert_eq!(out, b"sip:*88103@acme.example".to_vec());
     }
 }

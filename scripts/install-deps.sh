@@ -3,17 +3,27 @@
 # tool is already present. Used by `cargo xtask test` and CI (which runs as root with no stdin).
 #
 # Needed today:
-#   sipp  (Debian/Ubuntu package: sip-tester) - drives the end-to-end tests in tests/e2e.
+#   sipp      (Debian/Ubuntu package: sip-tester) - drives the end-to-end tests in tests/e2e.
+#   kamailio  (Debian/Ubuntu package: kamailio)   - the SIP proxy in front of sipark in
+#             tests/e2e/kamailio.rs (dialog route sets; config in tests/kamailio/).
 # TODO(ebpf issue): clang-19 and libbpf-dev (for ebpf/) will be added here by that issue.
 set -euo pipefail
+
+# Debian installs kamailio in /usr/sbin, which is not on a normal user's PATH.
+kamailio_bin() {
+    command -v kamailio 2>/dev/null || { [ -x /usr/sbin/kamailio ] && echo /usr/sbin/kamailio; }
+}
 
 missing=()
 if ! command -v sipp >/dev/null 2>&1; then
     missing+=(sip-tester)
 fi
+if ! kamailio_bin >/dev/null; then
+    missing+=(kamailio)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-deps: all test dependencies present (sipp: $(command -v sipp))"
+    echo "install-deps: all test dependencies present (sipp: $(command -v sipp), kamailio: $(kamailio_bin))"
     exit 0
 fi
 
@@ -48,4 +58,11 @@ echo "install-deps: installing ${missing[*]}"
 if ! command -v sipp >/dev/null 2>&1; then
     fail "sip-tester was installed but sipp is still not on PATH"
 fi
-echo "install-deps: done ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo sipp))"
+if ! kamailio_bin >/dev/null; then
+    fail "kamailio was installed but no kamailio binary was found"
+fi
+# `sipp -v` exits non-zero; read the versions first so that pipefail does not add a fallback.
+sipp_v=$(sipp -v 2>&1 || true)
+kamailio_v=$("$(kamailio_bin)" -v 2>&1 || true)
+echo "install-deps: done ($(grep -m1 -o 'SIPp v[^ ]*' <<<"$sipp_v" || echo sipp)," \
+    "$(grep -m1 -o 'kamailio [0-9][^ ]*' <<<"$kamailio_v" || echo kamailio))"

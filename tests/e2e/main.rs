@@ -5,6 +5,7 @@
 //! Each test owns a 127.0.NET.0/24 network (see `harness`), so they run in parallel.
 
 mod harness;
+mod kamailio;
 mod sip;
 
 use std::net::SocketAddr;

@@ -212,28 +212,9 @@ impl Engine {
     }
 
     fn wait_ready(&mut self, ctx: &Ctx) {
-        let probe = ctx.udp(250);
-        let deadline = Instant::now() + ENGINE_READY_TIMEOUT;
-        let mut n = 0u32;
-        loop {
-            n += 1;
-            let call_id = format!("e2e-ready-{n}");
-            probe.send(self.addr, &crate::sip::options(probe.addr, self.addr, &call_id));
-            let until = Instant::now() + Duration::from_millis(200);
-            while let Some((m, _)) = probe.recv_until(until) {
-                if m.status() == Some(200) && m.header("Call-ID") == Some(call_id.as_str()) {
-                    return;
-                }
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("sipark exited ({status}) before answering OPTIONS on {}", self.addr);
-            }
-            if Instant::now() > deadline {
-                panic!("sipark did not answer OPTIONS on {} within {ENGINE_READY_TIMEOUT:?}", self.addr);
-            }
-        }
+        let addr = self.addr;
+        let child = self.child.as_mut().expect("engine running");
+        wait_for_options(ctx, 250, addr, ENGINE_READY_TIMEOUT, child, "sipark", String::new);
     }
 
     /// The engine's log so far.
@@ -654,4 +635,38 @@ pub fn register_with_sipp(ctx: &Ctx, engine: &Engine, label: &str, local: Socket
     let spec =
         SippSpec::uac("register.xml", local, engine.addr).inf(&format!("SEQUENTIAL\n{ext};{DOMAIN};\n")).timeout_s(15);
     Sipp::spawn(ctx, label, spec).wait().assert_ok(1);
+}
+
+/// Sends OPTIONS from `127.0.N.probe_host` to `addr` every 200 ms until a
+/// 200 comes back. Panics if `child` (`what`) exits first, with `log()` in
+/// the message, or after `timeout`.
+pub fn wait_for_options(
+    ctx: &Ctx,
+    probe_host: u8,
+    addr: SocketAddr,
+    timeout: Duration,
+    child: &mut Child,
+    what: &str,
+    log: impl Fn() -> String,
+) {
+    let probe = ctx.udp(probe_host);
+    let deadline = Instant::now() + timeout;
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let call_id = format!("e2e-{what}-ready-{n}");
+        probe.send(addr, &crate::sip::options(probe.addr, addr, &call_id));
+        let until = Instant::now() + Duration::from_millis(200);
+        while let Some((m, _)) = probe.recv_until(until) {
+            if m.status() == Some(200) && m.header("Call-ID") == Some(call_id.as_str()) {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before answering OPTIONS on {addr}{}", log());
+        }
+        if Instant::now() > deadline {
+            panic!("{what} did not answer OPTIONS on {addr} within {timeout:?}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, tail};
+use crate::harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, tail, wait_for_options};
 use crate::sip::{self, Agent, Msg, ParkInfo, park_info_of, uri_of};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -133,32 +133,13 @@ impl Kamailio {
     }
 
     fn wait_ready(&mut self, ctx: &Ctx) {
-        let probe = ctx.udp(251);
-        let deadline = Instant::now() + KAMAILIO_READY_TIMEOUT;
-        let mut n = 0u32;
-        loop {
-            n += 1;
-            let call_id = format!("e2e-kam-ready-{n}");
-            probe.send(self.addr, &sip::options(probe.addr, self.addr, &call_id));
-            let until = Instant::now() + Duration::from_millis(200);
-            while let Some((m, _)) = probe.recv_until(until) {
-                if m.status() == Some(200) && m.header("Call-ID") == Some(call_id.as_str()) {
-                    return;
-                }
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "kamailio exited ({status}) before answering OPTIONS on {}; its log:\n{}",
-                    self.addr,
-                    tail(&self.log_text(), 4000)
-                );
-            }
-            if Instant::now() > deadline {
-                panic!("kamailio did not answer OPTIONS on {} within {KAMAILIO_READY_TIMEOUT:?}", self.addr);
-            }
-        }
+        let (addr, log) = (self.addr, self.log.clone());
+        let child = self.child.as_mut().expect("kamailio running");
+        let log_tail = || {
+            let text = std::fs::read(&log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            format!("; its log:\n{}", tail(&text, 4000))
+        };
+        wait_for_options(ctx, 251, addr, KAMAILIO_READY_TIMEOUT, child, "kamailio", log_tail);
     }
 
     fn log_text(&self) -> String {

@@ -140,7 +140,6 @@ pub struct Binding {
     pub flow: SocketAddr,
     pub expires_at: Instant,
     pub call_id: Box<[u8]>,
-    pub cseq: u32,
 }
 
 /// One extension of one tenant: its bindings and its parked calls.
@@ -153,8 +152,6 @@ pub struct Extension {
     pub calls: Vec<u64>,
     /// park-info version of the last state sent.
     pub version: u64,
-    /// Earliest binding expiry.
-    pub deadline: Option<Instant>,
     /// The earliest expiry timer already queued for this extension; a new
     /// one is queued only when a binding expires sooner, so refreshes do not
     /// pile up timer entries.

@@ -116,12 +116,6 @@ pub fn hold_answer(out: &mut Vec<u8>, offer: &[u8], origin: Origin, host: &str) 
     true
 }
 
-/// Writes a hold offer built from the session a leg last offered, used to
-/// put a leg back on hold. Same shape as [`hold_answer`].
-pub fn hold_offer(out: &mut Vec<u8>, previous: &[u8], origin: Origin, host: &str) -> bool {
-    hold_answer(out, previous, origin, host)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -632,7 +632,7 @@ impl Shard {
         let key: Box<[u8]> = self.key.as_slice().into();
         self.server_index.insert(key.clone(), txn);
         let t = self.cfg.timers;
-        let server_txn = ServerTxn::new(kind, src, cseq.seq, now, &t);
+        let server_txn = ServerTxn::new(kind, src, now, &t);
         let guard = server_txn.deadline();
         self.server.insert(txn, ServerEntry { txn: server_txn, key, request: Vec::new(), call: None });
         self.schedule(guard, TimerKey::Server(txn));
@@ -1631,7 +1631,7 @@ impl Shard {
             self.cancel(other);
         }
         self.stats.recalls_answered.inc();
-        let ext = c_ext(&self.calls, call);
+        let ext = self.calls.get(&call).map_or(0, |c| c.ext);
         self.depart(now, call, ext, LeaveReason::Recalled);
         let offer = msg.body().to_vec();
         let Some(c) = self.calls.get_mut(&call) else { return };
@@ -1892,12 +1892,11 @@ impl Shard {
         self.drop_ext_if_idle(id);
     }
 
-    /// Recomputes the extension's earliest expiry and queues a timer for it
+    /// Finds the extension's earliest expiry and queues a timer for it
     /// unless one at or before it is already queued.
     fn schedule_ext(&mut self, id: u64) {
         let Some(e) = self.exts.get_mut(&id) else { return };
-        e.deadline = e.bindings.iter().map(|b| b.expires_at).min();
-        let Some(deadline) = e.deadline else { return };
+        let Some(deadline) = e.bindings.iter().map(|b| b.expires_at).min() else { return };
         if e.timer_at.is_none_or(|t| deadline < t) {
             e.timer_at = Some(deadline);
             self.schedule(Some(deadline), TimerKey::Ext(id));
@@ -1936,7 +1935,6 @@ impl Shard {
                 bindings: Vec::new(),
                 calls: Vec::new(),
                 version: self.version_floor,
-                deadline: None,
                 timer_at: None,
             },
         );
@@ -2030,7 +2028,7 @@ impl Shard {
     // ----- registrar ------------------------------------------------------
 
     fn on_register(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, txn: u64) {
-        let (Ok(to), Ok(call_id), Ok(cseq)) = (msg.to_hdr(), msg.call_id(), msg.cseq()) else { return };
+        let (Ok(to), Ok(call_id)) = (msg.to_hdr(), msg.call_id()) else { return };
         let Some(user) = to.uri.user.filter(|u| valid_ext(u)) else {
             self.reply(now, txn, msg, 400, "To URI has no extension", None, &[], None);
             return;
@@ -2132,17 +2130,10 @@ impl Shard {
                     }
                     b.flow = src;
                     b.expires_at = expires_at;
-                    b.cseq = cseq.seq;
                 }
                 None => {
                     resync.push(uri.into());
-                    e.bindings.push(Binding {
-                        uri: uri.into(),
-                        flow: src,
-                        expires_at,
-                        call_id: call_id.into(),
-                        cseq: cseq.seq,
-                    });
+                    e.bindings.push(Binding { uri: uri.into(), flow: src, expires_at, call_id: call_id.into() });
                 }
             }
         }
@@ -2169,10 +2160,6 @@ impl Shard {
         }
         self.drop_ext_if_idle(ext_id);
     }
-}
-
-fn c_ext(calls: &HashMap<u64, Call>, call: u64) -> u64 {
-    calls.get(&call).map_or(0, |c| c.ext)
 }
 
 /// The host part of `host[:port]` / `[v6]:port`.

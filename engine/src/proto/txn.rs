@@ -67,8 +67,6 @@ pub struct ServerTxn {
     /// The last response sent, for retransmissions.
     pub response: Vec<u8>,
     pub final_code: u16,
-    /// CSeq number of the request.
-    pub cseq: u32,
     retransmit_at: Option<Instant>,
     interval: Duration,
     end_at: Option<Instant>,
@@ -78,14 +76,13 @@ impl ServerTxn {
     /// A transaction for a request received at `now`. Until a final
     /// response is sent it lives at most [`SERVER_GUARD`] past `now` plus
     /// 64·T1, so a request nobody answers cannot pin state forever.
-    pub fn new(kind: Kind, dst: SocketAddr, cseq: u32, now: Instant, t: &Timers) -> Self {
+    pub fn new(kind: Kind, dst: SocketAddr, now: Instant, t: &Timers) -> Self {
         ServerTxn {
             kind,
             state: ServerState::Proceeding,
             dst,
             response: Vec::new(),
             final_code: 0,
-            cseq,
             retransmit_at: None,
             interval: Duration::ZERO,
             end_at: Some(now + SERVER_GUARD + 64 * t.t1),
@@ -405,7 +402,7 @@ mod tests {
     fn timer_g_retransmits_2xx_until_ack_then_stops() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), now, &t);
         tx.sent(now, 200, b"SIP/2.0 200 OK", &t);
         assert_eq!(tx.deadline(), Some(now + t.t1));
         assert_eq!(tx.on_timer(now + t.t1, &t), TimerAction::Retransmit);
@@ -420,7 +417,7 @@ mod tests {
     fn timer_g_caps_at_t2_and_timer_h_times_out() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), now, &t);
         tx.sent(now, 486, b"SIP/2.0 486 Busy Here", &t);
         let cell = std::cell::RefCell::new(&mut tx);
         let (retrans, end, timed_out) =
@@ -435,14 +432,14 @@ mod tests {
     fn timer_i_after_ack_and_timer_j_for_non_invite() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), now, &t);
         tx.sent(now, 404, b"x", &t);
         assert!(tx.ack(now, &t));
         assert_eq!(tx.state, ServerState::Confirmed);
         assert_eq!(tx.deadline(), Some(now + t.t4));
         assert_eq!(tx.on_timer(now + t.t4, &t), TimerAction::Terminate { timed_out: false });
 
-        let mut nx = ServerTxn::new(Kind::NonInvite, addr(), 1, now, &t);
+        let mut nx = ServerTxn::new(Kind::NonInvite, addr(), now, &t);
         nx.sent(now, 200, b"x", &t);
         assert_eq!(nx.deadline(), Some(now + 64 * t.t1));
         assert_eq!(nx.on_timer(now + 64 * t.t1, &t), TimerAction::Terminate { timed_out: false });
@@ -452,7 +449,7 @@ mod tests {
     fn unanswered_server_transaction_ends_at_the_guard() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ServerTxn::new(Kind::Invite, addr(), 1, now, &t);
+        let mut tx = ServerTxn::new(Kind::Invite, addr(), now, &t);
         tx.sent(now, 100, b"SIP/2.0 100 Trying", &t);
         let end = now + SERVER_GUARD + 64 * t.t1;
         assert_eq!(tx.deadline(), Some(end));

@@ -10,13 +10,23 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use sipark::io::{Engine, IoOptions, signal};
+use sipark::io::{Engine, IoChoice, IoOptions, signal};
 use sipark::proto::config::{self, Config, Limits, TenantMode, TenantPolicy, Timers};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IoArg {
+    /// io_uring if this kernel and sandbox allow it, else mmsg (logged).
+    Auto,
+    /// io_uring only (Linux 6.0+); fail to start otherwise.
+    Uring,
+    /// recvmmsg/sendmmsg: portable, slower.
+    Mmsg,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -81,6 +91,9 @@ struct Args {
     /// so this bounds what a lost BYE can leave behind.
     #[arg(long, value_name = "SECS", default_value_t = 43_200)]
     max_call_duration: u64,
+    /// I/O backend.
+    #[arg(long, value_enum, default_value_t = IoArg::Auto)]
+    io: IoArg,
     /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,
@@ -180,6 +193,11 @@ fn plan(args: &Args) -> Result<Plan, String> {
         pin: !args.no_pin,
         metrics: args.metrics,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        io: match args.io {
+            IoArg::Auto => IoChoice::Auto,
+            IoArg::Uring => IoChoice::Uring,
+            IoArg::Mmsg => IoChoice::Mmsg,
+        },
     };
     Ok(Plan { io, defaults, tenants, tenants_desc })
 }
@@ -249,7 +267,7 @@ fn main() -> ExitCode {
         advertise = %advertise,
         workers = plan.io.workers,
         pinned = plan.io.pin,
-        io = %format_args!("io_uring ({})", engine.ring_mode().name()),
+        io = %engine.io_mode(),
         tenants = %plan.tenants_desc,
         metrics = %engine.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
         "sipark started"

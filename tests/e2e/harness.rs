@@ -29,17 +29,54 @@ pub struct Ctx {
     pub name: String,
     pub dir: PathBuf,
     net: u8,
+    pub variant: Variant,
+}
+
+/// How the engine under test is run. Each test runs once per variant, on its own network
+/// (`net` + [`Variant::net_offset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// As root with the default flags: io_uring, and BPF steering.
+    Default,
+    /// `--io mmsg`: the recvmmsg/sendmmsg backend.
+    Mmsg,
+    /// The way a locked-down container runs it: a seccomp filter refuses `io_uring_setup` with
+    /// EPERM, and CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_PERFMON are dropped from the
+    /// bounding set. The default `--io auto` must fall back to mmsg, steering must fall back to
+    /// the kernel's hash and the cross-shard hand-off, and the log must say both.
+    Restricted,
+}
+
+impl Variant {
+    fn net_offset(self) -> u8 {
+        match self {
+            Variant::Default => 0,
+            Variant::Mmsg => 100,
+            Variant::Restricted => 150,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Default => "default",
+            Variant::Mmsg => "mmsg",
+            Variant::Restricted => "restricted",
+        }
+    }
 }
 
 impl Ctx {
-    pub fn new(name: &str, net: u8) -> Ctx {
+    /// `net` must be below 100: the variants add 100 and 150 to it.
+    pub fn new(name: &str, net: u8, variant: Variant) -> Ctx {
         // Every end-to-end test fails loudly without SIPp, even those that happen not to run it.
         sipp_bin();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e").join(name);
+        assert!(net < 100, "test network {net} must be below 100");
+        let name = format!("{}/{name}", variant.name());
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e").join(&name);
         // A previous run's leftovers would confuse the failure dump.
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create artifact dir {}: {e}", dir.display()));
-        Ctx { name: name.to_string(), dir, net }
+        Ctx { name, dir, net: net + variant.net_offset(), variant }
     }
 
     /// 127.0.NET.host
@@ -183,6 +220,53 @@ fn open_log(path: &Path) -> fs::File {
 // The engine
 // ---------------------------------------------------------------------------------------------
 
+/// Makes `cmd` run the way [`Variant::Restricted`] describes: capabilities dropped from the
+/// bounding set, then a seccomp filter that fails `io_uring_setup` with EPERM (as Docker's
+/// default profile does).
+fn restrict(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    // Classic BPF opcodes (linux/filter.h) and seccomp return values (linux/seccomp.h).
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xc000_00b7;
+    // CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF.
+    const CAPS: [libc::c_ulong; 4] = [12, 21, 38, 39];
+    let stmt = |code, k| libc::sock_filter { code, jt: 0, jf: 0, k };
+    let filter = [
+        stmt(LD_W_ABS, 4), // seccomp_data.arch
+        libc::sock_filter { code: JEQ_K, jt: 1, jf: 0, k: AUDIT_ARCH },
+        stmt(RET_K, RET_ALLOW),
+        stmt(LD_W_ABS, 0), // seccomp_data.nr
+        libc::sock_filter { code: JEQ_K, jt: 0, jf: 1, k: libc::SYS_io_uring_setup as u32 },
+        stmt(RET_K, RET_ERRNO | libc::EPERM as u32),
+        stmt(RET_K, RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the child between fork and exec and only makes system calls
+    // (prctl), which are async-signal-safe; `filter` is moved into it and outlives the calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            for cap in CAPS {
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running `sipark` (the real binary). Dropping it sends SIGTERM and waits (then SIGKILL).
 pub struct Engine {
     child: Option<Child>,
@@ -205,9 +289,32 @@ impl Engine {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
+        match ctx.variant {
+            Variant::Default => {}
+            Variant::Mmsg => {
+                cmd.args(["--io", "mmsg"]);
+            }
+            Variant::Restricted => restrict(&mut cmd),
+        }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_sipark")));
         let mut engine = Engine { child: Some(child), addr, log };
         engine.wait_ready(ctx);
+        let want: &[&str] = match ctx.variant {
+            Variant::Default => &["io=io_uring"],
+            Variant::Mmsg => &["io=recvmmsg/sendmmsg"],
+            Variant::Restricted => &["io_uring unavailable", "io=recvmmsg/sendmmsg"],
+        };
+        // The workers answer before the main thread logs "sipark started".
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = engine.log();
+            let missing: Vec<&&str> = want.iter().filter(|w| !log.contains(**w)).collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < until, "{:?} engine log lacks {missing:?}:\n{log}", ctx.variant);
+            thread::sleep(Duration::from_millis(20));
+        }
         engine
     }
 

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, tail, wait_for_options};
+use crate::harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, Variant, tail, wait_for_options};
 use crate::sip::{self, Agent, Msg, ParkInfo, park_info_of, uri_of};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -265,11 +265,10 @@ fn park_notify(
     panic!("the phone got no park-info NOTIFY within {limit:?}; received instead: {skipped:?}");
 }
 
-#[test]
-fn park_and_retrieve_through_kamailio() {
+pub fn park_and_retrieve_through_kamailio(v: Variant) {
     // Fail first, and clearly, when the proxy is missing.
     kamailio_bin();
-    let ctx = Ctx::new("park_and_retrieve_through_kamailio", 41);
+    let ctx = Ctx::new("park_and_retrieve_through_kamailio", 41, v);
     let engine = Engine::start(&ctx, &["--no-pin"]);
     let kam = Kamailio::start(&ctx, 2, engine.addr);
 

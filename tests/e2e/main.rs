@@ -11,10 +11,43 @@ mod sip;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, distinct_requests, register_with_sipp};
+use harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, Variant, distinct_requests, register_with_sipp};
+use kamailio::park_and_retrieve_through_kamailio;
 use sip::{Agent, Msg, ParkInfo, Request, park_info_of, response, sdp, uri_of};
 
 const SEC: Duration = Duration::from_secs(1);
+
+// Every test runs three times: as root with the defaults (io_uring, steering), with `--io mmsg`,
+// and restricted the way a locked-down container is (see `Variant::Restricted`).
+macro_rules! variants {
+    ($($name:ident),* $(,)?) => {
+        mod default {
+            $( #[test] fn $name() { super::$name(super::Variant::Default) } )*
+        }
+        mod mmsg {
+            $( #[test] fn $name() { super::$name(super::Variant::Mmsg) } )*
+        }
+        mod restricted {
+            $( #[test] fn $name() { super::$name(super::Variant::Restricted) } )*
+        }
+    };
+}
+
+variants!(
+    park_notify_then_hangup,
+    park_retrieve_bridge_bye_both_ways,
+    retrieve_by_notify_uri,
+    park_timeout_recall_answered,
+    park_timeout_without_answer,
+    thousand_park_cycles,
+    options_subscribe_unknown_method,
+    registrar_and_error_responses,
+    sigterm_while_parked,
+    final_responses_have_to_tag,
+    notify_retransmitted_until_answered,
+    strict_tenants_file,
+    park_and_retrieve_through_kamailio,
+);
 
 /// Checks the headers wire.md prescribes for a park-info NOTIFY sent to the contact `contact`
 /// of `ext`@DOMAIN by the engine at `engine`.
@@ -191,9 +224,8 @@ fn assert_versions_increase(notes: &[(Msg, ParkInfo)]) {
 // a. park -> NOTIFY -> hangup -> NOTIFY terminated
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn park_notify_then_hangup() {
-    let ctx = Ctx::new("park_notify_then_hangup", 11);
+fn park_notify_then_hangup(v: Variant) {
+    let ctx = Ctx::new("park_notify_then_hangup", 11, v);
     let mut engine = Engine::start(&ctx, &["--no-pin"]);
     let (phone, phone_addr) = sipp_phone(&ctx, &engine, 2, "103", 2);
 
@@ -233,9 +265,8 @@ fn park_notify_then_hangup() {
 // b. park -> retrieve *88103 -> bridge -> BYE (retriever hangs up, then parked party hangs up)
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn park_retrieve_bridge_bye_both_ways() {
-    let ctx = Ctx::new("park_retrieve_bridge_bye_both_ways", 12);
+fn park_retrieve_bridge_bye_both_ways(v: Variant) {
+    let ctx = Ctx::new("park_retrieve_bridge_bye_both_ways", 12, v);
     let _engine = Engine::start(&ctx, &["--no-pin"]);
     let engine = &_engine;
     let (mut phone, phone_addr) = sipp_phone(&ctx, engine, 2, "103", 4);
@@ -291,9 +322,8 @@ fn park_retrieve_bridge_bye_both_ways() {
 // c. retrieve exactly the call named by the <retrieve> URI of a NOTIFY
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn retrieve_by_notify_uri() {
-    let ctx = Ctx::new("retrieve_by_notify_uri", 13);
+fn retrieve_by_notify_uri(v: Variant) {
+    let ctx = Ctx::new("retrieve_by_notify_uri", 13, v);
     let mut engine = Engine::start(&ctx, &["--no-pin"]);
     let phone = Agent::phone(ctx.udp(2));
     let mut seen = Vec::new();
@@ -446,9 +476,8 @@ fn ack_non_2xx(req: &Request, resp: &Msg) -> String {
 // d. park timeout -> recall answered by the parker's phone
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn park_timeout_recall_answered() {
-    let ctx = Ctx::new("park_timeout_recall_answered", 14);
+fn park_timeout_recall_answered(v: Variant) {
+    let ctx = Ctx::new("park_timeout_recall_answered", 14, v);
     let mut engine = Engine::start(&ctx, &["--no-pin", "--park-timeout", "2", "--recall-timeout", "5"]);
     let (phone, phone_addr) = sipp_phone(&ctx, &engine, 2, "103", 2);
     let parker_addr = ctx.addr(3);
@@ -512,9 +541,8 @@ fn park_timeout_recall_answered() {
 //     timeout -> BYE to the parked leg, NOTIFY reason="timeout"
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn park_timeout_without_answer() {
-    let ctx = Ctx::new("park_timeout_without_answer", 15);
+fn park_timeout_without_answer(v: Variant) {
+    let ctx = Ctx::new("park_timeout_without_answer", 15, v);
     let _engine = Engine::start(&ctx, &["--no-pin", "--park-timeout", "1", "--recall-timeout", "2"]);
     let engine = &_engine;
     let phone103 = Agent::phone(ctx.udp(2));
@@ -592,9 +620,8 @@ fn park_timeout_without_answer() {
 // e. 1,000 park/hangup cycles, 2,000 NOTIFYs
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn thousand_park_cycles() {
-    let ctx = Ctx::new("thousand_park_cycles", 16);
+fn thousand_park_cycles(v: Variant) {
+    let ctx = Ctx::new("thousand_park_cycles", 16, v);
     let mut engine = Engine::start(&ctx, &["--no-pin"]);
     let (phone, _) = sipp_phone(&ctx, &engine, 2, "103", 2000);
     let started = Instant::now();
@@ -649,9 +676,8 @@ fn thousand_park_cycles() {
 // f. OPTIONS 200, SUBSCRIBE 489, unknown method 405; registrar and error responses
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn options_subscribe_unknown_method() {
-    let ctx = Ctx::new("options_subscribe_unknown_method", 17);
+fn options_subscribe_unknown_method(v: Variant) {
+    let ctx = Ctx::new("options_subscribe_unknown_method", 17, v);
     // Default flags (CPU pinning on).
     let mut engine = Engine::start(&ctx, &[]);
     let me = ctx.udp(2);
@@ -685,9 +711,8 @@ fn options_subscribe_unknown_method() {
     engine.terminate_cleanly(12 * SEC);
 }
 
-#[test]
-fn registrar_and_error_responses() {
-    let ctx = Ctx::new("registrar_and_error_responses", 19);
+fn registrar_and_error_responses(v: Variant) {
+    let ctx = Ctx::new("registrar_and_error_responses", 19, v);
     let mut engine = Engine::start(&ctx, &["--no-pin", "--max-parks-per-ext", "1"]);
     let me = ctx.udp(2);
     let mine = format!("sip:103@{}", me.addr);
@@ -789,9 +814,8 @@ fn registrar_and_error_responses() {
 // g. SIGTERM while a call is parked
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn sigterm_while_parked() {
-    let ctx = Ctx::new("sigterm_while_parked", 18);
+fn sigterm_while_parked(v: Variant) {
+    let ctx = Ctx::new("sigterm_while_parked", 18, v);
     let mut engine = Engine::start(&ctx, &["--no-pin", "--shutdown-grace", "5"]);
     let (mut phone, phone_addr) = sipp_phone(&ctx, &engine, 2, "103", 2);
     let parked = Sipp::spawn(&ctx, "parked", parked_spec(&ctx, &engine, 3, "101", "102", "103"));
@@ -824,9 +848,8 @@ fn sigterm_while_parked() {
 // RFC 3261 §8.2.6.2: every final response sipark generates outside a dialog carries a To tag
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn final_responses_have_to_tag() {
-    let ctx = Ctx::new("final_responses_have_to_tag", 20);
+fn final_responses_have_to_tag(v: Variant) {
+    let ctx = Ctx::new("final_responses_have_to_tag", 20, v);
     let mut engine = Engine::start(&ctx, &["--no-pin"]);
     let me = ctx.udp(2);
     let to = format!("<sip:103@{DOMAIN}>");
@@ -871,9 +894,8 @@ fn final_responses_have_to_tag() {
 // NOTIFY is retransmitted (Timer E) until it gets a final response
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn notify_retransmitted_until_answered() {
-    let ctx = Ctx::new("notify_retransmitted_until_answered", 21);
+fn notify_retransmitted_until_answered(v: Variant) {
+    let ctx = Ctx::new("notify_retransmitted_until_answered", 21, v);
     let mut engine = Engine::start(&ctx, &["--no-pin"]);
     let phone = ctx.udp(2);
     let leg = ctx.udp(3);
@@ -914,9 +936,8 @@ fn notify_retransmitted_until_answered() {
 // Strict tenants (--tenants FILE): unknown domains get 404, listed ones their own policy
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn strict_tenants_file() {
-    let ctx = Ctx::new("strict_tenants_file", 22);
+fn strict_tenants_file(v: Variant) {
+    let ctx = Ctx::new("strict_tenants_file", 22, v);
     let file = ctx.path("tenants.toml");
     std::fs::write(
         &file,

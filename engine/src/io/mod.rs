@@ -2,16 +2,20 @@
 //!
 //! [`Engine::start`] binds one UDP socket per worker (an `SO_REUSEPORT`
 //! group on the listen address), starts one pinned worker thread per shard
-//! ([`worker`]), each driving its own io_uring ([`uring`]), and optionally
-//! the metrics endpoint ([`metrics`]). [`Engine::shutdown`] asks every
-//! worker to drain its shard; [`Engine::join`] waits for them.
+//! ([`worker`]), each driving its own I/O backend, and optionally the
+//! metrics endpoint ([`metrics`]). [`Engine::shutdown`] asks every worker
+//! to drain its shard; [`Engine::join`] waits for them.
 //!
-//! The io_uring backend needs Linux 6.0 or later (multishot `RECVMSG`);
-//! see [`uring`] for the kernel version of each operation.
+//! Backends (`--io`): io_uring ([`uring_worker`], Linux 6.0 or later for
+//! multishot `RECVMSG`; see [`uring`] for each operation's kernel) or
+//! `recvmmsg`/`sendmmsg` ([`mmsg`]). `auto` probes io_uring once at start
+//! and falls back to mmsg with one log line.
 
 pub mod metrics;
+pub mod mmsg;
 pub mod signal;
 pub mod uring;
+pub mod uring_worker;
 pub mod worker;
 
 use std::io;
@@ -28,8 +32,8 @@ use tracing::{debug, warn};
 use crate::proto::config::Config;
 use crate::proto::shard::WallClock;
 use crate::proto::stats::ShardStats;
-use uring::{RingMode, UD_WAKE};
-use worker::{INBOX_CAPACITY, Inbox, Peers, WorkerInit};
+use uring::UD_WAKE;
+use worker::{Backend, INBOX_CAPACITY, Inbox, Peers, Waker, WorkerInit};
 
 /// Socket buffer size asked for (each of SO_RCVBUF and SO_SNDBUF).
 pub const SOCKET_BUFFER: usize = 4 << 20;
@@ -49,6 +53,19 @@ pub struct IoOptions {
     pub metrics: Option<SocketAddr>,
     /// Longest time a worker waits for its shard to drain at shutdown.
     pub shutdown_grace: Duration,
+    /// I/O backend.
+    pub io: IoChoice,
+}
+
+/// `--io`: which backend the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring when the probe succeeds, else mmsg (one warning).
+    Auto,
+    /// io_uring or fail.
+    Uring,
+    /// `recvmmsg`/`sendmmsg`.
+    Mmsg,
 }
 
 /// Why the engine could not start.
@@ -62,9 +79,9 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
     /// io_uring (or the buffer ring) could not be set up.
     #[error(
-        "io_uring backend unavailable (worker {worker}: {cause}); sipark needs Linux 6.0+ with io_uring \
+        "I/O backend unavailable (worker {worker}: {cause}); io_uring needs Linux 6.0+ with io_uring \
          allowed (check sysctl kernel.io_uring_disabled, container seccomp profiles and RLIMIT_MEMLOCK); \
-         the recvmmsg/sendmmsg fallback backend is not implemented yet"
+         --io mmsg runs without it"
     )]
     Uring { worker: u16, cause: String },
     /// The metrics listener could not be bound.
@@ -80,7 +97,7 @@ pub enum StartError {
 pub struct Engine {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
-    ring_mode: RingMode,
+    io_mode: String,
     peers: Arc<Peers>,
     stats: Vec<Arc<ShardStats>>,
     workers: Vec<JoinHandle<Result<(), String>>>,
@@ -141,6 +158,17 @@ impl Engine {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?),
             None => None,
         };
+        let backend = match opts.io {
+            IoChoice::Uring => Backend::Uring,
+            IoChoice::Mmsg => Backend::Mmsg,
+            IoChoice::Auto => match uring::probe() {
+                Ok(()) => Backend::Uring,
+                Err(cause) => {
+                    warn!(%cause, "io_uring unavailable: falling back to recvmmsg/sendmmsg (--io mmsg), which is slower");
+                    Backend::Mmsg
+                }
+            },
+        };
         let cfg = Arc::new(make_config(local_addr));
         let wall =
             WallClock { at: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() };
@@ -157,6 +185,7 @@ impl Engine {
             let init = WorkerInit {
                 id: i,
                 n,
+                backend,
                 socket,
                 cfg: cfg.clone(),
                 wall,
@@ -205,20 +234,18 @@ impl Engine {
             return Err(f);
         }
 
-        let ring_mode = ready
-            .iter()
-            .map(|r| r.mode)
-            .max_by_key(|m| match m {
-                RingMode::DeferTaskrun => 0,
-                RingMode::SingleIssuer => 1,
-                RingMode::Plain => 2,
-            })
-            .unwrap_or(RingMode::Plain);
+        let mut modes: Vec<&str> = ready.iter().map(|r| r.mode).collect();
+        modes.sort_unstable();
+        modes.dedup();
+        let io_mode = match backend {
+            Backend::Uring => format!("io_uring ({})", modes.join(", ")),
+            Backend::Mmsg => modes.join(", "),
+        };
         let stats: Vec<Arc<ShardStats>> = ready.iter().map(|r| r.stats.clone()).collect();
         let peers = Arc::new(Peers {
             stop: AtomicBool::new(false),
             inboxes: (0..n).map(|_| Inbox::new(INBOX_CAPACITY)).collect(),
-            ring_fds: ready.into_iter().map(|r| r.ring_fd).collect(),
+            wakers: ready.into_iter().map(|r| r.waker).collect(),
         });
         for go in &gos {
             // A worker that already exited shows up at join.
@@ -241,7 +268,7 @@ impl Engine {
             }
         }
 
-        Ok(Engine { local_addr, metrics_addr, ring_mode, peers, stats, workers: handles, metrics })
+        Ok(Engine { local_addr, metrics_addr, io_mode, peers, stats, workers: handles, metrics })
     }
 
     /// The address the workers are bound to.
@@ -254,9 +281,9 @@ impl Engine {
         self.metrics_addr
     }
 
-    /// How the rings were set up (the weakest mode among the workers).
-    pub fn ring_mode(&self) -> RingMode {
-        self.ring_mode
+    /// The I/O backend as set up, e.g. `io_uring (single_issuer+defer_taskrun)`.
+    pub fn io_mode(&self) -> &str {
+        &self.io_mode
     }
 
     /// Every worker's stats, by worker id.
@@ -336,13 +363,26 @@ fn abort(gos: Vec<mpsc::Sender<Option<Arc<Peers>>>>, handles: Vec<JoinHandle<Res
     }
 }
 
-/// Sends one `MsgRingData` (kernel 5.18) to every worker ring from a
-/// short-lived ring of the calling thread.
+/// Wakes every worker: eventfd workers with a write, ring workers with one
+/// `MsgRingData` (kernel 5.18) each from a short-lived ring of the calling
+/// thread.
 fn wake_all(peers: &Peers) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let n = u32::try_from(peers.ring_fds.len()).unwrap_or(u32::MAX);
+    let mut ring_fds = Vec::new();
+    for w in &peers.wakers {
+        match w {
+            Waker::Ring(fd) => ring_fds.push(fd),
+            Waker::Event(_) => {
+                w.wake_event()?;
+            }
+        }
+    }
+    if ring_fds.is_empty() {
+        return Ok(());
+    }
+    let n = u32::try_from(ring_fds.len()).unwrap_or(u32::MAX);
     let mut ring = IoUring::new(n.clamp(1, 4096).next_power_of_two())?;
-    for chunk in peers.ring_fds.chunks(ring.params().sq_entries() as usize) {
+    for chunk in ring_fds.chunks(ring.params().sq_entries() as usize) {
         for fd in chunk {
             let e = opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), 0, UD_WAKE, None).build().user_data(0);
             // SAFETY: MsgRingData refers to no memory of ours; the target

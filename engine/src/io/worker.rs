@@ -1,70 +1,57 @@
-//! One worker: a thread pinned to a core, owning one [`Shard`], one UDP
-//! socket (`SO_REUSEPORT` group member) and one io_uring, driven by a plain
-//! completion loop (no async runtime).
+//! What every worker has whatever its I/O backend: the thread start-up
+//! hand-shake, core pinning, the inboxes of cross-shard hand-offs, the
+//! wake-up handles, and [`Core`], the per-turn logic around the [`Shard`]
+//! (routing a received datagram, draining the inbox, timers, shutdown).
 //!
-//! A loop turn:
-//! 1. read `Instant::now()` (once);
-//! 2. take every completion: received datagrams are parsed and routed
-//!    ([`route::owner`]): ours go to the shard, others are copied into the
-//!    owner's inbox (a bounded lock-free queue) and the owner is woken with
-//!    `MsgRingData`; finished sends give their buffer back to the shard;
-//! 3. drain our own inbox (hand-offs from other workers);
-//! 4. run the shard's timers when due;
-//! 5. turn `shard.poll_transmit()` into `SendMsg` SQEs;
-//! 6. one `io_uring_enter`: submit everything and wait for a completion or
-//!    the shard's next deadline.
+//! A worker is a thread pinned to a core that owns one [`Shard`] and one UDP
+//! socket (an `SO_REUSEPORT` group member). Its I/O backend is either
+//! [`super::uring_worker`] (io_uring: multishot receive into a provided
+//! buffer ring, batched `SendMsg`, `MsgRingData` wake-ups) or
+//! [`super::mmsg`] (`recvmmsg`/`sendmmsg` and `ppoll`, eventfd wake-ups),
+//! chosen engine-wide by `--io`. Both call the same [`Core`] methods in the
+//! same order each turn:
+//! 1. read `Instant::now()` once;
+//! 2. receive: each datagram goes to [`Core::on_datagram`], which hands it
+//!    to the shard or, when another shard owns it ([`route::owner`]),
+//!    copies it into the owner's inbox and marks the owner for a wake-up;
+//! 3. [`Core::drain_inbox`]; 4. [`Core::run_timers`];
+//! 5. send what `shard.poll_transmit()` yields; 6. send the wake-ups;
+//! 7. [`Core::should_exit`], then wait for I/O or [`Core::wait_time`].
 //!
 //! No lock is taken on the datagram path; the start-up hand-shake uses
 //! channels.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use tracing::{debug, info, warn};
 
-use super::uring::{
-    BufRing, RingMode, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring,
-    read_sockaddr,
-};
 use crate::proto::config::Config;
 use crate::proto::parse::SipMessage;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::{Shard, WallClock};
 use crate::proto::stats::ShardStats;
 
-/// Submission queue entries per worker ring (more than the send slab plus
-/// one wake per peer, so one turn never fills it).
-pub const SQ_ENTRIES: u32 = 4096;
-/// Completion queue entries per worker ring.
-pub const CQ_ENTRIES: u32 = 16384;
-/// Provided receive buffers per worker.
-pub const RECV_BUFFERS: u16 = 1024;
-/// Size of each receive buffer. Each one also holds the 16-byte
-/// `io_uring_recvmsg_out` header and a `sockaddr_storage`, so the largest
-/// datagram accepted is `RECV_BUF_SIZE - 144` bytes; longer ones arrive
-/// truncated and are dropped (and counted).
-pub const RECV_BUF_SIZE: u32 = 9216;
-/// Sends in flight per worker.
-pub const SEND_SLOTS: u32 = 1024;
 /// Hand-offs waiting in one worker's inbox; past it they are dropped.
 pub const INBOX_CAPACITY: usize = 16384;
 /// Hand-offs drained per loop turn (the rest wait for the next turn).
 const INBOX_BATCH: usize = 4096;
 /// Longest single wait, so that a lost wake-up costs at most this.
-const MAX_WAIT: Duration = Duration::from_millis(500);
-/// How long an exiting worker waits for its receive to be cancelled and
-/// its sends to complete before it leaks their memory instead.
-const EXIT_WAIT: Duration = Duration::from_secs(1);
-/// Consecutive receive errors (other than `ENOBUFS`) that end the worker.
-const MAX_RECV_ERRORS: u32 = 64;
-/// Buffer group id of the receive buffer ring.
-const BGID: u16 = 0;
+pub const MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// Which I/O backend the workers run (the same for every worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring (Linux 6.0+): [`super::uring_worker`].
+    Uring,
+    /// `recvmmsg`/`sendmmsg` with `ppoll`: [`super::mmsg`].
+    Mmsg,
+}
 
 /// A datagram received by one worker and owned by another's shard.
 #[derive(Debug)]
@@ -76,16 +63,70 @@ pub struct Handoff {
 /// One worker's inbox of hand-offs.
 #[derive(Debug)]
 pub struct Inbox {
-    queue: ArrayQueue<Handoff>,
+    pub queue: ArrayQueue<Handoff>,
     /// Set by a sender that has sent (or is about to send) a wake-up the
     /// owner has not consumed yet; cleared by the owner before draining.
-    notified: AtomicBool,
+    pub notified: AtomicBool,
 }
 
 impl Inbox {
     pub fn new(capacity: usize) -> Inbox {
         Inbox { queue: ArrayQueue::new(capacity.max(1)), notified: AtomicBool::new(false) }
     }
+}
+
+/// How to wake a worker that may be blocked waiting for I/O.
+#[derive(Debug)]
+pub enum Waker {
+    /// A duplicate of the worker's io_uring fd: the target of a
+    /// `MsgRingData` (kernel 5.18), which completes in the sleeping ring.
+    Ring(OwnedFd),
+    /// An eventfd the worker polls (the mmsg backend).
+    Event(OwnedFd),
+}
+
+impl Waker {
+    /// Wakes an [`Waker::Event`] worker with one `write`. A ring worker
+    /// needs a `MsgRingData` from a ring instead: `Ok(false)`.
+    pub fn wake_event(&self) -> io::Result<bool> {
+        let Waker::Event(fd) = self else {
+            return Ok(false);
+        };
+        eventfd_add(fd, 1)?;
+        Ok(true)
+    }
+}
+
+/// Creates a non-blocking eventfd.
+pub fn new_eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a negative return is an error.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `n` to an eventfd's counter. A full counter (`EAGAIN`) already
+/// means "wake up", so it counts as success.
+pub fn eventfd_add(fd: &OwnedFd, n: u64) -> io::Result<()> {
+    let v = n.to_ne_bytes();
+    // SAFETY: `v` is 8 readable bytes, as eventfd writes require.
+    let rc = unsafe { libc::write(fd.as_raw_fd(), v.as_ptr().cast(), v.len()) };
+    if rc == 8 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EAGAIN) { Ok(()) } else { Err(e) }
+}
+
+/// Resets an eventfd's counter (non-blocking read).
+pub fn eventfd_clear(fd: &OwnedFd) {
+    let mut v = [0u8; 8];
+    // SAFETY: `v` is 8 writable bytes; the fd is non-blocking, so an
+    // empty counter returns EAGAIN, which is fine.
+    let _ = unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), v.len()) };
 }
 
 /// What all workers share once they are all set up. Read-only apart from
@@ -96,24 +137,25 @@ pub struct Peers {
     pub stop: AtomicBool,
     /// Inbox of worker `i`.
     pub inboxes: Box<[Inbox]>,
-    /// Duplicates of every worker's ring fd (`MsgRingData` targets). They
-    /// keep each ring alive until the last worker is gone, so a late wake
-    /// never lands on a reused fd number.
-    pub ring_fds: Box<[OwnedFd]>,
+    /// How to wake worker `i`. The fds are duplicates that stay open until
+    /// the last worker is gone, so a late wake never lands on a reused fd.
+    pub wakers: Box<[Waker]>,
 }
 
-/// What a worker reports once its ring and shard exist.
+/// What a worker reports once its backend and shard exist.
 #[derive(Debug)]
 pub struct Ready {
-    pub ring_fd: OwnedFd,
+    pub waker: Waker,
     pub stats: Arc<ShardStats>,
-    pub mode: RingMode,
+    /// The backend as set up, for the start-up log line.
+    pub mode: &'static str,
 }
 
 /// Everything a worker thread starts with.
 pub struct WorkerInit {
     pub id: u16,
     pub n: u16,
+    pub backend: Backend,
     pub socket: UdpSocket,
     pub cfg: Arc<Config>,
     pub wall: WallClock,
@@ -163,10 +205,28 @@ pub fn block_shutdown_signals() {
     }
 }
 
+/// One I/O backend's per-worker state, driven by [`run`].
+pub trait Io: Sized {
+    /// Sets the backend up on the worker thread (rings are bound to the
+    /// thread that creates them). Returns the waker peers use and a name.
+    fn new(id: u16, socket: UdpSocket) -> Result<(Self, Waker, &'static str), String>;
+    /// The loop, until the shard has drained after a shutdown.
+    fn run(&mut self, core: &mut Core) -> io::Result<()>;
+    /// Ends in-flight operations before the memory they use is freed.
+    fn finish(self, core: &mut Core);
+}
+
 /// The worker thread's body. Returns an error text if the worker failed.
 pub fn run(init: WorkerInit) -> Result<(), String> {
+    match init.backend {
+        Backend::Uring => run_with::<super::uring_worker::UringIo>(init),
+        Backend::Mmsg => run_with::<super::mmsg::MmsgIo>(init),
+    }
+}
+
+fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit { id, n, socket, cfg, wall, cpu, grace, ready, go } = init;
+    let WorkerInit { id, n, backend: _, socket, cfg, wall, cpu, grace, ready, go } = init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -176,12 +236,14 @@ pub fn run(init: WorkerInit) -> Result<(), String> {
         }
     }
     let now = Instant::now();
-    let mut worker = match Worker::new(id, n, socket, cfg, wall, now) {
-        Ok((w, r)) => {
+    let (mut backend, shard) = match B::new(id, socket) {
+        Ok((backend, waker, mode)) => {
+            let shard = Shard::new(id, n, cfg, wall, now);
+            let r = Ready { waker, stats: shard.stats().clone(), mode };
             if ready.send((id, Ok(r))).is_err() {
                 return Err("start-up aborted".into());
             }
-            w
+            (backend, shard)
         }
         Err(e) => {
             let _ = ready.send((id, Err(e.clone())));
@@ -192,273 +254,40 @@ pub fn run(init: WorkerInit) -> Result<(), String> {
         Ok(Some(p)) => p,
         _ => return Ok(()), // another worker failed; nothing was started
     };
-    worker.peers = Some(peers);
-    let result = worker.run(grace);
-    worker.finish();
+    let mut core = Core::new(id, n, shard, peers, grace);
+    let result = backend.run(&mut core);
+    backend.finish(&mut core);
     result.map_err(|e| format!("worker {id}: {e}"))
 }
 
-/// Queues one SQE on `ring`, submitting first if the queue is full.
-fn push_sqe(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
-    // SAFETY: every SQE built by a worker points only at memory that
-    // outlives its operation (see the buffer lifetime rule in `io::uring`).
-    if unsafe { ring.submission().push(e) }.is_ok() {
-        return Ok(());
-    }
-    ring.submit()?;
-    // SAFETY: as above.
-    unsafe { ring.submission().push(e) }.map_err(|_| io::Error::other("submission queue full"))
-}
-
-/// A worker's state. Field order is drop order: the ring is closed before
-/// the buffers, slab and socket it refers to are freed. Closing alone does
-/// not wait for the kernel, so [`Worker::finish`] first waits for every
-/// operation to end (or leaks the memory if they do not).
-struct Worker {
-    ring: IoUring,
-    bufs: BufRing,
-    slab: SendSlab,
-    recv_hdr: Box<libc::msghdr>,
-    socket: UdpSocket,
-    shard: Shard,
-    stats: Arc<ShardStats>,
-    peers: Option<Arc<Peers>>,
-    id: u16,
-    n: u16,
-    recv_armed: bool,
-    recv_errors: u32,
-    /// Peers to wake with `MsgRingData` at the end of this turn.
+/// The backend-independent half of a worker: its shard and its place among
+/// the peers.
+pub struct Core {
+    pub shard: Shard,
+    pub stats: Arc<ShardStats>,
+    pub peers: Arc<Peers>,
+    pub id: u16,
+    pub n: u16,
+    /// Peers to wake at the end of this turn.
     wake: Vec<bool>,
-    /// Completions copied out of the CQ this turn.
-    cqes: Vec<cqueue::Entry>,
-    /// `poll_transmit` may have more: the slab was full.
-    transmit_blocked: bool,
     /// Work is left for the next turn: do not sleep.
-    busy: bool,
+    pub busy: bool,
+    /// Set once shutdown has started: when the worker gives up draining.
+    deadline: Option<Instant>,
+    grace: Duration,
 }
 
-impl Worker {
-    fn new(
-        id: u16,
-        n: u16,
-        socket: UdpSocket,
-        cfg: Arc<Config>,
-        wall: WallClock,
-        now: Instant,
-    ) -> Result<(Worker, Ready), String> {
-        let (ring, mode) = new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
-        let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, BGID).map_err(|e| format!("buffer ring memory: {e}"))?;
-        // SAFETY: `bufs` is stored in the same Worker after `ring`, so the
-        // ring is dropped (closed) before the buffer memory is unmapped;
-        // `finish` also waits for the receive to end first.
-        unsafe { bufs.register(&ring) }.map_err(|e| format!("register_buf_ring (kernel 5.19+): {e}"))?;
-        // SAFETY: the ring's fd is open for as long as `ring` lives, which
-        // covers this borrow; the duplicate is an independent descriptor.
-        let ring_fd = unsafe { BorrowedFd::borrow_raw(ring.as_raw_fd()) }
-            .try_clone_to_owned()
-            .map_err(|e| format!("dup of ring fd: {e}"))?;
-        // SAFETY: all-zero is a valid msghdr; only the name length matters
-        // for a multishot receive.
-        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        recv_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let shard = Shard::new(id, n, cfg, wall, now);
+impl Core {
+    fn new(id: u16, n: u16, shard: Shard, peers: Arc<Peers>, grace: Duration) -> Core {
         let stats = shard.stats().clone();
-        let ready = Ready { ring_fd, stats: stats.clone(), mode };
-        let w = Worker {
-            ring,
-            bufs,
-            slab: SendSlab::new(SEND_SLOTS),
-            recv_hdr,
-            socket,
-            shard,
-            stats,
-            peers: None,
-            id,
-            n,
-            recv_armed: false,
-            recv_errors: 0,
-            wake: vec![false; usize::from(n)],
-            cqes: Vec::with_capacity(CQ_ENTRIES as usize),
-            transmit_blocked: false,
-            busy: false,
-        };
-        Ok((w, ready))
+        Core { shard, stats, peers, id, n, wake: vec![false; usize::from(n)], busy: false, deadline: None, grace }
     }
 
-    /// Queues one SQE, submitting first if the queue is full.
-    fn push(&mut self, e: &squeue::Entry) -> io::Result<()> {
-        push_sqe(&mut self.ring, e)
-    }
-
-    /// Arms the multishot receive (kernel 6.0).
-    fn arm_recv(&mut self) -> io::Result<()> {
-        let e = opcode::RecvMsgMulti::new(types::Fd(self.socket.as_raw_fd()), &*self.recv_hdr, self.bufs.bgid())
-            .build()
-            .user_data(UD_RECV);
-        self.push(&e)?;
-        self.recv_armed = true;
-        Ok(())
-    }
-
-    fn run(&mut self, grace: Duration) -> io::Result<()> {
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let now = Instant::now();
-            self.busy = false;
-            self.take_completions(now)?;
-            self.drain_inbox(now);
-            if let Some(t) = self.shard.poll_timeout()
-                && t <= now
-            {
-                self.shard.handle_timeout(now);
-            }
-            let stop = self.peers.as_ref().is_none_or(|p| p.stop.load(Ordering::Acquire));
-            if deadline.is_none() && stop {
-                info!(worker = self.id, grace_s = grace.as_secs_f64(), "worker shutting down");
-                self.shard.shutdown(now);
-                deadline = Some(now + grace);
-            }
-            self.flush_transmits()?;
-            self.flush_wakes()?;
-            if !self.recv_armed {
-                self.arm_recv()?;
-            }
-            if let Some(d) = deadline {
-                if self.shard.is_drained() && self.slab.in_flight() == 0 && !self.transmit_blocked {
-                    info!(worker = self.id, "worker drained");
-                    return Ok(());
-                }
-                if now >= d {
-                    warn!(worker = self.id, "shutdown grace elapsed before the shard drained");
-                    return Ok(());
-                }
-            }
-            let wait = if self.busy {
-                Duration::ZERO
-            } else {
-                let mut until = now + MAX_WAIT;
-                if let Some(t) = self.shard.poll_timeout() {
-                    until = until.min(t);
-                }
-                if let Some(d) = deadline {
-                    until = until.min(d);
-                }
-                until.saturating_duration_since(now)
-            };
-            self.submit_and_wait(wait)?;
-        }
-    }
-
-    /// Submits every queued SQE and waits up to `wait` for a completion.
-    fn submit_and_wait(&mut self, wait: Duration) -> io::Result<()> {
-        let ts = types::Timespec::from(wait);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                // ETIME: the wait timed out. EINTR: a signal. EBUSY/EAGAIN:
-                // completions must be reaped first (the next turn does).
-                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
-                _ => Err(e),
-            },
-        }
-    }
-
-    fn take_completions(&mut self, now: Instant) -> io::Result<()> {
-        let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.clear();
-        cqes.extend(self.ring.completion());
-        if cqes.len() == cqes.capacity() {
-            self.busy = true;
-        }
-        for cqe in &cqes {
-            let ud = cqe.user_data();
-            match ud & UD_TAG_MASK {
-                UD_RECV => self.on_recv(now, cqe)?,
-                UD_SEND => self.on_send(ud as u32, cqe.result()),
-                UD_WAKE => {} // the inbox is drained every turn
-                UD_MSG_SENT if cqe.result() < 0 => {
-                    let e = io::Error::from_raw_os_error(-cqe.result());
-                    debug!(worker = self.id, error = %e, "MsgRing wake failed");
-                }
-                _ => {}
-            }
-        }
-        self.cqes = cqes;
-        self.bufs.publish();
-        Ok(())
-    }
-
-    fn on_send(&mut self, slot: u32, res: i32) {
-        if res >= 0 {
-            self.stats.datagrams_out.inc();
-        } else {
-            self.stats.send_errors.inc();
-            debug!(worker = self.id, error = %io::Error::from_raw_os_error(-res), "send failed");
-        }
-        if let Some(payload) = self.slab.complete(slot) {
-            self.shard.recycle(payload);
-        }
-    }
-
-    fn on_recv(&mut self, now: Instant, cqe: &cqueue::Entry) -> io::Result<()> {
-        let flags = cqe.flags();
-        if !cqueue::more(flags) {
-            self.recv_armed = false; // re-armed at the end of the turn
-        }
-        let res = cqe.result();
-        if res < 0 {
-            let errno = -res;
-            match errno {
-                libc::ENOBUFS => debug!(worker = self.id, "receive buffers exhausted; re-arming"),
-                libc::ECANCELED | libc::EINTR => {}
-                _ => {
-                    self.recv_errors += 1;
-                    let e = io::Error::from_raw_os_error(errno);
-                    warn!(worker = self.id, error = %e, "receive failed");
-                    if self.recv_errors >= MAX_RECV_ERRORS {
-                        return Err(io::Error::new(
-                            e.kind(),
-                            format!(
-                                "multishot recvmsg keeps failing (needs Linux 6.0+; the recvmmsg \
-                                 fallback backend is not implemented yet): {e}"
-                            ),
-                        ));
-                    }
-                }
-            }
-            return Ok(());
-        }
-        let Some(bid) = cqueue::buffer_select(flags) else {
-            return Ok(());
-        };
-        self.recv_errors = 0;
-        self.on_datagram(now, bid, res as usize);
-        // The datagram has been handled or copied: the buffer goes back.
-        self.bufs.recycle(bid);
-        Ok(())
-    }
-
-    fn on_datagram(&mut self, now: Instant, bid: u16, len: usize) {
-        let Worker { bufs, recv_hdr, shard, stats, peers, id, n, wake, .. } = self;
+    /// Handles one received datagram from `src`: to our shard, or copied
+    /// into its owner's inbox.
+    pub fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        let Core { shard, stats, peers, id, n, wake, .. } = self;
         stats.datagrams_in.inc();
-        let Some(buf) = bufs.buffer(bid, len) else {
-            stats.dropped.inc();
-            return;
-        };
-        let Ok(out) = types::RecvMsgOut::parse(buf, recv_hdr) else {
-            stats.dropped.inc();
-            return;
-        };
-        if out.is_payload_truncated() || out.is_name_data_truncated() {
-            stats.dropped.inc();
-            return;
-        }
-        let Some(src) = read_sockaddr(out.name_data()) else {
-            stats.dropped.inc();
-            return;
-        };
-        let data = out.payload_data();
         if *n <= 1 {
             shard.handle(now, src, data);
             return;
@@ -473,7 +302,6 @@ impl Worker {
         };
         match route::owner(&msg, *n) {
             Owner::Shard(s) if s != *id => {
-                let Some(peers) = peers.as_ref() else { return };
                 let Some(inbox) = peers.inboxes.get(usize::from(s)) else {
                     shard.handle_message(now, src, &msg);
                     return;
@@ -492,9 +320,10 @@ impl Worker {
         }
     }
 
-    fn drain_inbox(&mut self, now: Instant) {
-        let Worker { peers, shard, stats, id, busy, .. } = self;
-        let Some(inbox) = peers.as_ref().and_then(|p| p.inboxes.get(usize::from(*id))) else {
+    /// Hands this turn's share of the inbox to the shard.
+    pub fn drain_inbox(&mut self, now: Instant) {
+        let Core { peers, shard, stats, id, busy, .. } = self;
+        let Some(inbox) = peers.inboxes.get(usize::from(*id)) else {
             return;
         };
         inbox.notified.store(false, Ordering::SeqCst);
@@ -509,106 +338,60 @@ impl Worker {
         *busy = true;
     }
 
-    /// Turns pending transmits into `SendMsg` SQEs while send slots last.
-    fn flush_transmits(&mut self) -> io::Result<()> {
-        self.transmit_blocked = false;
-        let fd = self.socket.as_raw_fd();
-        loop {
-            if !self.slab.has_free() {
-                self.transmit_blocked = true;
-                return Ok(());
-            }
-            let Some(t) = self.shard.poll_transmit() else {
-                return Ok(());
-            };
-            let (slot, hdr) = match self.slab.prepare(t.dst, t.payload) {
-                Ok(x) => x,
-                Err(payload) => {
-                    self.shard.recycle(payload);
-                    self.transmit_blocked = true;
-                    return Ok(());
-                }
-            };
-            // `hdr` points into the slab slot, untouched until the CQE.
-            let e = opcode::SendMsg::new(types::Fd(fd), hdr).build().user_data(UD_SEND | u64::from(slot));
-            self.push(&e)?;
+    /// Runs due timers, and starts the shutdown once it is asked for.
+    pub fn run_timers(&mut self, now: Instant) {
+        if let Some(t) = self.shard.poll_timeout()
+            && t <= now
+        {
+            self.shard.handle_timeout(now);
+        }
+        if self.deadline.is_none() && self.peers.stop.load(Ordering::Acquire) {
+            info!(worker = self.id, grace_s = self.grace.as_secs_f64(), "worker shutting down");
+            self.shard.shutdown(now);
+            self.deadline = Some(now + self.grace);
         }
     }
 
-    /// Sends the `MsgRingData` wake-ups (kernel 5.18) queued this turn.
-    fn flush_wakes(&mut self) -> io::Result<()> {
-        let Worker { ring, peers, wake, id, .. } = self;
-        let Some(peers) = peers.as_ref() else {
-            return Ok(());
+    /// Takes the peers marked for a wake-up this turn.
+    pub fn take_wakes(&mut self) -> impl Iterator<Item = (usize, &Waker)> + '_ {
+        let wakers = &self.peers.wakers;
+        self.wake
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(s, flag)| if std::mem::take(flag) { wakers.get(s).map(|w| (s, w)) } else { None })
+    }
+
+    /// Whether the worker should leave its loop: shutting down and either
+    /// drained (with `io_idle`: nothing of ours left in flight) or out of
+    /// grace.
+    pub fn should_exit(&self, now: Instant, io_idle: bool) -> bool {
+        let Some(d) = self.deadline else {
+            return false;
         };
-        for (s, flag) in wake.iter_mut().enumerate() {
-            if !std::mem::take(flag) {
-                continue;
-            }
-            let Some(fd) = peers.ring_fds.get(s) else {
-                continue;
-            };
-            let e = opcode::MsgRingData::new(types::Fd(fd.as_raw_fd()), i32::from(*id), UD_WAKE, None)
-                .build()
-                .user_data(UD_MSG_SENT);
-            push_sqe(ring, &e)?;
+        if self.shard.is_drained() && io_idle {
+            info!(worker = self.id, "worker drained");
+            return true;
         }
-        Ok(())
+        if now >= d {
+            warn!(worker = self.id, "shutdown grace elapsed before the shard drained");
+            return true;
+        }
+        false
     }
 
-    /// Ends the receive and waits (bounded) for in-flight operations; if
-    /// they do not end in time, the worker's memory is leaked rather than
-    /// freed under the kernel.
-    fn finish(mut self) {
-        let until = Instant::now() + EXIT_WAIT;
-        if self.recv_armed {
-            let e = opcode::AsyncCancel::new(UD_RECV).build().user_data(UD_CANCEL);
-            if self.push(&e).is_err() {
-                warn!(worker = self.id, "cannot cancel the receive; leaking its buffers");
-                std::mem::forget(self);
-                return;
-            }
+    /// How long the backend may block: zero when busy, else until the next
+    /// timer, the shutdown deadline, or [`MAX_WAIT`].
+    pub fn wait_time(&self, now: Instant) -> Duration {
+        if self.busy {
+            return Duration::ZERO;
         }
-        loop {
-            let now = Instant::now();
-            let mut cqes = std::mem::take(&mut self.cqes);
-            cqes.clear();
-            cqes.extend(self.ring.completion());
-            for cqe in &cqes {
-                let ud = cqe.user_data();
-                match ud & UD_TAG_MASK {
-                    UD_RECV => {
-                        if !cqueue::more(cqe.flags()) {
-                            self.recv_armed = false;
-                        }
-                        if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                            self.bufs.recycle(bid);
-                        }
-                    }
-                    UD_SEND => self.on_send(ud as u32, cqe.result()),
-                    _ => {}
-                }
-            }
-            self.cqes = cqes;
-            if !self.recv_armed && self.slab.in_flight() == 0 {
-                debug!(worker = self.id, "worker exited cleanly");
-                return;
-            }
-            if now >= until {
-                warn!(
-                    worker = self.id,
-                    sends = self.slab.in_flight(),
-                    recv = self.recv_armed,
-                    "operations still in flight at exit; leaking their memory"
-                );
-                std::mem::forget(self);
-                return;
-            }
-            if let Err(e) = self.submit_and_wait(until.saturating_duration_since(now)) {
-                warn!(worker = self.id, error = %e, "io_uring_enter failed at exit; leaking");
-                std::mem::forget(self);
-                return;
-            }
+        let mut until = now + MAX_WAIT;
+        if let Some(t) = self.shard.poll_timeout() {
+            until = until.min(t);
         }
+        if let Some(d) = self.deadline {
+            until = until.min(d);
+        }
+        until.saturating_duration_since(now)
     }
 }

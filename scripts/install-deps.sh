@@ -6,7 +6,9 @@
 #   sipp      (Debian/Ubuntu package: sip-tester) - drives the end-to-end tests in tests/e2e.
 #   kamailio  (Debian/Ubuntu package: kamailio)   - the SIP proxy in front of sipark in
 #             tests/e2e/kamailio.rs (dialog route sets; config in tests/kamailio/).
-# TODO(ebpf issue): clang-19 and libbpf-dev (for ebpf/) will be added here by that issue.
+#   clang-19  (Debian/Ubuntu package: clang-19)   - engine/build.rs compiles the BPF programs in
+#             ebpf/ with it (without it the build succeeds, but with no BPF, and tests/bpf fails).
+#   libbpf-dev (Debian/Ubuntu package: libbpf-dev) - bpf/bpf_helpers.h for those programs.
 set -euo pipefail
 
 # Debian installs kamailio in /usr/sbin, which is not on a normal user's PATH.
@@ -21,9 +23,16 @@ fi
 if ! kamailio_bin >/dev/null; then
     missing+=(kamailio)
 fi
+if ! command -v clang-19 >/dev/null 2>&1; then
+    missing+=(clang-19)
+fi
+if [ ! -f /usr/include/bpf/bpf_helpers.h ]; then
+    missing+=(libbpf-dev)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-deps: all test dependencies present (sipp: $(command -v sipp), kamailio: $(kamailio_bin))"
+    echo "install-deps: all test dependencies present (sipp: $(command -v sipp), kamailio: $(kamailio_bin)," \
+        "clang-19: $(command -v clang-19), libbpf-dev: /usr/include/bpf/bpf_helpers.h)"
     exit 0
 fi
 
@@ -61,8 +70,16 @@ fi
 if ! kamailio_bin >/dev/null; then
     fail "kamailio was installed but no kamailio binary was found"
 fi
+if ! command -v clang-19 >/dev/null 2>&1; then
+    fail "clang-19 was installed but clang-19 is still not on PATH"
+fi
+if [ ! -f /usr/include/bpf/bpf_helpers.h ]; then
+    fail "libbpf-dev was installed but /usr/include/bpf/bpf_helpers.h is still missing"
+fi
 # `sipp -v` exits non-zero; read the versions first so that pipefail does not add a fallback.
 sipp_v=$(sipp -v 2>&1 || true)
 kamailio_v=$("$(kamailio_bin)" -v 2>&1 || true)
+clang_v=$(clang-19 --version 2>&1 || true)
 echo "install-deps: done ($(grep -m1 -o 'SIPp v[^ ]*' <<<"$sipp_v" || echo sipp)," \
-    "$(grep -m1 -o 'kamailio [0-9][^ ]*' <<<"$kamailio_v" || echo kamailio))"
+    "$(grep -m1 -o 'kamailio [0-9][^ ]*' <<<"$kamailio_v" || echo kamailio)," \
+    "$(grep -m1 -o 'clang version [0-9][^ ]*' <<<"$clang_v" || echo clang-19), libbpf-dev)"

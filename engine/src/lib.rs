@@ -6,5 +6,6 @@
 //! * [`io`] is the only code that owns sockets, io_uring rings, threads and
 //!   `Instant::now()`.
 
+pub mod bpf;
 pub mod io;
 pub mod proto;

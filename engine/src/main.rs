@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use sipark::io::{Engine, IoChoice, IoOptions, signal};
-use sipark::proto::config::{self, Config, Limits, TenantMode, TenantPolicy, Timers};
+use sipark::bpf::{self, XdpConfig, XdpMode};
+use sipark::io::{Engine, IoChoice, IoOptions, SteerChoice, signal};
+use sipark::proto::config::{self, Cidr, Config, DatapathPolicy, Limits, RateLimit, TenantMode, TenantPolicy, Timers};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +27,26 @@ enum IoArg {
     Uring,
     /// recvmmsg/sendmmsg: portable, slower.
     Mmsg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SteerArg {
+    /// Steer when BPF is allowed, else warn once and hand off.
+    Auto,
+    /// Steer, or fail to start.
+    On,
+    /// The kernel's hash picks the worker; workers hand off.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum XdpModeArg {
+    /// Native (driver) mode where the driver has it, else generic (skb).
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic mode: works on every interface, after the skb is built.
+    Skb,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,6 +115,29 @@ struct Args {
     /// I/O backend.
     #[arg(long, value_enum, default_value_t = IoArg::Auto)]
     io: IoArg,
+    /// Steer each datagram to the worker that owns its tenant with an
+    /// sk_reuseport BPF program.
+    #[arg(long, value_enum, default_value_t = SteerArg::Auto)]
+    steer: SteerArg,
+    /// Attach the XDP pre-filter to these interfaces (drops non-SIP,
+    /// scanners, blocklisted sources, unknown tenants, tenants over rate).
+    #[arg(long, value_name = "IFACE[,IFACE..]", value_delimiter = ',')]
+    xdp: Vec<String>,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// Default per-tenant limit on out-of-dialog requests, enforced in XDP:
+    /// RATE per second, bursts of BURST (default: RATE). Needs --xdp.
+    #[arg(long, value_name = "RATE[/BURST]")]
+    tenant_rate: Option<RateLimit>,
+    /// Drop datagrams from this source network in XDP (repeatable; the
+    /// tenants file's `block` list adds to it). Needs --xdp.
+    #[arg(long, value_name = "CIDR")]
+    block: Vec<Cidr>,
+    /// Also drop requests whose User-Agent starts with this (case-insensitive;
+    /// repeatable; added to the built-in scanner list). Needs --xdp.
+    #[arg(long, value_name = "PREFIX")]
+    scanner_ua: Vec<String>,
     /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,
@@ -120,6 +164,7 @@ fn check_fac(flag: &str, v: &str) -> Result<(), String> {
 /// Everything derived from the flags before any socket is bound.
 struct Plan {
     io: IoOptions,
+    xdp_desc: String,
     defaults: TenantPolicy,
     tenants: TenantMode,
     tenants_desc: String,
@@ -174,19 +219,21 @@ fn plan(args: &Args) -> Result<Plan, String> {
         park_timeout: Duration::from_secs(args.park_timeout),
         max_parks_per_ext: args.max_parks_per_ext,
     };
-    let (defaults, tenants, tenants_desc) = match &args.tenants {
-        None => (cli_defaults, TenantMode::Open, "open (every domain)".to_owned()),
+    let (defaults, tenants, tenants_desc, datapath) = match &args.tenants {
+        None => (cli_defaults, TenantMode::Open, "open (every domain)".to_owned(), DatapathPolicy::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("--tenants {}: {e}", path.display()))?;
-            let (d, mode) =
-                config::parse_tenants(&text, cli_defaults).map_err(|e| format!("{}: {e}", path.display()))?;
-            let count = match &mode {
+            let t = config::parse_tenants_file(&text, cli_defaults).map_err(|e| format!("{}: {e}", path.display()))?;
+            let count = match &t.mode {
                 TenantMode::Strict(m) => m.len(),
                 TenantMode::Open => 0,
             };
-            (d, mode, format!("strict ({count} tenant{} from {})", if count == 1 { "" } else { "s" }, path.display()))
+            let desc = format!("strict ({count} tenant{} from {})", if count == 1 { "" } else { "s" }, path.display());
+            (t.defaults, t.mode, desc, t.datapath)
         }
     };
+    let xdp = xdp_config(args, &tenants, datapath)?;
+    let xdp_desc = xdp.as_ref().map_or_else(|| "off".to_owned(), |x| x.ifaces.join(","));
     let io = IoOptions {
         listen: args.listen,
         workers,
@@ -198,8 +245,63 @@ fn plan(args: &Args) -> Result<Plan, String> {
             IoArg::Uring => IoChoice::Uring,
             IoArg::Mmsg => IoChoice::Mmsg,
         },
+        steer: match args.steer {
+            SteerArg::Auto => SteerChoice::Auto,
+            SteerArg::On => SteerChoice::On,
+            SteerArg::Off => SteerChoice::Off,
+        },
+        xdp,
     };
-    Ok(Plan { io, defaults, tenants, tenants_desc })
+    Ok(Plan { io, xdp_desc, defaults, tenants, tenants_desc })
+}
+
+/// The XDP program's settings from the flags and the tenants file; `None`
+/// without `--xdp` (then the XDP-only flags are refused).
+fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Result<Option<XdpConfig>, String> {
+    if args.xdp.is_empty() {
+        let xdp_only = args.tenant_rate.is_some() || !args.block.is_empty() || !args.scanner_ua.is_empty();
+        if xdp_only {
+            return Err("--tenant-rate, --block and --scanner-ua need --xdp".into());
+        }
+        return Ok(None);
+    }
+    if let Err(e) = bpf::objects_built() {
+        return Err(format!("--xdp: {e}"));
+    }
+    if args.xdp.iter().any(|i| i.is_empty() || i.len() > 15) {
+        return Err("--xdp: interface names are 1-15 characters".into());
+    }
+    for ua in &args.scanner_ua {
+        if ua.is_empty() || ua.len() > 32 || !ua.is_ascii() {
+            return Err(format!("--scanner-ua {ua:?}: 1-32 ASCII characters"));
+        }
+    }
+    let rate = |r: RateLimit| bpf::Rate { per_sec: r.per_sec, burst: r.burst };
+    let own: hashbrown::HashMap<&str, RateLimit> = datapath.rates.iter().map(|(d, r)| (d.as_str(), *r)).collect();
+    let (strict, tenants) = match tenants {
+        TenantMode::Open => (false, datapath.rates.iter().map(|(d, r)| (d.clone(), Some(rate(*r)))).collect()),
+        TenantMode::Strict(map) => {
+            (true, map.keys().map(|d| (d.clone(), own.get(d.as_str()).copied().map(rate))).collect())
+        }
+    };
+    let mut block: Vec<(IpAddr, u8)> = args.block.iter().map(|c| (c.addr, c.prefix)).collect();
+    block.extend(datapath.block.iter().map(|c| (c.addr, c.prefix)));
+    let mut scanners: Vec<String> = bpf::DEFAULT_SCANNERS.iter().map(|s| (*s).to_owned()).collect();
+    scanners.extend(args.scanner_ua.iter().map(|s| s.to_ascii_lowercase()));
+    Ok(Some(XdpConfig {
+        ifaces: args.xdp.clone(),
+        mode: match args.xdp_mode {
+            XdpModeArg::Auto => XdpMode::Auto,
+            XdpModeArg::Native => XdpMode::Native,
+            XdpModeArg::Skb => XdpMode::Skb,
+        },
+        ports: Vec::new(),
+        strict,
+        tenants,
+        default_rate: datapath.default_rate.or(args.tenant_rate).map(rate),
+        block,
+        scanners,
+    }))
 }
 
 fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {
@@ -268,6 +370,8 @@ fn main() -> ExitCode {
         workers = plan.io.workers,
         pinned = plan.io.pin,
         io = %engine.io_mode(),
+        steering = engine.steering(),
+        xdp = %plan.xdp_desc,
         tenants = %plan.tenants_desc,
         metrics = %engine.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
         "sipark started"

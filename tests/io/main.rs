@@ -65,7 +65,8 @@ impl Sipark {
             field(&line, "metrics").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no metrics= in {line:?}"));
         assert_ne!(p.listen.port(), 0, "port 0 must be resolved: {line}");
         assert!(line.contains("workers=2"), "start line names the workers: {line}");
-        assert!(line.contains("io_uring"), "start line names the io backend: {line}");
+        assert!(line.contains("io=io_uring"), "start line names the io backend: {line}");
+        assert!(line.contains("steering="), "start line says whether steering is on: {line}");
         assert!(line.contains("tenants="), "start line names the tenants mode: {line}");
         p
     }
@@ -210,9 +211,9 @@ fn options_answered_with_matching_via_and_call_id() {
     assert!(via.contains(&format!("rport={}", local.port())), "rport filled in: {via}");
 }
 
-#[test]
-fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
-    let mut sp = Sipark::start(&[]);
+/// Sends 100 client sockets x one OPTIONS for a domain of each shard, waits until all 200 are
+/// answered (resending the unanswered every 2 s, for at most 10 s), and returns the metrics.
+fn burst_of_options(sp: &Sipark) -> String {
     // Domains of both shards; every client socket sends one of each, so
     // whichever worker its 4-tuple hashes to, one request must be handed
     // over to the other worker.
@@ -274,8 +275,13 @@ fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    sp.scrape()
+}
 
-    let text = sp.scrape();
+#[test]
+fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
+    let mut sp = Sipark::start(&["--steer", "off"]);
+    let text = burst_of_options(&sp);
     let out = sample(&text, "sipark_handoffs_out_total");
     let inn = sample(&text, "sipark_handoffs_in_total");
     assert!(out >= 100, "each client forced at least one hand-off: {out}\n{text}");
@@ -288,7 +294,30 @@ fn burst_over_many_domains_and_sockets_is_all_answered_with_handoffs() {
         assert!(sample(&text, &series) >= 100, "worker {w} answered its shard's domains\n{text}");
     }
     assert!(text.contains("# TYPE sipark_handoffs_out counter"), "{text}");
+    assert!(!text.contains("sipark_steer_datagrams"), "no steering counters with --steer off\n{text}");
 
+    sp.signal(libc::SIGTERM);
+    let status = sp.wait_exit(Duration::from_secs(GRACE_SECS + 5)).unwrap_or_else(|| panic!("no exit after SIGTERM"));
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+}
+
+#[test]
+fn steering_delivers_every_datagram_to_its_owner() {
+    let mut sp = Sipark::start(&["--steer", "on"]);
+    let text = burst_of_options(&sp);
+    assert_eq!(sample(&text, "sipark_handoffs_out_total"), 0, "steered: nothing handed over\n{text}");
+    let ratio: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sipark_handoff_ratio "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sipark_handoff_ratio gauge in:\n{text}"));
+    assert!(ratio < 1e-9, "hand-off ratio {ratio} with steering on\n{text}");
+    for w in 0..2 {
+        let series = format!("sipark_datagrams_in_total{{worker=\"{w}\"}}");
+        assert!(sample(&text, &series) >= 100, "worker {w} received its own shard's requests\n{text}");
+    }
+    let steered = sample(&text, "sipark_steer_datagrams_total{outcome=\"steered\"}");
+    assert!(steered >= 200, "the program chose the socket of every OPTIONS: {steered}\n{text}");
     sp.signal(libc::SIGTERM);
     let status = sp.wait_exit(Duration::from_secs(GRACE_SECS + 5)).unwrap_or_else(|| panic!("no exit after SIGTERM"));
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
@@ -316,7 +345,7 @@ fn domains_per_shard(count: usize) -> [Vec<String>; 2] {
 /// worker, so for one of the two domains every request is a hand-off.
 #[test]
 fn handoff_wakes_the_owner_promptly() {
-    let sp = Sipark::start(&[]);
+    let sp = Sipark::start(&["--steer", "off"]);
     let by_shard = domains_per_shard(1);
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
     sock.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");

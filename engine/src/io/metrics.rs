@@ -88,10 +88,93 @@ impl Collector for ShardCollector {
     }
 }
 
-/// A registry named `sipark` holding the shard collector.
-pub fn registry(stats: Vec<Arc<ShardStats>>) -> Registry {
+/// The data path's own figures: XDP verdicts (summed over CPUs by the
+/// kernel map's reader), steering outcomes, and the engine-wide fraction of
+/// datagrams handed across shards.
+pub struct DatapathCollector {
+    pub stats: Vec<Arc<ShardStats>>,
+    pub xdp: Option<crate::bpf::XdpStats>,
+    pub steer: Option<crate::bpf::SteerStats>,
+}
+
+impl std::fmt::Debug for DatapathCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatapathCollector")
+            .field("xdp", &self.xdp.is_some())
+            .field("steer", &self.steer.is_some())
+            .finish()
+    }
+}
+
+impl Collector for DatapathCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (mut handed, mut received) = (0u64, 0u64);
+        for s in &self.stats {
+            handed += s.handoffs_out.get();
+            received += s.datagrams_in.get();
+        }
+        let ratio = if received == 0 { 0.0 } else { handed as f64 / received as f64 };
+        let mut m = encoder.encode_descriptor(
+            "handoff_ratio",
+            "Fraction of received datagrams handed to another worker since start (steering misses); \
+             windowed: sum(rate(sipark_handoffs_out_total[1m])) / sum(rate(sipark_datagrams_in_total[1m]))",
+            None,
+            MetricType::Gauge,
+        )?;
+        m.encode_gauge(&ratio)?;
+        if let Some(xdp) = &self.xdp {
+            match xdp.read() {
+                Ok(counts) => {
+                    let mut metric = encoder.encode_descriptor(
+                        "xdp_packets",
+                        "Frames seen by the XDP program, by verdict and reason",
+                        None,
+                        MetricType::Counter,
+                    )?;
+                    for (reason, v) in crate::bpf::abi::REASON_NAMES.iter().zip(counts) {
+                        let action = match *reason {
+                            "pass" | "not_ours" | "unparsed" => "pass",
+                            _ => "drop",
+                        };
+                        let labels = [("action", action), ("reason", reason)];
+                        metric.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot read the XDP counters"),
+            }
+        }
+        if let Some(steer) = &self.steer {
+            match steer.read() {
+                Ok((steered, fallback)) => {
+                    let mut metric = encoder.encode_descriptor(
+                        "steer_datagrams",
+                        "Datagrams the sk_reuseport program delivered to their owner's socket (steered) or left \
+                         to the kernel's hash (fallback)",
+                        None,
+                        MetricType::Counter,
+                    )?;
+                    for (outcome, v) in [("steered", steered), ("fallback", fallback)] {
+                        metric
+                            .encode_family(&[("outcome", outcome)])?
+                            .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot read the steering counters"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A registry named `sipark` holding the shard and data-path collectors.
+pub fn registry(
+    stats: Vec<Arc<ShardStats>>,
+    xdp: Option<crate::bpf::XdpStats>,
+    steer: Option<crate::bpf::SteerStats>,
+) -> Registry {
     let mut r = Registry::with_prefix("sipark");
-    r.register_collector(Box::new(ShardCollector::new(stats)));
+    r.register_collector(Box::new(ShardCollector::new(stats.clone())));
+    r.register_collector(Box::new(DatapathCollector { stats, xdp, steer }));
     r
 }
 
@@ -229,21 +312,28 @@ mod tests {
         a.handoffs_out.add(3);
         b.handoffs_out.add(4);
         b.parked.set(2);
-        let text = render(&registry(vec![a, b]));
+        a.datagrams_in.add(10);
+        b.datagrams_in.add(4);
+        let text = render(&registry(vec![a, b], None, None));
         for line in [
             "# TYPE sipark_handoffs_out counter",
             "sipark_handoffs_out_total{worker=\"0\"} 3",
             "sipark_handoffs_out_total{worker=\"1\"} 4",
             "# TYPE sipark_parked gauge",
             "sipark_parked{worker=\"1\"} 2",
-            "sipark_datagrams_in_total{worker=\"0\"} 0",
+            "sipark_datagrams_in_total{worker=\"0\"} 10",
+            "# TYPE sipark_handoff_ratio gauge",
+            "sipark_handoff_ratio 0.5",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "no EOF marker:\n{text}");
+        assert!(!text.contains("sipark_xdp_") && !text.contains("sipark_steer_"), "no BPF series without BPF:\n{text}");
         assert!(
-            !text.lines().any(|l| l.starts_with("sipark_") && !l.contains("worker=")),
-            "an unlabelled sample would be double-counted by sum():\n{text}"
+            !text
+                .lines()
+                .any(|l| l.starts_with("sipark_") && !l.contains("worker=") && !l.starts_with("sipark_handoff_ratio ")),
+            "an unlabelled count would be double-counted by sum():\n{text}"
         );
     }
 
@@ -256,7 +346,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let t = {
             let stop = stop.clone();
-            let reg = registry(vec![stats]);
+            let reg = registry(vec![stats], None, None);
             std::thread::spawn(move || serve(listener, reg, stop))
         };
         let get = |req: &str| -> String {

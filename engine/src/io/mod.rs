@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use io_uring::{IoUring, opcode, types};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::proto::config::Config;
 use crate::proto::shard::WallClock;
@@ -55,6 +55,24 @@ pub struct IoOptions {
     pub shutdown_grace: Duration,
     /// I/O backend.
     pub io: IoChoice,
+    /// sk_reuseport steering.
+    pub steer: SteerChoice,
+    /// The XDP pre-filter to attach (its `ports` are filled in with the
+    /// bound port).
+    pub xdp: Option<crate::bpf::XdpConfig>,
+}
+
+/// `--steer`: whether the sk_reuseport program steers datagrams to the
+/// worker that owns them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerChoice {
+    /// Steer when BPF is allowed; otherwise one warning, and the kernel's
+    /// hash plus cross-shard hand-off.
+    Auto,
+    /// Steer or fail to start.
+    On,
+    /// Kernel hash plus hand-off.
+    Off,
 }
 
 /// `--io`: which backend the workers use.
@@ -84,6 +102,9 @@ pub enum StartError {
          --io mmsg runs without it"
     )]
     Uring { worker: u16, cause: String },
+    /// A BPF program could not be loaded or attached.
+    #[error("{what}: {source}")]
+    Bpf { what: &'static str, source: crate::bpf::BpfError },
     /// The metrics listener could not be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     Metrics { addr: SocketAddr, source: io::Error },
@@ -102,6 +123,9 @@ pub struct Engine {
     stats: Vec<Arc<ShardStats>>,
     workers: Vec<JoinHandle<Result<(), String>>>,
     metrics: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
+    /// Detached when dropped, after the workers have stopped.
+    xdp: Option<crate::bpf::Xdp>,
+    steering: Option<crate::bpf::Steering>,
 }
 
 /// Creates one member of the `SO_REUSEPORT` group on `addr`.
@@ -154,6 +178,35 @@ impl Engine {
             let s = bind_socket(local_addr).map_err(|source| StartError::Bind { addr: local_addr, source })?;
             sockets.push(s);
         }
+        let steering = match opts.steer {
+            SteerChoice::Off => None,
+            // One socket: nothing to steer between.
+            _ if n == 1 => None,
+            choice => match crate::bpf::Steering::attach(&sockets, n) {
+                Ok(s) => Some(s),
+                Err(e) if choice == SteerChoice::Auto => {
+                    warn!(
+                        error = %e,
+                        "BPF steering unavailable: the kernel's hash picks the worker and datagrams are handed \
+                         across shards (--steer off silences this)"
+                    );
+                    None
+                }
+                Err(source) => return Err(StartError::Bpf { what: "--steer on", source }),
+            },
+        };
+        let xdp = match &opts.xdp {
+            None => None,
+            Some(cfg) => {
+                let mut cfg = cfg.clone();
+                cfg.ports = vec![local_addr.port()];
+                let x = crate::bpf::Xdp::attach(&cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?;
+                for (iface, mode) in x.modes() {
+                    info!(%iface, ?mode, "XDP pre-filter attached");
+                }
+                Some(x)
+            }
+        };
         let metrics_listener = match opts.metrics {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?),
             None => None,
@@ -257,7 +310,11 @@ impl Engine {
         if let Some(listener) = metrics_listener {
             metrics_addr = listener.local_addr().ok();
             let stop = Arc::new(AtomicBool::new(false));
-            let registry = metrics::registry(stats.clone());
+            let registry = metrics::registry(
+                stats.clone(),
+                xdp.as_ref().map(crate::bpf::Xdp::stats),
+                steering.as_ref().map(crate::bpf::Steering::stats),
+            );
             let stop2 = stop.clone();
             let h = std::thread::Builder::new()
                 .name("sipark-metrics".into())
@@ -268,7 +325,17 @@ impl Engine {
             }
         }
 
-        Ok(Engine { local_addr, metrics_addr, io_mode, peers, stats, workers: handles, metrics })
+        Ok(Engine { local_addr, metrics_addr, io_mode, peers, stats, workers: handles, metrics, xdp, steering })
+    }
+
+    /// Whether the sk_reuseport program steers datagrams.
+    pub fn steering(&self) -> bool {
+        self.steering.is_some()
+    }
+
+    /// Whether the XDP pre-filter is attached.
+    pub fn xdp(&self) -> bool {
+        self.xdp.is_some()
     }
 
     /// The address the workers are bound to.

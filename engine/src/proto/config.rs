@@ -137,20 +137,112 @@ pub fn advertise_for(listen: SocketAddr, advertise: Option<&str>) -> String {
     }
 }
 
+/// A per-tenant limit on out-of-dialog requests, enforced by the XDP
+/// program: `per_sec` on average, with bursts of `burst` back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_sec: u32,
+    pub burst: u32,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    /// `RATE` or `RATE/BURST` (requests per second; the burst defaults to
+    /// one second's worth).
+    fn from_str(s: &str) -> Result<RateLimit, String> {
+        let (rate, burst) = match s.split_once('/') {
+            Some((r, b)) => (r, Some(b)),
+            None => (s, None),
+        };
+        let per_sec: u32 = rate.trim().parse().map_err(|_| format!("{s:?}: expected RATE or RATE/BURST"))?;
+        let burst = match burst {
+            Some(b) => b.trim().parse().map_err(|_| format!("{s:?}: expected RATE or RATE/BURST"))?,
+            None => per_sec,
+        };
+        RateLimit::new(per_sec, burst).map_err(|e| format!("{s:?}: {e}"))
+    }
+}
+
+impl RateLimit {
+    /// Checks the ranges: 1..=1,000,000 per second, burst 1..=1,000,000.
+    pub fn new(per_sec: u32, burst: u32) -> Result<RateLimit, &'static str> {
+        if per_sec == 0 || per_sec > 1_000_000 {
+            return Err("rate must be 1..=1000000 requests per second");
+        }
+        if burst == 0 || burst > 1_000_000 {
+            return Err("burst must be 1..=1000000 requests");
+        }
+        Ok(RateLimit { per_sec, burst })
+    }
+}
+
+/// An IPv4 or IPv6 network, `ADDR/PREFIX` (a bare address is a host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a.trim().parse().map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: bad prefix"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// What the tenants file says beyond the shards' policies: the data
+/// path's rate limits and blocklist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatapathPolicy {
+    /// `[defaults] rate/burst`: every tenant without its own.
+    pub default_rate: Option<RateLimit>,
+    /// Tenants with their own limit (lowercase domain).
+    pub rates: Vec<(String, RateLimit)>,
+    /// Top-level `block = [...]`.
+    pub block: Vec<Cidr>,
+}
+
+/// Everything a tenants file decides.
+#[derive(Debug, Clone)]
+pub struct Tenants {
+    pub defaults: TenantPolicy,
+    pub mode: TenantMode,
+    pub datapath: DatapathPolicy,
+}
+
 /// The tenants file (TOML).
 ///
 /// ```toml
+/// block = ["198.51.100.0/24", "2001:db8:bad::/48"]   # dropped in XDP
+///
 /// [defaults]
 /// park_timeout = 300        # seconds
 /// max_parks_per_ext = 8
+/// rate = 200                # out-of-dialog requests/s per tenant (XDP)
+/// burst = 400
 ///
 /// [[tenant]]
 /// domain = "acme.example"
 /// park_timeout = 120
+/// rate = 50
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TenantsFile {
+    #[serde(default)]
+    block: Vec<String>,
     #[serde(default)]
     defaults: Option<PolicyFile>,
     #[serde(default)]
@@ -162,6 +254,8 @@ struct TenantsFile {
 struct PolicyFile {
     park_timeout: Option<u64>,
     max_parks_per_ext: Option<u32>,
+    rate: Option<u32>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +264,8 @@ struct TenantEntry {
     domain: String,
     park_timeout: Option<u64>,
     max_parks_per_ext: Option<u32>,
+    rate: Option<u32>,
+    burst: Option<u32>,
 }
 
 /// Why a tenants file was refused.
@@ -187,6 +283,19 @@ pub enum TenantsError {
     /// A value is out of range.
     #[error("tenants file: {0}")]
     Range(&'static str),
+    /// A `block` entry is not a CIDR.
+    #[error("tenants file: block: {0}")]
+    Block(String),
+}
+
+/// `rate` and `burst` as written (burst alone is refused; it defaults to
+/// one second's worth).
+fn rate_of(rate: Option<u32>, burst: Option<u32>) -> Result<Option<RateLimit>, TenantsError> {
+    match (rate, burst) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(TenantsError::Range("burst needs a rate")),
+        (Some(r), b) => RateLimit::new(r, b.unwrap_or(r)).map(Some).map_err(TenantsError::Range),
+    }
 }
 
 fn apply(base: TenantPolicy, timeout: Option<u64>, max: Option<u32>) -> Result<TenantPolicy, TenantsError> {
@@ -209,9 +318,18 @@ fn apply(base: TenantPolicy, timeout: Option<u64>, max: Option<u32>) -> Result<T
 /// Parses the tenants file text into strict mode, starting from `defaults`
 /// (the CLI's values). Returns the defaults it ends up with too.
 pub fn parse_tenants(text: &str, defaults: TenantPolicy) -> Result<(TenantPolicy, TenantMode), TenantsError> {
+    parse_tenants_file(text, defaults).map(|t| (t.defaults, t.mode))
+}
+
+/// [`parse_tenants`] plus the data path's part of the file.
+pub fn parse_tenants_file(text: &str, defaults: TenantPolicy) -> Result<Tenants, TenantsError> {
     let file: TenantsFile = toml::from_str(text)?;
     let d = file.defaults.unwrap_or_default();
     let defaults = apply(defaults, d.park_timeout, d.max_parks_per_ext)?;
+    let mut datapath = DatapathPolicy { default_rate: rate_of(d.rate, d.burst)?, ..DatapathPolicy::default() };
+    for b in &file.block {
+        datapath.block.push(b.parse().map_err(TenantsError::Block)?);
+    }
     let mut map = HashMap::new();
     for t in file.tenant {
         let domain = t.domain.trim().to_ascii_lowercase();
@@ -222,11 +340,14 @@ pub fn parse_tenants(text: &str, defaults: TenantPolicy) -> Result<(TenantPolicy
             return Err(TenantsError::BadDomain(t.domain));
         }
         let policy = apply(defaults, t.park_timeout, t.max_parks_per_ext)?;
+        if let Some(r) = rate_of(t.rate, t.burst)? {
+            datapath.rates.push((domain.clone(), r));
+        }
         if map.insert(domain.clone(), policy).is_some() {
             return Err(TenantsError::Duplicate(domain));
         }
     }
-    Ok((defaults, TenantMode::Strict(map)))
+    Ok(Tenants { defaults, mode: TenantMode::Strict(map), datapath })
 }
 
 #[cfg(test)]
@@ -266,5 +387,43 @@ mod tests {
         let range = "[[tenant]]\ndomain='a'\npark_timeout=0\n";
         assert!(matches!(parse_tenants(range, base), Err(TenantsError::Range(_))));
         assert!(matches!(parse_tenants("nonsense = [", base), Err(TenantsError::Toml(_))));
+        let burst_alone = "[[tenant]]\ndomain='a'\nburst=5\n";
+        assert!(matches!(parse_tenants(burst_alone, base), Err(TenantsError::Range(_))));
+        let zero_rate = "[defaults]\nrate=0\n";
+        assert!(matches!(parse_tenants(zero_rate, base), Err(TenantsError::Range(_))));
+        let bad_block = "block = ['10.0.0.0/33']\n";
+        assert!(matches!(parse_tenants(bad_block, base), Err(TenantsError::Block(_))));
+    }
+
+    #[test]
+    fn tenants_file_datapath_part() {
+        let text = r#"
+            block = ["198.51.100.0/24", "2001:db8:bad::/48", "192.0.2.7"]
+            [defaults]
+            rate = 200
+            burst = 400
+            [[tenant]]
+            domain = "Acme.Example"
+            rate = 50
+            [[tenant]]
+            domain = "beta.example"
+        "#;
+        let t = parse_tenants_file(text, Config::default().defaults).expect("parses");
+        assert_eq!(t.datapath.default_rate, Some(RateLimit { per_sec: 200, burst: 400 }));
+        assert_eq!(t.datapath.rates, vec![("acme.example".to_owned(), RateLimit { per_sec: 50, burst: 50 })]);
+        let block: Vec<String> = t.datapath.block.iter().map(|c| format!("{}/{}", c.addr, c.prefix)).collect();
+        assert_eq!(block, ["198.51.100.0/24", "2001:db8:bad::/48", "192.0.2.7/32"]);
+    }
+
+    #[test]
+    fn rate_and_cidr_flags() {
+        assert_eq!("100".parse::<RateLimit>(), Ok(RateLimit { per_sec: 100, burst: 100 }));
+        assert_eq!("100/20".parse::<RateLimit>(), Ok(RateLimit { per_sec: 100, burst: 20 }));
+        assert!("0".parse::<RateLimit>().is_err());
+        assert!("x/2".parse::<RateLimit>().is_err());
+        assert_eq!("10.1.0.0/16".parse::<Cidr>().map(|c| c.prefix), Ok(16));
+        assert_eq!("::1".parse::<Cidr>().map(|c| c.prefix), Ok(128));
+        assert!("10.0.0.0/40".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
     }
 }

@@ -288,6 +288,13 @@ fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Re
     block.extend(datapath.block.iter().map(|c| (c.addr, c.prefix)));
     let mut scanners: Vec<String> = bpf::DEFAULT_SCANNERS.iter().map(|s| (*s).to_owned()).collect();
     scanners.extend(args.scanner_ua.iter().map(|s| s.to_ascii_lowercase()));
+    if scanners.len() > bpf::abi::N_SCANNERS {
+        return Err(format!(
+            "--scanner-ua: at most {} in addition to the {} built-in signatures",
+            bpf::abi::N_SCANNERS - bpf::DEFAULT_SCANNERS.len(),
+            bpf::DEFAULT_SCANNERS.len()
+        ));
+    }
     Ok(Some(XdpConfig {
         ifaces: args.xdp.clone(),
         mode: match args.xdp_mode {

@@ -300,9 +300,11 @@ impl Engine {
         let mut engine = Engine { child: Some(child), addr, log };
         engine.wait_ready(ctx);
         let want: &[&str] = match ctx.variant {
-            Variant::Default => &["io=io_uring"],
-            Variant::Mmsg => &["io=recvmmsg/sendmmsg"],
-            Variant::Restricted => &["io_uring unavailable", "io=recvmmsg/sendmmsg"],
+            Variant::Default => &["io=io_uring", "steering=true"],
+            Variant::Mmsg => &["io=recvmmsg/sendmmsg", "steering=true"],
+            Variant::Restricted => {
+                &["io_uring unavailable", "io=recvmmsg/sendmmsg", "BPF steering unavailable", "steering=false"]
+            }
         };
         // The workers answer before the main thread logs "sipark started".
         let until = Instant::now() + Duration::from_secs(5);

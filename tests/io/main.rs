@@ -408,6 +408,30 @@ fn bad_flags_and_config_exit_2() {
         &["--park-fac", "*68", "--retrieve-fac", "*68"],
         &["--t1-ms", "0"],
         &["--no-such-flag"],
+        &["--io", "epoll"],
+        &["--steer", "maybe"],
+        &["--tenant-rate", "100"],
+        &["--block", "10.0.0.0/8"],
+        &["--xdp", "lo", "--block", "10.0.0.0/40"],
+        &["--xdp", "lo", "--tenant-rate", "0"],
+        // 11 built-in signatures + 6 > the 16 slots of the map.
+        &[
+            "--xdp",
+            "lo",
+            "--scanner-ua",
+            "a1",
+            "--scanner-ua",
+            "b2",
+            "--scanner-ua",
+            "c3",
+            "--scanner-ua",
+            "d4",
+            "--scanner-ua",
+            "e5",
+            "--scanner-ua",
+            "f6",
+        ],
+        &["--xdp", "an-interface-name-too-long"],
     ];
     for args in cases {
         let out = Command::new(BIN)

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use io_uring::{IoUring, opcode, types};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::proto::config::Config;
 use crate::proto::shard::WallClock;
@@ -200,11 +200,8 @@ impl Engine {
             Some(cfg) => {
                 let mut cfg = cfg.clone();
                 cfg.ports = vec![local_addr.port()];
-                let x = crate::bpf::Xdp::attach(&cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?;
-                for (iface, mode) in x.modes() {
-                    info!(%iface, ?mode, "XDP pre-filter attached");
-                }
-                Some(x)
+                // Logs each interface's attach mode itself.
+                Some(crate::bpf::Xdp::attach(&cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?)
             }
         };
         let metrics_listener = match opts.metrics {

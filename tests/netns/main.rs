@@ -73,7 +73,7 @@ fn xdp_drops_never_reach_userspace() {
         &["--xdp", &topo.if_a, "--tenants", &file_s, "--block", &blocked_cli],
         "acme.example",
     );
-    sp.wait_log("XDP pre-filter attached", Duration::from_secs(1));
+    sp.wait_log("XDP filter attached", Duration::from_secs(1));
     assert!(!sp.started.contains("xdp=off"), "started with --xdp, yet: {}", sp.started);
     let dst = sp.sip;
     let m0 = sp.scrape(&topo);

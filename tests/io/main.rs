@@ -65,7 +65,8 @@ impl Sipark {
             field(&line, "metrics").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no metrics= in {line:?}"));
         assert_ne!(p.listen.port(), 0, "port 0 must be resolved: {line}");
         assert!(line.contains("workers=2"), "start line names the workers: {line}");
-        assert!(line.contains("io=io_uring"), "start line names the io backend: {line}");
+        let backend = if extra.contains(&"mmsg") { "io=recvmmsg/sendmmsg" } else { "io=io_uring" };
+        assert!(line.contains(backend), "start line names the io backend ({backend}): {line}");
         assert!(line.contains("steering="), "start line says whether steering is on: {line}");
         assert!(line.contains("tenants="), "start line names the tenants mode: {line}");
         p
@@ -345,7 +346,17 @@ fn domains_per_shard(count: usize) -> [Vec<String>; 2] {
 /// worker, so for one of the two domains every request is a hand-off.
 #[test]
 fn handoff_wakes_the_owner_promptly() {
-    let sp = Sipark::start(&["--steer", "off"]);
+    handoff_wakes_the_owner(&["--steer", "off"]);
+}
+
+/// The same with the mmsg backend, whose workers sleep in ppoll and are woken through an eventfd.
+#[test]
+fn handoff_wakes_the_owner_promptly_mmsg() {
+    handoff_wakes_the_owner(&["--steer", "off", "--io", "mmsg"]);
+}
+
+fn handoff_wakes_the_owner(extra: &[&str]) {
+    let sp = Sipark::start(extra);
     let by_shard = domains_per_shard(1);
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
     sock.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");

@@ -47,6 +47,11 @@
 /* sipark_cfg.flags */
 #define SIPARK_FLAG_STRICT 1u
 
+/* Bucket key of REGISTERs whose Request-URI host is not a tenant. Not a
+ * tenant hash of any served domain in practice (user space refuses a
+ * tenants file whose domain hashes to it). */
+#define SIPARK_UNATTRIBUTED 0u
+
 #define SIPARK_FNV_OFFSET 0x811c9dc5u
 #define SIPARK_FNV_PRIME 0x01000193u
 

@@ -275,8 +275,9 @@ __noinline int sipark_is_scanner(const struct sipark_scratch *s, __u32 len)
 
 /*
  * GCRA admission for tenant h: interval = 1e9/rate ns, allowance =
- * burst * interval. tat = max(bucket.tat, now); over allowance: refuse;
- * else tat += interval.
+ * (burst - 1) * interval, so that exactly `burst` requests pass back to
+ * back. tat = max(bucket.tat, now); over allowance: refuse; else
+ * tat += interval.
  *
  * Racy by design across CPUs (no spin lock): two CPUs may both read an
  * old tat, both store now, and both add their interval; at worst a few
@@ -286,7 +287,7 @@ static __always_inline int sipark_admit(__u32 h, __u32 rate, __u32 burst)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 interval = 1000000000ull / rate;
-	__u64 allowance = (__u64)burst * interval;
+	__u64 allowance = burst ? (__u64)(burst - 1) * interval : 0;
 	struct sipark_bucket *b = bpf_map_lookup_elem(&sipark_buckets, &h);
 	__u64 tat;
 
@@ -446,16 +447,27 @@ int sipark_xdp(struct xdp_md *ctx)
 	/* 5. Requests: the Request-URI names the tenant, or one of our dialogs.
 	 * An unreadable Request-URI counts as the empty host (as a tel: URI
 	 * does in route.rs), so it is refused in strict mode and rate-limited
-	 * under the default rate otherwise. REGISTER uses the Request-URI host
-	 * too, where route.rs uses the To host: a registrar request's R-URI is
-	 * the registrar's domain, which is the To domain (RFC 3261 10.2). */
+	 * under the default rate otherwise. */
 	route = sipark_ruri_route(s, (__u32)start, plen);
 	if (route != SIPARK_RURI_INVALID && SIPARK_RURI_KIND(route) == SIPARK_RURI_DIALOG)
 		return verdict(SIPARK_PASS);
 	h = route == SIPARK_RURI_INVALID ? SIPARK_FNV_OFFSET : SIPARK_RURI_VALUE(route);
 	tenant = bpf_map_lookup_elem(&sipark_tenants, &h);
-	if (!tenant && (cfg->flags & SIPARK_FLAG_STRICT))
+	if (!tenant && start == 9 && sipark_at(s, 0) == 'R') {
+		/* REGISTER: route.rs takes the tenant from the To host, and a
+		 * phone may register to the registrar's own address. A REGISTER
+		 * whose R-URI host is not a tenant is left to the shard (which
+		 * answers 404 by its To host), through one shared bucket at the
+		 * default rate so that such REGISTERs cannot flood it. */
+		h = SIPARK_UNATTRIBUTED;
+	} else if (!tenant && (cfg->flags & SIPARK_FLAG_STRICT)) {
 		return verdict(SIPARK_DROP_UNKNOWN_TENANT);
+	}
+	/* ACK (of a non-2xx) and CANCEL belong to a transaction that already
+	 * passed: limiting them would only make sipark retransmit its final
+	 * response, or leave a cancelled INVITE ringing. */
+	if ((start == 4 && sipark_at(s, 0) == 'A') || (start == 7 && sipark_at(s, 0) == 'C'))
+		return verdict(SIPARK_PASS);
 	if (tenant && tenant->rate) {
 		rate = tenant->rate;
 		burst = tenant->burst;

@@ -276,13 +276,10 @@ fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Re
             return Err(format!("--scanner-ua {ua:?}: 1-32 ASCII characters"));
         }
     }
-    let rate = |r: RateLimit| bpf::Rate { per_sec: r.per_sec, burst: r.burst };
     let own: hashbrown::HashMap<&str, RateLimit> = datapath.rates.iter().map(|(d, r)| (d.as_str(), *r)).collect();
     let (strict, tenants) = match tenants {
-        TenantMode::Open => (false, datapath.rates.iter().map(|(d, r)| (d.clone(), Some(rate(*r)))).collect()),
-        TenantMode::Strict(map) => {
-            (true, map.keys().map(|d| (d.clone(), own.get(d.as_str()).copied().map(rate))).collect())
-        }
+        TenantMode::Open => (false, datapath.rates.iter().map(|(d, r)| (d.clone(), Some(*r))).collect()),
+        TenantMode::Strict(map) => (true, map.keys().map(|d| (d.clone(), own.get(d.as_str()).copied())).collect()),
     };
     let mut block: Vec<(IpAddr, u8)> = args.block.iter().map(|c| (c.addr, c.prefix)).collect();
     block.extend(datapath.block.iter().map(|c| (c.addr, c.prefix)));
@@ -305,7 +302,7 @@ fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Re
         ports: Vec::new(),
         strict,
         tenants,
-        default_rate: datapath.default_rate.or(args.tenant_rate).map(rate),
+        default_rate: datapath.default_rate.or(args.tenant_rate),
         block,
         scanners,
     }))

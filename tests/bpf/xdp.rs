@@ -344,19 +344,19 @@ fn per_tenant_rate_limit() {
         ("beta.example".to_owned(), None),
         ("gamma.example".to_owned(), None),
     ];
-    cfg.default_rate = Some(Rate { per_sec: 100, burst: 2 });
+    cfg.default_rate = Some(Rate { per_sec: 100, burst: 3 });
     let mut t = load(&cfg);
 
-    // GCRA, 100 ms interval, allowance 5 intervals: 6 back-to-back, plus
-    // one per 100 ms that the burst itself took.
+    // GCRA, 100 ms interval, burst 5: exactly 5 back-to-back, plus one per
+    // 100 ms that the burst itself took.
     let (passed, secs) = burst(&mut t, "acme.example", 20);
     let slack = (secs / 0.1).ceil() as usize;
     assert!(
-        (6..=6 + slack).contains(&passed),
-        "rate 10/s burst 5: {passed} of 20 passed in {secs:.3}s (expected 6..={})",
-        6 + slack
+        (5..=5 + slack).contains(&passed),
+        "rate 10/s burst 5: {passed} of 20 passed in {secs:.3}s (expected 5..={})",
+        5 + slack
     );
-    // The other tenants have their own buckets (default rate 100/s burst 2).
+    // The other tenants have their own buckets (default rate 100/s burst 3).
     let (beta, secs_b) = burst(&mut t, "beta.example", 3);
     assert_eq!(beta, 3, "beta must pass while acme is limited ({secs_b:.3}s)");
     let (gamma, _) = burst(&mut t, "gamma.example", 1);
@@ -365,7 +365,7 @@ fn per_tenant_rate_limit() {
     assert_eq!(c[reason::DROP_RATE], (20 - passed) as u64, "rate_limited count: {c:?}");
     assert_eq!(c[reason::PASS], (passed + 4) as u64, "pass count: {c:?}");
 
-    // The default rate (100/s, burst 2) applies to a tenant without its own.
+    // The default rate (100/s, burst 3) applies to a tenant without its own.
     let (passed, secs) = burst(&mut t, "beta.example", 30);
     let slack = (secs / 0.01).ceil() as usize;
     assert!(passed <= 3 + slack && passed < 30, "default rate: {passed} of 30 passed in {secs:.3}s");
@@ -400,4 +400,37 @@ fn bad_configs_are_refused() {
             other => panic!("{what}: expected a config error, got {other:?}"),
         }
     }
+}
+
+/// A REGISTER whose Request-URI is the registrar's address (the tenant is in its To header, which
+/// route.rs reads) is not dropped as an unknown tenant; such REGISTERs share one bucket at the
+/// default rate. ACK and CANCEL of a tenant over its rate still pass: they belong to transactions
+/// that were admitted.
+#[test]
+fn register_to_another_host_and_ack_cancel_are_not_cut() {
+    let mut cfg = config(true);
+    cfg.tenants = vec![("acme.example".to_owned(), Some(Rate { per_sec: 1, burst: 1 }))];
+    cfg.default_rate = Some(Rate { per_sec: 1, burst: 2 });
+    let mut t = load(&cfg);
+    let reg = |host: &str| Frame::udp4(&request("REGISTER", &format!("sip:{host}"), None)).build();
+    expect(&mut t, &reg("192.0.2.1"), PASS, "REGISTER to the registrar's IP, 1st");
+    expect(&mut t, &reg("registrar.carrier.example"), PASS, "REGISTER to another host, 2nd (shared bucket)");
+    expect(&mut t, &reg("192.0.2.1"), DROP, "3rd unattributed REGISTER: over the shared burst of 2");
+    expect(&mut t, &Frame::udp4(&invite("evil.example")).build(), DROP, "an INVITE for an unknown host still is");
+
+    expect(&mut t, &Frame::udp4(&invite("acme.example")).build(), PASS, "acme's one-request burst");
+    expect(&mut t, &Frame::udp4(&invite("acme.example")).build(), DROP, "acme over its rate");
+    let ack = Frame::udp4(&request("ACK", "sip:*68103@acme.example", None)).build();
+    let cancel = Frame::udp4(&request("CANCEL", "sip:*68103@acme.example", None)).build();
+    for i in 0..3 {
+        expect(&mut t, &ack, PASS, &format!("ACK {i} of acme over its rate"));
+        expect(&mut t, &cancel, PASS, &format!("CANCEL {i} of acme over its rate"));
+    }
+    let unknown_ack = Frame::udp4(&request("ACK", "sip:*68103@evil.example", None)).build();
+    expect(&mut t, &unknown_ack, DROP, "an ACK for an unknown tenant is still dropped in strict mode");
+    expect_counts(
+        &t,
+        &[(reason::PASS, 9), (reason::DROP_RATE, 2), (reason::DROP_UNKNOWN_TENANT, 2)],
+        "REGISTER, ACK, CANCEL",
+    );
 }

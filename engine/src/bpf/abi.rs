@@ -8,6 +8,9 @@ use std::mem::size_of;
 
 /// `SIPARK_MAX_PORTS`: ports in [`Cfg::ports`].
 pub const MAX_PORTS: usize = 8;
+/// `SIPARK_UNATTRIBUTED`: the rate bucket of REGISTERs whose Request-URI
+/// host is not a tenant; no tenant may hash to it.
+pub const UNATTRIBUTED: u32 = 0;
 /// `SIPARK_MAX_PAYLOAD`: UDP payload bytes the programs inspect.
 pub const MAX_PAYLOAD: usize = 1472;
 /// `SIPARK_SCRATCH_SIZE`.
@@ -56,6 +59,10 @@ pub const N_REASONS: usize = 8;
 /// Metric label of each reason, indexed like [`reason`].
 pub const REASON_NAMES: [&str; N_REASONS] =
     ["pass", "not_sip", "unknown_tenant", "rate_limited", "scanner", "blocklist", "not_ours", "unparsed"];
+
+/// The XDP action of each reason (`verdict()` in xdp.bpf.c): `true` for
+/// `XDP_DROP`.
+pub const REASON_DROPS: [bool; N_REASONS] = [false, true, true, true, true, true, false, false];
 
 /// `enum sipark_steer_outcome`: index of the steering counters.
 pub mod steer {

@@ -89,13 +89,9 @@ pub enum XdpMode {
     Skb,
 }
 
-/// A GCRA rate: `per_sec` requests per second (>= 1), and `burst` more
-/// admitted back-to-back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub per_sec: u32,
-    pub burst: u32,
-}
+/// A GCRA rate: `per_sec` requests per second (>= 1), of which `burst`
+/// may arrive back-to-back. The same type as the tenants file's.
+pub use crate::proto::config::RateLimit as Rate;
 
 /// What the XDP program enforces.
 #[derive(Debug, Clone)]
@@ -228,7 +224,13 @@ impl XdpMaps {
                 return Err(BpfError::Config("empty tenant domain".to_owned()));
             }
             let (rate, burst) = rate_fields(*rate, domain)?;
-            tenants.push((tenant_hash(domain.as_bytes()), abi::Tenant { rate, burst }));
+            let h = tenant_hash(domain.as_bytes());
+            if h == abi::UNATTRIBUTED {
+                return Err(BpfError::Config(format!(
+                    "tenant {domain:?} hashes to {h:#x}, the key reserved for REGISTERs to other hosts"
+                )));
+            }
+            tenants.push((h, abi::Tenant { rate, burst }));
         }
 
         if c.block.len() > abi::MAX_BLOCK {

@@ -131,12 +131,9 @@ impl Collector for DatapathCollector {
                         None,
                         MetricType::Counter,
                     )?;
-                    for (reason, v) in crate::bpf::abi::REASON_NAMES.iter().zip(counts) {
-                        let action = match *reason {
-                            "pass" | "not_ours" | "unparsed" => "pass",
-                            _ => "drop",
-                        };
-                        let labels = [("action", action), ("reason", reason)];
+                    let abi = (crate::bpf::abi::REASON_NAMES.iter()).zip(crate::bpf::abi::REASON_DROPS);
+                    for ((reason, drops), v) in abi.zip(counts) {
+                        let labels = [("action", if drops { "drop" } else { "pass" }), ("reason", *reason)];
                         metric.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
                     }
                 }

@@ -208,14 +208,17 @@ impl MmsgIo {
     /// Moves the shard's transmits into `pending` and sends as much as the
     /// socket takes, `BATCH` per call.
     fn send(&mut self, core: &mut Core) {
-        while self.pending.len() < MAX_PENDING {
-            match core.shard.poll_transmit() {
-                Some(t) => self.pending.push_back(t),
-                None => break,
-            }
-        }
         let fd = self.socket.as_raw_fd();
-        while !self.pending.is_empty() {
+        loop {
+            while self.pending.len() < MAX_PENDING {
+                match core.shard.poll_transmit() {
+                    Some(t) => self.pending.push_back(t),
+                    None => break,
+                }
+            }
+            if self.pending.is_empty() {
+                return;
+            }
             let k = self.pending.len().min(BATCH);
             for (i, t) in self.pending.iter_mut().take(k).enumerate() {
                 let len = write_sockaddr(t.dst, &mut self.tx.names[i]);
@@ -232,7 +235,7 @@ impl MmsgIo {
                 match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::ENOBUFS) => {
                         self.send_blocked = true;
-                        break;
+                        return;
                     }
                     Some(libc::EINTR) => continue,
                     _ => {
@@ -254,17 +257,6 @@ impl MmsgIo {
                     core.shard.recycle(t.payload);
                 }
             }
-            if self.pending.len() < MAX_PENDING {
-                while self.pending.len() < MAX_PENDING {
-                    match core.shard.poll_transmit() {
-                        Some(t) => self.pending.push_back(t),
-                        None => break,
-                    }
-                }
-            }
-        }
-        if !self.pending.is_empty() && !self.send_blocked {
-            core.busy = true;
         }
     }
 

@@ -436,9 +436,7 @@ fn wake_all(peers: &Peers) -> io::Result<()> {
     for w in &peers.wakers {
         match w {
             Waker::Ring(fd) => ring_fds.push(fd),
-            Waker::Event(_) => {
-                w.wake_event()?;
-            }
+            Waker::Event(_) => w.wake_event()?,
         }
     }
     if ring_fds.is_empty() {

@@ -106,18 +106,19 @@ pub fn new_ring(sq_entries: u32, cq_entries: u32) -> io::Result<(IoUring, RingMo
     Err(last)
 }
 
-/// Whether the io_uring backend can run here: a small ring with the
-/// worker's set-up flags and a registered buffer ring (what a seccomp
-/// profile, `kernel.io_uring_disabled` or an old kernel refuses), on a
-/// kernel that has multishot `RECVMSG` (6.0). `Err` says why not.
+/// Whether the io_uring backend can run here: one worker's ring and
+/// registered buffer ring, at the workers' sizes (what a seccomp profile,
+/// `kernel.io_uring_disabled`, a memory limit or an old kernel refuses), on
+/// a kernel that has multishot `RECVMSG` (6.0). `Err` says why not.
 pub fn probe() -> Result<(), String> {
+    use super::uring_worker::{CQ_ENTRIES, RECV_BUF_SIZE, RECV_BUFFERS, SQ_ENTRIES};
     if let Some((major, minor)) = kernel_version()
         && (major, minor) < (6, 0)
     {
         return Err(format!("kernel {major}.{minor} lacks multishot RECVMSG (6.0+)"));
     }
-    let (ring, _) = new_ring(8, 16).map_err(|e| format!("io_uring_setup: {e}"))?;
-    let bufs = BufRing::new(2, 4096, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
+    let (ring, _) = new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
+    let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
     // SAFETY: no operation is ever submitted on this ring, and `ring` is
     // dropped (closed) before `bufs`.
     let registered = unsafe { bufs.register(&ring) };

@@ -87,13 +87,12 @@ pub enum Waker {
 
 impl Waker {
     /// Wakes an [`Waker::Event`] worker with one `write`. A ring worker
-    /// needs a `MsgRingData` from a ring instead: `Ok(false)`.
-    pub fn wake_event(&self) -> io::Result<bool> {
-        let Waker::Event(fd) = self else {
-            return Ok(false);
-        };
-        eventfd_add(fd, 1)?;
-        Ok(true)
+    /// can only be woken by a `MsgRingData` from a ring: an error here.
+    pub fn wake_event(&self) -> io::Result<()> {
+        match self {
+            Waker::Event(fd) => eventfd_add(fd, 1),
+            Waker::Ring(_) => Err(io::Error::other("a ring worker is woken with MsgRingData, not a write")),
+        }
     }
 }
 

@@ -268,14 +268,6 @@ fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Re
     if let Err(e) = bpf::objects_built() {
         return Err(format!("--xdp: {e}"));
     }
-    if args.xdp.iter().any(|i| i.is_empty() || i.len() > 15) {
-        return Err("--xdp: interface names are 1-15 characters".into());
-    }
-    for ua in &args.scanner_ua {
-        if ua.is_empty() || ua.len() > 32 || !ua.is_ascii() {
-            return Err(format!("--scanner-ua {ua:?}: 1-32 ASCII characters"));
-        }
-    }
     let own: hashbrown::HashMap<&str, RateLimit> = datapath.rates.iter().map(|(d, r)| (d.as_str(), *r)).collect();
     let (strict, tenants) = match tenants {
         TenantMode::Open => (false, datapath.rates.iter().map(|(d, r)| (d.clone(), Some(*r))).collect()),
@@ -285,14 +277,7 @@ fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Re
     block.extend(datapath.block.iter().map(|c| (c.addr, c.prefix)));
     let mut scanners: Vec<String> = bpf::DEFAULT_SCANNERS.iter().map(|s| (*s).to_owned()).collect();
     scanners.extend(args.scanner_ua.iter().map(|s| s.to_ascii_lowercase()));
-    if scanners.len() > bpf::abi::N_SCANNERS {
-        return Err(format!(
-            "--scanner-ua: at most {} in addition to the {} built-in signatures",
-            bpf::abi::N_SCANNERS - bpf::DEFAULT_SCANNERS.len(),
-            bpf::DEFAULT_SCANNERS.len()
-        ));
-    }
-    Ok(Some(XdpConfig {
+    let cfg = XdpConfig {
         ifaces: args.xdp.clone(),
         mode: match args.xdp_mode {
             XdpModeArg::Auto => XdpMode::Auto,
@@ -305,7 +290,9 @@ fn xdp_config(args: &Args, tenants: &TenantMode, datapath: DatapathPolicy) -> Re
         default_rate: datapath.default_rate.or(args.tenant_rate),
         block,
         scanners,
-    }))
+    };
+    cfg.validate().map_err(|e| format!("--xdp: {e}"))?;
+    Ok(Some(cfg))
 }
 
 fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {

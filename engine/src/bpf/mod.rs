@@ -201,6 +201,27 @@ fn rate_fields(r: Option<Rate>, what: &str) -> Result<(u32, u32), BpfError> {
     }
 }
 
+impl XdpConfig {
+    /// Checks everything that can be checked before the ports are known and
+    /// without the kernel: interface names, tenants, rates, CIDRs and
+    /// signatures. [`Xdp::attach`] checks the same, and the ports.
+    pub fn validate(&self) -> Result<(), BpfError> {
+        check_ifaces(&self.ifaces)?;
+        XdpMaps::from_policy(self).map(drop)
+    }
+}
+
+/// Interface names: 1 to 15 bytes, no NUL.
+pub(crate) fn check_ifaces(ifaces: &[String]) -> Result<(), BpfError> {
+    if ifaces.is_empty() {
+        return Err(BpfError::Config("no interface to attach XDP to".to_owned()));
+    }
+    if let Some(bad) = ifaces.iter().find(|i| i.is_empty() || i.contains('\0') || i.len() >= 16) {
+        return Err(BpfError::Config(format!("bad interface name {bad:?} (1 to 15 bytes)")));
+    }
+    Ok(())
+}
+
 impl XdpMaps {
     fn from_config(c: &XdpConfig) -> Result<XdpMaps, BpfError> {
         if c.ports.is_empty() || c.ports.len() > abi::MAX_PORTS {
@@ -209,9 +230,15 @@ impl XdpMaps {
         if c.ports.contains(&0) {
             return Err(BpfError::Config("port 0".to_owned()));
         }
+        let mut m = XdpMaps::from_policy(c)?;
+        m.cfg.ports[..c.ports.len()].copy_from_slice(&c.ports);
+        m.cfg.n_ports = c.ports.len() as u32;
+        Ok(m)
+    }
+
+    /// Everything but the ports.
+    fn from_policy(c: &XdpConfig) -> Result<XdpMaps, BpfError> {
         let mut cfg = abi::Cfg { n_shards: 1, ..abi::Cfg::default() };
-        cfg.ports[..c.ports.len()].copy_from_slice(&c.ports);
-        cfg.n_ports = c.ports.len() as u32;
         cfg.flags = if c.strict { abi::FLAG_STRICT } else { 0 };
         (cfg.default_rate, cfg.default_burst) = rate_fields(c.default_rate, "default rate")?;
 

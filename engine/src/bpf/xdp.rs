@@ -41,12 +41,7 @@ impl Xdp {
     /// interface in `cfg.ifaces`. [`XdpMode::Auto`] tries native (driver)
     /// mode first, then generic (skb) mode, and logs which one it got.
     pub fn attach(cfg: &XdpConfig) -> Result<Xdp, BpfError> {
-        if cfg.ifaces.is_empty() {
-            return Err(BpfError::Config("no interface to attach XDP to".to_owned()));
-        }
-        if let Some(bad) = cfg.ifaces.iter().find(|i| i.is_empty() || i.contains('\0') || i.len() >= 16) {
-            return Err(BpfError::Config(format!("bad interface name {bad:?}")));
-        }
+        super::check_ifaces(&cfg.ifaces)?;
         let mut ebpf = prepare(cfg)?;
         let mut modes = Vec::with_capacity(cfg.ifaces.len());
         {

@@ -9,6 +9,8 @@
 #   clang-19  (Debian/Ubuntu package: clang-19)   - engine/build.rs compiles the BPF programs in
 #             ebpf/ with it (without it the build succeeds, but with no BPF, and tests/bpf fails).
 #   libbpf-dev (Debian/Ubuntu package: libbpf-dev) - bpf/bpf_helpers.h for those programs.
+#   ip        (Debian/Ubuntu package: iproute2)   - network namespaces and veth pairs for
+#             tests/netns.
 set -euo pipefail
 
 # Debian installs kamailio in /usr/sbin, which is not on a normal user's PATH.
@@ -28,6 +30,9 @@ if ! command -v clang-19 >/dev/null 2>&1; then
 fi
 if [ ! -f /usr/include/bpf/bpf_helpers.h ]; then
     missing+=(libbpf-dev)
+fi
+if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then
+    missing+=(iproute2)
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -7,11 +7,19 @@
 //!   first failing run's. `cargo xtask test ARGS...` runs `cargo test --workspace ARGS...` instead.
 //! * `cargo xtask run [ARGS...]`: `cargo run --release -p sipark -- [ARGS...]`.
 //! * `cargo xtask install-deps`: only runs scripts/install-deps.sh.
+//! * `cargo xtask bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]`: builds the release
+//!   `sipark` and `sipark-load`, starts `sipark --listen 127.0.0.1:<free port> --workers 2
+//!   ENGINE-ARGS` (its log goes to target/bench/sipark.log), waits until it answers OPTIONS, runs
+//!   `sipark-load --engine-pid <pid> --target <addr> LOAD-ARGS` (which prints the table; JSON
+//!   goes to target/bench/load.json unless `--json` is given), then stops the engine with SIGTERM.
+//!   The exit code is sipark-load's.
 
 use std::env;
 use std::ffi::OsString;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo xtask <task> [ARGS...]
 
@@ -19,6 +27,9 @@ tasks:
   test             install test dependencies, then every test of the workspace
   test ARGS...     install test dependencies, then `cargo test --workspace ARGS...`
   run [ARGS...]    `cargo run --release -p sipark -- [ARGS...]`
+  bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+                   release sipark (--workers 2) on 127.0.0.1 driven by sipark-load
+                   (e.g. `cargo xtask bench -- --cycles 20000 --rate 1000`)
   install-deps     run scripts/install-deps.sh only";
 
 fn main() -> ExitCode {
@@ -28,6 +39,7 @@ fn main() -> ExitCode {
     match task.as_ref().and_then(|t| t.to_str()) {
         Some("test") => test(&rest),
         Some("run") => run(&rest),
+        Some("bench") => bench(&rest),
         Some("install-deps") => match install_deps() {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,
@@ -106,6 +118,177 @@ fn run(extra: &[OsString]) -> ExitCode {
     hand_over(cmd)
 }
 
+/// The cargo target directory (CARGO_TARGET_DIR, else `<root>/target`).
+fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => root().join(d),
+        None => root().join("target"),
+    }
+}
+
+/// Splits `cargo xtask bench` arguments into sipark-load's and sipark's: a
+/// leading `--` is dropped, and everything after `--engine` is the engine's.
+fn split_bench_args(args: &[OsString]) -> (Vec<OsString>, Vec<OsString>) {
+    let args = match args.first() {
+        Some(a) if a == "--" => &args[1..],
+        _ => args,
+    };
+    match args.iter().position(|a| a == "--engine") {
+        Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+        None => (args.to_vec(), Vec::new()),
+    }
+}
+
+/// Whether `flag` (`--name`) is among `args`, as `--name` or `--name=...`.
+fn has_flag(args: &[OsString], flag: &str) -> bool {
+    args.iter().any(|a| a.to_str().is_some_and(|a| a == flag || a.starts_with(&format!("{flag}="))))
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> std::io::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Sends OPTIONS to `addr` every 200 ms until any SIP response comes back,
+/// `engine` exits, or `limit` passes.
+fn wait_for_answer(addr: SocketAddr, engine: &mut Child, limit: Duration) -> Result<(), String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
+    let me = sock.local_addr().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    for n in 1u32.. {
+        if let Ok(Some(status)) = engine.try_wait() {
+            return Err(format!("sipark exited during start-up ({status})"));
+        }
+        if start.elapsed() > limit {
+            return Err(format!("sipark did not answer OPTIONS on {addr} within {limit:?}"));
+        }
+        let options = format!(
+            "OPTIONS sip:ping@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKxtask{n};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:xtask@{me}>;tag=xtask\r\nTo: <sip:ping@{addr}>\r\n\
+             Call-ID: xtask-{n}@{me}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(options.as_bytes(), addr);
+        if let Ok((len, from)) = sock.recv_from(&mut buf)
+            && from == addr
+            && buf[..len].starts_with(b"SIP/2.0 ")
+        {
+            return Ok(());
+        }
+    }
+    Err("unreachable".into())
+}
+
+/// Stops the engine with SIGTERM (via kill(1): xtask has no dependencies),
+/// waiting up to `grace`, then SIGKILL.
+fn stop_engine(engine: &mut Child, grace: Duration) {
+    let pid = engine.id().to_string();
+    match Command::new("kill").args(["-TERM", &pid]).status() {
+        Ok(s) if s.success() => {}
+        _ => eprintln!("xtask: cannot send SIGTERM to sipark ({pid})"),
+    }
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        match engine.try_wait() {
+            Ok(Some(status)) => {
+                if !status.success() {
+                    eprintln!("xtask: sipark exited with {status}");
+                }
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break,
+        }
+    }
+    eprintln!("xtask: sipark did not stop within {grace:?}; killing it");
+    let _ = engine.kill();
+    let _ = engine.wait();
+}
+
+fn bench(args: &[OsString]) -> ExitCode {
+    let (load_args, engine_args) = split_bench_args(args);
+    let status = Command::new(cargo())
+        .current_dir(root())
+        .args(["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"])
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => return exit_code(s.code()),
+        Err(e) => {
+            eprintln!("xtask: cannot run cargo: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let release = target_dir().join("release");
+    let out_dir = target_dir().join("bench");
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("xtask: cannot create {}: {e}", out_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let port = match free_port() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("xtask: no free UDP port on 127.0.0.1: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let log_path = out_dir.join("sipark.log");
+    let log = match std::fs::File::create(&log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("xtask: cannot create {}: {e}", log_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut engine_cmd = Command::new(release.join("sipark"));
+    engine_cmd.current_dir(root()).arg("--listen").arg(addr.to_string());
+    if !has_flag(&engine_args, "--workers") {
+        engine_cmd.args(["--workers", "2"]);
+    }
+    engine_cmd.args(&engine_args).stdin(Stdio::null());
+    match log.try_clone() {
+        Ok(l) => engine_cmd.stdout(l),
+        Err(_) => engine_cmd.stdout(Stdio::null()),
+    };
+    engine_cmd.stderr(log);
+    let mut engine = match engine_cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: cannot start {}: {e}", release.join("sipark").display());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("xtask: sipark (pid {}) on {addr}, log in {}", engine.id(), log_path.display());
+    if let Err(e) = wait_for_answer(addr, &mut engine, Duration::from_secs(15)) {
+        eprintln!("xtask: {e}; see {}", log_path.display());
+        stop_engine(&mut engine, Duration::from_secs(5));
+        return ExitCode::FAILURE;
+    }
+    let mut load = Command::new(release.join("sipark-load"));
+    load.current_dir(root())
+        .arg("--engine-pid")
+        .arg(engine.id().to_string())
+        .arg("--target")
+        .arg(addr.to_string())
+        .args(&load_args);
+    if !has_flag(&load_args, "--json") {
+        let json = out_dir.join("load.json");
+        eprintln!("xtask: JSON in {}", json.display());
+        load.arg("--json").arg(json);
+    }
+    let result = load.status();
+    stop_engine(&mut engine, Duration::from_secs(20));
+    match result {
+        Ok(s) => exit_code(s.code()),
+        Err(e) => {
+            eprintln!("xtask: cannot run sipark-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `cmd` with inherited stdio as the last thing this process does and returns its exit code.
 /// On Unix the process image is replaced (exec), so signals and the exit status are cargo's own.
 fn hand_over(mut cmd: Command) -> ExitCode {
@@ -135,5 +318,27 @@ fn exit_code(code: Option<i32>) -> ExitCode {
         Some(c) => ExitCode::from(u8::try_from(c & 0xff).unwrap_or(1).max(1)),
         // Killed by a signal.
         None => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn bench_arguments_split_at_engine() {
+        assert_eq!(split_bench_args(&os(&["--", "--cycles", "5"])), (os(&["--cycles", "5"]), os(&[])));
+        assert_eq!(
+            split_bench_args(&os(&["--rate", "9", "--engine", "--io", "mmsg"])),
+            (os(&["--rate", "9"]), os(&["--io", "mmsg"]))
+        );
+        assert_eq!(split_bench_args(&os(&["--", "--engine", "--workers=4"])), (os(&[]), os(&["--workers=4"])));
+        assert!(has_flag(&os(&["--io", "mmsg", "--workers=4"]), "--workers"));
+        assert!(has_flag(&os(&["--json", "x"]), "--json"));
+        assert!(!has_flag(&os(&["--workersx", "4"]), "--workers"));
     }
 }

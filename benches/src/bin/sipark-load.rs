@@ -1,0 +1,153 @@
+//! `sipark-load`: park-cycle load generator for a running sipark.
+//!
+//! Prints a table to stdout and, with `--json FILE`, the same figures as
+//! JSON. Exit status: 0 when every cycle completed, 1 when some failed or
+//! none completed, 2 for bad flags or when the run could not be done.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu};
+
+/// Drives complete park cycles (park, park-info NOTIFYs, retrieve,
+/// re-INVITE, clearing NOTIFYs, BYE) against a sipark over UDP and reports
+/// latencies and park cycles per engine CPU-second.
+#[derive(Debug, Parser)]
+#[command(name = "sipark-load", version, about)]
+struct Args {
+    /// The engine's UDP address.
+    #[arg(long, value_name = "ADDR")]
+    target: SocketAddr,
+    /// Process id of the engine, for its CPU time (/proc/PID/stat).
+    #[arg(long, value_name = "PID")]
+    engine_pid: Option<u32>,
+    /// Address the generator's sockets bind.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Tenants (domains t<i>.load.example).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    tenants: u32,
+    /// Extensions per tenant (100, 101, ...).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    extensions: u32,
+    /// Registered devices per extension (1..=64; sipark's --max-contacts applies).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    devices: u32,
+    /// Open loop: start this many cycles per second.
+    #[arg(long, value_name = "N", conflicts_with = "concurrency")]
+    rate: Option<f64>,
+    /// Closed loop: keep this many cycles in flight (default 64 without --rate).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<u32>,
+    /// Open loop: most cycles in flight (at most half the extensions); starts
+    /// beyond are counted as not started.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_inflight: u32,
+    /// Cycles to run (default 10000 without --duration).
+    #[arg(long, value_name = "N")]
+    cycles: Option<u64>,
+    /// Seconds to keep starting cycles.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Hard stop for the whole run, seconds (default: 600, or duration + 120).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Generator sockets.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    sockets: usize,
+    /// Seed of the tenant/extension choice.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// SIP T1 for our retransmissions, ms; a cycle fails after 64*T1.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    t1_ms: u64,
+    /// SIP T2, ms.
+    #[arg(long, value_name = "MS", default_value_t = 4000)]
+    t2_ms: u64,
+    /// Park feature code (as configured in sipark).
+    #[arg(long, value_name = "CODE", default_value = "*68")]
+    park_fac: String,
+    /// Retrieve feature code.
+    #[arg(long, value_name = "CODE", default_value = "*88")]
+    retrieve_fac: String,
+    /// REGISTERs in flight at once during set-up.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    register_window: u32,
+    /// Leave the bindings in place at the end.
+    #[arg(long)]
+    no_unregister: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+fn secs(flag: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v).map_err(|_| format!("{flag} {v}: expected a non-negative number of seconds"))
+}
+
+fn config(a: &Args) -> Result<LoadConfig, String> {
+    let mut c = LoadConfig::new(a.target);
+    c.bind = a.bind;
+    c.tenants = a.tenants;
+    c.extensions = a.extensions;
+    c.devices = a.devices;
+    c.mode = match (a.rate, a.concurrency) {
+        (Some(rate), _) => Mode::Open { rate },
+        (None, Some(concurrency)) => Mode::Closed { concurrency },
+        (None, None) => Mode::Closed { concurrency: 64 },
+    };
+    c.max_inflight = a.max_inflight;
+    c.duration = a.duration.map(|d| secs("--duration", d)).transpose()?;
+    c.cycles = match (a.cycles, c.duration) {
+        (None, None) => Some(10_000),
+        (n, _) => n,
+    };
+    c.timeout = match (a.timeout, c.duration) {
+        (Some(t), _) => secs("--timeout", t)?,
+        (None, Some(d)) => d.saturating_add(Duration::from_secs(120)),
+        (None, None) => Duration::from_secs(600),
+    };
+    c.sockets = a.sockets;
+    c.seed = a.seed;
+    c.t1 = Duration::from_millis(a.t1_ms);
+    c.t2 = Duration::from_millis(a.t2_ms);
+    c.park_fac.clone_from(&a.park_fac);
+    c.retrieve_fac.clone_from(&a.retrieve_fac);
+    c.register_window = a.register_window;
+    c.unregister = !a.no_unregister;
+    c.engine_cpu = a.engine_pid.map_or(EngineCpu::None, EngineCpu::Process);
+    c.self_cpu = SelfCpu::Process;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse(); // exits 2 on bad flags
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sipark-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match load::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sipark-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{report}");
+    if let Some(path) = &args.json {
+        let mut text = report.to_json();
+        text.push('\n');
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("sipark-load: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if report.cycles_failed > 0 || report.cycles_ok == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}

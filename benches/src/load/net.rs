@@ -1,0 +1,398 @@
+//! The generator's UDP sockets: non-blocking, read with `recvmmsg`, written
+//! with `sendmmsg` from fixed per-socket batches, waited on with `ppoll`.
+//! Nothing here allocates after [`Net::bind`] and [`Rx::new`].
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Datagrams per `recvmmsg` / `sendmmsg` call.
+pub const BATCH: usize = 64;
+/// Largest datagram received; longer ones are counted and dropped.
+pub const RX_SIZE: usize = 8192;
+/// Largest datagram sent.
+pub const TX_SIZE: usize = 2048;
+/// Socket buffer size asked for.
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
+/// Counters of the socket layer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NetStats {
+    /// Datagrams handed to the kernel.
+    pub sent: u64,
+    /// Datagrams received (truncated ones included).
+    pub received: u64,
+    /// Datagrams not sent: the kernel refused them, or too long.
+    pub send_dropped: u64,
+    /// Datagrams received longer than [`RX_SIZE`].
+    pub truncated: u64,
+}
+
+/// `SocketAddr` to a C socket address.
+pub fn to_raw(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast::<libc::sockaddr_in>(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(ss).cast::<libc::sockaddr_in6>(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// A C socket address to `SocketAddr` (IPv4 and IPv6 only).
+pub fn from_raw(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match i32::from(ss.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and it is long enough.
+            let sin = unsafe { &*std::ptr::addr_of!(*ss).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, and it is long enough.
+            let sin6 = unsafe { &*std::ptr::addr_of!(*ss).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn set_buffer(fd: libc::c_int, opt: libc::c_int) {
+    let v: libc::c_int = SOCKET_BUFFER;
+    // SAFETY: `v` is a valid c_int for the duration of the call; a failure
+    // only leaves the default size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            std::ptr::addr_of!(v).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+struct TxQueue {
+    buf: Box<[u8]>,
+    lens: [usize; BATCH],
+    dst: Box<[libc::sockaddr_storage; BATCH]>,
+    dst_len: [libc::socklen_t; BATCH],
+    n: usize,
+}
+
+/// The sockets and their send batches.
+pub struct Net {
+    socks: Vec<UdpSocket>,
+    local: Vec<SocketAddr>,
+    fds: Vec<libc::pollfd>,
+    tx: Vec<TxQueue>,
+    /// Counters.
+    pub stats: NetStats,
+}
+
+impl Net {
+    /// Binds `count` sockets on `ip`, ephemeral ports.
+    pub fn bind(ip: IpAddr, count: usize) -> io::Result<Net> {
+        let mut socks = Vec::with_capacity(count);
+        let mut local = Vec::with_capacity(count);
+        let mut fds = Vec::with_capacity(count);
+        let mut tx = Vec::with_capacity(count);
+        for _ in 0..count.max(1) {
+            let s = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+            s.set_nonblocking(true)?;
+            set_buffer(s.as_raw_fd(), libc::SO_RCVBUF);
+            set_buffer(s.as_raw_fd(), libc::SO_SNDBUF);
+            local.push(s.local_addr()?);
+            fds.push(libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            socks.push(s);
+            tx.push(TxQueue {
+                buf: vec![0u8; BATCH * TX_SIZE].into_boxed_slice(),
+                lens: [0; BATCH],
+                // SAFETY: all-zero sockaddr_storage values are valid.
+                dst: Box::new(unsafe { zeroed() }),
+                dst_len: [0; BATCH],
+                n: 0,
+            });
+        }
+        Ok(Net { socks, local, fds, tx, stats: NetStats::default() })
+    }
+
+    /// Number of sockets.
+    pub fn len(&self) -> usize {
+        self.socks.len()
+    }
+
+    /// Whether there are no sockets (never, after `bind`).
+    pub fn is_empty(&self) -> bool {
+        self.socks.is_empty()
+    }
+
+    /// The local address of socket `i`.
+    pub fn local(&self, i: usize) -> SocketAddr {
+        self.local[i]
+    }
+
+    /// Queues `data` for `dst` on socket `i`; sends the batch when full.
+    pub fn send(&mut self, i: usize, dst: SocketAddr, data: &[u8]) {
+        if data.len() > TX_SIZE || i >= self.tx.len() {
+            self.stats.send_dropped += 1;
+            return;
+        }
+        if self.tx[i].n == BATCH {
+            self.flush(i);
+        }
+        let q = &mut self.tx[i];
+        let k = q.n;
+        q.buf[k * TX_SIZE..k * TX_SIZE + data.len()].copy_from_slice(data);
+        q.lens[k] = data.len();
+        let (ss, len) = to_raw(dst);
+        q.dst[k] = ss;
+        q.dst_len[k] = len;
+        q.n += 1;
+    }
+
+    /// Sends every queued datagram.
+    pub fn flush_all(&mut self) {
+        for i in 0..self.tx.len() {
+            if self.tx[i].n > 0 {
+                self.flush(i);
+            }
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let fd = self.socks[i].as_raw_fd();
+        let q = &mut self.tx[i];
+        let n = q.n;
+        // SAFETY: all-zero iovec and mmsghdr values are valid (null pointers, zero lengths).
+        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        for k in 0..n {
+            iov[k].iov_base = q.buf[k * TX_SIZE..].as_mut_ptr().cast();
+            iov[k].iov_len = q.lens[k];
+            msgs[k].msg_hdr.msg_name = std::ptr::addr_of_mut!(q.dst[k]).cast();
+            msgs[k].msg_hdr.msg_namelen = q.dst_len[k];
+            msgs[k].msg_hdr.msg_iov = std::ptr::addr_of_mut!(iov[k]);
+            msgs[k].msg_hdr.msg_iovlen = 1;
+        }
+        let mut done = 0;
+        let mut waits = 0;
+        while done < n {
+            // SAFETY: `msgs[done..n]` point into `iov`, `q.buf` and `q.dst`,
+            // which live and stay unmoved until the call returns.
+            let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr().add(done), (n - done) as libc::c_uint, 0) };
+            if r > 0 {
+                done += r as usize;
+                self.stats.sent += r as u64;
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN | libc::ENOBUFS) if waits < 20 => {
+                    waits += 1;
+                    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut p, 1, 5) };
+                }
+                _ => {
+                    // E.g. ECONNREFUSED from an earlier ICMP error: skip one.
+                    done += 1;
+                    self.stats.send_dropped += 1;
+                }
+            }
+        }
+        q.n = 0;
+    }
+
+    /// Waits until a socket is readable or `timeout` passes. Afterwards
+    /// [`Net::readable`] tells which.
+    pub fn poll(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(60) as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        for f in &mut self.fds {
+            f.revents = 0;
+        }
+        // SAFETY: `fds` is a valid array of `len` pollfds; no signal mask.
+        let r = unsafe { libc::ppoll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Whether socket `i` had something to read at the last poll.
+    pub fn readable(&self, i: usize) -> bool {
+        self.fds[i].revents & (libc::POLLIN | libc::POLLERR) != 0
+    }
+
+    fn fd(&self, i: usize) -> libc::c_int {
+        self.socks[i].as_raw_fd()
+    }
+}
+
+/// The receive arena: one batch of datagrams at a time.
+pub struct Rx {
+    buf: Box<[u8]>,
+    names: Box<[libc::sockaddr_storage; BATCH]>,
+    name_lens: [libc::socklen_t; BATCH],
+    lens: [usize; BATCH],
+    flags: [libc::c_int; BATCH],
+    n: usize,
+}
+
+impl Default for Rx {
+    fn default() -> Self {
+        Rx::new()
+    }
+}
+
+impl Rx {
+    /// Allocates the arena.
+    pub fn new() -> Rx {
+        Rx {
+            buf: vec![0u8; BATCH * RX_SIZE].into_boxed_slice(),
+            // SAFETY: all-zero sockaddr_storage values are valid.
+            names: Box::new(unsafe { zeroed() }),
+            name_lens: [0; BATCH],
+            lens: [0; BATCH],
+            flags: [0; BATCH],
+            n: 0,
+        }
+    }
+
+    /// Reads up to [`BATCH`] datagrams from socket `i` of `net` without
+    /// waiting; returns how many (0 when none is waiting or on error).
+    pub fn recv(&mut self, net: &mut Net, i: usize) -> usize {
+        let fd = net.fd(i);
+        // SAFETY: all-zero iovec and mmsghdr values are valid.
+        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        for k in 0..BATCH {
+            iov[k].iov_base = self.buf[k * RX_SIZE..].as_mut_ptr().cast();
+            iov[k].iov_len = RX_SIZE;
+            msgs[k].msg_hdr.msg_name = std::ptr::addr_of_mut!(self.names[k]).cast();
+            msgs[k].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msgs[k].msg_hdr.msg_iov = std::ptr::addr_of_mut!(iov[k]);
+            msgs[k].msg_hdr.msg_iovlen = 1;
+        }
+        let r = loop {
+            // SAFETY: every header points into `iov`, `self.buf` and
+            // `self.names`, which outlive the call; no timeout pointer.
+            let r = unsafe {
+                libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            };
+            if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break r;
+        };
+        if r <= 0 {
+            // EAGAIN, or an ICMP error reported on the socket: nothing read.
+            self.n = 0;
+            return 0;
+        }
+        let n = r as usize;
+        for (k, m) in msgs.iter().enumerate().take(n) {
+            self.lens[k] = m.msg_len as usize;
+            self.name_lens[k] = m.msg_hdr.msg_namelen;
+            self.flags[k] = m.msg_hdr.msg_flags;
+        }
+        self.n = n;
+        net.stats.received += n as u64;
+        n
+    }
+
+    /// Datagram `k` of the last batch: its source and bytes, or `None` if
+    /// it was truncated or its source is unreadable.
+    pub fn get(&self, k: usize) -> Option<(SocketAddr, &[u8])> {
+        if k >= self.n || self.flags[k] & libc::MSG_TRUNC != 0 || self.lens[k] > RX_SIZE {
+            return None;
+        }
+        let src = from_raw(&self.names[k], self.name_lens[k])?;
+        Some((src, &self.buf[k * RX_SIZE..k * RX_SIZE + self.lens[k]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_addresses_round_trip() {
+        for a in ["127.0.0.1:5060", "10.1.2.3:1", "[::1]:5080"] {
+            let addr: SocketAddr = a.parse().unwrap_or_else(|e| panic!("{a}: {e}"));
+            let (ss, len) = to_raw(addr);
+            assert_eq!(from_raw(&ss, len), Some(addr), "{a}");
+        }
+    }
+
+    #[test]
+    fn batches_go_through_loopback() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut net = Net::bind(ip, 2).unwrap_or_else(|e| panic!("bind: {e}"));
+        let dst = net.local(1);
+        for k in 0..150u32 {
+            net.send(0, dst, format!("msg {k}").as_bytes());
+        }
+        net.flush_all();
+        assert_eq!(net.stats.sent, 150, "{:?}", net.stats);
+        let mut rx = Rx::new();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < 150 && std::time::Instant::now() < deadline {
+            net.poll(Duration::from_millis(50)).unwrap_or_else(|e| panic!("poll: {e}"));
+            if !net.readable(1) {
+                continue;
+            }
+            let n = rx.recv(&mut net, 1);
+            for k in 0..n {
+                let (src, data) = rx.get(k).unwrap_or_else(|| panic!("datagram {k} unreadable"));
+                assert_eq!(src, net.local(0));
+                got.push(String::from_utf8_lossy(data).into_owned());
+            }
+        }
+        assert_eq!(got.len(), 150, "received {got:?}");
+        assert_eq!(got[0], "msg 0");
+        assert_eq!(got[149], "msg 149");
+        assert_eq!(net.stats.received, 150);
+    }
+}

@@ -1,7 +1,13 @@
 //! Benchmarks and load tools for sipark.
 //!
 //! * [`load`]: the park-cycle load generator behind the `sipark-load`
-//!   binary (`cargo xtask bench`).
-//! * `benches/parse.rs`: parser throughput (`cargo bench -p sipark-benches`).
+//!   binary (`cargo xtask bench`), and [`load::mem`], the same cycle driven
+//!   through one in-memory `Shard` on a virtual clock.
+//! * `benches/parse.rs`: parser throughput next to rsip.
+//! * `benches/shard.rs`: complete park cycles through the sans-IO shard alone.
+//! * `benches/park.rs`: park insert / lookup / removal at 10k, 100k and 1M parked calls.
+//! * `benches/memory.rs`: heap bytes per parked call (counting allocator).
+//!
+//! Run one with `cargo bench -p sipark-benches --bench <name>`.
 
 pub mod load;

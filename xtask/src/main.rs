@@ -13,6 +13,16 @@
 //!   `sipark-load --engine-pid <pid> --target <addr> LOAD-ARGS` (which prints the table; JSON
 //!   goes to target/bench/load.json unless `--json` is given), then stops the engine with SIGTERM.
 //!   The exit code is sipark-load's.
+//! * `cargo xtask sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
+//!   [--engine ENGINE-ARGS...]`: the SIPp pack (see sipp.rs): K SIPp instances on 127.0.0.10+i
+//!   split the rate against a release sipark; prints SIPp's statistics, the CPU of the engine and
+//!   of SIPp over the same window, and which of them saturated. Files in target/sipp/.
+//! * `cargo xtask perf [--seconds S] [--warmup W] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]`:
+//!   `perf record -g` on a sipark built with the `profiling` profile and frame pointers while
+//!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
+
+mod perf;
+mod sipp;
 
 use std::env;
 use std::ffi::OsString;
@@ -30,6 +40,13 @@ tasks:
   bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
                    release sipark (--workers 2) on 127.0.0.1 driven by sipark-load
                    (e.g. `cargo xtask bench -- --cycles 20000 --rate 1000`)
+  sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
+       [--hold-ms MS] [--retrieve-after-ms MS] [--tenants T] [--engine ENGINE-ARGS...]
+                   SIPp pack: K SIPp instances (127.0.0.10+i) split the rate against release
+                   sipark; SIPp's statistics, engine and SIPp CPU, which side saturated
+  perf [--seconds S] [--warmup W] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+                   perf record -g on sipark (profiling profile, frame pointers) under
+                   sipark-load; flamegraph in target/perf/flamegraph.svg
   install-deps     run scripts/install-deps.sh only";
 
 fn main() -> ExitCode {
@@ -40,6 +57,8 @@ fn main() -> ExitCode {
         Some("test") => test(&rest),
         Some("run") => run(&rest),
         Some("bench") => bench(&rest),
+        Some("sipp") => sipp::sipp(&rest),
+        Some("perf") => perf::perf(&rest),
         Some("install-deps") => match install_deps() {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,
@@ -206,66 +225,125 @@ fn stop_engine(engine: &mut Child, grace: Duration) {
     let _ = engine.wait();
 }
 
-fn bench(args: &[OsString]) -> ExitCode {
-    let (load_args, engine_args) = split_bench_args(args);
-    let status = Command::new(cargo())
-        .current_dir(root())
-        .args(["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"])
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => return exit_code(s.code()),
+/// Runs `cargo ARGS` with `env` added, in the workspace root; `Err` carries the exit code to
+/// return when it fails.
+fn cargo_build(args: &[&str], env: &[(&str, OsString)]) -> Result<(), ExitCode> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root()).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(exit_code(s.code())),
         Err(e) => {
             eprintln!("xtask: cannot run cargo: {e}");
-            return ExitCode::FAILURE;
+            Err(ExitCode::FAILURE)
         }
     }
-    let release = target_dir().join("release");
-    let out_dir = target_dir().join("bench");
-    if let Err(e) = std::fs::create_dir_all(&out_dir) {
-        eprintln!("xtask: cannot create {}: {e}", out_dir.display());
-        return ExitCode::FAILURE;
-    }
-    let port = match free_port() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("xtask: no free UDP port on 127.0.0.1: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+}
+
+/// Creates `dir` (and its parents), reporting failure.
+fn create_dir(dir: &Path) -> Result<(), ExitCode> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        eprintln!("xtask: cannot create {}: {e}", dir.display());
+        ExitCode::FAILURE
+    })
+}
+
+/// Starts `binary --listen 127.0.0.1:<free port> [--workers 2] ENGINE-ARGS` (`--workers 2`
+/// unless ENGINE-ARGS set it) with its stdout and stderr in `log_path`, and waits until it
+/// answers OPTIONS. On failure the engine is stopped and the exit code to return comes back.
+fn start_engine(binary: &Path, engine_args: &[OsString], log_path: &Path) -> Result<(Child, SocketAddr), ExitCode> {
+    let port = free_port().map_err(|e| {
+        eprintln!("xtask: no free UDP port on 127.0.0.1: {e}");
+        ExitCode::FAILURE
+    })?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let log_path = out_dir.join("sipark.log");
-    let log = match std::fs::File::create(&log_path) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("xtask: cannot create {}: {e}", log_path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut engine_cmd = Command::new(release.join("sipark"));
+    let log = std::fs::File::create(log_path).map_err(|e| {
+        eprintln!("xtask: cannot create {}: {e}", log_path.display());
+        ExitCode::FAILURE
+    })?;
+    let mut engine_cmd = Command::new(binary);
     engine_cmd.current_dir(root()).arg("--listen").arg(addr.to_string());
-    if !has_flag(&engine_args, "--workers") {
+    if !has_flag(engine_args, "--workers") {
         engine_cmd.args(["--workers", "2"]);
     }
-    engine_cmd.args(&engine_args).stdin(Stdio::null());
+    engine_cmd.args(engine_args).stdin(Stdio::null());
     match log.try_clone() {
         Ok(l) => engine_cmd.stdout(l),
         Err(_) => engine_cmd.stdout(Stdio::null()),
     };
     engine_cmd.stderr(log);
-    let mut engine = match engine_cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("xtask: cannot start {}: {e}", release.join("sipark").display());
-            return ExitCode::FAILURE;
-        }
-    };
+    let mut engine = engine_cmd.spawn().map_err(|e| {
+        eprintln!("xtask: cannot start {}: {e}", binary.display());
+        ExitCode::FAILURE
+    })?;
     eprintln!("xtask: sipark (pid {}) on {addr}, log in {}", engine.id(), log_path.display());
     if let Err(e) = wait_for_answer(addr, &mut engine, Duration::from_secs(15)) {
         eprintln!("xtask: {e}; see {}", log_path.display());
         stop_engine(&mut engine, Duration::from_secs(5));
-        return ExitCode::FAILURE;
+        return Err(ExitCode::FAILURE);
     }
+    Ok((engine, addr))
+}
+
+/// A process's state letter and CPU time (user + system, in clock ticks) from
+/// `/proc/<pid>/stat`; `None` when it cannot be read or parsed.
+fn proc_cpu(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&stat).map(|(state, own, _)| (state, own))
+}
+
+/// CPU time (clock ticks) of this process's children that have been waited for, all of them
+/// together (cutime + cstime of `/proc/self/stat`).
+fn reaped_children_cpu() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_proc_stat(&stat).map(|(_, _, children)| children)
+}
+
+/// Parses the state, utime + stime and cutime + cstime out of a `/proc/<pid>/stat` line. The
+/// command name (field 2) is in parentheses and may hold spaces or parentheses: fields are
+/// counted after the last `)`.
+fn parse_proc_stat(stat: &str) -> Option<(char, u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state: ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt,
+    // then utime stime cutime cstime.
+    let mut fields = fields.skip(10);
+    let mut next = || -> Option<u64> { fields.next()?.parse().ok() };
+    let own = next()? + next()?;
+    let children = next()? + next()?;
+    Some((state, own, children))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`, else 100).
+fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+fn bench(args: &[OsString]) -> ExitCode {
+    let (load_args, engine_args) = split_bench_args(args);
+    if let Err(code) = cargo_build(&["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"], &[]) {
+        return code;
+    }
+    let release = target_dir().join("release");
+    let out_dir = target_dir().join("bench");
+    if let Err(code) = create_dir(&out_dir) {
+        return code;
+    }
+    let (mut engine, addr) = match start_engine(&release.join("sipark"), &engine_args, &out_dir.join("sipark.log")) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
     let mut load = Command::new(release.join("sipark-load"));
     load.current_dir(root())
         .arg("--engine-pid")
@@ -340,5 +418,15 @@ mod tests {
         assert!(has_flag(&os(&["--io", "mmsg", "--workers=4"]), "--workers"));
         assert!(has_flag(&os(&["--json", "x"]), "--json"));
         assert!(!has_flag(&os(&["--workersx", "4"]), "--workers"));
+    }
+
+    #[test]
+    fn proc_stat_cpu_is_read_after_the_command_name() {
+        let line = "4242 (sipp (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 56 0 0 20 0 1 0 100 0 0";
+        assert_eq!(parse_proc_stat(line), Some(('S', 1290, 0)));
+        let zombie = "7 (sh) Z 1 7 7 0 -1 4194560 9 0 0 0 22 3 40 2 20 0 1 0 100 0 0";
+        assert_eq!(parse_proc_stat(zombie), Some(('Z', 25, 42)));
+        assert_eq!(parse_proc_stat("7 (sh) Z 1 2"), None, "truncated");
+        assert_eq!(parse_proc_stat("garbage"), None);
     }
 }

@@ -156,11 +156,37 @@ struct Reg {
     give_up: u64,
 }
 
-/// The generator.
-pub struct Gen<'c> {
+/// Where the generator's datagrams go: the UDP sockets of [`Net`], or
+/// memory (`load::mem`, which feeds a [`sipark::proto::shard::Shard`]
+/// directly). Socket `i` is the generator's `i`-th local address.
+pub trait Transport {
+    /// Number of local sockets (at least 1).
+    fn sockets(&self) -> usize;
+    /// The local address of socket `i`.
+    fn local(&self, i: usize) -> SocketAddr;
+    /// Sends (or queues) `data` to `dst` from socket `i`.
+    fn send(&mut self, i: usize, dst: SocketAddr, data: &[u8]);
+}
+
+impl Transport for Net {
+    fn sockets(&self) -> usize {
+        self.len()
+    }
+
+    fn local(&self, i: usize) -> SocketAddr {
+        Net::local(self, i)
+    }
+
+    fn send(&mut self, i: usize, dst: SocketAddr, data: &[u8]) {
+        Net::send(self, i, dst, data);
+    }
+}
+
+/// The generator: the park-cycle state machine over a [`Transport`].
+pub struct Gen<'c, T: Transport = Net> {
     cfg: &'c LoadConfig,
     ctx: Ctx,
-    pub net: Net,
+    pub net: T,
     clock: Instant,
     hostports: Vec<Vec<u8>>,
     ip: Vec<u8>,
@@ -195,11 +221,19 @@ fn us(ns: u64) -> u64 {
     ns / 1000
 }
 
-impl<'c> Gen<'c> {
+impl<'c> Gen<'c, Net> {
     /// Binds the sockets and sizes the tables.
-    pub fn new(cfg: &'c LoadConfig, nonce: u32) -> Result<Gen<'c>, LoadError> {
+    pub fn new(cfg: &'c LoadConfig, nonce: u32) -> Result<Gen<'c, Net>, LoadError> {
         let net = Net::bind(cfg.bind, cfg.sockets).map_err(|e| LoadError::Io(format!("bind {}: {e}", cfg.bind)))?;
-        let hostports: Vec<Vec<u8>> = (0..net.len()).map(|i| net.local(i).to_string().into_bytes()).collect();
+        Ok(Gen::with_transport(cfg, nonce, net))
+    }
+}
+
+impl<'c, T: Transport> Gen<'c, T> {
+    /// A generator sending through `net` (whose local addresses go into
+    /// Via and Contact).
+    pub fn with_transport(cfg: &'c LoadConfig, nonce: u32, net: T) -> Gen<'c, T> {
+        let hostports: Vec<Vec<u8>> = (0..net.sockets()).map(|i| net.local(i).to_string().into_bytes()).collect();
         let ip = match cfg.bind {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => a.to_string(),
@@ -213,7 +247,7 @@ impl<'c> Gen<'c> {
             Mode::Open { .. } => (cfg.max_inflight as usize).min((exts / 2).max(1)),
         };
         let t1 = ns(cfg.t1).max(1);
-        Ok(Gen {
+        Gen {
             cfg,
             ctx: Ctx::new(nonce, &cfg.park_fac, &cfg.retrieve_fac, cfg.bind.is_ipv6()),
             net,
@@ -240,7 +274,7 @@ impl<'c> Gen<'c> {
             h_park: Histogram::new(),
             h_notify: Histogram::new(),
             h_retrieve: Histogram::new(),
-        })
+        }
     }
 
     /// Nanoseconds since the generator started.
@@ -268,43 +302,18 @@ impl<'c> Gen<'c> {
     }
 
     fn device_sock(&self, dev: u32) -> usize {
-        dev as usize % self.net.len()
+        dev as usize % self.net.sockets()
     }
 
     fn slot_sock(&self, slot: usize) -> usize {
-        slot % self.net.len()
+        slot % self.net.sockets()
     }
 
-    // ----- event loop -----------------------------------------------------
+    // ----- input ----------------------------------------------------------
 
-    /// Sends what is queued, waits up to `wait` for datagrams, handles all
-    /// that arrived, and sends the answers.
-    fn pump(&mut self, rx: &mut Rx, wait: Duration) -> Result<(), LoadError> {
-        self.net.flush_all();
-        self.net.poll(wait).map_err(|e| LoadError::Io(format!("poll: {e}")))?;
-        for i in 0..self.net.len() {
-            if !self.net.readable(i) {
-                continue;
-            }
-            for _ in 0..MAX_BATCHES_PER_TURN {
-                let n = rx.recv(&mut self.net, i);
-                let now = self.now();
-                for k in 0..n {
-                    match rx.get(k) {
-                        Some((src, data)) => self.on_datagram(i, src, data, now),
-                        None => self.c.stray += 1,
-                    }
-                }
-                if n < BATCH {
-                    break;
-                }
-            }
-        }
-        self.net.flush_all();
-        Ok(())
-    }
-
-    fn on_datagram(&mut self, sock: usize, src: SocketAddr, data: &[u8], now: u64) {
+    /// Handles one datagram from `src` received on socket `sock` at `now`
+    /// (nanoseconds on the generator's clock).
+    pub fn on_datagram(&mut self, sock: usize, src: SocketAddr, data: &[u8], now: u64) {
         let Ok(msg) = SipMessage::parse(data) else {
             self.c.stray += 1;
             return;
@@ -637,8 +646,9 @@ impl<'c> Gen<'c> {
         self.device(sl.tenant, sl.ext_idx, sl.retriever)
     }
 
-    /// Starts one cycle; false if no slot or no idle extension was found.
-    fn start_cycle(&mut self, now: u64) -> bool {
+    /// Starts one cycle at `now`; false if no slot or no idle extension
+    /// was found.
+    pub fn start_cycle(&mut self, now: u64) -> bool {
         let s = match self.free.pop() {
             Some(s) => s as usize,
             None if self.high < self.max_slots => {
@@ -860,8 +870,6 @@ impl<'c> Gen<'c> {
         }
     }
 
-    // ----- phases ---------------------------------------------------------
-
     fn send_register(&mut self, dev: u32, cseq: u32, expires: u32) {
         let per_tenant = self.cfg.extensions * self.cfg.devices;
         let tenant = dev / per_tenant;
@@ -881,6 +889,84 @@ impl<'c> Gen<'c> {
         );
         self.net.send(sock, self.cfg.target, &self.scratch);
     }
+
+    /// Cycles in flight.
+    pub fn active(&self) -> u32 {
+        self.active
+    }
+
+    /// Number of devices (tenants × extensions × devices per extension).
+    pub fn devices(&self) -> u32 {
+        self.regs.len() as u32
+    }
+
+    /// Sends the REGISTER (CSeq 1, Expires 3600) of device `dev` at `now`;
+    /// its answer is taken by [`Gen::on_datagram`]. For drivers with their
+    /// own event loop (the UDP driver uses [`Gen::register_all`]).
+    pub fn begin_register(&mut self, dev: u32, now: u64) {
+        let Some(r) = self.regs.get_mut(dev as usize) else { return };
+        *r = Reg {
+            state: RegState::Pending,
+            cseq: 1,
+            next: now + self.t1,
+            interval: self.t1,
+            give_up: now + 64 * self.t1,
+        };
+        self.send_register(dev, 1, 3600);
+    }
+
+    /// Devices whose REGISTER has no final answer yet.
+    pub fn registrations_pending(&self) -> usize {
+        self.regs.iter().filter(|r| r.state == RegState::Pending).count()
+    }
+
+    /// Ends registration: extensions with a device that did not register
+    /// are not used; an error if no device registered.
+    pub fn finish_registration(&mut self) -> Result<(), LoadError> {
+        let per_ext = self.cfg.devices as usize;
+        for (dev, r) in self.regs.iter().enumerate() {
+            if r.state != RegState::Done {
+                self.ext_owner[dev / per_ext] = QUARANTINED;
+            }
+        }
+        if self.c.registered == 0 {
+            return Err(LoadError::Setup(format!("no device could register with {}", self.cfg.target)));
+        }
+        Ok(())
+    }
+}
+
+impl<'c> Gen<'c, Net> {
+    // ----- event loop -----------------------------------------------------
+
+    /// Sends what is queued, waits up to `wait` for datagrams, handles all
+    /// that arrived, and sends the answers.
+    fn pump(&mut self, rx: &mut Rx, wait: Duration) -> Result<(), LoadError> {
+        self.net.flush_all();
+        self.net.poll(wait).map_err(|e| LoadError::Io(format!("poll: {e}")))?;
+        for i in 0..self.net.len() {
+            if !self.net.readable(i) {
+                continue;
+            }
+            for _ in 0..MAX_BATCHES_PER_TURN {
+                let n = rx.recv(&mut self.net, i);
+                let now = self.now();
+                for k in 0..n {
+                    match rx.get(k) {
+                        Some((src, data)) => self.on_datagram(i, src, data, now),
+                        None => self.c.stray += 1,
+                    }
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+        self.net.flush_all();
+        Ok(())
+    }
+
+    // ----- phases ---------------------------------------------------------
 
     /// Registers (`cseq` 1, Expires 3600) or unregisters (`cseq` 2,
     /// expires 0) every device that `eligible` allows, at most `window` at
@@ -959,16 +1045,7 @@ impl<'c> Gen<'c> {
     /// register are not used.
     pub fn register_all(&mut self, rx: &mut Rx, limit: Instant) -> Result<(), LoadError> {
         self.registration_phase(rx, 1, limit)?;
-        let per_ext = self.cfg.devices as usize;
-        for (dev, r) in self.regs.iter().enumerate() {
-            if r.state != RegState::Done {
-                self.ext_owner[dev / per_ext] = QUARANTINED;
-            }
-        }
-        if self.c.registered == 0 {
-            return Err(LoadError::Setup(format!("no device could register with {}", self.cfg.target)));
-        }
-        Ok(())
+        self.finish_registration()
     }
 
     /// Removes the bindings of every registered device (best effort).

@@ -23,6 +23,7 @@
 pub mod cpu;
 pub mod driver;
 pub mod hist;
+pub mod mem;
 pub mod net;
 pub mod report;
 pub mod wire;
@@ -31,6 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 pub use cpu::{EngineCpu, SelfCpu};
+pub use driver::Transport;
 pub use hist::Histogram;
 pub use report::{Latency, Report};
 

@@ -327,17 +327,16 @@ __noinline int sipark_find_at(const struct sipark_scratch *s, __u32 p, __u32 len
  * to 5 digits, then '.', value <= 65535. Returns the shard or -1. The user
  * part ends at ':' (password) or '@', neither of which is a digit or '.',
  * so stopping at end is all that is needed. */
-__noinline int sipark_sp_shard(const struct sipark_scratch *s, __u32 p, __u32 end)
+/* route::embedded_shard at s[p..end): 1 to 5 digits, then '.', at most
+ * 65535; -1 otherwise. Shared by the Contact user ("sp") and the Via
+ * branch ("z9hG4bKsp") parsers; callers bound p and end. */
+static __always_inline int sipark_shard_digits(const struct sipark_scratch *s, __u32 p, __u32 end)
 {
 	__u32 v = 0;
 	__u32 n = 0;
 
-	if (!s || p > SIPARK_MAX_PAYLOAD || end > SIPARK_MAX_PAYLOAD)
-		return -1;
-	if (p + 2 >= end || sipark_at(s, p) != 's' || sipark_at(s, p + 1) != 'p')
-		return -1;
 	for (__u32 i = 0; i < 6; i++) {
-		__u32 j = p + 2 + i;
+		__u32 j = p + i;
 		__u8 c;
 
 		if (j >= end)
@@ -354,6 +353,15 @@ __noinline int sipark_sp_shard(const struct sipark_scratch *s, __u32 p, __u32 en
 		n++;
 	}
 	return -1;
+}
+
+__noinline int sipark_sp_shard(const struct sipark_scratch *s, __u32 p, __u32 end)
+{
+	if (!s || p > SIPARK_MAX_PAYLOAD || end > SIPARK_MAX_PAYLOAD)
+		return -1;
+	if (p + 2 >= end || sipark_at(s, p) != 's' || sipark_at(s, p + 1) != 'p')
+		return -1;
+	return sipark_shard_digits(s, p + 2, end);
 }
 
 static __always_inline int sipark_host_char(__u8 c)

@@ -73,33 +73,13 @@ static __always_inline int outcome(__u32 which)
  * the magic cookie is compared in route.rs), 1 to 5 digits, '.'. */
 __noinline int sipark_branch_value(const struct sipark_scratch *s, __u32 p, __u32 len)
 {
-	__u32 v = 0;
-	__u32 n = 0;
-
 	if (!s || p > SIPARK_MAX_PAYLOAD || len > SIPARK_MAX_PAYLOAD)
 		return -1;
 	if (sipark_at(s, p) != 'z' || sipark_at(s, p + 1) != '9' || sipark_at(s, p + 2) != 'h' ||
 	    sipark_at(s, p + 3) != 'G' || sipark_at(s, p + 4) != '4' || sipark_at(s, p + 5) != 'b' ||
 	    sipark_at(s, p + 6) != 'K' || sipark_at(s, p + 7) != 's' || sipark_at(s, p + 8) != 'p')
 		return -1;
-	for (__u32 i = 0; i < 6; i++) {
-		__u32 j = p + 9 + i;
-		__u8 c;
-
-		if (j >= len)
-			return -1;
-		c = sipark_at(s, j);
-		if (c == '.') {
-			if (n == 0 || v > 65535)
-				return -1;
-			return (int)v;
-		}
-		if (c < '0' || c > '9' || n == 5)
-			return -1;
-		v = v * 10 + (c - '0');
-		n++;
-	}
-	return -1;
+	return sipark_shard_digits(s, p + 9, len);
 }
 
 /* At s[i], "branch=" (name case-insensitive)? Then the shard in its value

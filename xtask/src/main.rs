@@ -21,6 +21,7 @@
 //!   `perf record -g` on a sipark built with the `profiling` profile and frame pointers while
 //!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
 
+mod compare;
 mod perf;
 mod sipp;
 
@@ -47,6 +48,10 @@ tasks:
   perf [--seconds S] [--warmup W] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
                    perf record -g on sipark (profiling profile, frame pointers) under
                    sipark-load; flamegraph in target/perf/flamegraph.svg
+  compare [--tenants T] [--spots S] [--watchers W] [--expiry SECS] [--seconds SECS]
+          [--parks-per-minute N] [--hold SECS]
+                   traditional park spots (Kamailio registrar + presence, BLF dialog
+                   subscriptions) vs sipark: messages and CPU seconds per hour
   install-deps     run scripts/install-deps.sh only";
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&rest),
         Some("sipp") => sipp::sipp(&rest),
         Some("perf") => perf::perf(&rest),
+        Some("compare") => compare::compare(&rest),
         Some("install-deps") => match install_deps() {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,
@@ -170,7 +176,7 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Sends OPTIONS to `addr` every 200 ms until any SIP response comes back,
 /// `engine` exits, or `limit` passes.
-fn wait_for_answer(addr: SocketAddr, engine: &mut Child, limit: Duration) -> Result<(), String> {
+fn wait_for_answer(name: &str, addr: SocketAddr, engine: &mut Child, limit: Duration) -> Result<(), String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
     let me = sock.local_addr().map_err(|e| e.to_string())?;
@@ -178,10 +184,10 @@ fn wait_for_answer(addr: SocketAddr, engine: &mut Child, limit: Duration) -> Res
     let mut buf = [0u8; 4096];
     for n in 1u32.. {
         if let Ok(Some(status)) = engine.try_wait() {
-            return Err(format!("sipark exited during start-up ({status})"));
+            return Err(format!("{name} exited during start-up ({status})"));
         }
         if start.elapsed() > limit {
-            return Err(format!("sipark did not answer OPTIONS on {addr} within {limit:?}"));
+            return Err(format!("{name} did not answer OPTIONS on {addr} within {limit:?}"));
         }
         let options = format!(
             "OPTIONS sip:ping@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKxtask{n};rport\r\n\
@@ -280,7 +286,7 @@ fn start_engine(binary: &Path, engine_args: &[OsString], log_path: &Path) -> Res
         ExitCode::FAILURE
     })?;
     eprintln!("xtask: sipark (pid {}) on {addr}, log in {}", engine.id(), log_path.display());
-    if let Err(e) = wait_for_answer(addr, &mut engine, Duration::from_secs(15)) {
+    if let Err(e) = wait_for_answer("sipark", addr, &mut engine, Duration::from_secs(15)) {
         eprintln!("xtask: {e}; see {}", log_path.display());
         stop_engine(&mut engine, Duration::from_secs(5));
         return Err(ExitCode::FAILURE);

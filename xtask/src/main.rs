@@ -13,6 +13,11 @@
 //!   `sipark-load --engine-pid <pid> --target <addr> LOAD-ARGS` (which prints the table; JSON
 //!   goes to target/bench/load.json unless `--json` is given), then stops the engine with SIGTERM.
 //!   The exit code is sipark-load's.
+//! * `cargo xtask bench --sweep R1,R2,... [--sweep-seconds S] [LOAD-ARGS...] [--engine ...]`:
+//!   one fresh engine and one open-loop sipark-load run of S seconds (default 8) per rate, plus
+//!   a closed-loop run (`--concurrency 128`) as the maximum (see sweep.rs); prints a table and
+//!   writes target/bench/sweep/{<R>,max,summary}.json, docs/img/bench-latency.svg and
+//!   docs/img/bench-efficiency.svg (plot.rs).
 //! * `cargo xtask sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
 //!   [--engine ENGINE-ARGS...]`: the SIPp pack (see sipp.rs): K SIPp instances on 127.0.0.10+i
 //!   split the rate against a release sipark; prints SIPp's statistics, the CPU of the engine and
@@ -23,7 +28,9 @@
 
 mod compare;
 mod perf;
+mod plot;
 mod sipp;
+mod sweep;
 
 use std::env;
 use std::ffi::OsString;
@@ -41,6 +48,10 @@ tasks:
   bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
                    release sipark (--workers 2) on 127.0.0.1 driven by sipark-load
                    (e.g. `cargo xtask bench -- --cycles 20000 --rate 1000`)
+  bench --sweep R1,R2,... [--sweep-seconds S] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+                   one fresh sipark and S seconds (default 8) of sipark-load per rate, plus
+                   a closed-loop maximum; table, target/bench/sweep/summary.json and
+                   docs/img/bench-latency.svg, docs/img/bench-efficiency.svg
   sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
        [--hold-ms MS] [--retrieve-after-ms MS] [--tenants T] [--engine ENGINE-ARGS...]
                    SIPp pack: K SIPp instances (127.0.0.10+i) split the rate against release
@@ -337,6 +348,14 @@ fn clock_ticks_per_sec() -> u64 {
 }
 
 fn bench(args: &[OsString]) -> ExitCode {
+    match sweep::parse_args(args) {
+        Ok(Some(sweep_args)) => return sweep::sweep(&sweep_args),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("xtask: {e}\n\n{}", sweep::USAGE);
+            return ExitCode::from(2);
+        }
+    }
     let (load_args, engine_args) = split_bench_args(args);
     if let Err(code) = cargo_build(&["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"], &[]) {
         return code;

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     cargo_build, clock_ticks_per_sec, create_dir, free_port, parse_proc_stat, root, start_engine, stop_engine,
-    target_dir,
+    take_options, target_dir,
 };
 
 pub(crate) const USAGE: &str = "usage: cargo xtask compare [--tenants T] [--spots S] [--watchers W] [--expiry SECS]
@@ -80,23 +80,13 @@ impl CompareArgs {
 /// Parses `cargo xtask compare` arguments (`--name V` or `--name=V`).
 pub(crate) fn parse_args(args: &[OsString]) -> Result<CompareArgs, String> {
     let mut a = CompareArgs::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let arg = arg.to_str().ok_or_else(|| format!("argument is not UTF-8: {arg:?}"))?;
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (arg, None),
-        };
-        let mut value = || -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it
-                    .next()
-                    .and_then(|v| v.to_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{name}: missing value")),
-            }
-        };
+    let names = ["--tenants", "--spots", "--watchers", "--expiry", "--seconds", "--parks-per-minute", "--hold"];
+    let (options, rest) = take_options(args.to_vec(), &names)?;
+    if let Some(arg) = rest.first() {
+        return Err(format!("unknown argument `{}`", arg.to_string_lossy()));
+    }
+    for (name, v) in options {
+        let name = name.as_str();
         let slot = match name {
             "--tenants" => (&mut a.tenants, 1, 100_000),
             "--spots" => (&mut a.spots, 1, 100),
@@ -105,10 +95,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<CompareArgs, String> {
             "--seconds" => (&mut a.seconds, 4, 3600),
             "--parks-per-minute" => (&mut a.parks_per_minute, 0, 60_000),
             "--hold" => (&mut a.hold, 1, 600),
-            other => return Err(format!("unknown argument `{other}`")),
+            _ => unreachable!("take_options returns only the names asked for"),
         };
         let (field, min, max) = slot;
-        let v = value()?;
         *field = v
             .parse::<u32>()
             .ok()

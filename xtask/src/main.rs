@@ -175,6 +175,39 @@ fn split_bench_args(args: &[OsString]) -> (Vec<OsString>, Vec<OsString>) {
     }
 }
 
+/// Options taken out of an argument list, as (name, value), in order.
+type Options = Vec<(String, String)>;
+
+/// Takes the options named in `ours` out of `args`, written `--name V` or `--name=V`, and
+/// returns them as (name, value) in order, with every other argument, untouched and in order.
+/// A non-UTF-8 argument is never one of ours.
+fn take_options(args: Vec<OsString>, ours: &[&str]) -> Result<(Options, Vec<OsString>), String> {
+    let mut found = Vec::new();
+    let mut rest = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let Some(text) = arg.to_str() else {
+            rest.push(arg);
+            continue;
+        };
+        let (name, inline) = match text.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (text, None),
+        };
+        if !ours.contains(&name) {
+            rest.push(arg);
+            continue;
+        }
+        let name = name.to_owned();
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().and_then(|v| v.into_string().ok()).ok_or_else(|| format!("{name} needs a value"))?,
+        };
+        found.push((name, value));
+    }
+    Ok((found, rest))
+}
+
 /// Whether `flag` (`--name`) is among `args`, as `--name` or `--name=...`.
 fn has_flag(args: &[OsString], flag: &str) -> bool {
     args.iter().any(|a| a.to_str().is_some_and(|a| a == flag || a.starts_with(&format!("{flag}="))))

@@ -14,7 +14,7 @@ use inferno::collapse::Collapse;
 use inferno::collapse::perf::{Folder, Options as CollapseOptions};
 use inferno::flamegraph::{self, Options as FlameOptions};
 
-use crate::{cargo_build, create_dir, has_flag, split_bench_args, start_engine, stop_engine, target_dir};
+use crate::{cargo_build, create_dir, has_flag, split_bench_args, start_engine, stop_engine, take_options, target_dir};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask perf [--seconds S] [--warmup W] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
@@ -44,25 +44,8 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<PerfArgs, String> {
     let (mixed, engine) = split_bench_args(args);
     let mut seconds = 10u32;
     let mut warmup = 3u32;
-    let mut load = Vec::new();
-    let mut it = mixed.into_iter();
-    while let Some(arg) = it.next() {
-        let Some(text) = arg.to_str() else {
-            load.push(arg);
-            continue;
-        };
-        let (name, inline) = match text.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (text.to_string(), None),
-        };
-        if name != "--seconds" && name != "--warmup" {
-            load.push(arg);
-            continue;
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().and_then(|v| v.into_string().ok()).ok_or_else(|| format!("{name} needs a value"))?,
-        };
+    let (options, mut load) = take_options(mixed, &["--seconds", "--warmup"])?;
+    for (name, value) in options {
         let (lo, hi) = if name == "--seconds" { (1, 120) } else { (0, 120) };
         let n = match value.parse::<u32>() {
             Ok(n) if (lo..=hi).contains(&n) => n,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::{
     cargo_build, clock_ticks_per_sec, create_dir, proc_cpu, reaped_children_cpu, root, start_engine, stop_engine,
-    target_dir,
+    take_options, target_dir,
 };
 
 pub(crate) const USAGE: &str = "usage: cargo xtask sipp [--rate R] [--calls N] [--instances K]
@@ -107,26 +107,13 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<SippArgs, String> {
     let mut hold_ms = 100u32;
     let mut retrieve_after_ms = 1000u32;
     let mut tenants = None;
-    let mut it = ours.iter();
-    while let Some(arg) = it.next() {
-        let arg = arg.to_str().ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
-        if arg == "--" {
-            continue;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (arg, None),
-        };
-        let mut value = || -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .and_then(|v| v.to_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
+    let names = ["--rate", "--calls", "--instances", "--hold-ms", "--retrieve-after-ms", "--tenants", "--scenario"];
+    let (options, rest) = take_options(ours.to_vec(), &names)?;
+    if let Some(arg) = rest.iter().find(|a| *a != "--") {
+        return Err(format!("unknown argument `{}`", arg.to_string_lossy()));
+    }
+    for (name, value) in options {
+        let name = name.as_str();
         let number = |v: String, lo: u32, hi: u32| -> Result<u32, String> {
             match v.parse::<u32>() {
                 Ok(n) if (lo..=hi).contains(&n) => Ok(n),
@@ -134,20 +121,20 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<SippArgs, String> {
             }
         };
         match name {
-            "--rate" => rate = number(value()?, 1, 1_000_000)?,
-            "--calls" => calls = Some(number(value()?, 1, 100_000_000)?),
-            "--instances" => instances = number(value()?, 1, 100)?,
-            "--hold-ms" => hold_ms = number(value()?, 0, 600_000)?,
-            "--retrieve-after-ms" => retrieve_after_ms = number(value()?, 1, 600_000)?,
-            "--tenants" => tenants = Some(number(value()?, 1, 1_000_000)?),
+            "--rate" => rate = number(value.clone(), 1, 1_000_000)?,
+            "--calls" => calls = Some(number(value.clone(), 1, 100_000_000)?),
+            "--instances" => instances = number(value.clone(), 1, 100)?,
+            "--hold-ms" => hold_ms = number(value.clone(), 0, 600_000)?,
+            "--retrieve-after-ms" => retrieve_after_ms = number(value.clone(), 1, 600_000)?,
+            "--tenants" => tenants = Some(number(value.clone(), 1, 1_000_000)?),
             "--scenario" => {
-                scenario = match value()?.as_str() {
+                scenario = match value.as_str() {
                     "park_hangup" => Scenario::ParkHangup,
                     "park_retrieve" => Scenario::ParkRetrieve,
                     other => return Err(format!("--scenario: expected park_hangup or park_retrieve, got `{other}`")),
                 }
             }
-            _ => return Err(format!("unknown argument `{arg}`")),
+            _ => unreachable!("take_options returns only the names asked for"),
         }
     }
     let calls = calls.unwrap_or(rate.saturating_mul(10));

@@ -9,7 +9,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use crate::plot::{self, Chart, Guide, Point, Scale, Series};
-use crate::{cargo_build, create_dir, has_flag, root, split_bench_args, start_engine, stop_engine, target_dir};
+use crate::{
+    cargo_build, create_dir, has_flag, root, split_bench_args, start_engine, stop_engine, take_options, target_dir,
+};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask bench --sweep R1,R2,... [--sweep-seconds S] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
@@ -45,25 +47,8 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<SweepArgs>, String>
     let (mixed, engine) = split_bench_args(args);
     let mut rates = None;
     let mut seconds = None;
-    let mut load = Vec::new();
-    let mut it = mixed.into_iter();
-    while let Some(arg) = it.next() {
-        let Some(text) = arg.to_str() else {
-            load.push(arg);
-            continue;
-        };
-        let (name, inline) = match text.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (text.to_string(), None),
-        };
-        if name != "--sweep" && name != "--sweep-seconds" {
-            load.push(arg);
-            continue;
-        }
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().and_then(|v| v.into_string().ok()).ok_or_else(|| format!("{name} needs a value"))?,
-        };
+    let (options, load) = take_options(mixed, &["--sweep", "--sweep-seconds"])?;
+    for (name, value) in options {
         if name == "--sweep" {
             if rates.is_some() {
                 return Err("--sweep given twice".into());

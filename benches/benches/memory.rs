@@ -209,7 +209,7 @@ fn main() {
         );
     }
     println!(
-        "inline sizes: Call {} B, Leg {} B, Extension {} B (a Call sits inline in the calls map)",
+        "sizes: Call {} B (boxed in the calls map), Leg {} B, Extension {} B",
         size_of::<Call>(),
         size_of::<Leg>(),
         size_of::<Extension>()

@@ -314,3 +314,88 @@ fn shutdown_drains_even_when_devices_never_answer() {
     sim.run_for(secs(2));
     assert!(sim.is_drained(), "Timer F ends the wait");
 }
+
+#[test]
+fn finished_transactions_linger_outside_the_limit_and_the_oldest_are_evicted() {
+    let mut cfg = Config::default();
+    cfg.limits.max_transactions = 5;
+    cfg.limits.max_lingering = 8;
+    let mut sim = Sim::new(1, cfg, 43);
+    let p = sim.add_phone("104", ACME, Some("Carol"));
+    // 20 answered requests in a row: each lingers 64*T1 after its 200, but
+    // only requests still at work count against max_transactions (5).
+    let mut first = Vec::new();
+    for i in 0..20 {
+        let branch = format!("z9hG4bKlinger{i}");
+        let raw = raw_request(&sim, p, "OPTIONS", "sip:acme.example", &branch, None, "");
+        let r = expect_response(&mut sim, p, raw, &branch);
+        assert_eq!(r.code(), Some(200), "OPTIONS {i} under a limit of 5 live transactions: {r:?}");
+        first.push(r);
+    }
+    assert_eq!(sim.stat(|s| s.overload_rejects.get()), 0);
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0, "nothing is at work");
+    assert_eq!(sim.stat(|s| s.transactions_lingering.get()), 8, "capped at max_lingering");
+    assert_eq!(sim.stat(|s| s.transactions_evicted.get()), 12, "the 12 oldest ended early");
+
+    // A retransmission of a lingering request is absorbed: the same
+    // response (same To tag) comes back, counted as a retransmission.
+    let to_tag = |m: &Msg| m.header("To").unwrap_or_default().to_string();
+    let retrans = sim.stat(|s| s.retransmissions.get());
+    let raw = raw_request(&sim, p, "OPTIONS", "sip:acme.example", "z9hG4bKlinger19", None, "");
+    let again = expect_response(&mut sim, p, raw, "z9hG4bKlinger19");
+    assert_eq!(to_tag(&again), to_tag(&first[19]), "absorbed by the lingering transaction");
+    assert_eq!(sim.stat(|s| s.retransmissions.get()), retrans + 1);
+    // One whose transaction was evicted is a new request: a new answer.
+    let raw = raw_request(&sim, p, "OPTIONS", "sip:acme.example", "z9hG4bKlinger0", None, "");
+    let again = expect_response(&mut sim, p, raw, "z9hG4bKlinger0");
+    assert_eq!(again.code(), Some(200));
+    assert_ne!(to_tag(&again), to_tag(&first[0]), "answered by a new transaction");
+    assert_eq!(sim.stat(|s| s.retransmissions.get()), retrans + 1);
+    assert_eq!(sim.stat(|s| s.transactions_evicted.get()), 13);
+
+    // Timer J ends the rest.
+    sim.run_for(secs(40));
+    assert_eq!(sim.stat(|s| s.transactions_lingering.get()), 0);
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0);
+}
+
+#[test]
+fn work_beyond_max_transactions_still_gets_503() {
+    let mut cfg = Config::default();
+    cfg.limits.max_transactions = 2;
+    let mut sim = Sim::new(1, cfg, 44);
+    let o = sim.office(ACME);
+    // A retrieve waits on the parked leg's answer: its INVITE stays at
+    // work. Make the parked leg slow so two retrieves are outstanding.
+    sim.park_by_bob(&o, o.alice);
+    sim.phones[o.alice].reinvite_answer = None;
+    let now = sim.now;
+    sim.phones[o.carol].invite(now, "sip:*88103@acme.example", &[], true);
+    sim.run_for(ms(100));
+    let live = sim.stat(|s| s.transactions.get());
+    assert!(live >= 2, "the retrieve INVITE and the re-INVITE are at work: {live}");
+    let raw = raw_request(&sim, o.dave, "OPTIONS", "sip:acme.example", "z9hG4bKover1", None, "");
+    let r = expect_response(&mut sim, o.dave, raw, "z9hG4bKover1");
+    assert_eq!(r.code(), Some(503), "{r:?}");
+    assert_eq!(r.header("Retry-After").as_deref(), Some("5"));
+    assert_eq!(sim.stat(|s| s.overload_rejects.get()), 1);
+}
+
+#[test]
+fn acked_park_invite_retransmission_is_absorbed_without_an_answer() {
+    let mut sim = Sim::new(1, Config::default(), 45);
+    let o = sim.office(ACME);
+    let call = sim.park_by_bob(&o, o.alice);
+    let txn = sim.phones[o.alice].calls[call].invite_txn.expect("park INVITE transaction");
+    let invite = sim.phones[o.alice].txns[txn].request.clone();
+    let received = sim.phones[o.alice].received.len();
+    let notifies = sim.phones[o.watch[0]].notifies.len();
+    // RFC 6026 §7.1: after the ACK, a late copy of the INVITE is absorbed
+    // by the Accepted transaction; it is neither answered nor parked again.
+    sim.phones[o.alice].send_raw(invite);
+    sim.run_for(secs(2));
+    assert_eq!(sim.phones[o.alice].received.len(), received, "no answer to the absorbed INVITE");
+    assert_eq!(sim.stat(|s| s.parks.get()), 1);
+    assert_eq!(sim.phones[o.watch[0]].notifies.len(), notifies, "no second park-info");
+    assert!(sim.stat(|s| s.transactions_lingering.get()) > 0, "the park INVITE lingers");
+}

@@ -66,7 +66,11 @@ pub struct Config {
 /// Per-shard caps. Past a cap, new work is refused with 503 and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Transactions at work (not yet answered, or retransmitting).
     pub max_transactions: usize,
+    /// Finished transactions kept to absorb retransmissions. Past this,
+    /// the oldest is ended early (counted), rather than refusing work.
+    pub max_lingering: usize,
     pub max_bindings: usize,
     pub max_parked: usize,
     pub max_dialogs: usize,
@@ -79,6 +83,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_transactions: 200_000,
+            max_lingering: 400_000,
             max_bindings: 1_000_000,
             max_parked: 500_000,
             max_dialogs: 500_000,

@@ -12,4 +12,5 @@ pub mod route;
 pub mod sdp;
 pub mod shard;
 pub mod stats;
+pub mod timers;
 pub mod txn;

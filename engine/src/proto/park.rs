@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::msg::xml_escape;
+use super::parse::NameAddr;
 use super::sdp::Origin;
 
 /// A party as shown in park-info: URI and optional display name.
@@ -17,6 +18,19 @@ use super::sdp::Origin;
 pub struct Identity {
     pub uri: Box<[u8]>,
     pub display: Option<Box<[u8]>>,
+}
+
+impl Identity {
+    pub fn as_party(&self) -> Party<'_> {
+        Party { uri: &self.uri, display: self.display.as_deref() }
+    }
+}
+
+/// A party, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Party<'a> {
+    pub uri: &'a [u8],
+    pub display: Option<&'a [u8]>,
 }
 
 /// One dialog sipark holds with a peer (RFC 3261 §12).
@@ -31,17 +45,21 @@ pub struct Leg {
     /// The peer's Contact URI: Request-URI of in-dialog requests.
     pub remote_target: Box<[u8]>,
     /// Route set, in the order the Route headers are written.
-    pub route_set: Vec<Box<[u8]>>,
+    pub route_set: Box<[Box<[u8]>]>,
     pub local_cseq: u32,
     pub remote_cseq: u32,
     /// Where the peer's requests came from (or where its responses came from).
     pub peer: SocketAddr,
     /// sipark's SDP origin towards this leg.
     pub origin: Origin,
-    /// The last SDP sipark sent on this leg.
-    pub last_sdp: Vec<u8>,
+    /// The last SDP sipark sent on this leg once bridged, to answer a
+    /// session refresh. Empty while the call is parked: the hold answer is
+    /// derived from `remote_sdp` and `origin` when needed
+    /// ([`super::sdp::hold_answer`]), which saves its bytes on every
+    /// parked call.
+    pub last_sdp: Box<[u8]>,
     /// The last SDP the peer sent on this leg.
-    pub remote_sdp: Vec<u8>,
+    pub remote_sdp: Box<[u8]>,
     /// A 2xx to the peer's INVITE waiting for its ACK: (server txn, CSeq).
     pub pending_ack: Option<(u64, u32)>,
 }
@@ -99,11 +117,13 @@ pub enum CallState {
     /// Park timeout passed; the parker's devices are ringing.
     Recalling { forks: Vec<Fork> },
     /// A retriever's INVITE is waiting on the re-INVITE of the parked leg.
-    Retrieving { retriever: Retriever, reinvite: u64 },
+    /// The second leg is boxed in this and the next states, so that a
+    /// parked call does not carry its room.
+    Retrieving { retriever: Box<Retriever>, reinvite: u64 },
     /// A recall was answered; waiting on the re-INVITE of the parked leg.
-    RecallBridging { b: Leg, fork_txn: u64, reinvite: u64 },
+    RecallBridging { b: Box<Leg>, fork_txn: u64, reinvite: u64 },
     /// Bridged to `b` (retriever or recalled parker); sipark stays a B2BUA.
-    Bridged { b: Leg },
+    Bridged { b: Box<Leg> },
 }
 
 impl CallState {
@@ -120,7 +140,8 @@ pub struct Call {
     pub id: u64,
     /// The extension it is parked on.
     pub ext: u64,
-    pub parked: Identity,
+    /// The parker (Referred-By). The parked party is not stored: it is
+    /// the park INVITE's From, kept as `a.remote` ([`Call::parked`]).
     pub parker: Option<Identity>,
     /// Unix seconds.
     pub parked_at: u64,
@@ -130,6 +151,16 @@ pub struct Call {
     pub state: CallState,
     /// The call's next timer (park timeout or recall timeout).
     pub deadline: Option<Instant>,
+}
+
+impl Call {
+    /// The parked party: URI and display name of leg A's peer.
+    pub fn parked(&self) -> Party<'_> {
+        match NameAddr::parse(&self.a.remote) {
+            Ok(na) => Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) },
+            Err(_) => Party { uri: &self.a.remote, display: None },
+        }
+    }
 }
 
 /// A registered contact.
@@ -206,11 +237,11 @@ pub fn write_utc(out: &mut Vec<u8>, unix: u64) {
     let _ = write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
 }
 
-fn write_party(out: &mut Vec<u8>, element: &str, who: &Identity) {
+fn write_party(out: &mut Vec<u8>, element: &str, who: Party<'_>) {
     let _ = write!(out, "    <{element} uri=\"");
-    xml_escape(out, &who.uri);
+    xml_escape(out, who.uri);
     out.push(b'"');
-    if let Some(d) = &who.display {
+    if let Some(d) = who.display {
         out.extend_from_slice(b" display=\"");
         xml_escape(out, d);
         out.push(b'"');
@@ -254,9 +285,9 @@ pub fn write_park_info<'a>(
         out.extend_from_slice(b" parked-at=\"");
         write_utc(out, c.parked_at);
         let _ = writeln!(out, "\" timeout=\"{}\">", c.timeout_secs);
-        write_party(out, "parked", &c.parked);
+        write_party(out, "parked", c.parked());
         if let Some(p) = &c.parker {
-            write_party(out, "parker", p);
+            write_party(out, "parker", p.as_party());
         }
         if view.left.is_none() {
             out.extend_from_slice(b"    <retrieve uri=\"sip:");

@@ -38,11 +38,10 @@ impl WallClock {
     }
 }
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-use std::hash::RandomState;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 use tracing::{info, warn};
 
 use super::msg::{branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri};
@@ -52,6 +51,7 @@ use super::park::{
 };
 use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
 use super::sdp::{self, Origin};
+use super::timers::TimerQueue;
 use super::txn::{ClientState, ClientTxn, Kind, ResponseEffect, ServerState, ServerTxn, TimerAction};
 
 /// Maps keyed by attacker-chosen bytes (Call-IDs, branches, AORs) use a
@@ -123,7 +123,9 @@ pub struct Shard {
     stats: Arc<ShardStats>,
     out: VecDeque<Transmit>,
     pool: Vec<Vec<u8>>,
-    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    /// Every deadline; lingering transactions sit in its FIFOs, so
+    /// `timers.fifo_len()` is how many there are.
+    timers: TimerQueue<TimerKey>,
     /// Heap size that triggers the next [`Shard::compact_timers`].
     compact_at: usize,
     next_id: u64,
@@ -132,8 +134,14 @@ pub struct Shard {
     server_index: KeyedMap<Box<[u8]>, u64>,
     client: HashMap<u64, ClientEntry>,
     /// `Call-ID \0 local tag` → call and side.
-    dialogs: KeyedMap<Box<[u8]>, (u64, Side)>,
-    calls: HashMap<u64, Call>,
+    /// Dialog index: `(Call-ID, local tag)` → call and side. The table
+    /// holds only `(call, side)`; the key bytes are the leg's own, hashed
+    /// with `dialog_hasher` (keyed) and compared in place, so a parked call
+    /// costs no copy of them here.
+    dialogs: HashTable<(u64, Side)>,
+    dialog_hasher: RandomState,
+    /// Boxed: the map's spare buckets then cost a pointer each, not a `Call`.
+    calls: HashMap<u64, Box<Call>>,
     exts: HashMap<u64, Extension>,
     /// `ext@tenant` (tenant lowercase) → extension id.
     ext_index: KeyedMap<Box<[u8]>, u64>,
@@ -181,7 +189,7 @@ impl Shard {
             stats: Arc::new(ShardStats::default()),
             out: VecDeque::new(),
             pool: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::default(),
             compact_at: MIN_COMPACT,
             // Start ids from the clock so call tokens differ across restarts.
             next_id: (wall.unix.as_secs() & 0xf_ffff) << 20,
@@ -189,7 +197,8 @@ impl Shard {
             server: HashMap::new(),
             server_index: KeyedMap::default(),
             client: HashMap::new(),
-            dialogs: KeyedMap::default(),
+            dialogs: HashTable::new(),
+            dialog_hasher: RandomState::new(),
             calls: HashMap::new(),
             exts: HashMap::new(),
             ext_index: KeyedMap::default(),
@@ -251,11 +260,7 @@ impl Shard {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((at, key))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, key)) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Server(id) => self.server_timer(now, id, at),
                 TimerKey::Client(id) => self.client_timer(now, id, at),
@@ -282,7 +287,7 @@ impl Shard {
 
     /// The next instant [`Shard::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.peek()
     }
 
     /// Starts a graceful shutdown: new parks get 503, parked calls are hung
@@ -354,10 +359,64 @@ impl Shard {
 
     fn schedule(&mut self, at: Option<Instant>, key: TimerKey) {
         let Some(at) = at else { return };
-        self.timers.push(Reverse((at, key)));
-        if self.timers.len() > self.compact_at {
+        self.timers.push(at, key);
+        if self.timers.heap_len() > self.compact_at {
             self.compact_timers();
         }
+    }
+
+    /// Queues a transaction's deadline after a change at `now` moved it
+    /// from `before` to `after`. A lingering transaction goes to the
+    /// timer FIFOs, and past `max_lingering` the oldest lingering one is
+    /// ended early. An unchanged deadline is already queued.
+    fn schedule_txn(&mut self, now: Instant, key: TimerKey, before: Option<Instant>, after: Option<Instant>) {
+        if before == after {
+            return;
+        }
+        let lingering = match key {
+            TimerKey::Server(id) => self.server.get(&id).is_some_and(|e| e.txn.lingering()),
+            TimerKey::Client(id) => self.client.get(&id).is_some_and(|e| e.txn.lingering()),
+            TimerKey::Call(_) | TimerKey::Ext(_) => false,
+        };
+        match after {
+            Some(at) if lingering && at >= now => {
+                self.timers.push_after(now, at - now, key);
+                while self.timers.fifo_len() > self.cfg.limits.max_lingering {
+                    let Some((at, key)) = self.timers.pop_oldest_fifo() else { break };
+                    self.evict_txn(key, at);
+                }
+            }
+            _ => self.schedule(after, key),
+        }
+    }
+
+    /// Ends lingering transaction `key` before its time (its deadline is
+    /// `at`), to keep the shard under `max_lingering`. A retransmission
+    /// that arrives later is taken as a new request (absorbed by the
+    /// dialog for an ACK or BYE, answered again for a REGISTER).
+    fn evict_txn(&mut self, key: TimerKey, at: Instant) {
+        let evicted = match key {
+            TimerKey::Server(id) if self.server.get(&id).is_some_and(|e| e.txn.deadline() == Some(at)) => {
+                if let Some(e) = self.server.remove(&id) {
+                    self.server_index.remove(&e.key);
+                }
+                true
+            }
+            TimerKey::Client(id) if self.client.get(&id).is_some_and(|e| e.txn.deadline() == Some(at)) => {
+                self.client.remove(&id);
+                true
+            }
+            _ => false,
+        };
+        if evicted {
+            self.stats.transactions_evicted.inc();
+        }
+    }
+
+    /// Transactions that still have work to do: the ones counted against
+    /// `max_transactions` (lingering ones have their own cap).
+    fn live_transactions(&self) -> usize {
+        (self.server.len() + self.client.len()).saturating_sub(self.timers.fifo_len())
     }
 
     /// Drops heap entries whose owner is gone or has moved its deadline
@@ -365,9 +424,9 @@ impl Shard {
     /// runs when the heap has doubled since the last compaction.
     fn compact_timers(&mut self) {
         let mut timers = std::mem::take(&mut self.timers);
-        timers.retain(|Reverse((at, key))| self.timer_live(*key, *at));
+        timers.retain_heap(|at, key| self.timer_live(key, at));
         self.timers = timers;
-        self.compact_at = (2 * self.timers.len()).max(MIN_COMPACT);
+        self.compact_at = (2 * self.timers.heap_len()).max(MIN_COMPACT);
     }
 
     /// Is the heap entry `(at, key)` still its owner's deadline?
@@ -382,33 +441,44 @@ impl Shard {
 
     fn update_gauges(&self) {
         let s = &self.stats;
-        s.transactions.set((self.server.len() + self.client.len()) as u64);
+        s.transactions.set(self.live_transactions() as u64);
+        s.transactions_lingering.set(self.timers.fifo_len() as u64);
         s.bindings.set(self.bindings as u64);
         s.parked.set(self.listed);
         s.bridged.set(self.bridged);
     }
 
-    fn set_dialog_key(&mut self, call_id: &[u8], local_tag: &[u8]) {
-        self.key.clear();
-        self.key.extend_from_slice(call_id);
-        self.key.push(0);
-        self.key.extend_from_slice(local_tag);
+    fn find_dialog(&self, call_id: &[u8], local_tag: &[u8]) -> Option<(u64, Side)> {
+        let hash = self.dialog_hasher.hash_one((call_id, local_tag));
+        let calls = &self.calls;
+        self.dialogs
+            .find(hash, |&(call, side)| {
+                calls
+                    .get(&call)
+                    .and_then(|c| leg_of(c, side))
+                    .is_some_and(|l| *l.call_id == *call_id && *l.local_tag == *local_tag)
+            })
+            .copied()
     }
 
-    fn find_dialog(&mut self, call_id: &[u8], local_tag: &[u8]) -> Option<(u64, Side)> {
-        self.set_dialog_key(call_id, local_tag);
-        self.dialogs.get(self.key.as_slice()).copied()
+    /// Indexes the dialog of `side` of `call`, which must already be in
+    /// `calls` with that leg in place.
+    fn add_dialog(&mut self, call: u64, side: Side) {
+        let (calls, hasher) = (&self.calls, &self.dialog_hasher);
+        let hash_of = |&(call, side): &(u64, Side)| {
+            let leg = calls.get(&call).and_then(|c| leg_of(c, side));
+            leg.map_or(0, |l| hasher.hash_one((&*l.call_id, &*l.local_tag)))
+        };
+        let hash = hash_of(&(call, side));
+        self.dialogs.insert_unique(hash, (call, side), hash_of);
     }
 
-    fn add_dialog(&mut self, call: u64, side: Side, call_id: &[u8], tag: &[u8]) {
-        self.set_dialog_key(call_id, tag);
-        let key: Box<[u8]> = self.key.as_slice().into();
-        self.dialogs.insert(key, (call, side));
-    }
-
-    fn remove_dialog(&mut self, call_id: &[u8], tag: &[u8]) {
-        self.set_dialog_key(call_id, tag);
-        self.dialogs.remove(self.key.as_slice());
+    /// Unindexes the dialog of `side` of `call`, whose leg is `leg`.
+    fn remove_dialog(&mut self, call: u64, side: Side, leg: &Leg) {
+        let hash = self.dialog_hasher.hash_one((&*leg.call_id, &*leg.local_tag));
+        if let Ok(e) = self.dialogs.find_entry(hash, |&e| e == (call, side)) {
+            e.remove();
+        }
     }
 
     // ----- stateless answers ---------------------------------------------
@@ -465,9 +535,10 @@ impl Shard {
         finish(&mut out, ctype, body);
         let t = self.cfg.timers;
         if let Some(entry) = self.server.get_mut(&txn) {
+            let before = entry.txn.deadline();
             entry.txn.sent(now, code, &out, &t);
-            let at = entry.txn.deadline();
-            self.schedule(at, TimerKey::Server(txn));
+            let after = entry.txn.deadline();
+            self.schedule_txn(now, TimerKey::Server(txn), before, after);
         }
         self.out.push_back(Transmit { dst, payload: out });
     }
@@ -503,9 +574,10 @@ impl Shard {
     fn server_acked(&mut self, now: Instant, id: u64) {
         let t = self.cfg.timers;
         let Some(e) = self.server.get_mut(&id) else { return };
+        let before = e.txn.deadline();
         if e.txn.ack(now, &t) {
-            let at = e.txn.deadline();
-            self.schedule(at, TimerKey::Server(id));
+            let after = e.txn.deadline();
+            self.schedule_txn(now, TimerKey::Server(id), before, after);
         }
     }
 
@@ -616,7 +688,7 @@ impl Shard {
             self.reply_stateless(src, msg, 483, "Too Many Hops");
             return;
         }
-        if self.server.len() + self.client.len() >= self.cfg.limits.max_transactions {
+        if self.live_transactions() >= self.cfg.limits.max_transactions {
             self.stats.overload_rejects.inc();
             let tag = self.new_tag();
             let mut out = self.buf();
@@ -633,14 +705,23 @@ impl Shard {
         self.server_index.insert(key.clone(), txn);
         let t = self.cfg.timers;
         let server_txn = ServerTxn::new(kind, src, now, &t);
-        let guard = server_txn.deadline();
         self.server.insert(txn, ServerEntry { txn: server_txn, key, request: Vec::new(), call: None });
-        self.schedule(guard, TimerKey::Server(txn));
-
-        if let Some(tag) = to.tag() {
-            self.on_in_dialog(now, src, msg, method, txn, call_id, tag, cseq.seq);
-            return;
+        match to.tag() {
+            Some(tag) => self.on_in_dialog(now, src, msg, method, txn, call_id, tag, cseq.seq),
+            None => self.on_new_request(now, src, msg, method, txn),
         }
+        // Most requests are answered at once, and their response queued
+        // the end timer; only one still waiting needs its guard.
+        if let Some(e) = self.server.get(&txn)
+            && !e.txn.is_final()
+        {
+            let guard = e.txn.deadline();
+            self.schedule(guard, TimerKey::Server(txn));
+        }
+    }
+
+    /// An out-of-dialog request with its new server transaction `txn`.
+    fn on_new_request(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, method: Method<'_>, txn: u64) {
         match method {
             Method::Invite => self.on_invite(now, src, msg, txn),
             Method::Register => self.on_register(now, src, msg, txn),
@@ -744,34 +825,32 @@ impl Shard {
             return;
         }
         // Checked readable by `on_request`.
-        let (Ok(from), Ok(call_id), Ok(cseq)) = (msg.from_hdr(), msg.call_id(), msg.cseq()) else { return };
+        let Ok(cseq) = msg.cseq() else { return };
         let parker = match msg.referred_by() {
             Some(Ok(rb)) => Some(identity(&rb)),
             _ => None,
         };
         let mut a = self.uas_leg(msg, src, target);
         a.pending_ack = Some((txn, cseq.seq));
-        let host = Arc::clone(&self.host);
-        sdp::hold_answer(&mut a.last_sdp, msg.body(), a.origin, &host);
+        let mut answer = Vec::with_capacity(msg.body().len() + 32);
+        sdp::hold_answer(&mut answer, msg.body(), a.origin, &self.host);
         let id = self.fresh_id();
         let contact = Arc::clone(&self.contact);
         let tag = a.local_tag.clone();
-        let answer = a.last_sdp.clone();
-        self.add_dialog(id, Side::A, call_id, &tag);
         self.calls.insert(
             id,
-            Call {
+            Box::new(Call {
                 id,
                 ext: ext_id,
-                parked: identity(&from),
                 parker,
                 parked_at: self.wall.unix_secs(now),
                 timeout_secs: policy.park_timeout.as_secs(),
                 a,
                 state: CallState::Answering { txn },
                 deadline: None,
-            },
+            }),
         );
+        self.add_dialog(id, Side::A);
         if let Some(e) = self.exts.get_mut(&ext_id) {
             e.calls.push(id);
         }
@@ -808,9 +887,9 @@ impl Shard {
             match token {
                 Some(t) => {
                     let want = parse_token(t)?;
-                    e.calls.iter().copied().find(|c| *c == want && self.calls.get(c).is_some_and(retrievable))
+                    e.calls.iter().copied().find(|c| *c == want && self.calls.get(c).is_some_and(|c| retrievable(c)))
                 }
-                None => e.calls.iter().copied().find(|c| self.calls.get(c).is_some_and(retrievable)),
+                None => e.calls.iter().copied().find(|c| self.calls.get(c).is_some_and(|c| retrievable(c))),
             }
         });
         let Some(call_id) = call_id else {
@@ -840,7 +919,8 @@ impl Shard {
         };
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.deadline = None;
-            call.state = CallState::Retrieving { retriever: Retriever { txn, leg: b, cancelled: false }, reinvite };
+            call.state =
+                CallState::Retrieving { retriever: Box::new(Retriever { txn, leg: b, cancelled: false }), reinvite };
         }
     }
 
@@ -861,8 +941,8 @@ impl Shard {
             remote_cseq: msg.cseq().map_or(0, |c| c.seq),
             peer: src,
             origin: Origin::new(session),
-            last_sdp: Vec::new(),
-            remote_sdp: msg.body().to_vec(),
+            last_sdp: Box::default(),
+            remote_sdp: msg.body().into(),
             pending_ack: None,
         }
     }
@@ -886,7 +966,6 @@ impl Shard {
         } else {
             sdp_out.extend_from_slice(body);
         }
-        c.a.last_sdp.clone_from(&sdp_out);
         c.a.local_cseq += 1;
         let cseq = c.a.local_cseq;
         let owner = owner(call);
@@ -987,7 +1066,7 @@ impl Shard {
                 tenant = %e.tenant,
                 extension = %e.ext,
                 call = %String::from_utf8_lossy(&token),
-                parked = %String::from_utf8_lossy(&c.parked.uri),
+                parked = %String::from_utf8_lossy(c.parked().uri),
                 parker = %c.parker.as_ref().map_or("unknown".into(), |p| String::from_utf8_lossy(&p.uri)),
                 "call parked"
             );
@@ -1076,17 +1155,25 @@ impl Shard {
             _ => return,
         };
         if sdp::is_sdp(msg.body()) {
-            leg.remote_sdp = msg.body().to_vec();
+            leg.remote_sdp = msg.body().into();
             if parked {
                 leg.origin.version += 1;
-                leg.last_sdp.clear();
-                sdp::hold_answer(&mut leg.last_sdp, msg.body(), leg.origin, &host);
             }
         }
         if method == Method::Invite {
             leg.pending_ack = Some((txn, leg.remote_cseq));
         }
-        let answer = leg.last_sdp.clone();
+        // A parked leg is answered with its hold SDP, derived afresh; a
+        // bridged one with the last SDP sipark sent it.
+        let answer: Vec<u8> = if parked {
+            let mut hold = Vec::with_capacity(leg.remote_sdp.len() + 32);
+            if !sdp::hold_answer(&mut hold, &leg.remote_sdp, leg.origin, &host) {
+                hold.clear();
+            }
+            hold
+        } else {
+            leg.last_sdp.to_vec()
+        };
         let body = (!answer.is_empty()).then_some(("application/sdp", answer.as_slice()));
         self.reply(now, txn, msg, 200, "OK", None, &[("Contact", &contact)], body);
     }
@@ -1136,9 +1223,9 @@ impl Shard {
         if let CallState::Bridged { .. } = c.state {
             self.bridged = self.bridged.saturating_sub(1);
         }
-        self.remove_dialog(&c.a.call_id, &c.a.local_tag);
+        self.remove_dialog(call, Side::A, &c.a);
         if let CallState::Bridged { b } | CallState::RecallBridging { b, .. } = &c.state {
-            self.remove_dialog(&b.call_id, &b.local_tag);
+            self.remove_dialog(call, Side::B, b);
         }
         if let Some(e) = self.exts.get_mut(&c.ext) {
             e.calls.retain(|x| *x != call);
@@ -1205,10 +1292,11 @@ impl Shard {
             return;
         };
         let t = self.cfg.timers;
+        let before = entry.txn.deadline();
         let effect = entry.txn.on_response(now, code, &t);
-        let at = entry.txn.deadline();
+        let after = entry.txn.deadline();
         let owner = entry.owner;
-        self.schedule(at, TimerKey::Client(id));
+        self.schedule_txn(now, TimerKey::Client(id), before, after);
         match effect {
             ResponseEffect::Retransmission => self.resend_request(id, true),
             ResponseEffect::Provisional { .. } => {
@@ -1340,7 +1428,7 @@ impl Shard {
                 && let Some(c) = self.calls.get_mut(&call)
             {
                 c.a.remote_target = target;
-                c.a.remote_sdp = msg.body().to_vec();
+                c.a.remote_sdp = msg.body().into();
             }
             self.ack_2xx(call, Side::A, txn, None);
             if cancelled {
@@ -1367,18 +1455,16 @@ impl Shard {
             };
             let mut b = retriever.leg;
             b.origin.version += 1;
-            b.last_sdp.clear();
-            sdp::rewrite_origin(&mut b.last_sdp, msg.body(), b.origin, &host);
-            let answer = b.last_sdp.clone();
+            let answer = bridge_sdp(&mut c.a, &mut b, msg.body(), &host);
             let tag = b.local_tag.clone();
             b.pending_ack = Some((rtxn, b.remote_cseq));
-            let (cid, ext) = (b.call_id.clone(), c.ext);
-            c.state = CallState::Bridged { b };
+            let ext = c.ext;
+            c.state = CallState::Bridged { b: Box::new(b) };
             self.bridged += 1;
             c.deadline = Some(now + self.cfg.limits.max_call_duration);
             let at = c.deadline;
             self.schedule(at, TimerKey::Call(call));
-            self.add_dialog(call, Side::B, &cid, &tag);
+            self.add_dialog(call, Side::B);
             self.stats.retrieves.inc();
             self.depart(now, call, ext, LeaveReason::Retrieved);
             self.reply_later(
@@ -1465,13 +1551,14 @@ impl Shard {
         self.stats.recalls.inc();
         let Some(c) = self.calls.get(&call) else { return };
         let mut from = Vec::with_capacity(96);
-        if let Some(d) = &c.parked.display {
+        let parked = c.parked();
+        if let Some(d) = parked.display {
             from.push(b'"');
             from.extend_from_slice(d);
             from.extend_from_slice(b"\" ");
         }
         from.push(b'<');
-        from.extend_from_slice(&c.parked.uri);
+        from.extend_from_slice(parked.uri);
         from.push(b'>');
         let mut to = Vec::with_capacity(64);
         to.extend_from_slice(b"<sip:");
@@ -1615,16 +1702,15 @@ impl Shard {
             local,
             remote: to.raw.into(),
             remote_target: target,
-            route_set,
+            route_set: route_set.into(),
             local_cseq: 1,
             remote_cseq: 0,
             peer: src,
             origin: Origin::new(session),
-            last_sdp: Vec::new(),
-            remote_sdp: msg.body().to_vec(),
+            last_sdp: Box::default(),
+            remote_sdp: msg.body().into(),
             pending_ack: None,
         };
-        let (cid, tag) = (b.call_id.clone(), b.local_tag.clone());
         let others: Vec<u64> = forks.iter().filter(|f| f.txn != txn && !f.done).map(|f| f.txn).collect();
         c.state = CallState::Recalling { forks };
         for other in others {
@@ -1636,8 +1722,8 @@ impl Shard {
         let offer = msg.body().to_vec();
         let Some(c) = self.calls.get_mut(&call) else { return };
         c.deadline = None;
-        c.state = CallState::RecallBridging { b, fork_txn: txn, reinvite: 0 };
-        self.add_dialog(call, Side::B, &cid, &tag);
+        c.state = CallState::RecallBridging { b: Box::new(b), fork_txn: txn, reinvite: 0 };
+        self.add_dialog(call, Side::B);
         if let Some(reinvite) = self.reinvite(now, call, &offer, true, |call| ClientOwner::RecallBridge { call })
             && let Some(c) = self.calls.get_mut(&call)
             && let CallState::RecallBridging { reinvite: r, .. } = &mut c.state
@@ -1668,13 +1754,13 @@ impl Shard {
             local,
             remote: to.into(),
             remote_target: target,
-            route_set,
+            route_set: route_set.into(),
             local_cseq: 1,
             remote_cseq: 0,
             peer: src,
             origin: Origin::new(0),
-            last_sdp: Vec::new(),
-            remote_sdp: Vec::new(),
+            last_sdp: Box::default(),
+            remote_sdp: Box::default(),
             pending_ack: None,
         };
         let contact = Arc::clone(&self.contact);
@@ -1726,14 +1812,12 @@ impl Shard {
             let host = Arc::clone(&self.host);
             self.ack_2xx(call, Side::A, txn, None);
             let Some(c) = self.calls.get_mut(&call) else { return };
-            c.a.remote_sdp = msg.body().to_vec();
+            c.a.remote_sdp = msg.body().into();
             let CallState::RecallBridging { mut b, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
                 return;
             };
             b.origin.version += 1;
-            b.last_sdp.clear();
-            sdp::rewrite_origin(&mut b.last_sdp, msg.body(), b.origin, &host);
-            let answer = b.last_sdp.clone();
+            let answer = bridge_sdp(&mut c.a, &mut b, msg.body(), &host);
             c.state = CallState::Bridged { b };
             self.bridged += 1;
             c.deadline = Some(now + self.cfg.limits.max_call_duration);
@@ -1991,7 +2075,7 @@ impl Shard {
         to.push(b'>');
         let contact = Arc::clone(&self.contact);
         for (uri, dst) in targets {
-            if self.client.len() + self.server.len() >= self.cfg.limits.max_transactions {
+            if self.live_transactions() >= self.cfg.limits.max_transactions {
                 self.stats.overload_rejects.inc();
                 self.stats.notifies_failed.inc();
                 continue;
@@ -2173,6 +2257,29 @@ fn advertise_host(adv: &str) -> &str {
 /// Extensions are non-empty and made of characters a dial plan would use.
 fn valid_ext(ext: &[u8]) -> bool {
     !ext.is_empty() && ext.len() <= 64 && ext.iter().all(|b| b.is_ascii_alphanumeric() || b"+-_.".contains(b))
+}
+
+/// Bridges legs `a` and `b` once `a` has answered the re-INVITE that
+/// offered it `b`'s SDP with `b_answer`: records on each leg the SDP sipark
+/// sent it (for session refreshes) and returns the answer for `b`.
+fn bridge_sdp(a: &mut Leg, b: &mut Leg, b_answer: &[u8], host: &str) -> Vec<u8> {
+    let mut to_a = Vec::with_capacity(b.remote_sdp.len() + 32);
+    sdp::rewrite_origin(&mut to_a, &b.remote_sdp, a.origin, host);
+    a.last_sdp = to_a.into();
+    let mut to_b = Vec::with_capacity(b_answer.len() + 32);
+    sdp::rewrite_origin(&mut to_b, b_answer, b.origin, host);
+    b.last_sdp = to_b.as_slice().into();
+    to_b
+}
+
+/// The leg of `side` of `c`, where it has one.
+fn leg_of(c: &Call, side: Side) -> Option<&Leg> {
+    match (side, &c.state) {
+        (Side::A, _) => Some(&c.a),
+        (Side::B, CallState::Bridged { b } | CallState::RecallBridging { b, .. }) => Some(b),
+        (Side::B, CallState::Retrieving { retriever, .. }) => Some(&retriever.leg),
+        (Side::B, _) => None,
+    }
 }
 
 fn identity(na: &NameAddr<'_>) -> Identity {

@@ -109,6 +109,12 @@ stats! {
     Gauge parked,
     /// Calls currently bridged through sipark.
     Gauge bridged,
-    /// Transactions currently alive.
+    /// Transactions still at work (waiting for an answer or retransmitting
+    /// one); these count against the transaction limit.
     Gauge transactions,
+    /// Finished transactions kept only to absorb retransmissions (RFC 3261
+    /// Timers D, I, J, K; RFC 6026 Timers L and M).
+    Gauge transactions_lingering,
+    /// Lingering transactions ended early to stay under the lingering limit.
+    Counter transactions_evicted,
 }

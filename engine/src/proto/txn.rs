@@ -142,12 +142,31 @@ impl ServerTxn {
                 true
             }
             ServerState::Accepted { acked: false } => {
+                // Timer L restarts at the ACK, so every lingering
+                // transaction ends a fixed span after its last change
+                // (timers.rs); RFC 6026 absorbs INVITE retransmissions
+                // from here on without answering them, so the 2xx is freed.
                 self.state = ServerState::Accepted { acked: true };
                 self.retransmit_at = None;
+                self.end_at = Some(now + 64 * t.t1);
+                self.response = Vec::new();
                 true
             }
             _ => false,
         }
+    }
+
+    /// Is the transaction finished, waiting only for its end timer to
+    /// absorb retransmissions? Its deadline is then a fixed span after the
+    /// change that made it so, and it sends nothing more on its own.
+    pub fn lingering(&self) -> bool {
+        self.retransmit_at.is_none()
+            && matches!(
+                (self.kind, self.state),
+                (Kind::NonInvite, ServerState::Completed)
+                    | (_, ServerState::Confirmed)
+                    | (_, ServerState::Accepted { acked: true })
+            )
     }
 
     /// What the timer at `now` means.
@@ -285,8 +304,11 @@ impl ClientTxn {
                         self.end_at = Some(now + TIMER_D);
                     }
                     (Kind::NonInvite, _) => {
+                        // Nothing is sent again for a non-INVITE (there is
+                        // no ACK), so the request is no longer needed.
                         self.state = ClientState::Completed;
                         self.end_at = Some(now + t.t4);
+                        self.request = Vec::new();
                     }
                 }
                 ResponseEffect::Final
@@ -297,6 +319,12 @@ impl ClientTxn {
             }
             _ => ResponseEffect::Retransmission,
         }
+    }
+
+    /// Is the transaction finished, waiting only for its end timer (Timer
+    /// D, K or M) to absorb response retransmissions?
+    pub fn lingering(&self) -> bool {
+        self.retransmit_at.is_none() && matches!(self.state, ClientState::Completed | ClientState::Accepted)
     }
 
     /// What the timer at `now` means.
@@ -378,10 +406,12 @@ mod tests {
     fn provisional_moves_timer_e_to_t2_and_final_starts_timer_k() {
         let t = Timers::default();
         let now = Instant::now();
-        let mut tx = ClientTxn::new(Kind::NonInvite, addr(), Vec::new(), now, &t);
+        let mut tx = ClientTxn::new(Kind::NonInvite, addr(), b"NOTIFY".to_vec(), now, &t);
         assert_eq!(tx.on_response(now, 100, &t), ResponseEffect::Provisional { first: true });
         assert_eq!(tx.deadline(), Some(now + t.t2));
+        assert!(!tx.lingering());
         assert_eq!(tx.on_response(now, 200, &t), ResponseEffect::Final);
+        assert!(tx.lingering() && tx.request.is_empty(), "Timer K only absorbs; the request is freed");
         assert_eq!(tx.on_response(now, 200, &t), ResponseEffect::Retransmission);
         assert_eq!(tx.deadline(), Some(now + t.t4));
         assert_eq!(tx.on_timer(now + t.t4, &t), TimerAction::Terminate { timed_out: false });
@@ -407,10 +437,13 @@ mod tests {
         assert_eq!(tx.deadline(), Some(now + t.t1));
         assert_eq!(tx.on_timer(now + t.t1, &t), TimerAction::Retransmit);
         assert_eq!(tx.deadline(), Some(now + t.t1 + 2 * t.t1));
+        assert!(!tx.lingering());
         assert!(tx.ack(now + t.t1, &t));
         assert!(!tx.ack(now + t.t1, &t), "second ACK is a retransmission");
-        assert_eq!(tx.deadline(), Some(now + 64 * t.t1));
-        assert_eq!(tx.on_timer(now + 64 * t.t1, &t), TimerAction::Terminate { timed_out: false });
+        assert!(tx.lingering());
+        assert!(tx.response.is_empty(), "INVITE retransmissions are absorbed after the ACK");
+        assert_eq!(tx.deadline(), Some(now + t.t1 + 64 * t.t1), "Timer L from the ACK");
+        assert_eq!(tx.on_timer(now + t.t1 + 64 * t.t1, &t), TimerAction::Terminate { timed_out: false });
     }
 
     #[test]
@@ -434,13 +467,17 @@ mod tests {
         let now = Instant::now();
         let mut tx = ServerTxn::new(Kind::Invite, addr(), now, &t);
         tx.sent(now, 404, b"x", &t);
+        assert!(!tx.lingering(), "Timer G still retransmits the 404");
         assert!(tx.ack(now, &t));
         assert_eq!(tx.state, ServerState::Confirmed);
+        assert!(tx.lingering());
         assert_eq!(tx.deadline(), Some(now + t.t4));
         assert_eq!(tx.on_timer(now + t.t4, &t), TimerAction::Terminate { timed_out: false });
 
         let mut nx = ServerTxn::new(Kind::NonInvite, addr(), now, &t);
         nx.sent(now, 200, b"x", &t);
+        assert!(nx.lingering());
+        assert_eq!(nx.response, b"x", "kept to answer retransmitted requests");
         assert_eq!(nx.deadline(), Some(now + 64 * t.t1));
         assert_eq!(nx.on_timer(now + 64 * t.t1, &t), TimerAction::Terminate { timed_out: false });
     }

@@ -553,6 +553,13 @@ fn reinvite_from_the_parked_party_gets_a_hold_answer() {
     let (user, s2, v2) = origin(&body);
     assert_eq!((user.as_str(), s2.as_str()), ("sipark", sess.as_str()), "same origin: {body}");
     assert_eq!(v2, ver + 1, "origin version +1 for a new answer: {body}");
+    // A refresh without SDP gets the same hold SDP again, version unchanged
+    // (it is derived from the parked party's last offer, not stored).
+    let now = sim.now;
+    let t = sim.phones[o.alice].in_dialog(now, call, "INVITE", &[]);
+    let r = sim.final_of(o.alice, t, secs(5));
+    assert_eq!(r.code(), Some(200), "{r:?}");
+    assert_eq!(r.body(), body, "same hold answer for a refresh without SDP");
     // In-dialog OPTIONS too.
     let now = sim.now;
     let q = sim.phones[o.alice].in_dialog(now, call, "OPTIONS", &[]);
@@ -563,6 +570,15 @@ fn reinvite_from_the_parked_party_gets_a_hold_answer() {
     // And the call is still retrievable.
     let (_, ok) = sim.retrieve(o.carol, "sip:*88103@acme.example");
     assert_eq!(ok.code(), Some(200), "{ok:?}");
+    // Once bridged, a refresh from the parked party is answered with the
+    // retriever's media as sipark last offered it, not with hold.
+    let offered = sim.phones[o.alice].calls[call].reinvites.last().map(|m| m.body()).unwrap_or_default();
+    assert!(offered.contains("m=audio") && !offered.contains("a=inactive"), "bridging offer: {offered}");
+    let now = sim.now;
+    let t = sim.phones[o.alice].in_dialog(now, call, "INVITE", &[]);
+    let r = sim.final_of(o.alice, t, secs(5));
+    assert_eq!(r.code(), Some(200), "{r:?}");
+    assert_eq!(r.body(), offered, "the SDP sipark last sent this leg");
 }
 
 #[test]

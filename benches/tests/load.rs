@@ -22,6 +22,7 @@ struct Snapshot {
     datagrams_out: u64,
     parks: u64,
     retrieves: u64,
+    hangups: u64,
     notifies_sent: u64,
     notifies_failed: u64,
     registrations: u64,
@@ -36,6 +37,7 @@ fn snapshot(e: &Engine) -> Snapshot {
         datagrams_out: total(e, |s| s.datagrams_out.get()),
         parks: total(e, |s| s.parks.get()),
         retrieves: total(e, |s| s.retrieves.get()),
+        hangups: total(e, |s| s.hangups.get()),
         notifies_sent: total(e, |s| s.notifies_sent.get()),
         notifies_failed: total(e, |s| s.notifies_failed.get()),
         registrations: total(e, |s| s.registrations.get()),
@@ -207,6 +209,144 @@ fn open_loop_holds_its_rate_with_one_device_per_extension() {
     assert_eq!(after.parks - before.parks, CYCLES);
     assert_eq!(report.engine_cpu_s, None, "no engine CPU source was given");
     assert_eq!(report.cycles_per_engine_cpu_s, None);
+    engine.shutdown();
+    engine.join().unwrap_or_else(|e| panic!("engine worker failed: {e}"));
+}
+
+#[test]
+fn background_parked_calls_stay_parked_and_do_not_disturb_the_cycles() {
+    let engine = start_engine();
+    let before = snapshot(&engine);
+    const CYCLES: u64 = 200;
+    const BACKGROUND: u32 = 200;
+    const DEVICES: u32 = 2;
+    let mut cfg = LoadConfig::new(engine.local_addr());
+    cfg.tenants = 16;
+    cfg.extensions = 4;
+    cfg.devices = DEVICES;
+    cfg.mode = Mode::Closed { concurrency: 8 };
+    cfg.cycles = Some(CYCLES);
+    cfg.timeout = Duration::from_secs(90);
+    cfg.sockets = 4;
+    cfg.seed = 11;
+    cfg.background_parked = BACKGROUND;
+    cfg.background_window = 64;
+    // Short, so that the test stays quick; the cycles must still all pass.
+    cfg.background_settle = Some(Duration::from_millis(200));
+    cfg.engine_cpu = EngineCpu::Threads { pid: std::process::id(), prefix: "sipark-w".into() };
+    cfg.self_cpu = SelfCpu::Thread;
+
+    let report = load::run(&cfg).unwrap_or_else(|e| panic!("load run failed: {e}"));
+    println!("{report}");
+    let after = settled(&engine, &before, &report);
+    let json = report.to_json();
+    let b = &report.background;
+
+    assert_eq!((report.cycles_ok, report.cycles_failed), (CYCLES, 0), "{:?}\n{report}", report.failures);
+    assert_eq!(b.requested, BACKGROUND, "{b:?}");
+    assert_eq!((b.ok, b.failed, b.lost), (u64::from(BACKGROUND), 0, 0), "every background call parks: {b:?}");
+    assert_eq!(b.parked_at_end, u64::from(BACKGROUND), "all still parked after the cycles: {b:?}");
+    assert_eq!((b.hangup_ok, b.hangup_failed), (u64::from(BACKGROUND), 0), "all hung up at the end: {b:?}");
+    assert!(b.clean(), "{b:?}");
+    assert!(b.park_s > 0.0 && b.park_s < 30.0 && b.parks_per_s > 0.0, "{b:?}");
+    assert!((b.settle_s - 0.2).abs() < 1e-9, "{b:?}");
+    assert!(b.park_engine_cpu_s.is_some(), "engine CPU while parking: {b:?}");
+    for (name, v) in [("before", b.rss_before), ("parked", b.rss_parked), ("after", b.rss_after), ("end", b.rss_end)] {
+        assert!(v.is_some_and(|v| v > 1 << 20), "engine RSS {name}: {b:?}");
+    }
+    assert!(b.rss_per_call.is_some_and(f64::is_finite), "{b:?}");
+
+    // The background calls sent no NOTIFY (no device on their extensions):
+    // the cycles saw exactly their own datagrams, and the engine's NOTIFYs
+    // are the cycles' alone.
+    let per_way = CYCLES * (7 + 2 * u64::from(DEVICES));
+    assert_eq!(report.datagrams_sent - report.retransmissions_sent - report.stray_answered, per_way, "{report}");
+    assert_eq!(report.datagrams_received - report.duplicates_received - report.stray, per_way, "{report}");
+    assert_eq!(after.notifies_sent - before.notifies_sent, CYCLES * 2 * u64::from(DEVICES), "{after:?}");
+    assert_eq!(after.parks - before.parks, CYCLES + u64::from(BACKGROUND), "{after:?}");
+    assert_eq!(after.hangups - before.hangups, u64::from(BACKGROUND), "the BYEs ended the background calls");
+    assert_eq!(total(&engine, |s| s.parked.get()), 0, "calls left parked after the hang-up");
+    assert_eq!(total(&engine, |s| s.bindings.get()), 0, "bindings left after the clean-up");
+    assert_eq!(after.parse_errors, before.parse_errors, "{after:?}");
+
+    // The headline covers the cycle window only.
+    let engine_cpu = report.engine_cpu_s.unwrap_or_else(|| panic!("engine CPU not measured\n{report}"));
+    let headline = report.cycles_per_engine_cpu_s.unwrap_or_else(|| panic!("no headline\n{report}"));
+    assert!((headline - CYCLES as f64 / engine_cpu).abs() < 1e-6 * headline, "{report}");
+    let us = report.engine_cpu_us_per_cycle.unwrap_or_else(|| panic!("no µs per cycle\n{report}"));
+    assert!((us * headline - 1e6).abs() < 1e-3, "{us} µs vs {headline}/s");
+
+    for needle in [
+        format!("\"background_parked\":{BACKGROUND}"),
+        format!("\"background_ok\":{BACKGROUND}"),
+        "\"background_failed\":0".to_owned(),
+        "\"background_lost\":0".to_owned(),
+        format!("\"background_hangup_ok\":{BACKGROUND}"),
+        "\"background_hangup_failed\":0".to_owned(),
+        format!("\"engine_rss_before_bytes\":{}", b.rss_before.unwrap_or_default()),
+        format!("\"engine_rss_after_bytes\":{}", b.rss_after.unwrap_or_default()),
+        format!("\"engine_rss_end_bytes\":{}", b.rss_end.unwrap_or_default()),
+        "\"background_park_s\":".to_owned(),
+        "\"engine_rss_bytes_per_background_call\":".to_owned(),
+        "\"engine_cpu_us_per_cycle\":".to_owned(),
+        "\"cycles_failed\":0".to_owned(),
+    ] {
+        assert!(json.contains(&needle), "JSON lacks {needle}: {json}");
+    }
+    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
+    let text = report.to_string();
+    assert!(text.contains("background parked 200 of 200") && text.contains("engine RSS"), "{text}");
+
+    engine.shutdown();
+    engine.join().unwrap_or_else(|e| panic!("engine worker failed: {e}"));
+}
+
+#[test]
+fn background_parks_the_engine_refuses_are_counted_as_failed() {
+    // One shard that holds at most 5 parked calls: of 10 background parks,
+    // 5 succeed and 5 get 503, and then the cycles' parks are refused too.
+    let opts = IoOptions {
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("listen address: {e}")),
+        workers: 1,
+        pin: false,
+        metrics: None,
+        shutdown_grace: Duration::from_secs(1),
+        io: IoChoice::Auto,
+        steer: SteerChoice::Auto,
+        xdp: None,
+    };
+    let engine = Engine::start(&opts, |bound: SocketAddr| {
+        let mut c = Config { advertise: bound.to_string(), ..Config::default() };
+        c.limits.max_parked = 5;
+        c
+    })
+    .unwrap_or_else(|e| panic!("sipark did not start: {e}"));
+    let mut cfg = LoadConfig::new(engine.local_addr());
+    cfg.tenants = 2;
+    cfg.extensions = 2;
+    cfg.devices = 1;
+    cfg.mode = Mode::Closed { concurrency: 1 };
+    cfg.cycles = Some(2);
+    cfg.timeout = Duration::from_secs(60);
+    cfg.sockets = 2;
+    cfg.background_parked = 10;
+    cfg.background_window = 1;
+    cfg.background_settle = Some(Duration::ZERO);
+    cfg.self_cpu = SelfCpu::Thread;
+    let report = load::run(&cfg).unwrap_or_else(|e| panic!("load run failed: {e}"));
+    println!("{report}");
+    let b = &report.background;
+    assert_eq!((b.ok, b.refused, b.failed, b.no_answer), (5, 5, 5, 0), "{b:?}");
+    assert_eq!(b.refusals, vec![(503, 5)], "{b:?}");
+    assert!(!b.clean(), "a run with refused background parks is not clean: {b:?}");
+    assert_eq!((b.hangup_ok, b.hangup_failed), (5, 0), "the parked ones are hung up: {b:?}");
+    assert_eq!(report.cycles_failed, 2, "the engine is full, so the cycles' parks fail too\n{report}");
+    assert_eq!(report.failures, vec![("park_refused", 2)], "{report}");
+    let json = report.to_json();
+    for needle in ["\"background_failed\":5", "\"background_refusals\":{\"503\":5}", "\"background_ok\":5"] {
+        assert!(json.contains(needle), "JSON lacks {needle}: {json}");
+    }
+    assert_eq!(total(&engine, |s| s.parked.get()), 0, "calls left parked");
     engine.shutdown();
     engine.join().unwrap_or_else(|e| panic!("engine worker failed: {e}"));
 }

@@ -18,6 +18,13 @@
 //!   a closed-loop run (`--concurrency 128`) as the maximum (see sweep.rs); prints a table and
 //!   writes target/bench/sweep/{<R>,max,summary}.json, docs/img/bench-latency.svg and
 //!   docs/img/bench-efficiency.svg (plot.rs).
+//! * `cargo xtask bench --parked-sweep N1,N2,... [--parked-rate R] [--sweep-seconds S] [LOAD-ARGS...]
+//!   [--engine ...]`: per count N, one fresh engine and one sipark-load run that parks N
+//!   background calls (`--background-parked N`, kept parked throughout) and then runs open-loop
+//!   cycles at R/s (default 2000) for S seconds (default 8) (see parked.rs); prints a table
+//!   (cycle rate and latency, engine CPU µs per cycle, engine RSS and RSS bytes per parked call)
+//!   and writes target/bench/parked/{<N>,summary}.json, docs/img/bench-parked.svg and
+//!   docs/img/bench-parked-rss.svg.
 //! * `cargo xtask sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
 //!   [--engine ENGINE-ARGS...]`: the SIPp pack (see sipp.rs): K SIPp instances on 127.0.0.10+i
 //!   split the rate against a release sipark; prints SIPp's statistics, the CPU of the engine and
@@ -27,6 +34,7 @@
 //!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
 
 mod compare;
+mod parked;
 mod perf;
 mod plot;
 mod sipp;
@@ -52,6 +60,12 @@ tasks:
                    one fresh sipark and S seconds (default 8) of sipark-load per rate, plus
                    a closed-loop maximum; table, target/bench/sweep/summary.json and
                    docs/img/bench-latency.svg, docs/img/bench-efficiency.svg
+  bench --parked-sweep N1,N2,... [--parked-rate R] [--sweep-seconds S] [LOAD-ARGS...]
+        [--engine ENGINE-ARGS...]
+                   one fresh sipark per count: park N background calls, then S seconds
+                   (default 8) of cycles at R/s (default 2000); table (engine µs per cycle,
+                   RSS per parked call), target/bench/parked/summary.json,
+                   docs/img/bench-parked.svg and docs/img/bench-parked-rss.svg
   sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
        [--hold-ms MS] [--retrieve-after-ms MS] [--tenants T] [--engine ENGINE-ARGS...]
                    SIPp pack: K SIPp instances (127.0.0.10+i) split the rate against release
@@ -381,6 +395,14 @@ fn clock_ticks_per_sec() -> u64 {
 }
 
 fn bench(args: &[OsString]) -> ExitCode {
+    match parked::parse_args(args) {
+        Ok(Some(parked_args)) => return parked::parked_sweep(&parked_args),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("xtask: {e}\n\n{}", parked::USAGE);
+            return ExitCode::from(2);
+        }
+    }
     match sweep::parse_args(args) {
         Ok(Some(sweep_args)) => return sweep::sweep(&sweep_args),
         Ok(None) => {}

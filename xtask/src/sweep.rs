@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::plot::{self, Chart, Guide, Point, Scale, Series};
@@ -398,16 +398,16 @@ pub(crate) fn table(results: &[RunResult]) -> String {
 }
 
 /// A finite JSON number, else null.
-fn jnum(v: f64) -> String {
+pub(crate) fn jnum(v: f64) -> String {
     if v.is_finite() { format!("{}", (v * 1e3).round() / 1e3) } else { "null".into() }
 }
 
-fn jopt(v: Option<f64>) -> String {
+pub(crate) fn jopt(v: Option<f64>) -> String {
     v.map_or_else(|| "null".into(), jnum)
 }
 
 /// A JSON string (the names and arguments written here are plain text).
-fn jstr(s: &str) -> String {
+pub(crate) fn jstr(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {
@@ -473,7 +473,7 @@ pub(crate) fn summary_json(args: &SweepArgs, results: &[RunResult]) -> String {
 
 impl RunResult {
     /// Whether every cycle of the run completed (none failed, none was skipped).
-    fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.cycles_failed == 0.0 && self.cycles_not_started == 0.0
     }
 }
@@ -565,7 +565,7 @@ pub(crate) fn efficiency_chart(seconds: f64, results: &[RunResult]) -> Chart {
 }
 
 /// Writes `text` to `path`, reporting failure.
-fn write_file(path: &Path, text: &str) -> bool {
+pub(crate) fn write_file(path: &Path, text: &str) -> bool {
     match std::fs::write(path, text) {
         Ok(()) => true,
         Err(e) => {
@@ -578,12 +578,36 @@ fn write_file(path: &Path, text: &str) -> bool {
 /// One run: a fresh engine, sipark-load with `extra` (rate or concurrency, duration, JSON
 /// file) whose table goes to `<dir>/<name>.txt`; the figures, or why there are none.
 fn run_one(args: &SweepArgs, dir: &Path, name: &str, extra: &[String]) -> Result<RunResult, String> {
+    let (text, status) = run_load(&args.load, &args.engine, dir, name, extra)?;
+    let r = RunResult::from_json(name, &text)
+        .map_err(|e| format!("{}: {e}", dir.join(format!("{name}.json")).display()))?;
+    if !status.success() {
+        eprintln!(
+            "xtask: sipark-load {status} for {name} ({} cycles failed); see {}",
+            r.cycles_failed,
+            dir.join(format!("{name}.txt")).display()
+        );
+    }
+    Ok(r)
+}
+
+/// Starts a fresh release engine (`engine` args, log in `<dir>/<name>.sipark.log`), runs the
+/// release sipark-load against it with `load` and `extra` and `--json <dir>/<name>.json` (its
+/// table goes to `<dir>/<name>.txt`), stops the engine, and returns the JSON text and
+/// sipark-load's exit status. An exit status of 1 (some cycles failed) still has figures.
+pub(crate) fn run_load(
+    load_args: &[OsString],
+    engine_args: &[OsString],
+    dir: &Path,
+    name: &str,
+    extra: &[String],
+) -> Result<(String, ExitStatus), String> {
     let release = target_dir().join("release");
     let json = dir.join(format!("{name}.json"));
     let txt = dir.join(format!("{name}.txt"));
     let _ = std::fs::remove_file(&json);
     let (mut engine, addr) =
-        start_engine(&release.join("sipark"), &args.engine, &dir.join(format!("{name}.sipark.log")))
+        start_engine(&release.join("sipark"), engine_args, &dir.join(format!("{name}.sipark.log")))
             .map_err(|_| "the engine did not start".to_string())?;
     let out = std::fs::File::create(&txt).map_err(|e| format!("cannot create {}: {e}", txt.display()));
     let out = match out {
@@ -599,7 +623,7 @@ fn run_one(args: &SweepArgs, dir: &Path, name: &str, extra: &[String]) -> Result
         .arg(engine.id().to_string())
         .arg("--target")
         .arg(addr.to_string())
-        .args(&args.load)
+        .args(load_args)
         .args(extra)
         .arg("--json")
         .arg(&json)
@@ -611,11 +635,7 @@ fn run_one(args: &SweepArgs, dir: &Path, name: &str, extra: &[String]) -> Result
     // Exit 1 (some cycles failed) still has figures; they are what overload looks like.
     let text = std::fs::read_to_string(&json)
         .map_err(|e| format!("sipark-load ({status}) left no {}: {e}; see {}", json.display(), txt.display()))?;
-    let r = RunResult::from_json(name, &text).map_err(|e| format!("{}: {e}", json.display()))?;
-    if !status.success() {
-        eprintln!("xtask: sipark-load {status} for {name} ({} cycles failed); see {}", r.cycles_failed, txt.display());
-    }
-    Ok(r)
+    Ok((text, status))
 }
 
 /// Runs the sweep; the exit code is failure when a run left no figures or a file could not be

@@ -1,8 +1,9 @@
 //! `sipark-load`: park-cycle load generator for a running sipark.
 //!
 //! Prints a table to stdout and, with `--json FILE`, the same figures as
-//! JSON. Exit status: 0 when every cycle completed, 1 when some failed or
-//! none completed, 2 for bad flags or when the run could not be done.
+//! JSON. Exit status: 0 when every cycle completed (and every background
+//! call was parked and stayed parked), 1 when some failed or none
+//! completed, 2 for bad flags or when the run could not be done.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -79,6 +80,23 @@ struct Args {
     /// Leave the bindings in place at the end.
     #[arg(long)]
     no_unregister: bool,
+    /// Park this many calls after the registrations and keep them parked
+    /// while the cycles run (then hang them up with BYE). Call k goes to
+    /// extension 9000 + k/tenants of tenant k%tenants: one call per
+    /// extension, on extensions no cycle uses and no device registers (so
+    /// no NOTIFY is sent for them), Referred-By that same extension. The
+    /// run fails if any of them cannot be parked or is hung up by the engine.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    background_parked: u32,
+    /// Background park INVITEs (and BYEs) in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    background_window: u32,
+    /// Seconds to wait after the background parks before the cycles, so
+    /// that their transactions have ended (default: 64*T1 + 2). The same
+    /// wait comes before the parks, so that the engine RSS measured before
+    /// them holds no registration transactions.
+    #[arg(long, value_name = "SECS")]
+    background_settle: Option<f64>,
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -105,15 +123,18 @@ fn config(a: &Args) -> Result<LoadConfig, String> {
         (None, None) => Some(10_000),
         (n, _) => n,
     };
-    c.timeout = match (a.timeout, c.duration) {
-        (Some(t), _) => secs("--timeout", t)?,
-        (None, Some(d)) => d.saturating_add(Duration::from_secs(120)),
-        (None, None) => Duration::from_secs(600),
-    };
     c.sockets = a.sockets;
     c.seed = a.seed;
     c.t1 = Duration::from_millis(a.t1_ms);
     c.t2 = Duration::from_millis(a.t2_ms);
+    c.background_parked = a.background_parked;
+    c.background_window = a.background_window;
+    c.background_settle = a.background_settle.map(|s| secs("--background-settle", s)).transpose()?;
+    c.timeout = match (a.timeout, c.duration) {
+        (Some(t), _) => secs("--timeout", t)?,
+        (None, Some(d)) => d.saturating_add(Duration::from_secs(120)).saturating_add(c.background_allowance()),
+        (None, None) => Duration::from_secs(600).saturating_add(c.background_allowance()),
+    };
     c.park_fac.clone_from(&a.park_fac);
     c.retrieve_fac.clone_from(&a.retrieve_fac);
     c.register_window = a.register_window;
@@ -149,5 +170,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if report.cycles_failed > 0 || report.cycles_ok == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if report.cycles_failed > 0 || report.cycles_ok == 0 || !report.background.clean() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

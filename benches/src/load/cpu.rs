@@ -1,5 +1,6 @@
 //! CPU time: the engine's from `/proc/<pid>/stat` (or the stat files of
-//! some of its threads), the generator's own from `getrusage`.
+//! some of its threads), the generator's own from `getrusage`; and the
+//! engine's resident memory from `/proc/<pid>/status`.
 
 use std::io;
 use std::time::Duration;
@@ -53,7 +54,35 @@ fn stat_ticks(path: &str) -> io::Result<(String, u64)> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: unreadable stat line")))
 }
 
+/// The `VmRSS` of a `/proc/<pid>/status` text, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let mut parts = line.split_ascii_whitespace();
+    let value: u64 = parts.next()?.parse().ok()?;
+    let unit = match parts.next() {
+        Some("kB") => 1024,
+        Some("mB" | "MB") => 1024 * 1024,
+        Some("B") | None => 1,
+        Some(_) => return None,
+    };
+    value.checked_mul(unit)
+}
+
+/// Resident memory of process `pid` (`VmRSS` of `/proc/<pid>/status`), in
+/// bytes; `None` when it cannot be read.
+pub fn vm_rss(pid: u32) -> Option<u64> {
+    parse_vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
 impl EngineCpu {
+    /// The engine's process id, when it is measured.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            EngineCpu::None => None,
+            EngineCpu::Process(pid) | EngineCpu::Threads { pid, .. } => Some(*pid),
+        }
+    }
+
     /// CPU seconds used so far, or `None` when not measured.
     pub fn read(&self) -> io::Result<Option<Duration>> {
         let ticks = match self {
@@ -107,6 +136,19 @@ mod tests {
         assert_eq!(parse_stat(line), Some(("sipark (w) 0", 287)));
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tsipark\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(123_456 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tkthreadd\n"), None, "kernel threads have no VmRSS");
+        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t1 parsecs\n"), None);
+        let own = vm_rss(std::process::id()).unwrap_or_else(|| panic!("no VmRSS for this process"));
+        assert!(own > 1 << 20, "a test process uses more than 1 MiB: {own}");
+        assert_eq!(EngineCpu::Threads { pid: 7, prefix: "x".into() }.pid(), Some(7));
+        assert_eq!(EngineCpu::None.pid(), None);
     }
 
     #[test]

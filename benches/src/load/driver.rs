@@ -14,7 +14,7 @@ use sipark::proto::parse::{Method, SipMessage, Uri};
 
 use super::hist::Histogram;
 use super::net::{BATCH, Net, NetStats, Rx};
-use super::wire::{self, Ctx, Dialog, EXT_BASE};
+use super::wire::{self, BG_EXT_BASE, Ctx, Dialog, EXT_BASE, Remote};
 use super::{Failure, LoadConfig, LoadError, Mode};
 
 /// Extension table value: no cycle.
@@ -55,6 +55,19 @@ pub struct Counters {
     pub registration_failed: u64,
     pub unregistered: u64,
     pub unregistration_failed: u64,
+    /// Background calls parked (200 received and ACKed).
+    pub bg_ok: u64,
+    /// Background parks refused (a final error response).
+    pub bg_refused: u64,
+    /// Background parks that got no final answer within 64·T1, or were
+    /// still unanswered or not sent when their phase ran out of time.
+    pub bg_no_answer: u64,
+    /// Background calls the engine hung up (BYE) while they were parked.
+    pub bg_lost: u64,
+    /// Background calls hung up by our BYE (2xx received).
+    pub bg_bye_ok: u64,
+    /// Background BYEs refused or unanswered.
+    pub bg_bye_failed: u64,
     /// Final error responses (300..=699) to our cycle requests, by status
     /// code minus 300.
     pub refusals: [u64; 400],
@@ -76,6 +89,12 @@ impl Default for Counters {
             registration_failed: 0,
             unregistered: 0,
             unregistration_failed: 0,
+            bg_ok: 0,
+            bg_refused: 0,
+            bg_no_answer: 0,
+            bg_lost: 0,
+            bg_bye_ok: 0,
+            bg_bye_failed: 0,
             refusals: [0; 400],
         }
     }
@@ -147,6 +166,70 @@ enum RegState {
     Failed,
 }
 
+/// Where a background parked call is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum BgState {
+    /// Not sent yet.
+    #[default]
+    Idle,
+    /// INVITE sent, no final answer yet.
+    Inviting,
+    /// 200 received and ACKed.
+    Parked,
+    /// Refused, unanswered, or not sent in time.
+    Failed,
+    /// BYE sent, no final answer yet.
+    Hanging,
+    /// Hung up (BYE answered with 2xx).
+    Done,
+    /// The BYE was refused or unanswered.
+    HangupFailed,
+    /// The engine hung it up while parked.
+    Lost,
+}
+
+/// The engine's side of a background call's dialog, kept for its ACK and BYE.
+#[derive(Debug)]
+struct BgRemote {
+    tag: Box<[u8]>,
+    target: Box<[u8]>,
+    routes: Box<[Box<[u8]>]>,
+}
+
+/// One background parked call: state and retransmission timer of its
+/// current client transaction (INVITE or BYE).
+#[derive(Debug, Default)]
+struct Bg {
+    state: BgState,
+    /// INVITE: a provisional response arrived (no more retransmissions).
+    proceeding: bool,
+    next: u64,
+    interval: u64,
+    give_up: u64,
+    remote: Option<Box<BgRemote>>,
+}
+
+impl BgRemote {
+    fn of(r: &Remote<'_>) -> BgRemote {
+        BgRemote {
+            tag: r.tag.into(),
+            target: r.target.into(),
+            routes: r.routes().iter().map(|x| (*x).into()).collect(),
+        }
+    }
+
+    fn remote(&self) -> Option<Remote<'_>> {
+        let mut routes: [&[u8]; wire::MAX_ROUTES] = [&[]; wire::MAX_ROUTES];
+        if self.routes.len() > routes.len() {
+            return None;
+        }
+        for (slot, r) in routes.iter_mut().zip(self.routes.iter()) {
+            *slot = r;
+        }
+        Some(Remote { tag: &self.tag, target: &self.target, routes, n_routes: self.routes.len() })
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Reg {
     state: RegState,
@@ -199,6 +282,13 @@ pub struct Gen<'c, T: Transport = Net> {
     ext_owner: Vec<u32>,
     ext_version: Vec<u64>,
     regs: Vec<Reg>,
+    /// Background parked calls (`--background-parked`), by number.
+    bg: Vec<Bg>,
+    /// Background calls with a transaction in flight.
+    bg_inflight: Vec<u32>,
+    bg_buf: Vec<u8>,
+    /// Final error responses to background INVITEs, by status code minus 300.
+    pub bg_refusals: [u64; 400],
     rng: u64,
     scratch: Vec<u8>,
     body: Vec<u8>,
@@ -262,6 +352,10 @@ impl<'c, T: Transport> Gen<'c, T> {
             ext_owner: vec![FREE; exts],
             ext_version: vec![0; exts],
             regs: vec![Reg::default(); devices],
+            bg: Vec::new(),
+            bg_inflight: Vec::new(),
+            bg_buf: Vec::with_capacity(2048),
+            bg_refusals: [0; 400],
             rng: cfg.seed ^ 0x9e37_79b9_7f4a_7c15,
             scratch: Vec::with_capacity(2048),
             body: Vec::with_capacity(512),
@@ -334,6 +428,10 @@ impl<'c, T: Transport> Gen<'c, T> {
         };
         if kind == b'g' {
             self.on_reg_response(slot as usize, cseq.seq, code, now);
+            return;
+        }
+        if kind == b'k' {
+            self.on_bg_response(slot as usize, cseq.method, code, msg, now);
             return;
         }
         let s = slot as usize;
@@ -456,6 +554,10 @@ impl<'c, T: Transport> Gen<'c, T> {
     fn on_request(&mut self, sock: usize, src: SocketAddr, msg: &SipMessage<'_>, method: Method<'_>, now: u64) {
         let id = msg.call_id().ok().and_then(|c| wire::parse_id(c, Some(&self.ctx.call_id_host)));
         if let Some((kind, slot, generation)) = id {
+            if kind == b'k' {
+                self.on_bg_request(sock, src, slot as usize, msg, method);
+                return;
+            }
             let s = slot as usize;
             let current = s < self.high && self.slots[s].active && self.slots[s].generation == generation;
             if kind == b'p' && current {
@@ -637,6 +739,229 @@ impl<'c, T: Transport> Gen<'c, T> {
             return None;
         }
         Some(((tenant * self.cfg.extensions + e) as usize, k))
+    }
+
+    // ----- background parked calls ----------------------------------------
+
+    /// Tenant and extension number of background call `k`: extension
+    /// `BG_EXT_BASE + k / tenants` of tenant `k % tenants`.
+    fn bg_home(&self, k: u32) -> (u32, u32) {
+        let t = self.cfg.tenants.max(1);
+        (k % t, BG_EXT_BASE + k / t)
+    }
+
+    fn bg_dialog(&self, k: u32) -> Dialog {
+        let (tenant, ext) = self.bg_home(k);
+        Dialog { kind: b'k', slot: k, generation: 0, tenant, ext }
+    }
+
+    fn bg_sock(&self, k: u32) -> usize {
+        k as usize % self.net.sockets()
+    }
+
+    /// Writes background call `k`'s park INVITE (Referred-By: its own,
+    /// unregistered extension) into `bg_buf`.
+    fn build_bg_invite(&mut self, k: u32) {
+        let d = self.bg_dialog(k);
+        let sock = self.bg_sock(k);
+        self.body.clear();
+        wire::sdp(&mut self.body, &self.ctx, &self.ip, bg_rtp(k), k, 1, false);
+        self.user.clear();
+        self.user.extend_from_slice(b"bg");
+        wire::num(&mut self.user, u64::from(k));
+        wire::invite(&mut self.bg_buf, &self.ctx, &d, &self.hostports[sock], &self.user, Some(d.ext), &self.body);
+    }
+
+    /// Writes background call `k`'s ACK (CSeq 1) or BYE (CSeq 2) into
+    /// `bg_buf`; false if it has no dialog.
+    fn build_bg_in_dialog(&mut self, k: u32, bye: bool) -> bool {
+        let d = self.bg_dialog(k);
+        let sock = self.bg_sock(k);
+        let Some(remote) = self.bg.get(k as usize).and_then(|b| b.remote.as_deref()).and_then(BgRemote::remote) else {
+            return false;
+        };
+        let (method, cseq, branch) = if bye { (&b"BYE"[..], 2, b'm') } else { (&b"ACK"[..], 1, b'l') };
+        wire::in_dialog_to(&mut self.bg_buf, &self.ctx, &d, &self.hostports[sock], &remote, method, cseq, branch);
+        true
+    }
+
+    /// Sends background call `k`'s park INVITE at `now`.
+    fn begin_bg_park(&mut self, k: u32, now: u64) {
+        self.build_bg_invite(k);
+        let sock = self.bg_sock(k);
+        self.net.send(sock, self.cfg.target, &self.bg_buf);
+        let t1 = self.t1;
+        if let Some(b) = self.bg.get_mut(k as usize) {
+            *b = Bg {
+                state: BgState::Inviting,
+                proceeding: false,
+                next: now + t1,
+                interval: t1,
+                give_up: now + 64 * t1,
+                remote: None,
+            };
+        }
+    }
+
+    /// Sends background call `k`'s BYE at `now`; false if it has no dialog.
+    fn begin_bg_bye(&mut self, k: u32, now: u64) -> bool {
+        if !self.build_bg_in_dialog(k, true) {
+            return false;
+        }
+        let sock = self.bg_sock(k);
+        self.net.send(sock, self.cfg.target, &self.bg_buf);
+        let t1 = self.t1;
+        if let Some(b) = self.bg.get_mut(k as usize) {
+            b.state = BgState::Hanging;
+            b.proceeding = false;
+            b.next = now + t1;
+            b.interval = t1;
+            b.give_up = now + 64 * t1;
+        }
+        true
+    }
+
+    fn on_bg_response(&mut self, k: usize, method: Method<'_>, code: u16, msg: &SipMessage<'_>, _now: u64) {
+        let Some(state) = self.bg.get(k).map(|b| b.state) else {
+            self.c.stray += 1;
+            return;
+        };
+        let sock = self.bg_sock(k as u32);
+        let target = self.cfg.target;
+        match method {
+            Method::Invite if code < 200 => {
+                if state == BgState::Inviting {
+                    self.bg[k].proceeding = true;
+                }
+            }
+            Method::Invite if code >= 300 => {
+                if state != BgState::Inviting && state != BgState::Failed {
+                    self.c.stray += 1;
+                    return;
+                }
+                // ACK it (same branch as the INVITE), also when resent.
+                self.build_bg_invite(k as u32);
+                if wire::ack_non_2xx(&mut self.scratch, &self.bg_buf, msg) {
+                    self.net.send(sock, target, &self.scratch);
+                }
+                if state == BgState::Inviting {
+                    self.bg[k].state = BgState::Failed;
+                    self.c.bg_refused += 1;
+                    if let Some(n) = self.bg_refusals.get_mut(usize::from(code.saturating_sub(300))) {
+                        *n += 1;
+                    }
+                } else {
+                    self.c.duplicates += 1;
+                }
+            }
+            Method::Invite => match state {
+                BgState::Inviting => {
+                    let Some(remote) = Remote::of(msg) else {
+                        self.bg[k].state = BgState::Failed;
+                        self.c.bg_refused += 1;
+                        return;
+                    };
+                    self.bg[k].remote = Some(Box::new(BgRemote::of(&remote)));
+                    self.bg[k].state = BgState::Parked;
+                    self.c.bg_ok += 1;
+                    if self.build_bg_in_dialog(k as u32, false) {
+                        self.net.send(sock, target, &self.bg_buf);
+                    }
+                }
+                BgState::Parked | BgState::Hanging => {
+                    // The engine resent its 2xx: our ACK was late or lost.
+                    self.c.duplicates += 1;
+                    if self.build_bg_in_dialog(k as u32, false) {
+                        self.c.retransmissions += 1;
+                        self.net.send(sock, target, &self.bg_buf);
+                    }
+                }
+                _ => self.c.stray += 1,
+            },
+            Method::Bye => {
+                if code < 200 {
+                    return;
+                }
+                if state != BgState::Hanging {
+                    self.c.duplicates += 1;
+                    return;
+                }
+                if code < 300 {
+                    self.bg[k].state = BgState::Done;
+                    self.c.bg_bye_ok += 1;
+                } else {
+                    self.bg[k].state = BgState::HangupFailed;
+                    self.c.bg_bye_failed += 1;
+                }
+            }
+            _ => self.c.stray += 1,
+        }
+    }
+
+    /// A request in a background call's dialog: only a BYE is expected
+    /// (the engine hung the call up, e.g. at its park timeout).
+    fn on_bg_request(&mut self, sock: usize, src: SocketAddr, k: usize, msg: &SipMessage<'_>, method: Method<'_>) {
+        let state = self.bg.get(k).map(|b| b.state);
+        match (method, state) {
+            (Method::Bye, Some(BgState::Parked)) => {
+                self.respond(sock, src, msg, b"200 OK", None);
+                self.bg[k].state = BgState::Lost;
+                self.c.bg_lost += 1;
+            }
+            (Method::Bye, Some(BgState::Lost | BgState::Hanging | BgState::Done)) => {
+                self.respond(sock, src, msg, b"200 OK", None);
+            }
+            (Method::Ack, _) => self.c.stray += 1,
+            _ => {
+                self.c.stray += 1;
+                self.c.stray_answered += 1;
+                self.respond(sock, src, msg, b"481 Call/Transaction Does Not Exist", None);
+            }
+        }
+    }
+
+    /// Retransmissions and give-ups of the background transactions in
+    /// flight (those in state `pending`).
+    fn scan_background(&mut self, now: u64, pending: BgState) {
+        let target = self.cfg.target;
+        for i in 0..self.bg_inflight.len() {
+            let k = self.bg_inflight[i];
+            let Some(b) = self.bg.get_mut(k as usize) else { continue };
+            if b.state != pending {
+                continue;
+            }
+            let invite = pending == BgState::Inviting;
+            if now >= b.give_up {
+                if invite {
+                    b.state = BgState::Failed;
+                    self.c.bg_no_answer += 1;
+                } else {
+                    b.state = BgState::HangupFailed;
+                    self.c.bg_bye_failed += 1;
+                }
+                continue;
+            }
+            if b.proceeding || now < b.next {
+                continue;
+            }
+            b.interval = if invite { b.interval * 2 } else { (b.interval * 2).min(self.t2) };
+            b.next = now + b.interval;
+            let built = if invite {
+                self.build_bg_invite(k);
+                true
+            } else {
+                self.build_bg_in_dialog(k, true)
+            };
+            if built {
+                self.net.send(self.bg_sock(k), target, &self.bg_buf);
+                self.c.retransmissions += 1;
+            }
+        }
+    }
+
+    /// Background calls parked now (parked and not yet hung up by anyone).
+    pub fn background_parked_now(&self) -> u64 {
+        self.bg.iter().filter(|b| b.state == BgState::Parked).count() as u64
     }
 
     // ----- cycles ---------------------------------------------------------
@@ -1053,6 +1378,99 @@ impl<'c> Gen<'c, Net> {
         self.registration_phase(rx, 2, limit)
     }
 
+    /// Parks the background calls (`background_parked` of them), at most
+    /// `background_window` INVITEs in flight, until every one is answered
+    /// or `limit` passes; then those unanswered or not sent count as failed
+    /// (`bg_no_answer`).
+    pub fn park_background(&mut self, rx: &mut Rx, limit: Instant) -> Result<(), LoadError> {
+        self.bg.clear();
+        self.bg.resize_with(self.cfg.background_parked as usize, Bg::default);
+        self.background_phase(rx, false, limit)
+    }
+
+    /// Hangs up (BYE) every background call still parked, at most
+    /// `background_window` at a time, until all are answered or `limit`
+    /// passes (then the rest count as `bg_bye_failed`).
+    pub fn hangup_background(&mut self, rx: &mut Rx, limit: Instant) -> Result<(), LoadError> {
+        self.background_phase(rx, true, limit)
+    }
+
+    fn background_phase(&mut self, rx: &mut Rx, bye: bool, limit: Instant) -> Result<(), LoadError> {
+        let window = self.cfg.background_window.max(1) as usize;
+        let total = self.bg.len();
+        let pending = if bye { BgState::Hanging } else { BgState::Inviting };
+        let mut cursor = 0usize;
+        self.bg_inflight.clear();
+        let mut next_scan = self.now() + ns(SCAN);
+        loop {
+            let bg = &self.bg;
+            self.bg_inflight.retain(|&k| bg[k as usize].state == pending);
+            while self.bg_inflight.len() < window && cursor < total {
+                let k = cursor as u32;
+                cursor += 1;
+                let now = self.now();
+                if bye {
+                    if self.bg[k as usize].state != BgState::Parked {
+                        continue;
+                    }
+                    if !self.begin_bg_bye(k, now) {
+                        self.bg[k as usize].state = BgState::HangupFailed;
+                        self.c.bg_bye_failed += 1;
+                        continue;
+                    }
+                } else {
+                    self.begin_bg_park(k, now);
+                }
+                self.bg_inflight.push(k);
+            }
+            if self.bg_inflight.is_empty() && cursor >= total {
+                self.net.flush_all();
+                return Ok(());
+            }
+            if Instant::now() >= limit {
+                // Out of time: whatever is unanswered or not sent failed.
+                let unsent = cursor..total;
+                for k in self.bg_inflight.iter().map(|&k| k as usize).chain(unsent) {
+                    let b = &mut self.bg[k];
+                    match (bye, b.state) {
+                        (false, BgState::Idle | BgState::Inviting) => {
+                            b.state = BgState::Failed;
+                            self.c.bg_no_answer += 1;
+                        }
+                        (true, BgState::Parked | BgState::Hanging) => {
+                            b.state = BgState::HangupFailed;
+                            self.c.bg_bye_failed += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                self.bg_inflight.clear();
+                self.net.flush_all();
+                return Ok(());
+            }
+            let now = self.now();
+            let wait = Duration::from_nanos(next_scan.saturating_sub(now)).min(SCAN);
+            self.pump(rx, wait)?;
+            let now = self.now();
+            if now >= next_scan {
+                next_scan = now + ns(SCAN);
+                self.scan_background(now, pending);
+            }
+        }
+    }
+
+    /// Answers whatever arrives, without starting anything, until `until`.
+    pub fn idle(&mut self, rx: &mut Rx, until: Instant) -> Result<(), LoadError> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.net.flush_all();
+                return Ok(());
+            }
+            self.pump(rx, left.min(SCAN))?;
+        }
+    }
+
     /// Runs the cycles until the cycle count or duration is reached and
     /// every started cycle has ended, or `hard_stop` passes.
     pub fn run_cycles(&mut self, rx: &mut Rx, hard_stop: Instant) -> Result<(), LoadError> {
@@ -1129,6 +1547,11 @@ impl<'c> Gen<'c, Net> {
 /// Media port of the parked party of slot `s` (only written into SDP).
 fn parked_rtp(s: usize) -> u16 {
     20_000 + ((s % 10_000) as u16) * 2
+}
+
+/// Media port of background call `k` (only written into SDP).
+fn bg_rtp(k: u32) -> u16 {
+    30_000 + ((k % 5_000) as u16) * 2
 }
 
 /// Media port of device `dev` (only written into SDP).

@@ -15,10 +15,13 @@
 //!
 //! That is `7 + 2·D` datagrams into the engine and as many out of it.
 //!
-//! [`run`] registers every device first (Expires 3600), then runs the
-//! cycles (open loop at a rate, or closed loop at a concurrency) for a count
-//! or a duration, then removes the bindings again. Everything is bounded by
-//! a hard stop.
+//! [`run`] registers every device first (Expires 3600), then, with
+//! [`LoadConfig::background_parked`], parks that many calls that stay parked
+//! for the whole run (on extensions no cycle uses and no device registers,
+//! so they cause no NOTIFY), then runs the cycles (open loop at a rate, or
+//! closed loop at a concurrency) for a count or a duration, then hangs the
+//! background calls up and removes the bindings again. Everything is bounded
+//! by a hard stop.
 
 pub mod cpu;
 pub mod driver;
@@ -31,7 +34,7 @@ pub mod wire;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-pub use cpu::{EngineCpu, SelfCpu};
+pub use cpu::{EngineCpu, SelfCpu, vm_rss};
 pub use driver::Transport;
 pub use hist::Histogram;
 pub use report::{Latency, Report};
@@ -169,6 +172,18 @@ pub struct LoadConfig {
     pub register_window: u32,
     /// Remove the bindings at the end.
     pub unregister: bool,
+    /// Calls parked before the cycles and kept parked for the whole run:
+    /// call `k` on extension `9000 + k / tenants` of tenant `k % tenants`
+    /// ([`wire::BG_EXT_BASE`]), one per extension, Referred-By that same
+    /// unregistered extension. Hung up with BYE at the end.
+    pub background_parked: u32,
+    /// Background park INVITEs (and BYEs) in flight at once.
+    pub background_window: u32,
+    /// How long to wait after the background parks before the cycles, so
+    /// that their transactions have ended (`None`: 64·T1 + 2 s). The same
+    /// wait comes before the parks, after the registrations, so that the
+    /// engine RSS before them holds no transactions either.
+    pub background_settle: Option<Duration>,
     pub engine_cpu: EngineCpu,
     pub self_cpu: SelfCpu,
 }
@@ -196,6 +211,9 @@ impl LoadConfig {
             retrieve_fac: "*88".into(),
             register_window: 512,
             unregister: true,
+            background_parked: 0,
+            background_window: 512,
+            background_settle: None,
             engine_cpu: EngineCpu::None,
             self_cpu: SelfCpu::Process,
         }
@@ -258,9 +276,49 @@ impl LoadConfig {
         if self.target.ip().is_unspecified() || self.target.port() == 0 {
             return bad("target must be a concrete address and port");
         }
+        if self.background_parked > MAX_BACKGROUND {
+            return bad("at most 2,000,000 background parked calls");
+        }
+        if self.background_parked > 0
+            && u64::from(wire::EXT_BASE) + u64::from(self.extensions) > u64::from(wire::BG_EXT_BASE)
+        {
+            return bad("with background parked calls, at most 8,900 extensions per tenant (9000 and up are theirs)");
+        }
+        if self.background_window == 0 || self.background_window > 65_536 {
+            return bad("background window must be 1..=65536");
+        }
+        if self.background_settle.is_some_and(|d| d > Duration::from_secs(3600)) {
+            return bad("background settle must be at most an hour");
+        }
         Ok(())
     }
+
+    /// The wait between the background parks and the cycles.
+    pub fn settle(&self) -> Duration {
+        if self.background_parked == 0 {
+            return Duration::ZERO;
+        }
+        self.background_settle.unwrap_or(64 * self.t1 + Duration::from_secs(2))
+    }
+
+    /// The most time one background phase (parking, or hanging up) may
+    /// take: 64·T1 plus 2 ms per call.
+    pub fn background_phase_limit(&self) -> Duration {
+        64 * self.t1 + Duration::from_millis(2) * self.background_parked
+    }
+
+    /// The time the background calls may add to a run (both phases and the
+    /// two settles); zero without them. Callers add it to their hard stop.
+    pub fn background_allowance(&self) -> Duration {
+        if self.background_parked == 0 {
+            return Duration::ZERO;
+        }
+        2 * self.background_phase_limit() + 2 * self.settle()
+    }
 }
+
+/// Most background parked calls.
+pub const MAX_BACKGROUND: u32 = 2_000_000;
 
 /// A run nonce: different for every run, so that a second run against the
 /// same engine never reuses a transaction or dialog identifier.
@@ -284,6 +342,31 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
     g.register_all(&mut rx, hard_stop)?;
     let registration = reg_start.elapsed();
 
+    // Background parked calls: parked before the window, kept for all of it.
+    // The registrations' transactions are let end first (the same settle as
+    // after the parks), so that the RSS before and after differ by the
+    // parked calls alone.
+    let pid = cfg.engine_cpu.pid();
+    let rss = || pid.and_then(vm_rss);
+    if cfg.background_parked > 0 {
+        g.idle(&mut rx, hard_stop.min(Instant::now() + cfg.settle()))?;
+    }
+    let mut bg = report::BackgroundInputs { requested: cfg.background_parked, rss_before: rss(), ..Default::default() };
+    if cfg.background_parked > 0 {
+        let cpu0 = cfg.engine_cpu.read().ok().flatten();
+        let t = Instant::now();
+        g.park_background(&mut rx, hard_stop.min(t + cfg.background_phase_limit()))?;
+        bg.park_time = t.elapsed();
+        if let (Some(a), Ok(Some(b))) = (cpu0, cfg.engine_cpu.read()) {
+            bg.park_engine_cpu = Some(b.saturating_sub(a));
+        }
+        bg.rss_parked = rss();
+        let settle = cfg.settle();
+        g.idle(&mut rx, hard_stop.min(Instant::now() + settle))?;
+        bg.settle = settle;
+    }
+    bg.rss_after = rss();
+
     let net0 = g.net_stats();
     let c0 = g.c;
     let engine0 = cfg.engine_cpu.read().map_err(|e| LoadError::Io(format!("engine CPU: {e}")))?;
@@ -295,8 +378,15 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
     let engine1 = cfg.engine_cpu.read().map_err(|e| LoadError::Io(format!("engine CPU: {e}")))?;
     let net1 = g.net_stats();
     let c1 = g.c;
+    bg.rss_end = rss();
+    bg.parked_at_end = g.background_parked_now();
 
     // Clean-up: not measured; a failure here is reported, not fatal.
+    if cfg.background_parked > 0 {
+        let t = Instant::now();
+        g.hangup_background(&mut rx, hard_stop.min(t + cfg.background_phase_limit()))?;
+        bg.hangup_time = t.elapsed();
+    }
     let mut cleanup_error = None;
     if cfg.unregister {
         let limit = hard_stop.min(Instant::now() + 64 * cfg.t1);
@@ -305,6 +395,8 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
         }
     }
     let net2 = g.net_stats();
+    bg.rss_cleanup = rss();
+    bg.refusals = (300u16..).zip(g.bg_refusals.iter().copied()).filter(|(_, n)| *n > 0).collect();
 
     let engine_cpu = match (engine0, engine1) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
@@ -326,5 +418,6 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
         h_notify: &g.h_notify,
         h_retrieve: &g.h_retrieve,
         cleanup_error,
+        background: bg,
     }))
 }

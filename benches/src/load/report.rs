@@ -91,7 +91,69 @@ pub struct Report {
     pub generator_cpu_s: f64,
     /// The headline: completed cycles per engine CPU-second.
     pub cycles_per_engine_cpu_s: Option<f64>,
+    /// Its inverse: engine CPU microseconds per completed cycle.
+    pub engine_cpu_us_per_cycle: Option<f64>,
     pub cycles_per_generator_cpu_s: f64,
+    /// The background parked calls and the engine's memory.
+    pub background: Background,
+}
+
+/// The background parked calls (`--background-parked`) and the engine's
+/// resident memory around them. Counts cover the whole run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Background {
+    /// Calls asked for.
+    pub requested: u32,
+    /// Calls parked (200 received, ACKed).
+    pub ok: u64,
+    /// Calls that could not be parked: `refused + no_answer`.
+    pub failed: u64,
+    pub refused: u64,
+    pub no_answer: u64,
+    /// Parked calls the engine hung up during the run.
+    pub lost: u64,
+    /// Final error responses to background INVITEs, (status, count).
+    pub refusals: Vec<(u16, u64)>,
+    /// Still parked when the cycles ended.
+    pub parked_at_end: u64,
+    /// Time to park them all (first INVITE to last answer).
+    pub park_s: f64,
+    pub parks_per_s: f64,
+    /// Engine CPU while parking them.
+    pub park_engine_cpu_s: Option<f64>,
+    /// Wait between the parks and the cycles (the same wait comes before
+    /// the parks, after the registrations).
+    pub settle_s: f64,
+    pub hangup_ok: u64,
+    pub hangup_failed: u64,
+    pub hangup_s: f64,
+    /// Engine `VmRSS`, bytes: before the background parks (after the
+    /// registrations and a settle), right after them, after the settle (just before the
+    /// cycles), after the cycles, and after the hang-ups and unregistrations.
+    pub rss_before: Option<u64>,
+    pub rss_parked: Option<u64>,
+    pub rss_after: Option<u64>,
+    pub rss_end: Option<u64>,
+    pub rss_cleanup: Option<u64>,
+    /// `(rss_after - rss_before) / ok`.
+    pub rss_per_call: Option<f64>,
+}
+
+/// What the run measured about the background calls, for [`Report::build`].
+#[derive(Debug, Clone, Default)]
+pub struct BackgroundInputs {
+    pub requested: u32,
+    pub refusals: Vec<(u16, u64)>,
+    pub parked_at_end: u64,
+    pub park_time: Duration,
+    pub park_engine_cpu: Option<Duration>,
+    pub settle: Duration,
+    pub hangup_time: Duration,
+    pub rss_before: Option<u64>,
+    pub rss_parked: Option<u64>,
+    pub rss_after: Option<u64>,
+    pub rss_end: Option<u64>,
+    pub rss_cleanup: Option<u64>,
 }
 
 /// What [`Report::build`] needs.
@@ -112,6 +174,7 @@ pub struct Inputs<'a> {
     pub h_notify: &'a Histogram,
     pub h_retrieve: &'a Histogram,
     pub cleanup_error: Option<String>,
+    pub background: BackgroundInputs,
 }
 
 fn per(n: u64, d: f64) -> f64 {
@@ -133,6 +196,34 @@ impl Report {
             .map(|f| (f.label(), c1.failures[*f as usize] - c0.failures[*f as usize]))
             .filter(|(_, n)| *n > 0)
             .collect();
+        let bg = &i.background;
+        let ce = &i.c_end;
+        let background = Background {
+            requested: bg.requested,
+            ok: ce.bg_ok,
+            failed: ce.bg_refused + ce.bg_no_answer,
+            refused: ce.bg_refused,
+            no_answer: ce.bg_no_answer,
+            lost: ce.bg_lost,
+            refusals: bg.refusals.clone(),
+            parked_at_end: bg.parked_at_end,
+            park_s: bg.park_time.as_secs_f64(),
+            parks_per_s: per(ce.bg_ok, bg.park_time.as_secs_f64()),
+            park_engine_cpu_s: bg.park_engine_cpu.map(|d| d.as_secs_f64()),
+            settle_s: bg.settle.as_secs_f64(),
+            hangup_ok: ce.bg_bye_ok,
+            hangup_failed: ce.bg_bye_failed,
+            hangup_s: bg.hangup_time.as_secs_f64(),
+            rss_before: bg.rss_before,
+            rss_parked: bg.rss_parked,
+            rss_after: bg.rss_after,
+            rss_end: bg.rss_end,
+            rss_cleanup: bg.rss_cleanup,
+            rss_per_call: match (bg.rss_before, bg.rss_after) {
+                (Some(a), Some(b)) if ce.bg_ok > 0 => Some((b as f64 - a as f64) / ce.bg_ok as f64),
+                _ => None,
+            },
+        };
         let (mode, rate_target, concurrency) = match i.cfg.mode {
             Mode::Open { rate } => ("open", Some(rate), None),
             Mode::Closed { concurrency } => ("closed", None, Some(concurrency)),
@@ -180,7 +271,9 @@ impl Report {
             engine_cpu_s,
             generator_cpu_s: gen_s,
             cycles_per_engine_cpu_s: engine_cpu_s.filter(|s| *s > 0.0).map(|s| ok as f64 / s),
+            engine_cpu_us_per_cycle: engine_cpu_s.filter(|_| ok > 0).map(|s| s * 1e6 / ok as f64),
             cycles_per_generator_cpu_s: per(ok, gen_s),
+            background,
         }
     }
 
@@ -211,7 +304,7 @@ impl Report {
              \"datagrams_sent\":{},\"datagrams_received\":{},\"datagrams_per_cycle\":{},\
              \"datagrams_sent_total\":{},\"datagrams_received_total\":{},\"send_dropped\":{},\"truncated\":{},\
              \"park_200\":{},\"park_notify\":{},\"retrieve_200\":{},\"engine_cpu_s\":{},\"generator_cpu_s\":{},\
-             \"cycles_per_engine_cpu_s\":{},\"cycles_per_generator_cpu_s\":{}}}",
+             \"cycles_per_engine_cpu_s\":{},\"engine_cpu_us_per_cycle\":{},\"cycles_per_generator_cpu_s\":{},{}}}",
             json_str(&self.target),
             json_str(self.mode),
             opt_f(self.rate_target),
@@ -251,10 +344,60 @@ impl Report {
             opt_f(self.engine_cpu_s),
             num(self.generator_cpu_s),
             opt_f(self.cycles_per_engine_cpu_s),
+            opt_f(self.engine_cpu_us_per_cycle),
             num(self.cycles_per_generator_cpu_s),
+            self.background.json_members(),
         );
         o
     }
+}
+
+impl Background {
+    /// The figures as JSON object members (no braces).
+    fn json_members(&self) -> String {
+        let opt_u = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
+        let opt_f = |v: Option<f64>| v.map_or_else(|| "null".to_owned(), num);
+        let refusals: Vec<String> = self.refusals.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!(
+            "\"background_parked\":{},\"background_ok\":{},\"background_failed\":{},\"background_refused\":{},\
+             \"background_no_answer\":{},\"background_lost\":{},\"background_refusals\":{{{}}},\
+             \"background_parked_at_end\":{},\"background_park_s\":{},\"background_parks_per_s\":{},\
+             \"background_park_engine_cpu_s\":{},\"background_settle_s\":{},\"background_hangup_ok\":{},\
+             \"background_hangup_failed\":{},\"background_hangup_s\":{},\"engine_rss_before_bytes\":{},\
+             \"engine_rss_parked_bytes\":{},\"engine_rss_after_bytes\":{},\"engine_rss_end_bytes\":{},\
+             \"engine_rss_cleanup_bytes\":{},\"engine_rss_bytes_per_background_call\":{}",
+            self.requested,
+            self.ok,
+            self.failed,
+            self.refused,
+            self.no_answer,
+            self.lost,
+            refusals.join(","),
+            self.parked_at_end,
+            num(self.park_s),
+            num(self.parks_per_s),
+            opt_f(self.park_engine_cpu_s),
+            num(self.settle_s),
+            self.hangup_ok,
+            self.hangup_failed,
+            num(self.hangup_s),
+            opt_u(self.rss_before),
+            opt_u(self.rss_parked),
+            opt_u(self.rss_after),
+            opt_u(self.rss_end),
+            opt_u(self.rss_cleanup),
+            opt_f(self.rss_per_call),
+        )
+    }
+
+    /// Whether every background call was parked and stayed parked.
+    pub fn clean(&self) -> bool {
+        self.failed == 0 && self.lost == 0 && self.ok == u64::from(self.requested)
+    }
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "n/a".to_owned(), |b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
 }
 
 /// A finite JSON number (non-finite values become null).
@@ -345,9 +488,40 @@ impl fmt::Display for Report {
             "  generator CPU     {:.3} s ({:.0} cycles per generator CPU-second)",
             self.generator_cpu_s, self.cycles_per_generator_cpu_s
         )?;
-        match self.cycles_per_engine_cpu_s {
-            Some(v) => writeln!(f, "  park cycles per engine CPU-second: {v:.0}")?,
-            None => writeln!(f, "  park cycles per engine CPU-second: n/a")?,
+        match (self.cycles_per_engine_cpu_s, self.engine_cpu_us_per_cycle) {
+            (Some(v), Some(us)) => writeln!(f, "  park cycles per engine CPU-second: {v:.0} ({us:.1} µs per cycle)")?,
+            (Some(v), None) => writeln!(f, "  park cycles per engine CPU-second: {v:.0}")?,
+            _ => writeln!(f, "  park cycles per engine CPU-second: n/a")?,
+        }
+        let b = &self.background;
+        if b.requested > 0 {
+            let cpu = match b.park_engine_cpu_s {
+                Some(s) if b.ok > 0 && s > 0.0 => format!(", engine {:.1} µs CPU per park", s * 1e6 / b.ok as f64),
+                _ => String::new(),
+            };
+            writeln!(
+                f,
+                "  background parked {} of {} ({} refused, {} unanswered, {} hung up by the engine) in {:.2} s \
+                 ({:.0}/s{cpu}); settled {:.1} s before and after; {} still parked after the cycles",
+                b.ok, b.requested, b.refused, b.no_answer, b.lost, b.park_s, b.parks_per_s, b.settle_s, b.parked_at_end
+            )?;
+            if !b.refusals.is_empty() {
+                let r: Vec<String> = b.refusals.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+                writeln!(f, "    refusals          {}", r.join(", "))?;
+            }
+            writeln!(f, "  background hang-up {} ok, {} failed in {:.2} s", b.hangup_ok, b.hangup_failed, b.hangup_s)?;
+        }
+        if b.rss_before.is_some() {
+            let per = b.rss_per_call.map_or_else(String::new, |v| format!("; {v:.0} bytes per background call"));
+            writeln!(
+                f,
+                "  engine RSS (MiB)  {} before, {} parked, {} settled, {} after the cycles, {} cleaned up{per}",
+                mb(b.rss_before),
+                mb(b.rss_parked),
+                mb(b.rss_after),
+                mb(b.rss_end),
+                mb(b.rss_cleanup)
+            )?;
         }
         if self.send_dropped > 0 || self.truncated > 0 {
             writeln!(

@@ -4,18 +4,23 @@
 //!
 //! Identifiers (`N` is the run's nonce, `S` the slot, `G` its generation):
 //! * Call-ID `<kind>S.G@N.lg`, kind `p` (park dialog), `r` (retrieve
-//!   dialog) or `g` (a device's registration; `S` is the device number and
-//!   `G` 0);
+//!   dialog), `k` (a background parked call; `S` is its number and `G` 0)
+//!   or `g` (a device's registration; `S` is the device number and `G` 0);
 //! * our tags `<kind>S.G`; Via branches `z9hG4bKN<kind>S.G` with kinds `p`
 //!   (park INVITE), `a` (its ACK), `r` (retrieve INVITE), `c` (its ACK), `b`
-//!   (BYE), `g` (REGISTER, with the CSeq appended).
-//! * Contacts: the parked party is `sip:pkS@ip:port`, a device
-//!   `sip:<ext>-d<k>@ip:port`.
+//!   (BYE), `k` (background park INVITE), `l` (its ACK), `m` (its BYE), `g`
+//!   (REGISTER, with the CSeq appended).
+//! * Contacts: the parked party is `sip:pkS@ip:port`, a background parked
+//!   call `sip:bgS@ip:port`, a device `sip:<ext>-d<k>@ip:port`.
 
 use sipark::proto::parse::{HeaderName, SipMessage};
 
 /// The first extension number; extension `e` of a tenant is `EXT_BASE + e`.
 pub const EXT_BASE: u32 = 100;
+/// The first extension of the background parked calls (`--background-parked`):
+/// call `k` of `N` is parked on extension `BG_EXT_BASE + k / tenants` of tenant
+/// `k % tenants`, one call per extension, and no device registers there.
+pub const BG_EXT_BASE: u32 = 9000;
 /// Domain of tenant `t`: `t<t>.<DOMAIN_SUFFIX>`.
 pub const DOMAIN_SUFFIX: &[u8] = b".load.example";
 
@@ -152,8 +157,9 @@ impl Ctx {
 /// One party of a cycle's dialogs, as far as the wire needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Dialog {
-    /// `p` (park dialog: the parked party calling `*68<ext>`) or `r`
-    /// (retrieve dialog: a device of `<ext>` calling `*88<ext>`).
+    /// `p` (park dialog: the parked party calling `*68<ext>`), `k` (a
+    /// background parked call, also calling `*68<ext>`) or `r` (retrieve
+    /// dialog: a device of `<ext>` calling `*88<ext>`).
     pub kind: u8,
     pub slot: u32,
     pub generation: u32,
@@ -163,19 +169,29 @@ pub struct Dialog {
 }
 
 impl Dialog {
+    /// Whether the dialog's INVITE parks (`*68`) rather than retrieves.
+    pub fn parks(&self) -> bool {
+        matches!(self.kind, b'p' | b'k')
+    }
+
     fn caller_user(&self, out: &mut Vec<u8>) {
-        if self.kind == b'p' {
-            out.extend_from_slice(b"pk");
-            num(out, u64::from(self.slot));
-        } else {
-            num(out, u64::from(self.ext));
+        match self.kind {
+            b'p' => {
+                out.extend_from_slice(b"pk");
+                num(out, u64::from(self.slot));
+            }
+            b'k' => {
+                out.extend_from_slice(b"bg");
+                num(out, u64::from(self.slot));
+            }
+            _ => num(out, u64::from(self.ext)),
         }
     }
 
     /// `sip:<fac><ext>@<domain>`: the Request-URI of the dialog's INVITE.
     pub fn target(&self, ctx: &Ctx, out: &mut Vec<u8>) {
         out.extend_from_slice(b"sip:");
-        out.extend_from_slice(if self.kind == b'p' { &ctx.park_fac } else { &ctx.retrieve_fac });
+        out.extend_from_slice(if self.parks() { &ctx.park_fac } else { &ctx.retrieve_fac });
         num(out, u64::from(self.ext));
         out.push(b'@');
         domain(out, self.tenant);
@@ -325,13 +341,85 @@ pub fn invite(
 }
 
 /// Most Record-Route values copied into a route set.
-const MAX_ROUTES: usize = 8;
+pub const MAX_ROUTES: usize = 8;
+
+/// The far end of a dialog, as the 2xx that established it says: its To
+/// tag, its Contact (our Request-URI) and its Record-Route values in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    pub tag: &'a [u8],
+    pub target: &'a [u8],
+    pub routes: [&'a [u8]; MAX_ROUTES],
+    pub n_routes: usize,
+}
+
+impl<'a> Remote<'a> {
+    /// The far end named by the 2xx `ok`; `None` if it lacks a To tag or a
+    /// Contact, or has more than [`MAX_ROUTES`] Record-Route values.
+    pub fn of(ok: &SipMessage<'a>) -> Option<Remote<'a>> {
+        let tag = ok.to_hdr().ok().and_then(|t| t.tag())?;
+        let target = ok.contacts().find_map(|c| match c {
+            Ok(sipark::proto::parse::Contact::Addr(na)) => Some(na.uri.raw),
+            _ => None,
+        })?;
+        let mut routes: [&[u8]; MAX_ROUTES] = [&[]; MAX_ROUTES];
+        let mut n = 0;
+        for r in ok.record_routes().flatten() {
+            if n == MAX_ROUTES {
+                return None;
+            }
+            routes[n] = r.raw;
+            n += 1;
+        }
+        Some(Remote { tag, target, routes, n_routes: n })
+    }
+
+    /// The Record-Route values, in the order of the 2xx.
+    pub fn routes(&self) -> &[&'a [u8]] {
+        &self.routes[..self.n_routes]
+    }
+}
+
+/// An in-dialog request (`ACK` or `BYE`) on dialog `d` to `remote`:
+/// Request-URI = its Contact, Route = its Record-Route reversed, To tag = its
+/// To tag. `branch_kind` names the branch.
+#[allow(clippy::too_many_arguments)]
+pub fn in_dialog_to(
+    out: &mut Vec<u8>,
+    ctx: &Ctx,
+    d: &Dialog,
+    hostport: &[u8],
+    remote: &Remote<'_>,
+    method: &[u8],
+    cseq: u32,
+    branch_kind: u8,
+) {
+    out.clear();
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(remote.target);
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    ctx.via(out, hostport, branch_kind, d.slot, d.generation, None);
+    out.extend_from_slice(b"Max-Forwards: 70\r\n");
+    for r in remote.routes().iter().rev() {
+        out.extend_from_slice(b"Route: ");
+        out.extend_from_slice(r);
+        out.extend_from_slice(b"\r\n");
+    }
+    d.from(out);
+    d.to(ctx, out, Some(remote.tag));
+    ctx.call_id(out, d.kind, d.slot, d.generation);
+    out.extend_from_slice(b"CSeq: ");
+    num(out, u64::from(cseq));
+    out.push(b' ');
+    out.extend_from_slice(method);
+    out.extend_from_slice(b"\r\n");
+    finish(out, None);
+}
 
 /// An in-dialog request (`ACK` or `BYE`) on dialog `d`, built from the 2xx
-/// `ok` that established it: Request-URI = its Contact, Route = its
-/// Record-Route reversed, To tag = its To tag. `branch_kind` names the
-/// branch. Returns false (and writes nothing useful) if `ok` lacks a To tag
-/// or a Contact.
+/// `ok` that established it (see [`in_dialog_to`]). Returns false (and
+/// writes nothing useful) if `ok` lacks a To tag or a Contact.
 #[allow(clippy::too_many_arguments)]
 pub fn in_dialog(
     out: &mut Vec<u8>,
@@ -343,43 +431,16 @@ pub fn in_dialog(
     cseq: u32,
     branch_kind: u8,
 ) -> bool {
-    out.clear();
-    let Some(tag) = ok.to_hdr().ok().and_then(|t| t.tag()) else { return false };
-    let contact = ok.contacts().find_map(|c| match c {
-        Ok(sipark::proto::parse::Contact::Addr(na)) => Some(na.uri.raw),
-        _ => None,
-    });
-    let Some(contact) = contact else { return false };
-    let mut routes: [&[u8]; MAX_ROUTES] = [&[]; MAX_ROUTES];
-    let mut n = 0;
-    for r in ok.record_routes().flatten() {
-        if n == MAX_ROUTES {
-            return false;
+    match Remote::of(ok) {
+        Some(remote) => {
+            in_dialog_to(out, ctx, d, hostport, &remote, method, cseq, branch_kind);
+            true
         }
-        routes[n] = r.raw;
-        n += 1;
+        None => {
+            out.clear();
+            false
+        }
     }
-    out.extend_from_slice(method);
-    out.push(b' ');
-    out.extend_from_slice(contact);
-    out.extend_from_slice(b" SIP/2.0\r\n");
-    ctx.via(out, hostport, branch_kind, d.slot, d.generation, None);
-    out.extend_from_slice(b"Max-Forwards: 70\r\n");
-    for r in routes[..n].iter().rev() {
-        out.extend_from_slice(b"Route: ");
-        out.extend_from_slice(r);
-        out.extend_from_slice(b"\r\n");
-    }
-    d.from(out);
-    d.to(ctx, out, Some(tag));
-    ctx.call_id(out, d.kind, d.slot, d.generation);
-    out.extend_from_slice(b"CSeq: ");
-    num(out, u64::from(cseq));
-    out.push(b' ');
-    out.extend_from_slice(method);
-    out.extend_from_slice(b"\r\n");
-    finish(out, None);
-    true
 }
 
 /// The ACK for a non-2xx final response `resp` to our INVITE `invite`
@@ -529,6 +590,43 @@ mod tests {
         assert!(
             matches!(contact, Some(sipark::proto::parse::Contact::Addr(na)) if na.uri.raw == b"sip:pk5@127.0.0.1:40000")
         );
+    }
+
+    #[test]
+    fn background_park_invite_and_bye() {
+        let c = ctx();
+        let d = Dialog { kind: b'k', slot: 1234, generation: 0, tenant: 7, ext: BG_EXT_BASE + 1 };
+        let mut body = Vec::new();
+        sdp(&mut body, &c, b"127.0.0.1", 30010, 1234, 1, false);
+        let mut out = Vec::new();
+        invite(&mut out, &c, &d, b"127.0.0.1:40000", b"bg1234", Some(9001), &body);
+        let m = SipMessage::parse(&out).unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&out)));
+        assert_eq!(m.request_uri(), Some(&b"sip:*689001@t7.load.example"[..]));
+        assert_eq!(m.call_id().ok(), Some(&b"k1234.0@4242.lg"[..]));
+        assert_eq!(parse_id(b"k1234.0@4242.lg", Some(b"4242.lg")), Some((b'k', 1234, 0)));
+        assert_eq!(m.from_hdr().ok().map(|f| f.uri.raw), Some(&b"sip:bg1234@t7.load.example"[..]));
+        assert_eq!(m.referred_by().and_then(Result::ok).map(|r| r.uri.raw), Some(&b"sip:9001@t7.load.example"[..]));
+        assert_eq!(m.top_via().ok().and_then(|v| v.branch), Some(&b"z9hG4bK4242k1234.0"[..]));
+
+        let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK4242k1234.0\r\n\
+From: <sip:bg1234@t7.load.example>;tag=k1234.0\r\nTo: <sip:*689001@t7.load.example>;tag=zz\r\n\
+Call-ID: k1234.0@4242.lg\r\nCSeq: 1 INVITE\r\nContact: <sip:sp0.x@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n";
+        let okm = SipMessage::parse(ok).unwrap_or_else(|e| panic!("{e:?}"));
+        let remote = Remote::of(&okm).unwrap_or_else(|| panic!("no remote in the 200"));
+        assert_eq!(
+            (remote.tag, remote.target, remote.routes().len()),
+            (&b"zz"[..], &b"sip:sp0.x@127.0.0.1:5060"[..], 0)
+        );
+        let mut bye = Vec::new();
+        in_dialog_to(&mut bye, &c, &d, b"127.0.0.1:40000", &remote, b"BYE", 2, b'm');
+        let b = SipMessage::parse(&bye).unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&bye)));
+        assert_eq!(b.request_uri(), Some(&b"sip:sp0.x@127.0.0.1:5060"[..]));
+        assert_eq!(b.top_via().ok().and_then(|v| v.branch), Some(&b"z9hG4bK4242m1234.0"[..]));
+        assert_eq!(b.cseq().ok().map(|c| (c.seq, c.method)), Some((2, sipark::proto::parse::Method::Bye)));
+        assert_eq!(b.to_hdr().ok().and_then(|t| t.tag()), Some(&b"zz"[..]));
+        let mut again = Vec::new();
+        assert!(in_dialog(&mut again, &c, &d, b"127.0.0.1:40000", &okm, b"BYE", 2, b'm'));
+        assert_eq!(again, bye, "both builders write the same request");
     }
 
     #[test]

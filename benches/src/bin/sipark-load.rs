@@ -97,6 +97,11 @@ struct Args {
     /// them holds no registration transactions.
     #[arg(long, value_name = "SECS")]
     background_settle: Option<f64>,
+    /// Seconds of unrecorded cycles (same rate or concurrency) before the
+    /// measured window, so that the engine's tables have reached their
+    /// working size; 34 (64*T1 + 2 s) covers every transaction's lifetime.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    warmup: f64,
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -130,10 +135,12 @@ fn config(a: &Args) -> Result<LoadConfig, String> {
     c.background_parked = a.background_parked;
     c.background_window = a.background_window;
     c.background_settle = a.background_settle.map(|s| secs("--background-settle", s)).transpose()?;
+    c.warmup = secs("--warmup", a.warmup)?;
+    let allowance = c.background_allowance().saturating_add(c.warmup);
     c.timeout = match (a.timeout, c.duration) {
         (Some(t), _) => secs("--timeout", t)?,
-        (None, Some(d)) => d.saturating_add(Duration::from_secs(120)).saturating_add(c.background_allowance()),
-        (None, None) => Duration::from_secs(600).saturating_add(c.background_allowance()),
+        (None, Some(d)) => d.saturating_add(Duration::from_secs(120)).saturating_add(allowance),
+        (None, None) => Duration::from_secs(600).saturating_add(allowance),
     };
     c.park_fac.clone_from(&a.park_fac);
     c.retrieve_fac.clone_from(&a.retrieve_fac);

@@ -1474,8 +1474,33 @@ impl<'c> Gen<'c, Net> {
     /// Runs the cycles until the cycle count or duration is reached and
     /// every started cycle has ended, or `hard_stop` passes.
     pub fn run_cycles(&mut self, rx: &mut Rx, hard_stop: Instant) -> Result<(), LoadError> {
+        self.run_phase(rx, hard_stop, self.cfg.duration, self.cfg.cycles)
+    }
+
+    /// Runs cycles for `d` as [`Gen::run_cycles`] would, then forgets their
+    /// latencies; the counters go on (the report takes differences).
+    pub fn warm_up(&mut self, rx: &mut Rx, hard_stop: Instant, d: Duration) -> Result<(), LoadError> {
+        self.run_phase(rx, hard_stop, Some(d), None)?;
+        self.h_park = Histogram::new();
+        self.h_notify = Histogram::new();
+        self.h_retrieve = Histogram::new();
+        Ok(())
+    }
+
+    /// Starts cycles until `cycles` have started in this phase or
+    /// `duration` has passed, then lets the started ones end.
+    fn run_phase(
+        &mut self,
+        rx: &mut Rx,
+        hard_stop: Instant,
+        duration: Option<Duration>,
+        cycles: Option<u64>,
+    ) -> Result<(), LoadError> {
         let begin = self.now();
-        let stop_at = self.cfg.duration.map(|d| begin.saturating_add(ns(d)));
+        let stop_at = duration.map(|d| begin.saturating_add(ns(d)));
+        let base = self.c;
+        let started = |c: &Counters| c.started - base.started;
+        let offered = |c: &Counters| c.started + c.not_started - base.started - base.not_started;
         let interval = match self.cfg.mode {
             Mode::Open { rate } => (1e9 / rate.max(1e-3)) as u64,
             Mode::Closed { .. } => 0,
@@ -1485,9 +1510,8 @@ impl<'c> Gen<'c, Net> {
         loop {
             let now = self.now();
             let out_of_time = Instant::now() >= hard_stop;
-            let stopping = out_of_time
-                || self.cfg.cycles.is_some_and(|n| self.c.started + self.c.not_started >= n)
-                || stop_at.is_some_and(|t| now >= t);
+            let stopping =
+                out_of_time || cycles.is_some_and(|n| offered(&self.c) >= n) || stop_at.is_some_and(|t| now >= t);
             if out_of_time {
                 self.abandon_all();
                 self.net.flush_all();
@@ -1504,7 +1528,7 @@ impl<'c> Gen<'c, Net> {
                         let mut n = 0;
                         while self.active < concurrency
                             && n < MAX_STARTS_PER_TURN
-                            && self.cfg.cycles.is_none_or(|c| self.c.started < c)
+                            && cycles.is_none_or(|c| started(&self.c) < c)
                         {
                             if !self.start_cycle(now) {
                                 break;
@@ -1516,7 +1540,7 @@ impl<'c> Gen<'c, Net> {
                         let mut n = 0;
                         while next_start <= now
                             && n < MAX_STARTS_PER_TURN
-                            && self.cfg.cycles.is_none_or(|c| self.c.started + self.c.not_started < c)
+                            && cycles.is_none_or(|c| offered(&self.c) < c)
                         {
                             if !self.start_cycle(now) {
                                 self.c.not_started += 1;

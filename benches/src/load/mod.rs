@@ -184,6 +184,12 @@ pub struct LoadConfig {
     /// wait comes before the parks, after the registrations, so that the
     /// engine RSS before them holds no transactions either.
     pub background_settle: Option<Duration>,
+    /// Cycles run at the same rate or concurrency before the measured
+    /// window, unrecorded, so that the engine's tables have grown to their
+    /// working size (a fresh engine's maps grow, and each growth stalls its
+    /// shard while it rehashes). 64·T1 and a little more covers every
+    /// transaction's lifetime.
+    pub warmup: Duration,
     pub engine_cpu: EngineCpu,
     pub self_cpu: SelfCpu,
 }
@@ -214,6 +220,7 @@ impl LoadConfig {
             background_parked: 0,
             background_window: 512,
             background_settle: None,
+            warmup: Duration::ZERO,
             engine_cpu: EngineCpu::None,
             self_cpu: SelfCpu::Process,
         }
@@ -286,6 +293,9 @@ impl LoadConfig {
         }
         if self.background_window == 0 || self.background_window > 65_536 {
             return bad("background window must be 1..=65536");
+        }
+        if self.warmup > Duration::from_secs(3600) {
+            return bad("warm-up must be at most an hour");
         }
         if self.background_settle.is_some_and(|d| d > Duration::from_secs(3600)) {
             return bad("background settle must be at most an hour");
@@ -367,6 +377,9 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
     }
     bg.rss_after = rss();
 
+    if !cfg.warmup.is_zero() {
+        g.warm_up(&mut rx, hard_stop, cfg.warmup)?;
+    }
     let net0 = g.net_stats();
     let c0 = g.c;
     let engine0 = cfg.engine_cpu.read().map_err(|e| LoadError::Io(format!("engine CPU: {e}")))?;

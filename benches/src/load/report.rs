@@ -42,6 +42,8 @@ pub struct Report {
     pub mode: &'static str,
     pub rate_target: Option<f64>,
     pub concurrency: Option<u32>,
+    /// Seconds of unrecorded cycles before the window.
+    pub warmup_s: f64,
     pub tenants: u32,
     pub extensions: u32,
     pub devices: u32,
@@ -233,6 +235,7 @@ impl Report {
             mode,
             rate_target,
             concurrency,
+            warmup_s: i.cfg.warmup.as_secs_f64(),
             tenants: i.cfg.tenants,
             extensions: i.cfg.extensions,
             devices: i.cfg.devices,
@@ -296,7 +299,7 @@ impl Report {
         let refusals: Vec<String> = self.refusals.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         let _ = write!(
             o,
-            "{{\"target\":{},\"mode\":{},\"rate_target\":{},\"concurrency\":{},\"tenants\":{},\"extensions\":{},\
+            "{{\"target\":{},\"mode\":{},\"rate_target\":{},\"concurrency\":{},\"warmup_s\":{},\"tenants\":{},\"extensions\":{},\
              \"devices\":{},\"sockets\":{},\"registered\":{},\"registration_failed\":{},\"registration_s\":{},\
              \"unregistered\":{},\"unregistration_failed\":{},\"cleanup_error\":{},\"cycles_started\":{},\
              \"cycles_ok\":{},\"cycles_failed\":{},\"cycles_not_started\":{},\"failures\":{{{}}},\"refusals\":{{{}}},\"window_s\":{},\
@@ -309,6 +312,7 @@ impl Report {
             json_str(self.mode),
             opt_f(self.rate_target),
             self.concurrency.map_or_else(|| "null".to_owned(), |c| c.to_string()),
+            num(self.warmup_s),
             self.tenants,
             self.extensions,
             self.devices,
@@ -433,6 +437,7 @@ impl fmt::Display for Report {
             (_, Some(c)) => format!("closed loop, {c} in flight"),
             _ => self.mode.to_owned(),
         };
+        let mode = if self.warmup_s > 0.0 { format!("{mode}, after {:.0} s of warm-up", self.warmup_s) } else { mode };
         writeln!(f, "sipark-load against {} ({mode})", self.target)?;
         writeln!(
             f,

@@ -564,7 +564,11 @@ impl Shard {
         if let Ok(req) = SipMessage::parse(&request) {
             self.reply(now, txn, &req, code, reason, to_tag, extra, body);
         }
-        if let Some(entry) = self.server.get_mut(&txn) {
+        // Kept only until the final answer: a lingering transaction answers
+        // retransmissions from its stored response.
+        if let Some(entry) = self.server.get_mut(&txn)
+            && !entry.txn.is_final()
+        {
             entry.request = request;
         }
     }
@@ -1313,6 +1317,14 @@ impl Shard {
                     self.ack_non_2xx(id, msg);
                 }
                 self.client_final(now, src, id, owner, code, msg);
+                // Only a recall branch's request is read again (to end a
+                // branch whose 2xx comes too late); the others linger
+                // without theirs.
+                if !matches!(owner, ClientOwner::Recall { .. })
+                    && let Some(e) = self.client.get_mut(&id)
+                {
+                    e.txn.request = Vec::new();
+                }
             }
         }
     }

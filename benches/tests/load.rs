@@ -391,3 +391,38 @@ fn bad_configurations_are_refused() {
     c.mode = Mode::Open { rate: f64::NAN };
     assert!(matches!(c.validate(), Err(load::LoadError::Config(_))));
 }
+
+#[test]
+fn warm_up_cycles_run_at_the_engine_but_stay_out_of_the_figures() {
+    let engine = start_engine();
+    let before = snapshot(&engine);
+
+    const CYCLES: u64 = 100;
+    let mut cfg = LoadConfig::new(engine.local_addr());
+    cfg.tenants = 10;
+    cfg.extensions = 3;
+    cfg.devices = 1;
+    cfg.mode = Mode::Closed { concurrency: 4 };
+    cfg.cycles = Some(CYCLES);
+    cfg.warmup = Duration::from_millis(500);
+    cfg.timeout = Duration::from_secs(60);
+    cfg.sockets = 2;
+    cfg.engine_cpu = EngineCpu::Threads { pid: std::process::id(), prefix: "sipark-w".into() };
+    cfg.self_cpu = SelfCpu::Thread;
+
+    let report = load::run(&cfg).unwrap_or_else(|e| panic!("load run failed: {e}"));
+    let after = settled(&engine, &before, &report);
+    assert_eq!(report.cycles_failed, 0, "{report}");
+    assert_eq!(
+        (report.cycles_started, report.cycles_ok),
+        (CYCLES, CYCLES),
+        "the window counts its own cycles: {report}"
+    );
+    assert_eq!(report.park_200.count, CYCLES, "warm-up latencies are forgotten: {:?}", report.park_200);
+    assert_eq!(report.park_notify.count, CYCLES, "{:?}", report.park_notify);
+    let parks = after.parks - before.parks;
+    assert!(parks > CYCLES, "the warm-up's cycles reached the engine too: {parks} parks");
+    assert_eq!(report.warmup_s, 0.5);
+    assert!(report.to_json().contains("\"warmup_s\":0.5"), "{}", report.to_json());
+    assert!(report.to_string().contains("after 0.5 s of warm-up"), "{report}");
+}

@@ -55,7 +55,8 @@ tasks:
   run [ARGS...]    `cargo run --release -p sipark -- [ARGS...]`
   bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
                    release sipark (--workers 2) on 127.0.0.1 driven by sipark-load
-                   (e.g. `cargo xtask bench -- --cycles 20000 --rate 1000`)
+                   (e.g. `cargo xtask bench -- --cycles 20000 --rate 1000`; add
+                   `--warmup 35` to measure once the engine's tables have grown)
   bench --sweep R1,R2,... [--sweep-seconds S] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
                    one fresh sipark and S seconds (default 8) of sipark-load per rate, plus
                    a closed-loop maximum; table, target/bench/sweep/summary.json and

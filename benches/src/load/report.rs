@@ -437,7 +437,7 @@ impl fmt::Display for Report {
             (_, Some(c)) => format!("closed loop, {c} in flight"),
             _ => self.mode.to_owned(),
         };
-        let mode = if self.warmup_s > 0.0 { format!("{mode}, after {:.0} s of warm-up", self.warmup_s) } else { mode };
+        let mode = if self.warmup_s > 0.0 { format!("{mode}, after {} s of warm-up", self.warmup_s) } else { mode };
         writeln!(f, "sipark-load against {} ({mode})", self.target)?;
         writeln!(
             f,

@@ -205,6 +205,11 @@ fn take_options(args: Vec<OsString>, ours: &[&str]) -> Result<(Options, Vec<OsSt
             rest.push(arg);
             continue;
         };
+        if text == "--" {
+            // A separator between our options and the load's (`--sweep 1000 -- --warmup 35`):
+            // sipark-load takes no positional arguments, so it is dropped.
+            continue;
+        }
         let (name, inline) = match text.split_once('=') {
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (text, None),
@@ -499,6 +504,14 @@ mod tests {
         assert!(has_flag(&os(&["--io", "mmsg", "--workers=4"]), "--workers"));
         assert!(has_flag(&os(&["--json", "x"]), "--json"));
         assert!(!has_flag(&os(&["--workersx", "4"]), "--workers"));
+    }
+
+    #[test]
+    fn a_separator_between_our_options_and_the_loads_is_dropped() {
+        let (ours, rest) = take_options(os(&["--sweep", "1000", "--", "--warmup", "35"]), &["--sweep"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ours, vec![("--sweep".to_owned(), "1000".to_owned())]);
+        assert_eq!(rest, os(&["--warmup", "35"]));
     }
 
     #[test]

@@ -133,7 +133,6 @@ pub struct Shard {
     server: HashMap<u64, ServerEntry>,
     server_index: KeyedMap<Box<[u8]>, u64>,
     client: HashMap<u64, ClientEntry>,
-    /// `Call-ID \0 local tag` → call and side.
     /// Dialog index: `(Call-ID, local tag)` → call and side. The table
     /// holds only `(call, side)`; the key bytes are the leg's own, hashed
     /// with `dialog_hasher` (keyed) and compared in place, so a parked call

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use crate::plot::{self, Chart, Guide, Point, Scale, Series};
-use crate::sweep::{Json, Lat, RunResult, jnum, jopt, jstr, run_load, write_file};
+use crate::sweep::{Json, RunResult, jnum, jopt, json_args, run_load, write_file};
 use crate::{cargo_build, create_dir, has_flag, root, split_bench_args, take_options, target_dir};
 
 pub(crate) const USAGE: &str =
@@ -266,16 +266,6 @@ pub(crate) fn table(results: &[ParkedResult]) -> String {
 
 /// target/bench/parked/summary.json: the settings, the goals, and one object per run.
 pub(crate) fn summary_json(args: &ParkedArgs, results: &[ParkedResult]) -> String {
-    let strs = |v: &[OsString]| v.iter().map(|a| jstr(&a.to_string_lossy())).collect::<Vec<_>>().join(",");
-    let lat = |l: &Lat| {
-        format!(
-            "{{\"count\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
-            jnum(l.count),
-            jnum(l.p50_us),
-            jnum(l.p99_us),
-            jnum(l.p999_us)
-        )
-    };
     let runs: Vec<String> = results
         .iter()
         .map(|r| {
@@ -298,9 +288,9 @@ pub(crate) fn summary_json(args: &ParkedArgs, results: &[ParkedResult]) -> Strin
                 jnum(r.run.cycles_ok),
                 jnum(r.run.cycles_failed),
                 jnum(r.run.cycles_not_started),
-                lat(&r.run.park_200),
-                lat(&r.run.park_notify),
-                lat(&r.run.retrieve_200),
+                r.run.park_200.json(),
+                r.run.park_notify.json(),
+                r.run.retrieve_200.json(),
                 jopt(r.run.engine_cpu_s),
                 jopt(r.engine_cpu_us_per_cycle),
                 jopt(r.run.cycles_per_engine_cpu_s),
@@ -317,8 +307,8 @@ pub(crate) fn summary_json(args: &ParkedArgs, results: &[ParkedResult]) -> Strin
         jnum(args.rate),
         jnum(args.seconds),
         args.counts.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
-        strs(&args.load),
-        strs(&args.engine),
+        json_args(&args.load),
+        json_args(&args.engine),
         jnum(LATENCY_GOAL_US),
         jnum(MEMORY_GOAL_BYTES),
         runs.join(",\n")

@@ -298,6 +298,17 @@ pub(crate) struct Lat {
 }
 
 impl Lat {
+    /// `{"count":…,"p50_us":…,"p99_us":…,"p999_us":…}`.
+    pub(crate) fn json(&self) -> String {
+        format!(
+            "{{\"count\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
+            jnum(self.count),
+            jnum(self.p50_us),
+            jnum(self.p99_us),
+            jnum(self.p999_us)
+        )
+    }
+
     fn of(j: &Json, key: &str) -> Lat {
         let n = |k: &str| j.num(&[key, k]).unwrap_or(f64::NAN);
         Lat { count: n("count"), p50_us: n("p50_us"), p99_us: n("p99_us"), p999_us: n("p999_us") }
@@ -423,18 +434,13 @@ pub(crate) fn jstr(s: &str) -> String {
     o
 }
 
+/// Arguments as a comma-separated list of JSON strings (without the brackets).
+pub(crate) fn json_args(v: &[OsString]) -> String {
+    v.iter().map(|a| jstr(&a.to_string_lossy())).collect::<Vec<_>>().join(",")
+}
+
 /// target/bench/sweep/summary.json: the settings, the goals, and one object per run.
 pub(crate) fn summary_json(args: &SweepArgs, results: &[RunResult]) -> String {
-    let strs = |v: &[OsString]| v.iter().map(|a| jstr(&a.to_string_lossy())).collect::<Vec<_>>().join(",");
-    let lat = |l: &Lat| {
-        format!(
-            "{{\"count\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
-            jnum(l.count),
-            jnum(l.p50_us),
-            jnum(l.p99_us),
-            jnum(l.p999_us)
-        )
-    };
     let runs: Vec<String> = results
         .iter()
         .map(|r| {
@@ -450,9 +456,9 @@ pub(crate) fn summary_json(args: &SweepArgs, results: &[RunResult]) -> String {
                 jnum(r.cycles_ok),
                 jnum(r.cycles_failed),
                 jnum(r.cycles_not_started),
-                lat(&r.park_200),
-                lat(&r.park_notify),
-                lat(&r.retrieve_200),
+                r.park_200.json(),
+                r.park_notify.json(),
+                r.retrieve_200.json(),
                 jopt(r.engine_cpu_s),
                 jopt(r.cycles_per_engine_cpu_s)
             )
@@ -463,8 +469,8 @@ pub(crate) fn summary_json(args: &SweepArgs, results: &[RunResult]) -> String {
          \"goals\":{{\"p99_ms\":{},\"cycles_per_engine_cpu_s\":{}}},\"runs\":[\n{}\n]}}\n",
         jnum(args.seconds),
         args.rates.iter().map(|r| jnum(*r)).collect::<Vec<_>>().join(","),
-        strs(&args.load),
-        strs(&args.engine),
+        json_args(&args.load),
+        json_args(&args.engine),
         jnum(LATENCY_GOAL_MS),
         jnum(EFFICIENCY_GOAL),
         runs.join(",\n")

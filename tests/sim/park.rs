@@ -629,3 +629,55 @@ fn bridged_call_is_hung_up_after_max_call_duration() {
     sim.run_for(secs(40));
     assert_eq!(sim.stat(|s| s.bridged.get()), 0);
 }
+
+#[test]
+fn self_park_uses_the_parkers_extension_and_self_retrieve_the_callers() {
+    let mut sim = Sim::new(2, Config::default(), 61);
+    let o = sim.office(ACME);
+    let bob = sim.phones[o.bob[0]].party();
+    // `*68`, `*68#` and `*68%23` with Bob (102) as parker all park on 102.
+    let mut calls = Vec::new();
+    for (i, (phone, fac_rest)) in [(o.alice, ""), (o.carol, "#"), (o.dave, "%23")].into_iter().enumerate() {
+        calls.push((phone, sim.park(phone, ACME, fac_rest, Some(&bob))));
+        sim.wait_notifies(o.bob[0], i + 1, secs(2));
+        let info = sim.last_notify(o.bob[0]).info().clone();
+        assert_eq!(info.extension, "102", "parked on the parker's own extension: {info:?}");
+        assert_eq!(info.parked().len(), i + 1, "{info:?}");
+    }
+    assert!(sim.phones[o.watch[0]].notifies.is_empty(), "nothing was parked on 103");
+    assert_eq!(sim.stat(|s| s.parks.get()), 3);
+    // `*88` from Bob's other device (From 102) retrieves the oldest of 102.
+    let (_, ok) = sim.retrieve(o.bob[1], "sip:*88@acme.example");
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+    sim.run_for(secs(1));
+    assert_eq!(sim.phones[calls[0].0].calls[calls[0].1].reinvites.len(), 1, "Alice's call, parked first");
+    let (_, ok) = sim.retrieve(o.bob[1], "sip:*88%23@acme.example");
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+    assert_eq!(sim.stat(|s| s.retrieves.get()), 2);
+    assert_eq!(sim.stat(|s| s.parked.get()), 1);
+}
+
+#[test]
+fn self_park_without_a_parker_or_from_another_tenant_is_refused() {
+    let mut sim = Sim::new(1, Config::default(), 62);
+    let o = sim.office(ACME);
+    let stranger = sim.add_phone("102", BETA, Some("Mallory"));
+    // No Referred-By: no way to know whose extension.
+    let call = sim.start_park(o.alice, ACME, "", None);
+    let txn = sim.phones[o.alice].calls[call].invite_txn.unwrap_or_default();
+    let r = sim.final_of(o.alice, txn, secs(5));
+    assert_eq!((r.code(), r.reason()), (Some(400), "Self Park Needs Referred-By".to_owned()), "{r:?}");
+    // A parker of another tenant never names an extension of this one.
+    let mallory = sim.phones[stranger].party();
+    let call = sim.start_park(o.alice, ACME, "#", Some(&mallory));
+    let txn = sim.phones[o.alice].calls[call].invite_txn.unwrap_or_default();
+    let r = sim.final_of(o.alice, txn, secs(5));
+    assert_eq!(r.code(), Some(403), "{r:?}");
+    // And a self-retrieve from another tenant's phone touches nothing here.
+    sim.park_by_bob(&o, o.carol);
+    let (_, r) = sim.retrieve(stranger, "sip:*88@acme.example");
+    assert_eq!(r.code(), Some(403), "{r:?}");
+    assert_eq!(sim.stat(|s| s.parks.get()), 1);
+    assert_eq!(sim.stat(|s| s.parked.get()), 1, "Carol's call is still parked");
+    assert_eq!(sim.stat(|s| s.parks_rejected.get()), 2);
+}

@@ -777,13 +777,54 @@ impl Shard {
         };
         let user = ruri.user.unwrap_or_default();
         let cfg = Arc::clone(&self.cfg);
-        if let Some(ext) = user.strip_prefix(cfg.park_fac.as_bytes()).filter(|e| valid_ext(e)) {
-            self.on_park(now, src, msg, txn, ruri.host, ext, policy);
-        } else if let Some(ext) = user.strip_prefix(cfg.retrieve_fac.as_bytes()).filter(|e| valid_ext(e)) {
-            let token = ruri.param(b"call").flatten();
-            self.on_retrieve(now, src, msg, txn, ruri.host, ext, token);
+        // The feature code alone (`*68`, `*68#`, `*68%23`) means the
+        // requester's own extension: the parker's (Referred-By) for a park,
+        // the caller's (From) for a retrieve.
+        let (park, rest) =
+            match (user.strip_prefix(cfg.park_fac.as_bytes()), user.strip_prefix(cfg.retrieve_fac.as_bytes())) {
+                (Some(rest), _) => (true, rest),
+                (None, Some(rest)) => (false, rest),
+                (None, None) => {
+                    self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
+                    return;
+                }
+            };
+        let ext = if matches!(rest, b"" | b"#" | b"%23") {
+            let own = if park { msg.referred_by() } else { Some(msg.from_hdr()) };
+            match own {
+                None => {
+                    self.stats.parks_rejected.inc();
+                    self.reply(now, txn, msg, 400, "Self Park Needs Referred-By", None, &[], None);
+                    return;
+                }
+                Some(Ok(na)) if na.uri.host.eq_ignore_ascii_case(ruri.host) => match na.uri.user {
+                    Some(e) if valid_ext(e) => e,
+                    _ => {
+                        self.reply(now, txn, msg, 404, "Own Extension Unknown", None, &[], None);
+                        return;
+                    }
+                },
+                // Another tenant's party, or an unreadable header: never
+                // act on an extension of the Request-URI's tenant for it.
+                Some(_) => {
+                    if park {
+                        self.stats.parks_rejected.inc();
+                    }
+                    self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
+                    return;
+                }
+            }
+        } else if valid_ext(rest) {
+            rest
         } else {
             self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
+            return;
+        };
+        if park {
+            self.on_park(now, src, msg, txn, ruri.host, ext, policy);
+        } else {
+            let token = ruri.param(b"call").flatten();
+            self.on_retrieve(now, src, msg, txn, ruri.host, ext, token);
         }
     }
 

@@ -365,18 +365,20 @@ impl Shard {
     }
 
     /// Queues a transaction's deadline after a change at `now` moved it
-    /// from `before` to `after`. A lingering transaction goes to the
+    /// from `before` to `after`. A `lingering` transaction goes to the
     /// timer FIFOs, and past `max_lingering` the oldest lingering one is
     /// ended early. An unchanged deadline is already queued.
-    fn schedule_txn(&mut self, now: Instant, key: TimerKey, before: Option<Instant>, after: Option<Instant>) {
+    fn schedule_txn(
+        &mut self,
+        now: Instant,
+        key: TimerKey,
+        before: Option<Instant>,
+        after: Option<Instant>,
+        lingering: bool,
+    ) {
         if before == after {
             return;
         }
-        let lingering = match key {
-            TimerKey::Server(id) => self.server.get(&id).is_some_and(|e| e.txn.lingering()),
-            TimerKey::Client(id) => self.client.get(&id).is_some_and(|e| e.txn.lingering()),
-            TimerKey::Call(_) | TimerKey::Ext(_) => false,
-        };
         match after {
             Some(at) if lingering && at >= now => {
                 self.timers.push_after(now, at - now, key);
@@ -536,8 +538,8 @@ impl Shard {
         if let Some(entry) = self.server.get_mut(&txn) {
             let before = entry.txn.deadline();
             entry.txn.sent(now, code, &out, &t);
-            let after = entry.txn.deadline();
-            self.schedule_txn(now, TimerKey::Server(txn), before, after);
+            let (after, lingering) = (entry.txn.deadline(), entry.txn.lingering());
+            self.schedule_txn(now, TimerKey::Server(txn), before, after, lingering);
         }
         self.out.push_back(Transmit { dst, payload: out });
     }
@@ -579,8 +581,8 @@ impl Shard {
         let Some(e) = self.server.get_mut(&id) else { return };
         let before = e.txn.deadline();
         if e.txn.ack(now, &t) {
-            let after = e.txn.deadline();
-            self.schedule_txn(now, TimerKey::Server(id), before, after);
+            let (after, lingering) = (e.txn.deadline(), e.txn.lingering());
+            self.schedule_txn(now, TimerKey::Server(id), before, after, lingering);
         }
     }
 
@@ -1338,9 +1340,9 @@ impl Shard {
         let t = self.cfg.timers;
         let before = entry.txn.deadline();
         let effect = entry.txn.on_response(now, code, &t);
-        let after = entry.txn.deadline();
+        let (after, lingering) = (entry.txn.deadline(), entry.txn.lingering());
         let owner = entry.owner;
-        self.schedule_txn(now, TimerKey::Client(id), before, after);
+        self.schedule_txn(now, TimerKey::Client(id), before, after, lingering);
         match effect {
             ResponseEffect::Retransmission => self.resend_request(id, true),
             ResponseEffect::Provisional { .. } => {

@@ -218,6 +218,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
     let cli_defaults = TenantPolicy {
         park_timeout: Duration::from_secs(args.park_timeout),
         max_parks_per_ext: args.max_parks_per_ext,
+        ..TenantPolicy::default()
     };
     let (defaults, tenants, tenants_desc, datapath) = match &args.tenants {
         None => (cli_defaults, TenantMode::Open, "open (every domain)".to_owned(), DatapathPolicy::default()),
@@ -313,7 +314,7 @@ fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {
         advertise,
         park_fac: args.park_fac.clone(),
         retrieve_fac: args.retrieve_fac.clone(),
-        defaults: plan.defaults,
+        defaults: plan.defaults.clone(),
         tenants: plan.tenants.clone(),
         recall_timeout: Duration::from_secs(args.recall_timeout),
         max_contacts: args.max_contacts,

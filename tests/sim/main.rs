@@ -12,6 +12,7 @@ mod phone;
 mod wire;
 
 mod chaos;
+mod groups;
 mod park;
 mod recall;
 mod registrar;

@@ -27,11 +27,78 @@ impl Default for Timers {
     }
 }
 
+/// Who a recall rings once the park timeout passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecallTo {
+    /// The parker's registered devices.
+    #[default]
+    Parker,
+    /// The parker's devices, joined after `recall_group_delay` by the
+    /// recall ring group's.
+    ParkerThenGroup,
+    /// The recall ring group's devices only.
+    Group,
+}
+
+impl std::str::FromStr for RecallTo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RecallTo, String> {
+        match s {
+            "parker" => Ok(RecallTo::Parker),
+            "parker-then-group" => Ok(RecallTo::ParkerThenGroup),
+            "group" => Ok(RecallTo::Group),
+            _ => Err(format!("{s:?}: expected parker, parker-then-group or group")),
+        }
+    }
+}
+
 /// Per-tenant settings (from the tenants file, or the defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantPolicy {
     pub park_timeout: Duration,
     pub max_parks_per_ext: u32,
+    pub recall_to: RecallTo,
+    /// Extensions rung by a group recall, in order.
+    pub recall_group: Vec<Box<str>>,
+    /// With `parker-then-group`: how long the parker rings alone.
+    pub recall_group_delay: Duration,
+    /// `Alert-Info` value on recall INVITEs (empty: none).
+    pub alert_info: Box<str>,
+    /// Written before the parked party's display name on recall INVITEs.
+    pub recall_prefix: Box<str>,
+    /// Send the parker the park-info NOTIFYs of the calls it parked.
+    pub notify_parker: bool,
+    /// Park groups: `*58` parks on the first member without a parked
+    /// call, and every member is told of every member's parks.
+    pub park_groups: Vec<Box<[Box<str>]>>,
+}
+
+impl Default for TenantPolicy {
+    fn default() -> Self {
+        TenantPolicy {
+            park_timeout: Duration::from_secs(300),
+            max_parks_per_ext: 8,
+            recall_to: RecallTo::Parker,
+            recall_group: Vec::new(),
+            recall_group_delay: Duration::from_secs(15),
+            alert_info: DEFAULT_ALERT_INFO.into(),
+            recall_prefix: DEFAULT_RECALL_PREFIX.into(),
+            notify_parker: false,
+            park_groups: Vec::new(),
+        }
+    }
+}
+
+/// RFC 7462's alert URN for a call coming back from a transfer.
+pub const DEFAULT_ALERT_INFO: &str = "<urn:alert:service:recall:transfer>";
+pub const DEFAULT_RECALL_PREFIX: &str = "[Recall] ";
+
+impl TenantPolicy {
+    /// The park group `ext` belongs to (an extension is in at most one).
+    pub fn group_of(&self, ext: &[u8]) -> Option<&[Box<str>]> {
+        self.park_groups.iter().find(|g| g.iter().any(|m| m.as_bytes() == ext)).map(|g| &**g)
+    }
 }
 
 /// Which domains are served.
@@ -46,10 +113,14 @@ pub enum TenantMode {
 /// Everything a shard needs to know; shared read-only by all shards.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Host (and port) written into Via and Contact.
+    /// Host (and port) written into Via and Contact, for UDP and TCP.
     pub advertise: String,
+    /// Host and port written for TLS (`sips:`).
+    pub advertise_tls: String,
     pub park_fac: String,
     pub retrieve_fac: String,
+    /// Group park feature code (`*58`).
+    pub group_park_fac: String,
     pub defaults: TenantPolicy,
     pub tenants: TenantMode,
     pub recall_timeout: Duration,
@@ -96,9 +167,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             advertise: "127.0.0.1:5060".into(),
+            advertise_tls: "127.0.0.1:5061".into(),
             park_fac: "*68".into(),
             retrieve_fac: "*88".into(),
-            defaults: TenantPolicy { park_timeout: Duration::from_secs(300), max_parks_per_ext: 8 },
+            group_park_fac: "*58".into(),
+            defaults: TenantPolicy::default(),
             tenants: TenantMode::Open,
             recall_timeout: Duration::from_secs(30),
             max_contacts: 10,
@@ -112,10 +185,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The advertised `host:port` for `transport`.
+    pub fn advertise_of(&self, transport: super::msg::Transport) -> &str {
+        match transport {
+            super::msg::Transport::Tls => &self.advertise_tls,
+            _ => &self.advertise,
+        }
+    }
+
     /// The policy for `domain` (any case), or `None` if it is not served.
-    pub fn tenant(&self, domain: &[u8]) -> Option<TenantPolicy> {
+    pub fn tenant(&self, domain: &[u8]) -> Option<&TenantPolicy> {
         match &self.tenants {
-            TenantMode::Open => Some(self.defaults),
+            TenantMode::Open => Some(&self.defaults),
             TenantMode::Strict(map) => {
                 let mut buf = [0u8; 255];
                 let d = domain.get(..buf.len().min(domain.len()))?;
@@ -126,7 +207,7 @@ impl Config {
                     *o = b.to_ascii_lowercase();
                 }
                 let key = std::str::from_utf8(&buf[..d.len()]).ok()?;
-                map.get(key).copied()
+                map.get(key)
             }
         }
     }
@@ -237,11 +318,18 @@ pub struct Tenants {
 /// max_parks_per_ext = 8
 /// rate = 200                # out-of-dialog requests/s per tenant (XDP)
 /// burst = 400
+/// recall_to = "parker"      # parker | parker-then-group | group
+/// recall_group = ["200", "201"]
+/// recall_group_delay = 15   # seconds the parker rings alone (parker-then-group)
+/// alert_info = "<urn:alert:service:recall:transfer>"   # "" sends none
+/// recall_prefix = "[Recall] "
+/// notify_parker = false
 ///
 /// [[tenant]]
 /// domain = "acme.example"
 /// park_timeout = 120
 /// rate = 50
+/// park_groups = [["101", "102", "103"], ["200", "201"]]
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,15 +342,24 @@ struct TenantsFile {
     tenant: Vec<TenantEntry>,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     park_timeout: Option<u64>,
     max_parks_per_ext: Option<u32>,
     rate: Option<u32>,
     burst: Option<u32>,
+    recall_to: Option<String>,
+    recall_group: Option<Vec<String>>,
+    recall_group_delay: Option<u64>,
+    alert_info: Option<String>,
+    recall_prefix: Option<String>,
+    notify_parker: Option<bool>,
+    park_groups: Option<Vec<Vec<String>>>,
 }
 
+/// A `[[tenant]]`: its domain and the [`PolicyFile`] fields (serde's
+/// `flatten` would lose `deny_unknown_fields`, so they are repeated).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TenantEntry {
@@ -271,6 +368,46 @@ struct TenantEntry {
     max_parks_per_ext: Option<u32>,
     rate: Option<u32>,
     burst: Option<u32>,
+    recall_to: Option<String>,
+    recall_group: Option<Vec<String>>,
+    recall_group_delay: Option<u64>,
+    alert_info: Option<String>,
+    recall_prefix: Option<String>,
+    notify_parker: Option<bool>,
+    park_groups: Option<Vec<Vec<String>>>,
+}
+
+impl TenantEntry {
+    fn split(self) -> (String, PolicyFile) {
+        let TenantEntry {
+            domain,
+            park_timeout,
+            max_parks_per_ext,
+            rate,
+            burst,
+            recall_to,
+            recall_group,
+            recall_group_delay,
+            alert_info,
+            recall_prefix,
+            notify_parker,
+            park_groups,
+        } = self;
+        let policy = PolicyFile {
+            park_timeout,
+            max_parks_per_ext,
+            rate,
+            burst,
+            recall_to,
+            recall_group,
+            recall_group_delay,
+            alert_info,
+            recall_prefix,
+            notify_parker,
+            park_groups,
+        };
+        (domain, policy)
+    }
 }
 
 /// Why a tenants file was refused.
@@ -291,6 +428,12 @@ pub enum TenantsError {
     /// A `block` entry is not a CIDR.
     #[error("tenants file: block: {0}")]
     Block(String),
+    /// An extension in a list is not one.
+    #[error("tenants file: {0:?} is not an extension")]
+    BadExtension(String),
+    /// An extension is in two park groups.
+    #[error("tenants file: extension {0:?} is in two park groups")]
+    TwoGroups(String),
 }
 
 /// `rate` and `burst` as written (burst alone is refused; it defaults to
@@ -303,7 +446,81 @@ fn rate_of(rate: Option<u32>, burst: Option<u32>) -> Result<Option<RateLimit>, T
     }
 }
 
-fn apply(base: TenantPolicy, timeout: Option<u64>, max: Option<u32>) -> Result<TenantPolicy, TenantsError> {
+/// Is `ext` something a feature code may name (digits, letters, `+`)?
+fn valid_ext(ext: &str) -> bool {
+    !ext.is_empty() && ext.len() <= 32 && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+}
+
+fn ext_list(list: Vec<String>, what: &'static str) -> Result<Vec<Box<str>>, TenantsError> {
+    if list.len() > 100 {
+        return Err(TenantsError::Range(what));
+    }
+    list.into_iter()
+        .map(|e| if valid_ext(e.trim()) { Ok(e.trim().into()) } else { Err(TenantsError::BadExtension(e)) })
+        .collect()
+}
+
+/// A header value written as configured: no CR, LF or other control.
+fn header_text(v: String, what: &'static str) -> Result<Box<str>, TenantsError> {
+    if v.len() > 200 || v.bytes().any(|b| b.is_ascii_control()) {
+        return Err(TenantsError::Range(what));
+    }
+    Ok(v.into())
+}
+
+fn apply(base: &TenantPolicy, f: PolicyFile) -> Result<TenantPolicy, TenantsError> {
+    let mut p = apply_limits(base.clone(), f.park_timeout, f.max_parks_per_ext)?;
+    if let Some(r) = f.recall_to {
+        p.recall_to =
+            r.parse().map_err(|_| TenantsError::Range("recall_to must be parker, parker-then-group or group"))?;
+    }
+    if let Some(g) = f.recall_group {
+        p.recall_group = ext_list(g, "recall_group has at most 100 extensions")?;
+    }
+    if let Some(d) = f.recall_group_delay {
+        if d > 3600 {
+            return Err(TenantsError::Range("recall_group_delay must be 0..=3600 seconds"));
+        }
+        p.recall_group_delay = Duration::from_secs(d);
+    }
+    if let Some(a) = f.alert_info {
+        p.alert_info = header_text(a, "alert_info must be at most 200 characters, no control characters")?;
+    }
+    if let Some(a) = f.recall_prefix {
+        p.recall_prefix = header_text(a, "recall_prefix must be at most 200 characters, no control characters")?;
+        if p.recall_prefix.contains('"') || p.recall_prefix.contains('\\') {
+            return Err(TenantsError::Range("recall_prefix may not contain '\"' or '\\'"));
+        }
+    }
+    if let Some(n) = f.notify_parker {
+        p.notify_parker = n;
+    }
+    if let Some(groups) = f.park_groups {
+        if groups.len() > 1000 {
+            return Err(TenantsError::Range("at most 1000 park_groups"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        p.park_groups = Vec::with_capacity(groups.len());
+        for g in groups {
+            let members = ext_list(g, "a park group has at most 100 extensions")?;
+            if members.is_empty() {
+                return Err(TenantsError::Range("a park group needs at least one extension"));
+            }
+            for m in &members {
+                if !seen.insert(m.clone()) {
+                    return Err(TenantsError::TwoGroups(m.to_string()));
+                }
+            }
+            p.park_groups.push(members.into());
+        }
+    }
+    if p.recall_to != RecallTo::Parker && p.recall_group.is_empty() {
+        return Err(TenantsError::Range("recall_to parker-then-group or group needs a recall_group"));
+    }
+    Ok(p)
+}
+
+fn apply_limits(base: TenantPolicy, timeout: Option<u64>, max: Option<u32>) -> Result<TenantPolicy, TenantsError> {
     let mut p = base;
     if let Some(t) = timeout {
         if t == 0 || t > 86_400 {
@@ -330,22 +547,25 @@ pub fn parse_tenants(text: &str, defaults: TenantPolicy) -> Result<(TenantPolicy
 pub fn parse_tenants_file(text: &str, defaults: TenantPolicy) -> Result<Tenants, TenantsError> {
     let file: TenantsFile = toml::from_str(text)?;
     let d = file.defaults.unwrap_or_default();
-    let defaults = apply(defaults, d.park_timeout, d.max_parks_per_ext)?;
-    let mut datapath = DatapathPolicy { default_rate: rate_of(d.rate, d.burst)?, ..DatapathPolicy::default() };
+    let default_rate = rate_of(d.rate, d.burst)?;
+    let defaults = apply(&defaults, d)?;
+    let mut datapath = DatapathPolicy { default_rate, ..DatapathPolicy::default() };
     for b in &file.block {
         datapath.block.push(b.parse().map_err(TenantsError::Block)?);
     }
     let mut map = HashMap::new();
     for t in file.tenant {
-        let domain = t.domain.trim().to_ascii_lowercase();
+        let (raw_domain, t) = t.split();
+        let domain = raw_domain.trim().to_ascii_lowercase();
         let ok = !domain.is_empty()
             && domain.len() <= 253
             && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
         if !ok {
-            return Err(TenantsError::BadDomain(t.domain));
+            return Err(TenantsError::BadDomain(raw_domain));
         }
-        let policy = apply(defaults, t.park_timeout, t.max_parks_per_ext)?;
-        if let Some(r) = rate_of(t.rate, t.burst)? {
+        let rate = rate_of(t.rate, t.burst)?;
+        let policy = apply(&defaults, t)?;
+        if let Some(r) = rate {
             datapath.rates.push((domain.clone(), r));
         }
         if map.insert(domain.clone(), policy).is_some() {
@@ -386,18 +606,68 @@ mod tests {
     fn tenants_file_errors() {
         let base = Config::default().defaults;
         let dup = "[[tenant]]\ndomain='a.example'\n[[tenant]]\ndomain='A.example'\n";
-        assert!(matches!(parse_tenants(dup, base), Err(TenantsError::Duplicate(_))));
+        assert!(matches!(parse_tenants(dup, base.clone()), Err(TenantsError::Duplicate(_))));
         let bad = "[[tenant]]\ndomain='a b'\n";
-        assert!(matches!(parse_tenants(bad, base), Err(TenantsError::BadDomain(_))));
+        assert!(matches!(parse_tenants(bad, base.clone()), Err(TenantsError::BadDomain(_))));
         let range = "[[tenant]]\ndomain='a'\npark_timeout=0\n";
-        assert!(matches!(parse_tenants(range, base), Err(TenantsError::Range(_))));
-        assert!(matches!(parse_tenants("nonsense = [", base), Err(TenantsError::Toml(_))));
+        assert!(matches!(parse_tenants(range, base.clone()), Err(TenantsError::Range(_))));
+        assert!(matches!(parse_tenants("nonsense = [", base.clone()), Err(TenantsError::Toml(_))));
         let burst_alone = "[[tenant]]\ndomain='a'\nburst=5\n";
-        assert!(matches!(parse_tenants(burst_alone, base), Err(TenantsError::Range(_))));
+        assert!(matches!(parse_tenants(burst_alone, base.clone()), Err(TenantsError::Range(_))));
         let zero_rate = "[defaults]\nrate=0\n";
-        assert!(matches!(parse_tenants(zero_rate, base), Err(TenantsError::Range(_))));
+        assert!(matches!(parse_tenants(zero_rate, base.clone()), Err(TenantsError::Range(_))));
         let bad_block = "block = ['10.0.0.0/33']\n";
-        assert!(matches!(parse_tenants(bad_block, base), Err(TenantsError::Block(_))));
+        assert!(matches!(parse_tenants(bad_block, base.clone()), Err(TenantsError::Block(_))));
+        let two_groups = "[[tenant]]\ndomain='a'\npark_groups=[['101','102'],['102']]\n";
+        assert!(matches!(parse_tenants(two_groups, base.clone()), Err(TenantsError::TwoGroups(e)) if e == "102"));
+        let bad_member = "[[tenant]]\ndomain='a'\npark_groups=[['10 1']]\n";
+        assert!(matches!(parse_tenants(bad_member, base.clone()), Err(TenantsError::BadExtension(_))));
+        let no_group = "[[tenant]]\ndomain='a'\nrecall_to='group'\n";
+        assert!(matches!(parse_tenants(no_group, base.clone()), Err(TenantsError::Range(_))));
+        let bad_recall = "[defaults]\nrecall_to='everyone'\n";
+        assert!(matches!(parse_tenants(bad_recall, base.clone()), Err(TenantsError::Range(_))));
+        let injection = "[defaults]\nalert_info=\"<x>\\r\\nX-Evil: 1\"\n";
+        assert!(matches!(parse_tenants(injection, base.clone()), Err(TenantsError::Range(_))));
+        let quote = "[defaults]\nrecall_prefix='\"'\n";
+        assert!(matches!(parse_tenants(quote, base.clone()), Err(TenantsError::Range(_))));
+        let typo = "[[tenant]]\ndomain='a'\nrecal_to='group'\n";
+        assert!(matches!(parse_tenants(typo, base), Err(TenantsError::Toml(_))), "unknown keys are refused");
+    }
+
+    #[test]
+    fn tenants_file_call_control_settings() {
+        let text = r#"
+            [defaults]
+            recall_to = "parker-then-group"
+            recall_group = ["200", "201"]
+            recall_group_delay = 20
+            notify_parker = true
+            [[tenant]]
+            domain = "acme.example"
+            recall_to = "group"
+            recall_group = ["300"]
+            alert_info = ""
+            recall_prefix = "RECALL: "
+            park_groups = [["101", "102"], ["103"]]
+            [[tenant]]
+            domain = "beta.example"
+        "#;
+        let (defaults, mode) = parse_tenants(text, Config::default().defaults).expect("parses");
+        let cfg = Config { defaults, tenants: mode, ..Config::default() };
+        let acme = cfg.tenant(b"acme.example").expect("acme");
+        assert_eq!(acme.recall_to, RecallTo::Group);
+        assert_eq!(acme.recall_group, vec![Box::<str>::from("300")]);
+        assert_eq!(acme.recall_group_delay, Duration::from_secs(20), "inherited from [defaults]");
+        assert!(acme.notify_parker);
+        assert_eq!((&*acme.alert_info, &*acme.recall_prefix), ("", "RECALL: "));
+        assert_eq!(acme.group_of(b"102").map(|g| g.len()), Some(2));
+        assert_eq!(acme.group_of(b"103").map(|g| g.len()), Some(1));
+        assert!(acme.group_of(b"104").is_none());
+        let beta = cfg.tenant(b"beta.example").expect("beta");
+        assert_eq!(beta.recall_to, RecallTo::ParkerThenGroup);
+        assert_eq!(&*beta.alert_info, DEFAULT_ALERT_INFO);
+        assert_eq!(&*beta.recall_prefix, DEFAULT_RECALL_PREFIX);
+        assert!(beta.park_groups.is_empty(), "groups are per tenant");
     }
 
     #[test]

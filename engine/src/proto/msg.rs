@@ -118,12 +118,84 @@ fn within(inner: &[u8], outer: &[u8]) -> bool {
     i >= o && i + inner.len() <= o + outer.len()
 }
 
-/// Writes a request line and sipark's Via for it.
-pub fn request_head(out: &mut Vec<u8>, method: &str, uri: &[u8], advertise: &str, branch: &[u8]) {
+/// The transport a message arrived on or leaves on (RFC 3261 §18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The token in Via's sent-protocol (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// A stream transport: no retransmissions of requests or of non-2xx
+    /// responses (§17.1.1.2, §17.2.1).
+    pub fn reliable(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// Index into per-transport tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The transport a URI asks for: `sips:` or `;transport=tls` is TLS,
+    /// `;transport=tcp` TCP, anything else `None` (the default applies).
+    pub fn of_uri(uri: &super::parse::Uri<'_>) -> Option<Transport> {
+        if uri.scheme.eq_ignore_ascii_case(b"sips") {
+            return Some(Transport::Tls);
+        }
+        match uri.param(b"transport").flatten() {
+            Some(t) if t.eq_ignore_ascii_case(b"tcp") => Some(Transport::Tcp),
+            Some(t) if t.eq_ignore_ascii_case(b"tls") => Some(Transport::Tls),
+            Some(t) if t.eq_ignore_ascii_case(b"udp") => Some(Transport::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// Where a message came from or goes: address and transport (a flow, in
+/// RFC 5626's words). Responses and in-dialog requests to a stream peer
+/// reuse its connection (the I/O layer keeps them by address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+impl Peer {
+    pub fn udp(addr: SocketAddr) -> Peer {
+        Peer { addr, transport: Transport::Udp }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.transport {
+            Transport::Udp => write!(f, "{}", self.addr),
+            t => write!(f, "{}/{}", self.addr, t.via_token()),
+        }
+    }
+}
+
+/// Writes a request line and sipark's Via for it (`advertise` is the
+/// host and port of `transport`).
+pub fn request_head(out: &mut Vec<u8>, method: &str, uri: &[u8], transport: Transport, advertise: &str, branch: &[u8]) {
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(uri);
-    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
+    out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/");
+    out.extend_from_slice(transport.via_token().as_bytes());
+    out.push(b' ');
     out.extend_from_slice(advertise.as_bytes());
     out.extend_from_slice(b";branch=");
     out.extend_from_slice(branch);
@@ -144,13 +216,16 @@ pub fn branch_id(branch: &[u8]) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Writes sipark's Contact URI (without angle brackets) for `shard`.
-pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, advertise: &str) {
-    let _ = write!(
-        out,
-        "sip:{}{shard}.sipark@{advertise}",
-        std::str::from_utf8(super::route::CONTACT_PREFIX).unwrap_or("sp")
-    );
+/// Writes sipark's Contact URI (without angle brackets) for `shard` on
+/// `transport` (`advertise` is that transport's host and port): `sips:`
+/// for TLS, `;transport=tcp` for TCP.
+pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, transport: Transport, advertise: &str) {
+    let prefix = std::str::from_utf8(super::route::CONTACT_PREFIX).unwrap_or("sp");
+    let _ = match transport {
+        Transport::Udp => write!(out, "sip:{prefix}{shard}.sipark@{advertise}"),
+        Transport::Tcp => write!(out, "sip:{prefix}{shard}.sipark@{advertise};transport=tcp"),
+        Transport::Tls => write!(out, "sips:{prefix}{shard}.sipark@{advertise}"),
+    };
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute, and replaces

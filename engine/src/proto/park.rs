@@ -6,10 +6,9 @@
 //! bridged), so impossible combinations do not compile.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::msg::xml_escape;
+use super::msg::{Peer, xml_escape};
 use super::parse::NameAddr;
 use super::sdp::Origin;
 
@@ -49,7 +48,7 @@ pub struct Leg {
     pub local_cseq: u32,
     pub remote_cseq: u32,
     /// Where the peer's requests came from (or where its responses came from).
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// sipark's SDP origin towards this leg.
     pub origin: Origin,
     /// The last SDP sipark sent on this leg once bridged, to answer a
@@ -107,6 +106,16 @@ pub struct Fork {
     pub done: bool,
 }
 
+/// A recall in progress: its branches, and the stage still to come.
+#[derive(Debug)]
+pub struct Recall {
+    pub forks: Vec<Fork>,
+    /// `parker-then-group`: when the recall ring group joins.
+    pub group_at: Option<Instant>,
+    /// End of the recall window: nobody answered, the park ends.
+    pub ends_at: Instant,
+}
+
 /// Where a parked call is in its life.
 #[derive(Debug)]
 pub enum CallState {
@@ -114,8 +123,8 @@ pub enum CallState {
     Answering { txn: u64 },
     /// Parked; holds the park timeout.
     Parked,
-    /// Park timeout passed; the parker's devices are ringing.
-    Recalling { forks: Vec<Fork> },
+    /// Park timeout passed; the recall's devices are ringing.
+    Recalling { recall: Box<Recall> },
     /// A retriever's INVITE is waiting on the re-INVITE of the parked leg.
     /// The second leg is boxed in this and the next states, so that a
     /// parked call does not carry its room.
@@ -167,8 +176,9 @@ impl Call {
 #[derive(Debug)]
 pub struct Binding {
     pub uri: Box<[u8]>,
-    /// Source address of the REGISTER: where requests for this contact go.
-    pub flow: SocketAddr,
+    /// Source of the REGISTER (address and transport): where requests for
+    /// this contact go.
+    pub flow: Peer,
     pub expires_at: Instant,
     pub call_id: Box<[u8]>,
 }

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use super::config::Config;
 use super::stats::ShardStats;
 
-/// A datagram to send.
+/// A message to send: a datagram, or a message on the stream connection
+/// to `dst` (the I/O layer reuses the peer's connection, or opens one).
 #[derive(Debug)]
 pub struct Transmit {
     pub dst: SocketAddr,
+    pub transport: Transport,
     pub payload: Vec<u8>,
 }
 
@@ -44,9 +46,12 @@ use std::hash::{BuildHasher, RandomState};
 use hashbrown::{HashMap, HashTable};
 use tracing::{info, warn};
 
-use super::msg::{branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri};
+use super::config::RecallTo;
+use super::msg::{
+    Peer, Transport, branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri,
+};
 use super::park::{
-    Binding, Call, CallState, CallView, Extension, Fork, Identity, LeaveReason, Leg, Retriever, parse_token,
+    Binding, Call, CallState, CallView, Extension, Fork, Identity, LeaveReason, Leg, Recall, Retriever, parse_token,
     write_park_info, write_token,
 };
 use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
@@ -153,8 +158,11 @@ pub struct Shard {
     /// Calls in `CallState::Bridged`.
     bridged: u64,
     shutting_down: bool,
-    /// `<sip:sp<id>.sipark@advertise>`, written once.
-    contact: Arc<[u8]>,
+    /// `<sip:sp<id>.sipark@advertise>` per transport (indexed by
+    /// [`Transport::index`]), written once.
+    contacts: [Arc<[u8]>; 3],
+    /// The advertised `host:port` per transport, for Via.
+    vias: [Arc<str>; 3],
     /// The advertised host, for SDP origins.
     host: Arc<str>,
     scratch: Vec<u8>,
@@ -206,13 +214,14 @@ impl Shard {
             listed: 0,
             bridged: 0,
             shutting_down: false,
-            contact: {
-                let mut c = Vec::with_capacity(48);
+            contacts: [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| {
+                let mut c = Vec::with_capacity(64);
                 c.push(b'<');
-                write_contact_uri(&mut c, id, &cfg.advertise);
+                write_contact_uri(&mut c, id, t, cfg.advertise_of(t));
                 c.push(b'>');
                 c.into()
-            },
+            }),
+            vias: [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| cfg.advertise_of(t).into()),
             host: advertise_host(&cfg.advertise).into(),
             cfg,
             scratch: Vec::new(),
@@ -235,8 +244,14 @@ impl Shard {
 
     /// Parses and handles one datagram from `src`.
     pub fn handle(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
+        self.handle_from(now, Peer::udp(src), data);
+    }
+
+    /// Parses and handles one message from `src` (a datagram, or one
+    /// message framed out of a stream connection).
+    pub fn handle_from(&mut self, now: Instant, src: Peer, data: &[u8]) {
         match SipMessage::parse(data) {
-            Ok(msg) => self.handle_message(now, src, &msg),
+            Ok(msg) => self.handle_message_from(now, src, &msg),
             Err(e) => {
                 // Framing errors leave no header that can be trusted to build
                 // a response from (typed header errors are answered 400 in
@@ -248,8 +263,13 @@ impl Shard {
         }
     }
 
-    /// Handles one parsed message from `src`.
+    /// Handles one parsed datagram from `src`.
     pub fn handle_message(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>) {
+        self.handle_message_from(now, Peer::udp(src), msg);
+    }
+
+    /// Handles one parsed message from `src`.
+    pub fn handle_message_from(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>) {
         match msg.method() {
             None => self.on_response(now, src, msg),
             Some(method) => self.on_request(now, src, msg, method),
@@ -346,14 +366,23 @@ impl Shard {
         format!("{r:016x}-{}-{id:x}@sipark", self.id).into_boxed_str().into_boxed_bytes()
     }
 
+    /// sipark's Contact (with angle brackets) for a peer on `transport`.
+    fn contact(&self, transport: Transport) -> Arc<[u8]> {
+        Arc::clone(&self.contacts[transport.index()])
+    }
+
     fn buf(&mut self) -> Vec<u8> {
         self.pool.pop().unwrap_or_else(|| Vec::with_capacity(1500))
     }
 
-    fn send(&mut self, dst: SocketAddr, bytes: &[u8]) {
+    fn send(&mut self, dst: Peer, bytes: &[u8]) {
         let mut payload = self.buf();
         payload.extend_from_slice(bytes);
-        self.out.push_back(Transmit { dst, payload });
+        self.push(dst, payload);
+    }
+
+    fn push(&mut self, dst: Peer, payload: Vec<u8>) {
+        self.out.push_back(Transmit { dst: dst.addr, transport: dst.transport, payload });
     }
 
     fn schedule(&mut self, at: Option<Instant>, key: TimerKey) {
@@ -485,12 +514,12 @@ impl Shard {
     // ----- stateless answers ---------------------------------------------
 
     /// Answers `req` without a transaction (for requests that cannot have one).
-    fn reply_stateless(&mut self, src: SocketAddr, req: &SipMessage<'_>, code: u16, reason: &str) {
+    fn reply_stateless(&mut self, src: Peer, req: &SipMessage<'_>, code: u16, reason: &str) {
         let tag = self.new_tag();
         let mut out = self.buf();
-        if response_head(&mut out, req, src, code, reason, Some(&tag)) {
+        if response_head(&mut out, req, src.addr, code, reason, Some(&tag)) {
             finish(&mut out, "", b"");
-            self.out.push_back(Transmit { dst: src, payload: out });
+            self.push(src, out);
         } else {
             self.stats.dropped.inc();
             self.recycle(out);
@@ -524,7 +553,7 @@ impl Shard {
             t => t,
         };
         let mut out = self.buf();
-        if !response_head(&mut out, req, dst, code, reason, to_tag) {
+        if !response_head(&mut out, req, dst.addr, code, reason, to_tag) {
             self.stats.dropped.inc();
             self.recycle(out);
             return;
@@ -541,7 +570,7 @@ impl Shard {
             let (after, lingering) = (entry.txn.deadline(), entry.txn.lingering());
             self.schedule_txn(now, TimerKey::Server(txn), before, after, lingering);
         }
-        self.out.push_back(Transmit { dst, payload: out });
+        self.push(dst, out);
     }
 
     /// Replies to a request whose original bytes were kept in its server
@@ -594,7 +623,8 @@ impl Shard {
         }
         let mut payload = self.pool.pop().unwrap_or_default();
         payload.extend_from_slice(&e.txn.response);
-        self.out.push_back(Transmit { dst: e.txn.dst, payload });
+        let dst = e.txn.dst;
+        self.push(dst, payload);
         self.stats.retransmissions.inc();
     }
 
@@ -607,12 +637,13 @@ impl Shard {
         }
         let mut payload = self.pool.pop().unwrap_or_default();
         payload.extend_from_slice(bytes);
-        self.out.push_back(Transmit { dst: e.txn.dst, payload });
+        let dst = e.txn.dst;
+        self.push(dst, payload);
     }
 
     // ----- requests -----------------------------------------------------
 
-    fn on_request(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, method: Method<'_>) {
+    fn on_request(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, method: Method<'_>) {
         let (Ok(cseq), Ok(via), Ok(_), Ok(to), Ok(call_id)) =
             (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id())
         else {
@@ -697,10 +728,10 @@ impl Shard {
             self.stats.overload_rejects.inc();
             let tag = self.new_tag();
             let mut out = self.buf();
-            if response_head(&mut out, msg, src, 503, "Service Unavailable", Some(&tag)) {
+            if response_head(&mut out, msg, src.addr, 503, "Service Unavailable", Some(&tag)) {
                 header(&mut out, "Retry-After", b"5");
                 finish(&mut out, "", b"");
-                self.out.push_back(Transmit { dst: src, payload: out });
+                self.push(src, out);
             }
             return;
         }
@@ -726,7 +757,7 @@ impl Shard {
     }
 
     /// An out-of-dialog request with its new server transaction `txn`.
-    fn on_new_request(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, method: Method<'_>, txn: u64) {
+    fn on_new_request(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, method: Method<'_>, txn: u64) {
         match method {
             Method::Invite => self.on_invite(now, src, msg, txn),
             Method::Register => self.on_register(now, src, msg, txn),
@@ -746,7 +777,7 @@ impl Shard {
         }
     }
 
-    fn on_cancel(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, invite_txn: Option<u64>) {
+    fn on_cancel(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, invite_txn: Option<u64>) {
         let Some(inv) = invite_txn.filter(|id| self.server.contains_key(id)) else {
             self.reply_stateless(src, msg, 481, "Call/Transaction Does Not Exist");
             return;
@@ -770,28 +801,34 @@ impl Shard {
 
     // ----- INVITE: park and retrieve -------------------------------------
 
-    fn on_invite(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, txn: u64) {
+    fn on_invite(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, txn: u64) {
         let Some(ruri) = msg.request_uri().and_then(|u| Uri::parse(u).ok()) else { return };
-        let Some(policy) = self.cfg.tenant(ruri.host) else {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(policy) = cfg.tenant(ruri.host) else {
             self.stats.parks_rejected.inc();
             self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
             return;
         };
         let user = ruri.user.unwrap_or_default();
-        let cfg = Arc::clone(&self.cfg);
         // The feature code alone (`*68`, `*68#`, `*68%23`) means the
         // requester's own extension: the parker's (Referred-By) for a park,
-        // the caller's (From) for a retrieve.
-        let (park, rest) =
-            match (user.strip_prefix(cfg.park_fac.as_bytes()), user.strip_prefix(cfg.retrieve_fac.as_bytes())) {
-                (Some(rest), _) => (true, rest),
-                (None, Some(rest)) => (false, rest),
-                (None, None) => {
-                    self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
-                    return;
-                }
-            };
-        let ext = if matches!(rest, b"" | b"#" | b"%23") {
+        // the caller's (From) for a retrieve. The group code parks on the
+        // parker's park group.
+        let own = |rest: &[u8]| matches!(rest, b"" | b"#" | b"%23");
+        let (park, rest) = if let Some(rest) = user.strip_prefix(cfg.park_fac.as_bytes()) {
+            (true, rest)
+        } else if let Some(rest) = user.strip_prefix(cfg.retrieve_fac.as_bytes()) {
+            (false, rest)
+        } else if let Some(rest) = user.strip_prefix(cfg.group_park_fac.as_bytes())
+            && own(rest)
+        {
+            self.on_group_park(now, src, msg, txn, ruri.host, policy);
+            return;
+        } else {
+            self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
+            return;
+        };
+        let ext = if own(rest) {
             let own = if park { msg.referred_by() } else { Some(msg.from_hdr()) };
             match own {
                 None => {
@@ -830,16 +867,56 @@ impl Shard {
         }
     }
 
+    /// `*58`: parks on the first member of the parker's park group that
+    /// holds no parked call, in the group's order.
+    fn on_group_park(
+        &mut self,
+        now: Instant,
+        src: Peer,
+        msg: &SipMessage<'_>,
+        txn: u64,
+        tenant: &[u8],
+        policy: &super::config::TenantPolicy,
+    ) {
+        let parker = match msg.referred_by() {
+            None => {
+                self.stats.parks_rejected.inc();
+                self.reply(now, txn, msg, 400, "Group Park Needs Referred-By", None, &[], None);
+                return;
+            }
+            Some(Ok(na)) if na.uri.host.eq_ignore_ascii_case(tenant) => na.uri.user.unwrap_or_default(),
+            Some(_) => {
+                self.stats.parks_rejected.inc();
+                self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
+                return;
+            }
+        };
+        let Some(group) = policy.group_of(parker) else {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 404, "Parker Is In No Park Group", None, &[], None);
+            return;
+        };
+        let free = group.iter().find(|m| {
+            self.find_ext(tenant, m.as_bytes()).and_then(|id| self.exts.get(&id)).is_none_or(|e| e.calls.is_empty())
+        });
+        let Some(member) = free else {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 486, "Park Group Full", None, &[], None);
+            return;
+        };
+        self.on_park(now, src, msg, txn, tenant, member.as_bytes(), policy);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_park(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Peer,
         msg: &SipMessage<'_>,
         txn: u64,
         tenant: &[u8],
         ext: &[u8],
-        policy: super::config::TenantPolicy,
+        policy: &super::config::TenantPolicy,
     ) {
         if self.shutting_down {
             self.stats.parks_rejected.inc();
@@ -881,7 +958,7 @@ impl Shard {
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
         sdp::hold_answer(&mut answer, msg.body(), a.origin, &self.host);
         let id = self.fresh_id();
-        let contact = Arc::clone(&self.contact);
+        let contact = self.contact(src.transport);
         let tag = a.local_tag.clone();
         self.calls.insert(
             id,
@@ -919,7 +996,7 @@ impl Shard {
     fn on_retrieve(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Peer,
         msg: &SipMessage<'_>,
         txn: u64,
         tenant: &[u8],
@@ -973,7 +1050,7 @@ impl Shard {
     /// The dialog sipark creates as UAS by answering the INVITE `msg` from
     /// `src` (§12.1.1): a fresh local tag and SDP origin, the route set from
     /// Record-Route, the peer's Contact `target` as remote target.
-    fn uas_leg(&mut self, msg: &SipMessage<'_>, src: SocketAddr, target: Box<[u8]>) -> Leg {
+    fn uas_leg(&mut self, msg: &SipMessage<'_>, src: Peer, target: Box<[u8]>) -> Leg {
         let local_tag = self.new_tag();
         let session = self.random();
         Leg {
@@ -1032,7 +1109,6 @@ impl Shard {
         owner: ClientOwner,
     ) -> u64 {
         let txn = self.fresh_id();
-        let contact = Arc::clone(&self.contact);
         let mut branch = Vec::with_capacity(32);
         write_branch(&mut branch, self.id, txn);
         let Some(c) = self.calls.get(&call) else { return 0 };
@@ -1043,8 +1119,9 @@ impl Shard {
             _ => return 0,
         };
         let mut out = Vec::with_capacity(800);
-        write_leg_request(&mut out, leg, method, cseq, &self.cfg.advertise, &branch, &contact, body);
         let dst = leg_destination(leg);
+        let (via, contact) = (&self.vias[dst.transport.index()], &self.contacts[dst.transport.index()]);
+        write_leg_request(&mut out, leg, method, cseq, (dst.transport, via), &branch, contact, body);
         self.send(dst, &out);
         if method == "ACK" {
             return 0;
@@ -1060,7 +1137,7 @@ impl Shard {
 
     // ----- ACK, in-dialog requests ---------------------------------------
 
-    fn on_dialog_ack(&mut self, now: Instant, src: SocketAddr, call_id: &[u8], to_tag: Option<&[u8]>, cseq: u32) {
+    fn on_dialog_ack(&mut self, now: Instant, src: Peer, call_id: &[u8], to_tag: Option<&[u8]>, cseq: u32) {
         let Some(tag) = to_tag else {
             self.stats.dropped.inc();
             return;
@@ -1124,7 +1201,7 @@ impl Shard {
     fn on_in_dialog(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Peer,
         msg: &SipMessage<'_>,
         method: Method<'_>,
         txn: u64,
@@ -1176,7 +1253,6 @@ impl Shard {
     /// the legs is the call-control work of a later issue).
     fn on_reoffer(&mut self, now: Instant, msg: &SipMessage<'_>, method: Method<'_>, txn: u64, call: u64, side: Side) {
         let host = Arc::clone(&self.host);
-        let contact = Arc::clone(&self.contact);
         let Some(c) = self.calls.get_mut(&call) else { return };
         let busy = matches!(
             (&c.state, side),
@@ -1220,7 +1296,9 @@ impl Shard {
         } else {
             leg.last_sdp.to_vec()
         };
+        let transport = leg.peer.transport;
         let body = (!answer.is_empty()).then_some(("application/sdp", answer.as_slice()));
+        let contact = self.contact(transport);
         self.reply(now, txn, msg, 200, "OK", None, &[("Contact", &contact)], body);
     }
 
@@ -1323,7 +1401,7 @@ impl Shard {
 
     // ----- responses ------------------------------------------------------
 
-    fn on_response(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>) {
+    fn on_response(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>) {
         let Some(id) = msg.top_via().ok().and_then(|v| v.branch).and_then(branch_id) else {
             self.stats.dropped.inc();
             return;
@@ -1407,15 +1485,7 @@ impl Shard {
         self.send(dst, &ack);
     }
 
-    fn client_final(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        id: u64,
-        owner: ClientOwner,
-        code: u16,
-        msg: &SipMessage<'_>,
-    ) {
+    fn client_final(&mut self, now: Instant, src: Peer, id: u64, owner: ClientOwner, code: u16, msg: &SipMessage<'_>) {
         match owner {
             ClientOwner::Notify => {
                 if code >= 300 {
@@ -1456,9 +1526,9 @@ impl Shard {
         write_branch(&mut branch, self.id, ack_id);
         self.next_id += 1;
         let mut out = Vec::with_capacity(600);
-        let contact = Arc::clone(&self.contact);
-        write_leg_request(&mut out, leg, "ACK", cseq, &self.cfg.advertise, &branch, &contact, body);
         let dst = leg_destination(leg);
+        let (via, contact) = (&self.vias[dst.transport.index()], &self.contacts[dst.transport.index()]);
+        write_leg_request(&mut out, leg, "ACK", cseq, (dst.transport, via), &branch, contact, body);
         self.send(dst, &out);
         if let Some(e) = self.client.get_mut(&txn) {
             e.txn.ack = out;
@@ -1502,12 +1572,12 @@ impl Shard {
                 return;
             }
             let host = Arc::clone(&self.host);
-            let contact = Arc::clone(&self.contact);
             let Some(c) = self.calls.get_mut(&call) else { return };
             let CallState::Retrieving { retriever, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
                 return;
             };
             let mut b = retriever.leg;
+            let contact = Arc::clone(&self.contacts[b.peer.transport.index()]);
             b.origin.version += 1;
             let answer = bridge_sdp(&mut c.a, &mut b, msg.body(), &host);
             let tag = b.local_tag.clone();
@@ -1572,6 +1642,7 @@ impl Shard {
                 self.bye(now, call, Side::B);
                 self.forget_call(call);
             }
+            CallState::Recalling { ref recall } if recall.group_at.is_some() => self.recall_group_joins(now, call),
             CallState::Recalling { .. } => {
                 info!(call, "recall unanswered");
                 self.cancel_forks(call);
@@ -1583,53 +1654,115 @@ impl Shard {
     }
 
     fn start_recall(&mut self, now: Instant, call: u64) {
+        let cfg = Arc::clone(&self.cfg);
         let Some(c) = self.calls.get(&call) else { return };
-        let ext = c.ext;
-        let parker_ext = c.parker.as_ref().and_then(|p| {
+        let tenant = self.exts.get(&c.ext).map(|e| e.tenant.clone()).unwrap_or_default();
+        // A tenant removed by a reload keeps the defaults for its last calls.
+        let policy = cfg.tenant(tenant.as_bytes()).unwrap_or(&cfg.defaults);
+        let parker = c.parker.as_ref().and_then(|p| {
             let uri = Uri::parse(&p.uri).ok()?;
-            uri.user.map(<[u8]>::to_vec)
+            uri.host.eq_ignore_ascii_case(tenant.as_bytes()).then_some(uri.user?.to_vec())
         });
-        let tenant = self.exts.get(&ext).map(|e| e.tenant.to_string()).unwrap_or_default();
-        let contacts: Vec<(Box<[u8]>, SocketAddr)> = parker_ext
-            .as_deref()
-            .and_then(|u| self.find_ext(tenant.as_bytes(), u))
-            .and_then(|id| self.exts.get(&id))
-            .map(|e| e.bindings.iter().filter(|b| b.expires_at > now).map(|b| (b.uri.clone(), b.flow)).collect())
-            .unwrap_or_default();
-        if contacts.is_empty() {
-            info!(call, "park timeout: parker unknown or unregistered");
+        let group = || policy.recall_group.iter().map(|e| e.as_bytes().to_vec()).collect::<Vec<_>>();
+        let (first, mut group_at) = match policy.recall_to {
+            RecallTo::Parker => (parker.into_iter().collect(), None),
+            RecallTo::Group => (group(), None),
+            RecallTo::ParkerThenGroup => (parker.into_iter().collect(), Some(now + policy.recall_group_delay)),
+        };
+        let ends_at = now + cfg.recall_timeout;
+        let mut forks = self.ring_recall(now, call, &tenant, &first, policy);
+        if forks.is_empty() && group_at.is_some() {
+            // Nobody to ring first: the group rings at once.
+            forks = self.ring_recall(now, call, &tenant, &group(), policy);
+            group_at = None;
+        }
+        if group_at.is_some_and(|g| g >= ends_at) {
+            group_at = None;
+        }
+        if forks.is_empty() && group_at.is_none() {
+            info!(call, "park timeout: nobody to recall is registered");
             self.stats.park_timeouts.inc();
             self.leave_park(now, call, LeaveReason::Timeout, true);
             return;
         }
         self.stats.recalls.inc();
+        let deadline = group_at.unwrap_or(ends_at);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::Recalling { recall: Box::new(Recall { forks, group_at, ends_at }) };
+            c.deadline = Some(deadline);
+        }
+        self.schedule(Some(deadline), TimerKey::Call(call));
+        info!(call, "park timeout: recalling");
+    }
+
+    /// `parker-then-group`: the recall ring group joins the recall (at its
+    /// delay, or when every branch to the parker has failed).
+    fn recall_group_joins(&mut self, now: Instant, call: u64) {
+        let cfg = Arc::clone(&self.cfg);
         let Some(c) = self.calls.get(&call) else { return };
+        let tenant = self.exts.get(&c.ext).map(|e| e.tenant.clone()).unwrap_or_default();
+        let policy = cfg.tenant(tenant.as_bytes()).unwrap_or(&cfg.defaults);
+        let group: Vec<Vec<u8>> = policy.recall_group.iter().map(|e| e.as_bytes().to_vec()).collect();
+        let forks = self.ring_recall(now, call, &tenant, &group, policy);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let CallState::Recalling { recall } = &mut c.state else { return };
+        recall.group_at = None;
+        recall.forks.extend(forks);
+        let (ends_at, idle) = (recall.ends_at, recall.forks.iter().all(|f| f.done));
+        c.deadline = Some(ends_at);
+        if idle {
+            info!(call, "recall: nobody answered and the ring group has no device");
+            self.stats.park_timeouts.inc();
+            self.leave_park(now, call, LeaveReason::Timeout, true);
+            return;
+        }
+        self.schedule(Some(ends_at), TimerKey::Call(call));
+    }
+
+    /// Sends a recall INVITE of `call` to every registered device of the
+    /// extensions `exts` of `tenant`; returns the branches.
+    fn ring_recall(
+        &mut self,
+        now: Instant,
+        call: u64,
+        tenant: &str,
+        exts: &[Vec<u8>],
+        policy: &super::config::TenantPolicy,
+    ) -> Vec<Fork> {
+        let mut targets: Vec<(Box<[u8]>, Peer, Box<str>)> = Vec::new();
+        for ext in exts {
+            let Some(e) = self.find_ext(tenant.as_bytes(), ext).and_then(|id| self.exts.get(&id)) else { continue };
+            for b in e.bindings.iter().filter(|b| b.expires_at > now) {
+                targets.push((b.uri.clone(), b.flow, e.ext.clone()));
+            }
+        }
+        let Some(c) = self.calls.get(&call) else { return Vec::new() };
+        // The parked party, shown as a recall: `"[Recall] Alice" <sip:...>`.
         let mut from = Vec::with_capacity(96);
         let parked = c.parked();
-        if let Some(d) = parked.display {
+        let display = parked.display.map(|d| d.strip_prefix(b"\"").and_then(|d| d.strip_suffix(b"\"")).unwrap_or(d));
+        if display.is_some() || !policy.recall_prefix.is_empty() {
             from.push(b'"');
-            from.extend_from_slice(d);
+            from.extend_from_slice(policy.recall_prefix.as_bytes());
+            from.extend_from_slice(display.unwrap_or(b"").trim_ascii());
             from.extend_from_slice(b"\" ");
         }
         from.push(b'<');
         from.extend_from_slice(parked.uri);
         from.push(b'>');
+        let mut forks = Vec::with_capacity(targets.len());
         let mut to = Vec::with_capacity(64);
-        to.extend_from_slice(b"<sip:");
-        to.extend_from_slice(parker_ext.as_deref().unwrap_or_default());
-        to.push(b'@');
-        to.extend_from_slice(tenant.as_bytes());
-        to.push(b'>');
-        let contact = Arc::clone(&self.contact);
-        let mut forks = Vec::with_capacity(contacts.len());
-        for (uri, dst) in contacts {
+        for (uri, dst, ext) in targets {
+            to.clear();
+            let _ = std::io::Write::write_fmt(&mut to, format_args!("<sip:{ext}@{tenant}>"));
+            let contact = self.contact(dst.transport);
             let txn = self.fresh_id();
             let tag = self.new_tag();
             let call_id = self.new_call_id();
             let mut branch = Vec::with_capacity(32);
             write_branch(&mut branch, self.id, txn);
             let mut out = Vec::with_capacity(700);
-            request_head(&mut out, "INVITE", &uri, &self.cfg.advertise, &branch);
+            request_head(&mut out, "INVITE", &uri, dst.transport, &self.vias[dst.transport.index()], &branch);
             out.extend_from_slice(b"From: ");
             out.extend_from_slice(&from);
             out.extend_from_slice(b";tag=");
@@ -1640,6 +1773,9 @@ impl Shard {
             header(&mut out, "CSeq", b"1 INVITE");
             header(&mut out, "Contact", &contact);
             header(&mut out, "Allow", ALLOW);
+            if !policy.alert_info.is_empty() {
+                header(&mut out, "Alert-Info", policy.alert_info.as_bytes());
+            }
             header(&mut out, "Subject", b"Park recall");
             finish(&mut out, "", b"");
             self.send(dst, &out);
@@ -1651,20 +1787,15 @@ impl Shard {
             self.schedule(at, TimerKey::Client(txn));
             forks.push(Fork { txn, call_id, local_tag: tag, done: false });
         }
-        let deadline = now + self.cfg.recall_timeout;
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.state = CallState::Recalling { forks };
-            c.deadline = Some(deadline);
-        }
-        self.schedule(Some(deadline), TimerKey::Call(call));
-        info!(call, "park timeout: recalling parker");
+        forks
     }
 
     /// CANCELs every fork of a recalling `call` that is still ringing.
     fn cancel_forks(&mut self, call: u64) {
         let Some(c) = self.calls.get_mut(&call) else { return };
-        let CallState::Recalling { forks } = &mut c.state else { return };
-        let pending: Vec<u64> = forks
+        let CallState::Recalling { recall } = &mut c.state else { return };
+        let pending: Vec<u64> = recall
+            .forks
             .iter_mut()
             .filter(|f| !f.done)
             .map(|f| {
@@ -1718,7 +1849,7 @@ impl Shard {
         // INVITE's transaction id; it is sent once and not tracked.
     }
 
-    fn recall_answered(&mut self, now: Instant, src: SocketAddr, call: u64, txn: u64, code: u16, msg: &SipMessage<'_>) {
+    fn recall_answered(&mut self, now: Instant, src: Peer, call: u64, txn: u64, code: u16, msg: &SipMessage<'_>) {
         let winner = (200..300).contains(&code)
             && self.calls.get(&call).is_some_and(|c| matches!(c.state, CallState::Recalling { .. }))
             && sdp::is_sdp(msg.body());
@@ -1745,8 +1876,11 @@ impl Shard {
             })
             .unwrap_or_default();
         let Some(c) = self.calls.get_mut(&call) else { return };
-        let CallState::Recalling { forks } = std::mem::replace(&mut c.state, CallState::Parked) else { return };
-        let Some(fork) = forks.iter().find(|f| f.txn == txn) else { return };
+        let CallState::Recalling { recall } = std::mem::replace(&mut c.state, CallState::Parked) else { return };
+        let Some(fork) = recall.forks.iter().find(|f| f.txn == txn) else {
+            c.state = CallState::Recalling { recall };
+            return;
+        };
         let (Ok(to), Some(target)) = (msg.to_hdr(), first_contact(msg)) else { return };
         let mut route_set: Vec<Box<[u8]>> = msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect();
         route_set.reverse();
@@ -1765,8 +1899,8 @@ impl Shard {
             remote_sdp: msg.body().into(),
             pending_ack: None,
         };
-        let others: Vec<u64> = forks.iter().filter(|f| f.txn != txn && !f.done).map(|f| f.txn).collect();
-        c.state = CallState::Recalling { forks };
+        let others: Vec<u64> = recall.forks.iter().filter(|f| f.txn != txn && !f.done).map(|f| f.txn).collect();
+        c.state = CallState::Recalling { recall };
         for other in others {
             self.cancel(other);
         }
@@ -1787,7 +1921,7 @@ impl Shard {
     }
 
     /// Confirms and immediately ends a recall branch that answered too late.
-    fn ack_and_bye_fork(&mut self, now: Instant, src: SocketAddr, txn: u64, msg: &SipMessage<'_>) {
+    fn ack_and_bye_fork(&mut self, now: Instant, src: Peer, txn: u64, msg: &SipMessage<'_>) {
         let Some(e) = self.client.get(&txn) else { return };
         let Ok(req) = SipMessage::parse(&e.txn.request) else { return };
         let (Some(from), Ok(call_id), Some(to), Some(target)) =
@@ -1817,14 +1951,15 @@ impl Shard {
             remote_sdp: Box::default(),
             pending_ack: None,
         };
-        let contact = Arc::clone(&self.contact);
+        let dst = leg_destination(&leg);
+        let contact = self.contact(dst.transport);
         for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
             let id = self.fresh_id();
             let mut branch = Vec::with_capacity(32);
             write_branch(&mut branch, self.id, id);
             let mut out = Vec::with_capacity(600);
-            write_leg_request(&mut out, &leg, method, cseq, &self.cfg.advertise, &branch, &contact, None);
-            let dst = leg_destination(&leg);
+            let via = (dst.transport, &*self.vias[dst.transport.index()]);
+            write_leg_request(&mut out, &leg, method, cseq, via, &branch, &contact, None);
             self.send(dst, &out);
             if method == "ACK" {
                 if let Some(e) = self.client.get_mut(&txn) {
@@ -1844,11 +1979,14 @@ impl Shard {
     /// times out.
     fn fork_done(&mut self, now: Instant, call: u64, txn: u64) {
         let Some(c) = self.calls.get_mut(&call) else { return };
-        let CallState::Recalling { forks } = &mut c.state else { return };
-        if let Some(f) = forks.iter_mut().find(|f| f.txn == txn) {
+        let CallState::Recalling { recall } = &mut c.state else { return };
+        if let Some(f) = recall.forks.iter_mut().find(|f| f.txn == txn) {
             f.done = true;
         }
-        if forks.iter().all(|f| f.done) {
+        if recall.forks.iter().all(|f| f.done) && recall.group_at.is_some() {
+            // Every branch to the parker failed: the group need not wait.
+            self.recall_group_joins(now, call);
+        } else if recall.forks.iter().all(|f| f.done) {
             info!(call, "every recall branch failed");
             self.stats.park_timeouts.inc();
             self.leave_park(now, call, LeaveReason::Timeout, true);
@@ -2101,8 +2239,19 @@ impl Shard {
     /// Sends the extension's current park-info document to every contact
     /// (or only to the contact `only`, for a resync).
     fn notify_ext(&mut self, now: Instant, ext: u64, left: Option<(u64, LeaveReason)>, only: Option<&[u8]>) {
+        let watchers = self.watchers(ext, left.map(|(id, _)| id));
         let Some(e) = self.exts.get(&ext) else { return };
-        if e.bindings.is_empty() {
+        // Every device that shows this extension's parks: its own, then
+        // its watchers' (park group members, parkers), each addressed to
+        // the device's own AOR.
+        let mut targets: Vec<(Box<[u8]>, Peer, u64)> = Vec::new();
+        for id in std::iter::once(ext).chain(watchers) {
+            let Some(w) = self.exts.get(&id) else { continue };
+            for b in w.bindings.iter().filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now) {
+                targets.push((b.uri.clone(), b.flow, id));
+            }
+        }
+        if targets.is_empty() {
             return;
         }
         let mut body = std::mem::take(&mut self.scratch);
@@ -2111,24 +2260,21 @@ impl Shard {
         let departed = left.and_then(|(id, r)| Some(CallView { call: self.calls.get(&id)?, left: Some(r) }));
         let views = listed.map(|call| CallView { call, left: None }).chain(departed);
         write_park_info(&mut body, e, &self.cfg.retrieve_fac, views);
-        let targets: Vec<(Box<[u8]>, SocketAddr)> = e
-            .bindings
-            .iter()
-            .filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now)
-            .map(|b| (b.uri.clone(), b.flow))
-            .collect();
         let mut from = Vec::with_capacity(64);
         from.extend_from_slice(b"<sip:park@");
         from.extend_from_slice(e.tenant.as_bytes());
         from.extend_from_slice(b">;tag=");
         let mut to = Vec::with_capacity(64);
-        to.extend_from_slice(b"<sip:");
-        to.extend_from_slice(e.ext.as_bytes());
-        to.push(b'@');
-        to.extend_from_slice(e.tenant.as_bytes());
-        to.push(b'>');
-        let contact = Arc::clone(&self.contact);
-        for (uri, dst) in targets {
+        for (uri, dst, recipient) in targets {
+            to.clear();
+            if let Some(r) = self.exts.get(&recipient) {
+                to.extend_from_slice(b"<sip:");
+                to.extend_from_slice(r.ext.as_bytes());
+                to.push(b'@');
+                to.extend_from_slice(r.tenant.as_bytes());
+                to.push(b'>');
+            }
+            let contact = self.contact(dst.transport);
             if self.live_transactions() >= self.cfg.limits.max_transactions {
                 self.stats.overload_rejects.inc();
                 self.stats.notifies_failed.inc();
@@ -2140,7 +2286,7 @@ impl Shard {
             let mut branch = Vec::with_capacity(32);
             write_branch(&mut branch, self.id, txn);
             let mut out = Vec::with_capacity(700 + body.len());
-            request_head(&mut out, "NOTIFY", &uri, &self.cfg.advertise, &branch);
+            request_head(&mut out, "NOTIFY", &uri, dst.transport, &self.vias[dst.transport.index()], &branch);
             out.extend_from_slice(b"From: ");
             out.extend_from_slice(&from);
             out.extend_from_slice(&tag);
@@ -2163,9 +2309,38 @@ impl Shard {
         self.scratch = body;
     }
 
+    /// The extensions (other than `ext`) whose devices are told of `ext`'s
+    /// parks: the members of its park group, and, when the tenant asks for
+    /// it, the parkers of the calls shown (`left` included). Only
+    /// extensions of the same tenant, and only those sipark knows.
+    fn watchers(&mut self, ext: u64, left: Option<u64>) -> Vec<u64> {
+        let Some(e) = self.exts.get(&ext) else { return Vec::new() };
+        let cfg = Arc::clone(&self.cfg);
+        let Some(policy) = cfg.tenant(e.tenant.as_bytes()) else { return Vec::new() };
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        if let Some(group) = policy.group_of(e.ext.as_bytes()) {
+            names.extend(group.iter().filter(|m| m.as_bytes() != e.ext.as_bytes()).map(|m| m.as_bytes().into()));
+        }
+        if policy.notify_parker {
+            let shown = e.calls.iter().copied().chain(left).filter_map(|id| self.calls.get(&id));
+            for c in shown {
+                let Some(p) = c.parker.as_ref().and_then(|p| Uri::parse(&p.uri).ok()) else { continue };
+                if let Some(user) = p.user
+                    && p.host.eq_ignore_ascii_case(e.tenant.as_bytes())
+                    && user != e.ext.as_bytes()
+                    && !names.iter().any(|n| **n == *user)
+                {
+                    names.push(user.into());
+                }
+            }
+        }
+        let tenant = e.tenant.clone();
+        names.iter().filter_map(|n| self.find_ext(tenant.as_bytes(), n)).collect()
+    }
+
     // ----- registrar ------------------------------------------------------
 
-    fn on_register(&mut self, now: Instant, src: SocketAddr, msg: &SipMessage<'_>, txn: u64) {
+    fn on_register(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, txn: u64) {
         let (Ok(to), Ok(call_id)) = (msg.to_hdr(), msg.call_id()) else { return };
         let Some(user) = to.uri.user.filter(|u| valid_ext(u)) else {
             self.reply(now, txn, msg, 400, "To URI has no extension", None, &[], None);
@@ -2291,9 +2466,30 @@ impl Shard {
         self.stats.registrations.inc();
         let extra: Vec<(&str, &[u8])> = contacts.iter().map(|c| ("Contact", c.as_slice())).collect();
         self.reply(now, txn, msg, 200, "OK", None, &extra, None);
+        // A new device is sent what it shows at once: its extension's
+        // parks and its park group's.
+        let mut shown: Vec<u64> = Vec::new();
         if has_calls {
-            for uri in resync {
-                self.notify_ext(now, ext_id, None, Some(&uri));
+            shown.push(ext_id);
+        }
+        let cfg = Arc::clone(&self.cfg);
+        if !resync.is_empty()
+            && let Some(group) = cfg.tenant(tenant).and_then(|p| p.group_of(user))
+        {
+            for m in group.iter().filter(|m| m.as_bytes() != user) {
+                if let Some(id) = self.find_ext(tenant, m.as_bytes())
+                    && self
+                        .exts
+                        .get(&id)
+                        .is_some_and(|e| e.calls.iter().any(|c| self.calls.get(c).is_some_and(|c| c.state.listed())))
+                {
+                    shown.push(id);
+                }
+            }
+        }
+        for id in shown {
+            for uri in &resync {
+                self.notify_ext(now, id, None, Some(uri));
             }
         }
         self.drop_ext_if_idle(ext_id);
@@ -2351,14 +2547,19 @@ fn first_contact(msg: &SipMessage<'_>) -> Option<Box<[u8]>> {
 /// Where in-dialog requests on `leg` go: the first Route hop when it is an
 /// IP literal, else the address the peer last used (symmetric signalling,
 /// which also works for phones behind NAT).
-fn leg_destination(leg: &Leg) -> SocketAddr {
+fn leg_destination(leg: &Leg) -> Peer {
     leg.route_set
         .first()
         .and_then(|r| NameAddr::parse(r).ok())
         .and_then(|na| {
             let host = std::str::from_utf8(na.uri.host).ok()?;
             let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
-            Some(SocketAddr::new(ip, na.uri.port.unwrap_or(5060)))
+            let transport = Transport::of_uri(&na.uri).unwrap_or(leg.peer.transport);
+            let port = na.uri.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+            let addr = SocketAddr::new(ip, port);
+            // The first hop is the peer itself (a proxy that record-routed):
+            // keep its flow, so a stream connection is reused.
+            Some(if addr == leg.peer.addr { leg.peer } else { Peer { addr, transport } })
         })
         .unwrap_or(leg.peer)
 }
@@ -2370,12 +2571,12 @@ fn write_leg_request(
     leg: &Leg,
     method: &str,
     cseq: u32,
-    advertise: &str,
+    (transport, advertise): (Transport, &str),
     branch: &[u8],
     contact: &[u8],
     body: Option<(&str, &[u8])>,
 ) {
-    request_head(out, method, &leg.remote_target, advertise, branch);
+    request_head(out, method, &leg.remote_target, transport, advertise, branch);
     for r in &leg.route_set {
         header(out, "Route", r);
     }

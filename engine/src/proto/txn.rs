@@ -20,7 +20,7 @@
 //! | J | non-INVITE server | 64·T1 | absorb request retransmissions |
 //! | L/M | INVITE server/client | 64·T1 | RFC 6026 Accepted state |
 
-use std::net::SocketAddr;
+use super::msg::Peer;
 use std::time::{Duration, Instant};
 
 use super::config::Timers;
@@ -62,8 +62,9 @@ pub enum ServerState {
 pub struct ServerTxn {
     pub kind: Kind,
     pub state: ServerState,
-    /// Where responses go (the request's source, RFC 3581).
-    pub dst: SocketAddr,
+    /// Where responses go (the request's source, RFC 3581; over a stream,
+    /// its connection).
+    pub dst: Peer,
     /// The last response sent, for retransmissions.
     pub response: Vec<u8>,
     pub final_code: u16,
@@ -76,7 +77,7 @@ impl ServerTxn {
     /// A transaction for a request received at `now`. Until a final
     /// response is sent it lives at most [`SERVER_GUARD`] past `now` plus
     /// 64·T1, so a request nobody answers cannot pin state forever.
-    pub fn new(kind: Kind, dst: SocketAddr, now: Instant, t: &Timers) -> Self {
+    pub fn new(kind: Kind, dst: Peer, now: Instant, t: &Timers) -> Self {
         ServerTxn {
             kind,
             state: ServerState::Proceeding,
@@ -114,7 +115,8 @@ impl ServerTxn {
             }
             (Kind::Invite, _) => {
                 self.state = ServerState::Completed;
-                self.retransmit_at = Some(now + t.t1);
+                // Timer G runs only over UDP (§17.2.1).
+                self.retransmit_at = (!self.dst.transport.reliable()).then(|| now + t.t1);
                 self.interval = t.t1;
                 self.end_at = Some(now + 64 * t.t1);
             }
@@ -209,7 +211,7 @@ pub enum ClientState {
 pub struct ClientTxn {
     pub kind: Kind,
     pub state: ClientState,
-    pub dst: SocketAddr,
+    pub dst: Peer,
     /// The request, for retransmissions and for building ACK and CANCEL.
     pub request: Vec<u8>,
     /// The ACK sent for the final response, resent on its retransmissions.
@@ -243,7 +245,7 @@ pub enum ResponseEffect {
 
 impl ClientTxn {
     /// A transaction whose request was just sent at `now`.
-    pub fn new(kind: Kind, dst: SocketAddr, request: Vec<u8>, now: Instant, t: &Timers) -> Self {
+    pub fn new(kind: Kind, dst: Peer, request: Vec<u8>, now: Instant, t: &Timers) -> Self {
         ClientTxn {
             kind,
             state: ClientState::Calling,
@@ -251,7 +253,8 @@ impl ClientTxn {
             request,
             ack: Vec::new(),
             final_code: 0,
-            retransmit_at: Some(now + t.t1),
+            // Timers A and E run only over UDP (§17.1.1.2, §17.1.2.2).
+            retransmit_at: (!dst.transport.reliable()).then(|| now + t.t1),
             interval: t.t1,
             end_at: Some(now + 64 * t.t1),
         }
@@ -352,8 +355,8 @@ impl ClientTxn {
 mod tests {
     use super::*;
 
-    fn addr() -> SocketAddr {
-        "127.0.0.1:5060".parse().expect("addr")
+    fn addr() -> Peer {
+        Peer::udp("127.0.0.1:5060".parse().expect("addr"))
     }
 
     /// Runs the timers of `deadline`/`on_timer` to completion, returning the
@@ -503,5 +506,27 @@ mod tests {
         let (retrans, end, _) = drive(now, |at| cell.borrow_mut().on_timer(at, &t), || cell.borrow().deadline());
         assert_eq!(&retrans[..4], &[100, 300, 700, 1100]);
         assert_eq!(end, 6400);
+    }
+
+    #[test]
+    fn stream_transports_skip_timers_a_e_and_g() {
+        let t = Timers::default();
+        let now = Instant::now();
+        let tcp = Peer { addr: addr().addr, transport: super::super::msg::Transport::Tcp };
+        for kind in [Kind::Invite, Kind::NonInvite] {
+            let mut tx = ClientTxn::new(kind, tcp, b"REQ".to_vec(), now, &t);
+            let cell = std::cell::RefCell::new(&mut tx);
+            let (retrans, end, timed_out) =
+                drive(now, |at| cell.borrow_mut().on_timer(at, &t), || cell.borrow().deadline());
+            assert!(retrans.is_empty(), "{kind:?} over TCP retransmitted at {retrans:?}");
+            assert_eq!((end, timed_out), (32_000, true), "{kind:?}: Timer B/F still ends it");
+        }
+        let mut tx = ServerTxn::new(Kind::Invite, tcp, now, &t);
+        tx.sent(now, 486, b"SIP/2.0 486 Busy Here", &t);
+        let cell = std::cell::RefCell::new(&mut tx);
+        let (retrans, end, timed_out) =
+            drive(now, |at| cell.borrow_mut().on_timer(at, &t), || cell.borrow().deadline());
+        assert!(retrans.is_empty(), "486 over TCP retransmitted at {retrans:?}");
+        assert_eq!((end, timed_out), (32_000, true), "Timer H still ends it");
     }
 }

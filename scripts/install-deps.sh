@@ -11,6 +11,8 @@
 #   libbpf-dev (Debian/Ubuntu package: libbpf-dev) - bpf/bpf_helpers.h for those programs.
 #   ip        (Debian/Ubuntu package: iproute2)   - network namespaces and veth pairs for
 #             tests/netns.
+#   xmllint   (Debian/Ubuntu package: libxml2-utils) - tests/schema validates every NOTIFY
+#             body against docs/schemas/ with it.
 set -euo pipefail
 
 # Debian installs kamailio in /usr/sbin, which is not on a normal user's PATH.
@@ -34,10 +36,14 @@ fi
 if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ] && [ ! -x /sbin/ip ]; then
     missing+=(iproute2)
 fi
+if ! command -v xmllint >/dev/null 2>&1; then
+    missing+=(libxml2-utils)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all test dependencies present (sipp: $(command -v sipp), kamailio: $(kamailio_bin)," \
-        "clang-19: $(command -v clang-19), libbpf-dev: /usr/include/bpf/bpf_helpers.h)"
+        "clang-19: $(command -v clang-19), libbpf-dev: /usr/include/bpf/bpf_helpers.h," \
+        "xmllint: $(command -v xmllint))"
     exit 0
 fi
 
@@ -81,10 +87,15 @@ fi
 if [ ! -f /usr/include/bpf/bpf_helpers.h ]; then
     fail "libbpf-dev was installed but /usr/include/bpf/bpf_helpers.h is still missing"
 fi
+if ! command -v xmllint >/dev/null 2>&1; then
+    fail "libxml2-utils was installed but xmllint is still not on PATH"
+fi
 # `sipp -v` exits non-zero; read the versions first so that pipefail does not add a fallback.
 sipp_v=$(sipp -v 2>&1 || true)
 kamailio_v=$("$(kamailio_bin)" -v 2>&1 || true)
 clang_v=$(clang-19 --version 2>&1 || true)
+xmllint_v=$(xmllint --version 2>&1 || true)
 echo "install-deps: done ($(grep -m1 -o 'SIPp v[^ ]*' <<<"$sipp_v" || echo sipp)," \
     "$(grep -m1 -o 'kamailio [0-9][^ ]*' <<<"$kamailio_v" || echo kamailio)," \
-    "$(grep -m1 -o 'clang version [0-9][^ ]*' <<<"$clang_v" || echo clang-19), libbpf-dev)"
+    "$(grep -m1 -o 'clang version [0-9][^ ]*' <<<"$clang_v" || echo clang-19), libbpf-dev," \
+    "$(grep -m1 -o 'libxml version [0-9]*' <<<"$xmllint_v" || echo xmllint))"

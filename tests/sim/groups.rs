@@ -242,3 +242,50 @@ fn parker_then_group_skips_the_delay_when_the_parker_refuses() {
     let ok = sim.run_until(secs(5), |s| s.stat(|st| st.recalls_answered.get()) == 1);
     assert!(ok, "answered by the ring group\n{}", sim.trace());
 }
+
+#[test]
+fn notify_documents_follow_the_tenant_and_the_user_agent() {
+    let acme = "notify = [\"park-info\", \"dialog-info\"]\n\
+                [[tenant.notify_ua]]\npattern = \"Yealink*\"\nnotify = [\"broadworks\"]\n\
+                [[tenant.notify_ua]]\npattern = \"Silent*\"\nnotify = []";
+    let mut sim = Sim::new(2, config(acme), 69);
+    let o = sim.office(ACME);
+    let yealink = sim.add_phone("103", ACME, None);
+    let contact = sim.phones[yealink].contact_uri();
+    let r = sim.register_with(yealink, &[&format!("<{contact}>")], &["User-Agent: Yealink SIP-T54W 96.86.0.100"]);
+    assert_eq!(r.code(), Some(200));
+    let silent = sim.add_phone("103", ACME, None);
+    let contact = sim.phones[silent].contact_uri();
+    let r = sim.register_with(silent, &[&format!("<{contact}>")], &["User-Agent: SilentPhone 1.0"]);
+    assert_eq!(r.code(), Some(200));
+    // beta keeps the default: park-info only.
+    let b = sim.office(BETA);
+    sim.park_by_bob(&o, o.alice);
+    sim.park_by_bob(&b, b.alice);
+    let kinds = |sim: &Sim, p: usize| -> Vec<(String, String)> {
+        sim.phones[p]
+            .notifies
+            .iter()
+            .map(|n| (n.msg.header("Event").unwrap_or_default(), n.msg.header("Content-Type").unwrap_or_default()))
+            .collect()
+    };
+    let both = vec![
+        ("park-info".to_owned(), "application/park-info+xml".to_owned()),
+        ("dialog".to_owned(), "application/dialog-info+xml".to_owned()),
+    ];
+    assert_eq!(kinds(&sim, o.watch[0]), both, "the tenant's list, one NOTIFY per document");
+    assert_eq!(
+        kinds(&sim, yealink),
+        [("call-info".to_owned(), "application/x-broadworks-callpark-info+xml".to_owned())],
+        "a matching User-Agent gets its rule's documents instead"
+    );
+    assert!(kinds(&sim, silent).is_empty(), "an empty rule sends nothing");
+    assert_eq!(kinds(&sim, b.watch[0]), [("park-info".to_owned(), "application/park-info+xml".to_owned())]);
+    let dialog = &sim.phones[o.watch[0]].notifies[1].msg.body();
+    assert!(
+        dialog.contains("entity=\"sip:103@acme.example\"") && dialog.contains("<state>confirmed</state>"),
+        "{dialog}"
+    );
+    let bw = sim.phones[yealink].notifies[0].msg.body();
+    assert!(bw.contains("<x-broadworks-callpark-info") && bw.contains("sip:101@acme.example"), "{bw}");
+}

@@ -13,6 +13,7 @@ mod wire;
 
 mod chaos;
 mod groups;
+mod offer;
 mod park;
 mod recall;
 mod registrar;

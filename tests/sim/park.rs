@@ -382,21 +382,6 @@ fn extension_full_gets_486() {
 }
 
 #[test]
-fn park_without_sdp_gets_488() {
-    let mut sim = Sim::new(1, Config::default(), 11);
-    let o = sim.office(ACME);
-    let now = sim.now;
-    let call = sim.phones[o.alice].invite(now, "sip:*68103@acme.example", &[], false);
-    let txn = sim.phones[o.alice].calls[call].invite_txn.unwrap_or_default();
-    let r = sim.final_of(o.alice, txn, secs(40));
-    assert_eq!(r.code(), Some(488), "{r:?}");
-    assert_eq!(sim.stat(|s| s.parks.get()), 0);
-    // And a retrieve with nothing parked is 404.
-    let (_, r) = sim.retrieve(o.carol, "sip:*88103@acme.example");
-    assert_eq!(r.code(), Some(404), "{r:?}");
-}
-
-#[test]
 fn strict_tenants_refuse_unknown_domains() {
     let mut cfg = Config::default();
     let text = "[[tenant]]\ndomain = \"Acme.Example\"\npark_timeout = 120\n";

@@ -178,6 +178,9 @@ pub struct Phone {
     /// Ignore this many 2xx receptions (first and retransmissions) per
     /// INVITE before sending the ACK; `u32::MAX` never ACKs.
     pub acks_to_skip: u32,
+    /// Answer an offer that came in a 2xx (the INVITE had none) in the
+    /// ACK; false sends a bare ACK, as a broken phone would.
+    pub answer_in_ack: bool,
     t1: Duration,
     t2: Duration,
     start: Instant,
@@ -225,6 +228,7 @@ impl Phone {
             ring: true,
             reinvite_answer: Some(200),
             acks_to_skip: 0,
+            answer_in_ack: true,
             t1,
             t2,
             start,
@@ -1008,7 +1012,13 @@ impl Phone {
                 let to = format!("{};tag={}", cl.remote_party, cl.remote_tag.clone().unwrap_or_default());
                 let (cid, routes) = (cl.call_id.clone(), cl.route_set.clone());
                 let cseq = self.txns[ti].cseq;
-                let ack = self.build_request("ACK", &ruri, &branch, &from, &to, &cid, cseq, &routes, &[], None);
+                // Delayed offer: an INVITE without SDP got the offer in the
+                // 2xx, and the ACK carries the answer (RFC 3261 §13.2.2.4).
+                let offered_in_2xx = SipMessage::parse(&self.txns[ti].request).is_ok_and(|r| r.body().is_empty())
+                    && !resp.body().is_empty();
+                let sdp = cl.local_sdp.clone();
+                let body = (offered_in_2xx && self.answer_in_ack).then_some(("application/sdp", sdp.as_str()));
+                let ack = self.build_request("ACK", &ruri, &branch, &from, &to, &cid, cseq, &routes, &[], body);
                 self.txns[ti].ack = Some(ack);
             }
         } else if first {

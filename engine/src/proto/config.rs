@@ -9,6 +9,8 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
+use super::bodies::BodyKind;
+
 /// RFC 3261 timer base values (§17.1.1.1, table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
@@ -72,6 +74,74 @@ pub struct TenantPolicy {
     /// Park groups: `*58` parks on the first member without a parked
     /// call, and every member is told of every member's parks.
     pub park_groups: Vec<Box<[Box<str>]>>,
+    /// The documents every device is sent (`park-info` by default).
+    pub notify: NotifySet,
+    /// Per-device overrides: the first pattern matching a REGISTER's
+    /// `User-Agent` (`*` matches any run, ASCII case ignored) replaces
+    /// `notify` for that device.
+    pub notify_ua: Vec<(Box<str>, NotifySet)>,
+}
+
+/// A set of notification documents, one bit per [`BodyKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NotifySet(pub u8);
+
+impl NotifySet {
+    pub const PARK_INFO: NotifySet = NotifySet(1);
+
+    pub fn of(kinds: &[BodyKind]) -> NotifySet {
+        NotifySet(kinds.iter().fold(0, |m, k| m | NotifySet::bit(*k)))
+    }
+
+    fn bit(k: BodyKind) -> u8 {
+        1 << BodyKind::ALL.iter().position(|x| *x == k).unwrap_or(0)
+    }
+
+    pub fn contains(self, k: BodyKind) -> bool {
+        self.0 & NotifySet::bit(k) != 0
+    }
+
+    /// The kinds in the set, in [`BodyKind::ALL`] order.
+    pub fn kinds(self) -> impl Iterator<Item = BodyKind> {
+        BodyKind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+}
+
+/// `*`-glob match, ASCII case ignored (User-Agent patterns).
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let Some(star) = pattern.iter().position(|&b| b == b'*') else {
+        return pattern.eq_ignore_ascii_case(text);
+    };
+    let (head, mut rest) = (&pattern[..star], &pattern[star + 1..]);
+    if text.len() < head.len() || !text[..head.len()].eq_ignore_ascii_case(head) {
+        return false;
+    }
+    let mut text = &text[head.len()..];
+    // Each further `*`-separated piece is matched at its first place.
+    loop {
+        match rest.iter().position(|&b| b == b'*') {
+            Some(next) => {
+                let piece = &rest[..next];
+                let Some(at) =
+                    text.windows(piece.len().max(1)).position(|w| piece.is_empty() || w.eq_ignore_ascii_case(piece))
+                else {
+                    return piece.is_empty();
+                };
+                text = &text[at + piece.len()..];
+                rest = &rest[next + 1..];
+            }
+            None => return text.len() >= rest.len() && text[text.len() - rest.len()..].eq_ignore_ascii_case(rest),
+        }
+    }
+}
+
+impl TenantPolicy {
+    /// What a device with this `User-Agent` is sent.
+    pub fn notify_for(&self, user_agent: Option<&[u8]>) -> NotifySet {
+        user_agent
+            .and_then(|ua| self.notify_ua.iter().find(|(p, _)| glob_match(p.as_bytes(), ua)))
+            .map_or(self.notify, |(_, set)| *set)
+    }
 }
 
 impl Default for TenantPolicy {
@@ -86,6 +156,8 @@ impl Default for TenantPolicy {
             recall_prefix: DEFAULT_RECALL_PREFIX.into(),
             notify_parker: false,
             park_groups: Vec::new(),
+            notify: NotifySet::PARK_INFO,
+            notify_ua: Vec::new(),
         }
     }
 }
@@ -330,6 +402,11 @@ pub struct Tenants {
 /// park_timeout = 120
 /// rate = 50
 /// park_groups = [["101", "102", "103"], ["200", "201"]]
+/// notify = ["park-info", "dialog-info"]   # documents sent (park-info, broadworks, dialog-info)
+///
+/// [[tenant.notify_ua]]      # first match on REGISTER's User-Agent wins
+/// pattern = "Yealink*"
+/// notify = ["broadworks"]
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,6 +433,16 @@ struct PolicyFile {
     recall_prefix: Option<String>,
     notify_parker: Option<bool>,
     park_groups: Option<Vec<Vec<String>>>,
+    notify: Option<Vec<BodyKind>>,
+    notify_ua: Option<Vec<NotifyUa>>,
+}
+
+/// `[[tenant.notify_ua]]`: documents for devices whose User-Agent matches.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct NotifyUa {
+    pattern: String,
+    notify: Vec<BodyKind>,
 }
 
 /// A `[[tenant]]`: its domain and the [`PolicyFile`] fields (serde's
@@ -375,6 +462,8 @@ struct TenantEntry {
     recall_prefix: Option<String>,
     notify_parker: Option<bool>,
     park_groups: Option<Vec<Vec<String>>>,
+    notify: Option<Vec<BodyKind>>,
+    notify_ua: Option<Vec<NotifyUa>>,
 }
 
 impl TenantEntry {
@@ -392,6 +481,8 @@ impl TenantEntry {
             recall_prefix,
             notify_parker,
             park_groups,
+            notify,
+            notify_ua,
         } = self;
         let policy = PolicyFile {
             park_timeout,
@@ -405,6 +496,8 @@ impl TenantEntry {
             recall_prefix,
             notify_parker,
             park_groups,
+            notify,
+            notify_ua,
         };
         (domain, policy)
     }
@@ -512,6 +605,21 @@ fn apply(base: &TenantPolicy, f: PolicyFile) -> Result<TenantPolicy, TenantsErro
                 }
             }
             p.park_groups.push(members.into());
+        }
+    }
+    if let Some(n) = f.notify {
+        p.notify = NotifySet::of(&n);
+    }
+    if let Some(rules) = f.notify_ua {
+        if rules.len() > 100 {
+            return Err(TenantsError::Range("at most 100 notify_ua rules"));
+        }
+        p.notify_ua = Vec::with_capacity(rules.len());
+        for r in rules {
+            if r.pattern.is_empty() || r.pattern.len() > 100 || r.pattern.bytes().any(|b| b.is_ascii_control()) {
+                return Err(TenantsError::Range("notify_ua pattern must be 1-100 characters, no control characters"));
+            }
+            p.notify_ua.push((r.pattern.into(), NotifySet::of(&r.notify)));
         }
     }
     if p.recall_to != RecallTo::Parker && p.recall_group.is_empty() {
@@ -668,6 +776,49 @@ mod tests {
         assert_eq!(&*beta.alert_info, DEFAULT_ALERT_INFO);
         assert_eq!(&*beta.recall_prefix, DEFAULT_RECALL_PREFIX);
         assert!(beta.park_groups.is_empty(), "groups are per tenant");
+        assert_eq!(beta.notify, NotifySet::PARK_INFO, "park-info by default");
+    }
+
+    #[test]
+    fn tenants_file_notify_bodies_and_user_agent_rules() {
+        let text = r#"
+            [[tenant]]
+            domain = "acme.example"
+            notify = ["park-info", "dialog-info"]
+            [[tenant.notify_ua]]
+            pattern = "Yealink SIP-T*"
+            notify = ["broadworks"]
+            [[tenant.notify_ua]]
+            pattern = "*Linphone*"
+            notify = []
+        "#;
+        let (defaults, mode) = parse_tenants(text, Config::default().defaults).expect("parses");
+        let cfg = Config { defaults, tenants: mode, ..Config::default() };
+        let acme = cfg.tenant(b"acme.example").expect("acme");
+        let kinds = |s: NotifySet| s.kinds().collect::<Vec<_>>();
+        assert_eq!(kinds(acme.notify_for(None)), [BodyKind::ParkInfo, BodyKind::DialogInfo]);
+        assert_eq!(kinds(acme.notify_for(Some(b"yealink SIP-T54W 96.86.0.70"))), [BodyKind::BroadWorks]);
+        assert_eq!(kinds(acme.notify_for(Some(b"Yealink W60B"))), [BodyKind::ParkInfo, BodyKind::DialogInfo]);
+        assert!(kinds(acme.notify_for(Some(b"Linphone Desktop/5.2 (belle-sip/5.2)"))).is_empty(), "empty: none");
+        let bad = "[[tenant]]\ndomain='a'\nnotify=['xml']\n";
+        assert!(matches!(parse_tenants(bad, Config::default().defaults), Err(TenantsError::Toml(_))));
+    }
+
+    #[test]
+    fn glob_patterns() {
+        for (p, t, want) in [
+            ("Yealink*", "yealink SIP-T46", true),
+            ("Yealink*", "Poly VVX", false),
+            ("*VVX*", "PolycomVVX-VVX_410-UA/6.4", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxcyyb", false),
+            ("exact", "EXACT", true),
+            ("exact", "exactly", false),
+            ("*", "", true),
+            ("ab*", "a", false),
+        ] {
+            assert_eq!(glob_match(p.as_bytes(), t.as_bytes()), want, "{p:?} against {t:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::msg::{Peer, xml_escape};
+use super::bodies::xml_text;
+use super::msg::Peer;
 use super::parse::NameAddr;
 use super::sdp::Origin;
 
@@ -93,6 +94,10 @@ pub struct Retriever {
     pub leg: Leg,
     /// The retriever CANCELled before the bridge completed.
     pub cancelled: bool,
+    /// The retriever's INVITE had no SDP: the parked leg is re-INVITEd
+    /// without one, its offer goes to the retriever in the 200, and the
+    /// retriever's ACK brings the answer back (RFC 3725 flow III).
+    pub delayed: bool,
 }
 
 /// One branch of a recall (one registered contact of the parker).
@@ -119,8 +124,10 @@ pub struct Recall {
 /// Where a parked call is in its life.
 #[derive(Debug)]
 pub enum CallState {
-    /// The park INVITE was answered 200; waiting for the ACK.
-    Answering { txn: u64 },
+    /// The park INVITE was answered 200; waiting for the ACK (which
+    /// carries the answer when the INVITE had no offer). `cancelled`: a
+    /// CANCEL crossed the 200, so the ACK ends the call instead of parking it.
+    Answering { txn: u64, cancelled: bool },
     /// Parked; holds the park timeout.
     Parked,
     /// Park timeout passed; the recall's devices are ringing.
@@ -181,6 +188,9 @@ pub struct Binding {
     pub flow: Peer,
     pub expires_at: Instant,
     pub call_id: Box<[u8]>,
+    /// The documents this device is sent, when its User-Agent matched a
+    /// `notify_ua` rule; `None` follows the tenant's `notify`.
+    pub notify: Option<super::config::NotifySet>,
 }
 
 /// One extension of one tenant: its bindings and its parked calls.
@@ -249,11 +259,11 @@ pub fn write_utc(out: &mut Vec<u8>, unix: u64) {
 
 fn write_party(out: &mut Vec<u8>, element: &str, who: Party<'_>) {
     let _ = write!(out, "    <{element} uri=\"");
-    xml_escape(out, who.uri);
+    xml_text(out, who.uri);
     out.push(b'"');
     if let Some(d) = who.display {
         out.extend_from_slice(b" display=\"");
-        xml_escape(out, d);
+        xml_text(out, d);
         out.push(b'"');
     }
     out.extend_from_slice(b"/>\n");
@@ -278,9 +288,9 @@ pub fn write_park_info<'a>(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<park-info xmlns=\"urn:sipark:park-info\" version=\"{}\" extension=\"",
         ext.version
     );
-    xml_escape(out, ext.ext.as_bytes());
+    xml_text(out, ext.ext.as_bytes());
     out.extend_from_slice(b"\" domain=\"");
-    xml_escape(out, ext.tenant.as_bytes());
+    xml_text(out, ext.tenant.as_bytes());
     out.extend_from_slice(b"\">\n");
     for view in calls {
         let c = view.call;
@@ -301,10 +311,10 @@ pub fn write_park_info<'a>(
         }
         if view.left.is_none() {
             out.extend_from_slice(b"    <retrieve uri=\"sip:");
-            xml_escape(out, retrieve_fac.as_bytes());
-            xml_escape(out, ext.ext.as_bytes());
+            xml_text(out, retrieve_fac.as_bytes());
+            xml_text(out, ext.ext.as_bytes());
             out.push(b'@');
-            xml_escape(out, ext.tenant.as_bytes());
+            xml_text(out, ext.tenant.as_bytes());
             out.extend_from_slice(b";call=");
             write_token(out, c.id);
             out.extend_from_slice(b"\"/>\n");

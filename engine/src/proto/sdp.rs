@@ -116,6 +116,22 @@ pub fn hold_answer(out: &mut Vec<u8>, offer: &[u8], origin: Origin, host: &str) 
     true
 }
 
+/// Writes sipark's own offer for a call it holds without media (a park
+/// INVITE that came without SDP): one audio stream, `a=inactive`, with the
+/// common narrow-band formats so that any phone can answer it.
+pub fn hold_offer(out: &mut Vec<u8>, origin: Origin, host: &str) {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let family = if bare.contains(':') { "IP6" } else { "IP4" };
+    out.extend_from_slice(b"v=0\r\n");
+    write_origin(out, origin, host);
+    let _ = write!(
+        out,
+        "s=sipark\r\nc=IN {family} {bare}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 8 9 18 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=inactive\r\n"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +169,17 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 0 
         assert!(!hold_answer(&mut out, b"<xml/>", Origin::new(1), "h"));
         assert!(!hold_answer(&mut out, b"v=0\r\ns=-\r\n", Origin::new(1), "h"));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn hold_offer_is_an_inactive_audio_offer() {
+        let mut out = Vec::new();
+        hold_offer(&mut out, Origin { session: 5, version: 1 }, "[2001:db8::1]");
+        let text = String::from_utf8(out).expect("ascii");
+        assert!(text.starts_with("v=0\r\no=sipark 5 1 IN IP6 2001:db8::1\r\n"), "{text}");
+        assert!(text.contains("c=IN IP6 2001:db8::1\r\n"), "{text}");
+        assert!(text.contains("m=audio 9 RTP/AVP 0 8 9 18 101\r\n"), "{text}");
+        assert!(text.ends_with("a=inactive\r\n"), "{text}");
+        assert!(is_sdp(text.as_bytes()));
     }
 }

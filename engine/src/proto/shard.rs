@@ -46,13 +46,14 @@ use std::hash::{BuildHasher, RandomState};
 use hashbrown::{HashMap, HashTable};
 use tracing::{info, warn};
 
-use super::config::RecallTo;
+use super::bodies::BodyKind;
+use super::config::{NotifySet, RecallTo};
 use super::msg::{
     Peer, Transport, branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri,
 };
 use super::park::{
     Binding, Call, CallState, CallView, Extension, Fork, Identity, LeaveReason, Leg, Recall, Retriever, parse_token,
-    write_park_info, write_token,
+    write_token,
 };
 use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
 use super::sdp::{self, Origin};
@@ -157,6 +158,10 @@ pub struct Shard {
     listed: u64,
     /// Calls in `CallState::Bridged`.
     bridged: u64,
+    /// Delayed-offer retrieves whose parked leg's 2xx waits for the
+    /// retriever's ACK to bring the answer: call → the re-INVITE's client
+    /// transaction.
+    awaiting_answer: HashMap<u64, (u64, u32)>,
     shutting_down: bool,
     /// `<sip:sp<id>.sipark@advertise>` per transport (indexed by
     /// [`Transport::index`]), written once.
@@ -213,6 +218,7 @@ impl Shard {
             bindings: 0,
             listed: 0,
             bridged: 0,
+            awaiting_answer: HashMap::new(),
             shutting_down: false,
             contacts: [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| {
                 let mut c = Vec::with_capacity(64);
@@ -704,7 +710,7 @@ impl Shard {
                 Some(id) if self.server.get(&id).is_some_and(|e| e.txn.state == ServerState::Completed) => {
                     self.server_acked(now, id);
                 }
-                _ => self.on_dialog_ack(now, src, call_id, to.tag(), cseq.seq),
+                _ => self.on_dialog_ack(now, src, msg, call_id, to.tag(), cseq.seq),
             }
             return;
         }
@@ -785,6 +791,16 @@ impl Shard {
         self.reply_stateless(src, msg, 200, "OK");
         let Some(entry) = self.server.get(&inv) else { return };
         if entry.txn.is_final() {
+            // A CANCEL that crossed the park's 200: the caller gave up, so
+            // nothing is parked; the ACK that follows ends the call.
+            if let Some(call_id) = entry.call
+                && let Some(call) = self.calls.get_mut(&call_id)
+                && let CallState::Answering { txn, cancelled } = &mut call.state
+                && *txn == inv
+            {
+                *cancelled = true;
+                self.stats.parks_rejected.inc();
+            }
             return;
         }
         // Only a retrieve INVITE waits for another leg; everything else is
@@ -923,9 +939,10 @@ impl Shard {
             self.reply(now, txn, msg, 503, "Shutting Down", None, &[], None);
             return;
         }
-        if !sdp::is_sdp(msg.body()) {
+        let offer = sdp::is_sdp(msg.body());
+        if !offer && !msg.body().is_empty() {
             self.stats.parks_rejected.inc();
-            self.reply(now, txn, msg, 488, "SDP Offer Required", None, &[], None);
+            self.reply(now, txn, msg, 415, "Unsupported Media Type", None, &[("Accept", b"application/sdp")], None);
             return;
         }
         let Some(target) = first_contact(msg) else {
@@ -955,8 +972,14 @@ impl Shard {
         };
         let mut a = self.uas_leg(msg, src, target);
         a.pending_ack = Some((txn, cseq.seq));
+        // An offer gets the hold answer; no offer (delayed offer) gets
+        // sipark's hold offer, answered in the ACK.
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
-        sdp::hold_answer(&mut answer, msg.body(), a.origin, &self.host);
+        if offer {
+            sdp::hold_answer(&mut answer, msg.body(), a.origin, &self.host);
+        } else {
+            sdp::hold_offer(&mut answer, a.origin, &self.host);
+        }
         let id = self.fresh_id();
         let contact = self.contact(src.transport);
         let tag = a.local_tag.clone();
@@ -969,7 +992,7 @@ impl Shard {
                 parked_at: self.wall.unix_secs(now),
                 timeout_secs: policy.park_timeout.as_secs(),
                 a,
-                state: CallState::Answering { txn },
+                state: CallState::Answering { txn, cancelled: false },
                 deadline: None,
             }),
         );
@@ -1020,9 +1043,10 @@ impl Shard {
             self.reply(now, txn, msg, 404, "No Parked Call", None, &[], None);
             return;
         };
-        if !sdp::is_sdp(msg.body()) {
+        let delayed = msg.body().is_empty();
+        if !delayed && !sdp::is_sdp(msg.body()) {
             self.stats.retrieves_failed.inc();
-            self.reply(now, txn, msg, 488, "SDP Offer Required", None, &[], None);
+            self.reply(now, txn, msg, 415, "Unsupported Media Type", None, &[("Accept", b"application/sdp")], None);
             return;
         }
         let Some(target) = first_contact(msg) else {
@@ -1042,8 +1066,8 @@ impl Shard {
         };
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.deadline = None;
-            call.state =
-                CallState::Retrieving { retriever: Box::new(Retriever { txn, leg: b, cancelled: false }), reinvite };
+            let retriever = Box::new(Retriever { txn, leg: b, cancelled: false, delayed });
+            call.state = CallState::Retrieving { retriever, reinvite };
         }
     }
 
@@ -1092,7 +1116,9 @@ impl Shard {
         c.a.local_cseq += 1;
         let cseq = c.a.local_cseq;
         let owner = owner(call);
-        Some(self.send_in_dialog(now, call, Side::A, "INVITE", cseq, Some(("application/sdp", &sdp_out)), owner))
+        // An empty body asks the parked leg for an offer (delayed offer).
+        let body = (!sdp_out.is_empty()).then_some(("application/sdp", sdp_out.as_slice()));
+        Some(self.send_in_dialog(now, call, Side::A, "INVITE", cseq, body, owner))
     }
 
     /// Builds and sends an in-dialog request on `side` of `call`, creating a
@@ -1137,7 +1163,15 @@ impl Shard {
 
     // ----- ACK, in-dialog requests ---------------------------------------
 
-    fn on_dialog_ack(&mut self, now: Instant, src: Peer, call_id: &[u8], to_tag: Option<&[u8]>, cseq: u32) {
+    fn on_dialog_ack(
+        &mut self,
+        now: Instant,
+        src: Peer,
+        msg: &SipMessage<'_>,
+        call_id: &[u8],
+        to_tag: Option<&[u8]>,
+        cseq: u32,
+    ) {
         let Some(tag) = to_tag else {
             self.stats.dropped.inc();
             return;
@@ -1158,11 +1192,74 @@ impl Shard {
             return;
         }
         leg.pending_ack = None;
-        let answering = matches!(c.state, CallState::Answering { .. });
-        self.server_acked(now, txn);
-        if answering {
-            self.parked(now, call);
+        // The answer to sipark's offer, when the INVITE had none.
+        let answer = sdp::is_sdp(msg.body()).then(|| msg.body());
+        if let Some(sdp) = answer
+            && leg.remote_sdp.is_empty()
+        {
+            leg.remote_sdp = sdp.into();
         }
+        let no_media = leg.remote_sdp.is_empty();
+        let state = match c.state {
+            CallState::Answering { cancelled, .. } => Some(cancelled),
+            _ => None,
+        };
+        self.server_acked(now, txn);
+        match state {
+            Some(true) => {
+                info!(call, "park cancelled before its ACK: hanging up");
+                self.bye(now, call, Side::A);
+                self.forget_call(call);
+            }
+            Some(false) if no_media => {
+                warn!(call, "park ACK brought no SDP answer: hanging up");
+                self.stats.parks_rejected.inc();
+                self.bye(now, call, Side::A);
+                self.forget_call(call);
+            }
+            Some(false) => self.parked(now, call),
+            None if side == Side::B => self.answer_from_retriever(now, call, answer),
+            None => {}
+        }
+    }
+
+    /// A call ends while the parked leg's 2xx still waits for the
+    /// retriever's answer: ACK it with a hold answer, so that the BYE that
+    /// follows goes on a confirmed dialog.
+    fn settle_awaiting(&mut self, call: u64) {
+        let Some((reinvite, cseq)) = self.awaiting_answer.remove(&call) else { return };
+        let host = Arc::clone(&self.host);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        c.a.origin.version += 1;
+        let mut hold = Vec::new();
+        sdp::hold_answer(&mut hold, &c.a.remote_sdp, c.a.origin, &host);
+        let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
+        self.ack_2xx_seq(call, Side::A, reinvite, cseq, body);
+    }
+
+    /// The retriever's ACK arrived. After a delayed-offer retrieve it
+    /// carries the answer to the parked leg's offer: ACK the parked leg's
+    /// 2xx with it. Without an answer, the session cannot be set up: both
+    /// legs are hung up.
+    fn answer_from_retriever(&mut self, now: Instant, call: u64, answer: Option<&[u8]>) {
+        let Some(&(reinvite, cseq)) = self.awaiting_answer.get(&call) else { return };
+        let host = Arc::clone(&self.host);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let CallState::Bridged { b } = &mut c.state else { return };
+        let Some(answer) = answer else {
+            warn!(call, "delayed-offer retrieve: the ACK brought no SDP answer; hanging up");
+            self.settle_awaiting(call);
+            self.bye(now, call, Side::A);
+            self.bye(now, call, Side::B);
+            self.forget_call(call);
+            return;
+        };
+        self.awaiting_answer.remove(&call);
+        b.remote_sdp = answer.into();
+        let mut to_a = Vec::with_capacity(answer.len() + 32);
+        sdp::rewrite_origin(&mut to_a, answer, c.a.origin, &host);
+        c.a.last_sdp = to_a.as_slice().into();
+        self.ack_2xx_seq(call, Side::A, reinvite, cseq, Some(("application/sdp", &to_a)));
     }
 
     /// The park INVITE's 2xx was ACKed: the call is parked.
@@ -1321,6 +1418,7 @@ impl Shard {
             }
             CallState::RecallBridging { .. } | CallState::Bridged { .. } => {
                 let other = if side == Side::A { Side::B } else { Side::A };
+                self.settle_awaiting(call);
                 self.bye(now, call, other);
                 self.forget_call(call);
             }
@@ -1343,6 +1441,7 @@ impl Shard {
 
     /// Removes `call` and its dialogs, without any signalling.
     fn forget_call(&mut self, call: u64) {
+        self.settle_awaiting(call);
         let Some(c) = self.calls.remove(&call) else { return };
         if let CallState::Bridged { .. } = c.state {
             self.bridged = self.bridged.saturating_sub(1);
@@ -1510,11 +1609,18 @@ impl Shard {
     /// ACKs a 2xx on `side` of `call` for the INVITE of client transaction
     /// `txn`, keeping the ACK for 2xx retransmissions.
     fn ack_2xx(&mut self, call: u64, side: Side, txn: u64, body: Option<(&str, &[u8])>) {
-        let Some(cseq) =
-            self.client.get(&txn).and_then(|e| SipMessage::parse(&e.txn.request).ok()?.cseq().ok().map(|c| c.seq))
-        else {
-            return;
-        };
+        let Some(cseq) = self.request_cseq(txn) else { return };
+        self.ack_2xx_seq(call, side, txn, cseq, body);
+    }
+
+    /// The CSeq number of client transaction `txn`'s request, while the
+    /// request is still kept.
+    fn request_cseq(&self, txn: u64) -> Option<u32> {
+        self.client.get(&txn).and_then(|e| SipMessage::parse(&e.txn.request).ok()?.cseq().ok().map(|c| c.seq))
+    }
+
+    /// [`Shard::ack_2xx`] for an INVITE whose CSeq was `cseq`.
+    fn ack_2xx_seq(&mut self, call: u64, side: Side, txn: u64, cseq: u32, body: Option<(&str, &[u8])>) {
         let Some(c) = self.calls.get(&call) else { return };
         let leg = match (side, &c.state) {
             (Side::A, _) => &c.a,
@@ -1546,15 +1652,38 @@ impl Shard {
         if *reinvite != txn {
             return;
         }
-        let (rtxn, cancelled) = (retriever.txn, retriever.cancelled);
+        let (rtxn, cancelled, delayed) = (retriever.txn, retriever.cancelled, retriever.delayed);
         if (200..300).contains(&code) {
-            if let Some(target) = first_contact(msg)
-                && let Some(c) = self.calls.get_mut(&call)
-            {
-                c.a.remote_target = target;
-                c.a.remote_sdp = msg.body().into();
+            let has_sdp = sdp::is_sdp(msg.body());
+            if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(target) = first_contact(msg) {
+                    c.a.remote_target = target;
+                }
+                if has_sdp {
+                    c.a.remote_sdp = msg.body().into();
+                }
             }
-            self.ack_2xx(call, Side::A, txn, None);
+            if delayed && (cancelled || !has_sdp) {
+                // The parked leg offered (or failed to): answer with hold
+                // in the ACK, and it stays parked.
+                let host = Arc::clone(&self.host);
+                let mut hold = Vec::new();
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.a.origin.version += 1;
+                    sdp::hold_answer(&mut hold, &c.a.remote_sdp, c.a.origin, &host);
+                }
+                let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
+                self.ack_2xx(call, Side::A, txn, body);
+                if !has_sdp {
+                    self.reply_later(now, rtxn, 488, "Parked Party Made No Offer", None, &[], None);
+                }
+                self.back_to_parked(now, call);
+                self.stats.retrieves_failed.inc();
+                return;
+            }
+            if !delayed {
+                self.ack_2xx(call, Side::A, txn, None);
+            }
             if cancelled {
                 // The retriever gave up: put the parked leg back on hold.
                 self.back_to_parked(now, call);
@@ -1572,6 +1701,7 @@ impl Shard {
                 return;
             }
             let host = Arc::clone(&self.host);
+            let delayed_cseq = if delayed { self.request_cseq(txn) } else { None };
             let Some(c) = self.calls.get_mut(&call) else { return };
             let CallState::Retrieving { retriever, .. } = std::mem::replace(&mut c.state, CallState::Parked) else {
                 return;
@@ -1579,7 +1709,12 @@ impl Shard {
             let mut b = retriever.leg;
             let contact = Arc::clone(&self.contacts[b.peer.transport.index()]);
             b.origin.version += 1;
+            // Delayed offer: `b.remote_sdp` is empty, so only the parked
+            // leg's offer goes to the retriever; the answer comes in its ACK.
             let answer = bridge_sdp(&mut c.a, &mut b, msg.body(), &host);
+            if let Some(cseq) = delayed_cseq {
+                self.awaiting_answer.insert(call, (txn, cseq));
+            }
             let tag = b.local_tag.clone();
             b.pending_ack = Some((rtxn, b.remote_cseq));
             let ext = c.ext;
@@ -2066,13 +2201,14 @@ impl Shard {
         let Some(call) = call else { return };
         let Some(c) = self.calls.get(&call) else { return };
         match &c.state {
-            CallState::Answering { txn: t } if *t == txn => {
+            CallState::Answering { txn: t, .. } if *t == txn => {
                 warn!(call, "park 200 OK never ACKed");
                 self.bye(now, call, Side::A);
                 self.forget_call(call);
             }
             CallState::Bridged { b } if b.pending_ack.is_some_and(|(t, _)| t == txn) => {
                 warn!(call, "retrieve 200 OK never ACKed");
+                self.settle_awaiting(call);
                 self.bye(now, call, Side::A);
                 self.bye(now, call, Side::B);
                 self.forget_call(call);
@@ -2240,32 +2376,55 @@ impl Shard {
     /// (or only to the contact `only`, for a resync).
     fn notify_ext(&mut self, now: Instant, ext: u64, left: Option<(u64, LeaveReason)>, only: Option<&[u8]>) {
         let watchers = self.watchers(ext, left.map(|(id, _)| id));
+        let cfg = Arc::clone(&self.cfg);
         let Some(e) = self.exts.get(&ext) else { return };
+        let default_set = cfg.tenant(e.tenant.as_bytes()).map_or(cfg.defaults.notify, |p| p.notify);
         // Every device that shows this extension's parks: its own, then
         // its watchers' (park group members, parkers), each addressed to
-        // the device's own AOR.
-        let mut targets: Vec<(Box<[u8]>, Peer, u64)> = Vec::new();
+        // the device's own AOR, each with the documents it understands.
+        let mut targets: Vec<(Box<[u8]>, Peer, u64, NotifySet)> = Vec::new();
+        let mut union = NotifySet::default();
         for id in std::iter::once(ext).chain(watchers) {
             let Some(w) = self.exts.get(&id) else { continue };
             for b in w.bindings.iter().filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now) {
-                targets.push((b.uri.clone(), b.flow, id));
+                let set = b.notify.unwrap_or(default_set);
+                union.0 |= set.0;
+                targets.push((b.uri.clone(), b.flow, id, set));
             }
         }
-        if targets.is_empty() {
+        if targets.is_empty() || union.0 == 0 {
             return;
         }
-        let mut body = std::mem::take(&mut self.scratch);
-        body.clear();
-        let listed = e.calls.iter().filter_map(|id| self.calls.get(id)).filter(|c| c.state.listed());
-        let departed = left.and_then(|(id, r)| Some(CallView { call: self.calls.get(&id)?, left: Some(r) }));
-        let views = listed.map(|call| CallView { call, left: None }).chain(departed);
-        write_park_info(&mut body, e, &self.cfg.retrieve_fac, views);
+        // One document of each kind some device needs, written once.
+        let mut docs: [Vec<u8>; 3] = Default::default();
+        for (i, kind) in BodyKind::ALL.into_iter().enumerate() {
+            if !union.contains(kind) {
+                continue;
+            }
+            let body = &mut docs[i];
+            if kind == BodyKind::ParkInfo {
+                *body = std::mem::take(&mut self.scratch);
+                body.clear();
+            }
+            let listed = e.calls.iter().filter_map(|id| self.calls.get(id)).filter(|c| c.state.listed());
+            let departed = left.and_then(|(id, r)| Some(CallView { call: self.calls.get(&id)?, left: Some(r) }));
+            let views = listed.map(|call| CallView { call, left: None }).chain(departed);
+            kind.write(body, e, &cfg.retrieve_fac, views);
+        }
         let mut from = Vec::with_capacity(64);
         from.extend_from_slice(b"<sip:park@");
         from.extend_from_slice(e.tenant.as_bytes());
         from.extend_from_slice(b">;tag=");
         let mut to = Vec::with_capacity(64);
-        for (uri, dst, recipient) in targets {
+        let sends = targets.iter().flat_map(|(uri, dst, recipient, set)| {
+            BodyKind::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(_, k)| set.contains(*k))
+                .map(move |(i, k)| (uri, *dst, *recipient, i, k))
+        });
+        for (uri, dst, recipient, i, kind) in sends {
+            let body = &docs[i];
             to.clear();
             if let Some(r) = self.exts.get(&recipient) {
                 to.extend_from_slice(b"<sip:");
@@ -2286,7 +2445,7 @@ impl Shard {
             let mut branch = Vec::with_capacity(32);
             write_branch(&mut branch, self.id, txn);
             let mut out = Vec::with_capacity(700 + body.len());
-            request_head(&mut out, "NOTIFY", &uri, dst.transport, &self.vias[dst.transport.index()], &branch);
+            request_head(&mut out, "NOTIFY", uri, dst.transport, &self.vias[dst.transport.index()], &branch);
             out.extend_from_slice(b"From: ");
             out.extend_from_slice(&from);
             out.extend_from_slice(&tag);
@@ -2295,9 +2454,9 @@ impl Shard {
             header(&mut out, "Call-ID", &call_id);
             header(&mut out, "CSeq", b"1 NOTIFY");
             header(&mut out, "Contact", &contact);
-            header(&mut out, "Event", b"park-info");
+            header(&mut out, "Event", kind.event().as_bytes());
             header(&mut out, "Subscription-State", b"active");
-            finish(&mut out, "application/park-info+xml", &body);
+            finish(&mut out, kind.content_type(), body);
             self.send(dst, &out);
             self.stats.notifies_sent.inc();
             let t = self.cfg.timers;
@@ -2306,7 +2465,10 @@ impl Shard {
             self.client.insert(txn, ClientEntry { txn: tx, owner: ClientOwner::Notify, cancel_pending: false });
             self.schedule(at, TimerKey::Client(txn));
         }
-        self.scratch = body;
+        let [park_info, ..] = docs;
+        if park_info.capacity() > 0 {
+            self.scratch = park_info;
+        }
     }
 
     /// The extensions (other than `ext`) whose devices are told of `ext`'s
@@ -2419,6 +2581,12 @@ impl Shard {
             return;
         }
         let max = self.cfg.max_expires;
+        let cfg = Arc::clone(&self.cfg);
+        // A device whose User-Agent matches a rule gets that rule's documents.
+        let notify = msg.header(HeaderName::UserAgent).and_then(|ua| {
+            let policy = cfg.tenant(tenant)?;
+            policy.notify_ua.iter().find(|(p, _)| super::config::glob_match(p.as_bytes(), ua)).map(|(_, set)| *set)
+        });
         let Some(e) = self.exts.get_mut(&ext_id) else { return };
         let before = e.bindings.len();
         let mut resync: Vec<Box<[u8]>> = Vec::new();
@@ -2442,11 +2610,13 @@ impl Shard {
                         b.call_id = call_id.into();
                     }
                     b.flow = src;
+                    b.notify = notify;
                     b.expires_at = expires_at;
                 }
                 None => {
                     resync.push(uri.into());
-                    e.bindings.push(Binding { uri: uri.into(), flow: src, expires_at, call_id: call_id.into() });
+                    let (uri, call_id) = (uri.into(), call_id.into());
+                    e.bindings.push(Binding { uri, flow: src, expires_at, call_id, notify });
                 }
             }
         }
@@ -2472,7 +2642,6 @@ impl Shard {
         if has_calls {
             shown.push(ext_id);
         }
-        let cfg = Arc::clone(&self.cfg);
         if !resync.is_empty()
             && let Some(group) = cfg.tenant(tenant).and_then(|p| p.group_of(user))
         {

@@ -17,4 +17,5 @@ mod offer;
 mod park;
 mod recall;
 mod registrar;
+mod relay;
 mod txn;

@@ -75,6 +75,8 @@ pub struct Call {
     pub byes: Vec<Msg>,
     /// CANCELs received (first copies).
     pub cancels: Vec<Msg>,
+    /// In-dialog INFO and UPDATE requests received.
+    pub in_dialog: Vec<Msg>,
     pub ended_by_remote: bool,
     /// When the call reached Confirmed.
     pub confirmed_at: Option<Duration>,
@@ -181,6 +183,10 @@ pub struct Phone {
     /// Answer an offer that came in a 2xx (the INVITE had none) in the
     /// ACK; false sends a bare ACK, as a broken phone would.
     pub answer_in_ack: bool,
+    /// Status answered to in-dialog INFO and UPDATE.
+    pub info_answer: u16,
+    /// Answers to the next re-INVITEs, before `reinvite_answer` applies.
+    pub reinvite_script: VecDeque<u16>,
     t1: Duration,
     t2: Duration,
     start: Instant,
@@ -229,6 +235,8 @@ impl Phone {
             reinvite_answer: Some(200),
             acks_to_skip: 0,
             answer_in_ack: true,
+            info_answer: 200,
+            reinvite_script: VecDeque::new(),
             t1,
             t2,
             start,
@@ -518,6 +526,7 @@ impl Phone {
             acks: Vec::new(),
             byes: Vec::new(),
             cancels: Vec::new(),
+            in_dialog: Vec::new(),
             ended_by_remote: false,
             confirmed_at: None,
         });
@@ -535,16 +544,18 @@ impl Phone {
     pub fn reinvite(&mut self, now: Instant, call: usize) -> usize {
         let sdp = self.sdp();
         self.calls[call].local_sdp = sdp.clone();
-        self.in_dialog_with(now, call, "INVITE", &[], Some(&sdp))
+        self.in_dialog_with(now, call, "INVITE", &[], Some(("application/sdp", &sdp)))
     }
 
-    fn in_dialog_with(
+    /// Sends an in-dialog `method` on `call` with this body (content type,
+    /// text).
+    pub fn in_dialog_with(
         &mut self,
         now: Instant,
         call: usize,
         method: &str,
         extra: &[String],
-        sdp: Option<&str>,
+        body: Option<(&str, &str)>,
     ) -> usize {
         let branch = self.new_branch();
         let c = &mut self.calls[call];
@@ -558,7 +569,6 @@ impl Phone {
             None => c.remote_party.clone(),
         };
         let (call_id, routes) = (c.call_id.clone(), c.route_set.clone());
-        let body = sdp.map(|b| ("application/sdp", b));
         let req = self.build_request(method, &ruri, &branch, &from, &to, &call_id, cseq, &routes, extra, body);
         self.start_txn(now, method, branch, cseq, req, Some(call))
     }
@@ -774,6 +784,18 @@ impl Phone {
                 }
             }
             Method::Options => self.respond(now, &key, req, 200, "OK", None, &[], None),
+            Method::Info | Method::Update if to_tag.is_some() => {
+                match to_tag.as_deref().and_then(|t| self.find_call(&call_id, t)) {
+                    Some(c) => {
+                        self.calls[c].in_dialog.push(msg.clone());
+                        // An UPDATE offer is answered with this phone's media.
+                        let sdp = (method == Method::Update && !req.body().is_empty()).then(|| self.sdp());
+                        let code = self.info_answer;
+                        self.respond(now, &key, req, code, "Answered", None, &[], sdp.as_deref());
+                    }
+                    None => self.respond(now, &key, req, 481, "Call/Transaction Does Not Exist", None, &[], None),
+                }
+            }
             _ => self.respond(
                 now,
                 &key,
@@ -820,6 +842,7 @@ impl Phone {
             acks: Vec::new(),
             byes: Vec::new(),
             cancels: Vec::new(),
+            in_dialog: Vec::new(),
             ended_by_remote: false,
             confirmed_at: None,
         });
@@ -864,7 +887,8 @@ impl Phone {
         }) {
             call.remote_target = Some(t);
         }
-        match self.reinvite_answer {
+        let answer = self.reinvite_script.pop_front().map_or(self.reinvite_answer, Some);
+        match answer {
             Some(code) if (200..300).contains(&code) => {
                 // Keep our media, with a fresh origin version.
                 call.local_sdp = sdp.clone();

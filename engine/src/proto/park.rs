@@ -98,6 +98,8 @@ pub struct Retriever {
     /// without one, its offer goes to the retriever in the 200, and the
     /// retriever's ACK brings the answer back (RFC 3725 flow III).
     pub delayed: bool,
+    /// Times the re-INVITE was sent again after a 491 (glare).
+    pub retries: u8,
 }
 
 /// One branch of a recall (one registered contact of the parker).

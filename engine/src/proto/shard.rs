@@ -55,7 +55,7 @@ use super::park::{
     Binding, Call, CallState, CallView, Extension, Fork, Identity, LeaveReason, Leg, Recall, Retriever, parse_token,
     write_token,
 };
-use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
+use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, StartLine, Uri};
 use super::sdp::{self, Origin};
 use super::timers::TimerQueue;
 use super::txn::{ClientState, ClientTxn, Kind, ResponseEffect, ServerState, ServerTxn, TimerAction};
@@ -100,8 +100,19 @@ enum ClientOwner {
     Rehold { call: u64 },
     /// One recall branch.
     Recall { call: u64 },
+    /// A request relayed from one bridged leg to the other.
+    Relay { call: u64 },
     /// BYE, CANCEL: nobody waits on the outcome.
     Detached,
+}
+
+/// A request relayed between the bridged legs of a call: its server
+/// transaction on the leg it came from.
+struct Relay {
+    server: u64,
+    from: Side,
+    /// An INVITE or UPDATE: an offer/answer exchange, one at a time.
+    offer: bool,
 }
 
 struct ClientEntry {
@@ -162,6 +173,16 @@ pub struct Shard {
     /// retriever's ACK to bring the answer: call → the re-INVITE's client
     /// transaction.
     awaiting_answer: HashMap<u64, (u64, u32)>,
+    /// Relayed requests by their client transaction.
+    relays: HashMap<u64, Relay>,
+    /// The offer/answer exchange in progress on a bridged call (client
+    /// transaction of the relayed INVITE or UPDATE); another offer from
+    /// either side meanwhile is glare, answered 491 (RFC 3261 §14.1,
+    /// RFC 3311 §5.2).
+    offers: HashMap<u64, u64>,
+    /// A relayed re-INVITE's 2xx waits for the ACK of the leg it came
+    /// from: call → (client transaction, its CSeq, that leg).
+    relay_acks: HashMap<u64, (u64, u32, Side)>,
     shutting_down: bool,
     /// `<sip:sp<id>.sipark@advertise>` per transport (indexed by
     /// [`Transport::index`]), written once.
@@ -178,6 +199,9 @@ pub struct Shard {
 /// so that a restarted engine never goes back below a version a phone has
 /// seen, while staying far below 2^31 for phones that parse an `int32`.
 const VERSION_EPOCH: u64 = 1_735_689_600;
+
+/// How many times a retrieve re-INVITE refused 491 is sent again.
+const MAX_GLARE_RETRIES: u8 = 3;
 
 /// The timer heap is never compacted below this many entries.
 const MIN_COMPACT: usize = 4096;
@@ -219,6 +243,9 @@ impl Shard {
             listed: 0,
             bridged: 0,
             awaiting_answer: HashMap::new(),
+            relays: HashMap::new(),
+            offers: HashMap::new(),
+            relay_acks: HashMap::new(),
             shutting_down: false,
             contacts: [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| {
                 let mut c = Vec::with_capacity(64);
@@ -1066,7 +1093,7 @@ impl Shard {
         };
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.deadline = None;
-            let retriever = Box::new(Retriever { txn, leg: b, cancelled: false, delayed });
+            let retriever = Box::new(Retriever { txn, leg: b, cancelled: false, delayed, retries: 0 });
             call.state = CallState::Retrieving { retriever, reinvite };
         }
     }
@@ -1134,6 +1161,22 @@ impl Shard {
         body: Option<(&str, &[u8])>,
         owner: ClientOwner,
     ) -> u64 {
+        self.send_in_dialog_with(now, call, side, method, cseq, &[], body, owner)
+    }
+
+    /// [`Shard::send_in_dialog`] with extra headers.
+    #[allow(clippy::too_many_arguments)]
+    fn send_in_dialog_with(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        method: &str,
+        cseq: u32,
+        extra: &[(&str, &[u8])],
+        body: Option<(&str, &[u8])>,
+        owner: ClientOwner,
+    ) -> u64 {
         let txn = self.fresh_id();
         let mut branch = Vec::with_capacity(32);
         write_branch(&mut branch, self.id, txn);
@@ -1147,7 +1190,7 @@ impl Shard {
         let mut out = Vec::with_capacity(800);
         let dst = leg_destination(leg);
         let (via, contact) = (&self.vias[dst.transport.index()], &self.contacts[dst.transport.index()]);
-        write_leg_request(&mut out, leg, method, cseq, (dst.transport, via), &branch, contact, body);
+        write_leg_request_with(&mut out, leg, method, cseq, (dst.transport, via), &branch, contact, extra, body);
         self.send(dst, &out);
         if method == "ACK" {
             return 0;
@@ -1218,9 +1261,31 @@ impl Shard {
                 self.forget_call(call);
             }
             Some(false) => self.parked(now, call),
+            None if self.relay_acks.get(&call).is_some_and(|r| r.2 == side) => {
+                self.relay_ack(call, side, answer);
+            }
             None if side == Side::B => self.answer_from_retriever(now, call, answer),
             None => {}
         }
+    }
+
+    /// The leg that sent a relayed re-INVITE ACKed our 2xx: ACK the other
+    /// leg's 2xx, carrying the answer across when the ACK has one.
+    fn relay_ack(&mut self, call: u64, from: Side, answer: Option<&[u8]>) {
+        let Some((txn, cseq, _)) = self.relay_acks.remove(&call) else { return };
+        let host = Arc::clone(&self.host);
+        let to = other_side(from);
+        let mut body = Vec::new();
+        if let Some(sdp) = answer
+            && let Some(c) = self.calls.get_mut(&call)
+            && let CallState::Bridged { b } = &mut c.state
+        {
+            let (x, y) = if from == Side::A { (&mut c.a, &mut **b) } else { (&mut **b, &mut c.a) };
+            x.remote_sdp = sdp.into();
+            rewrite_for(&mut body, sdp, y, &host);
+        }
+        let body = (!body.is_empty()).then_some(("application/sdp", body.as_slice()));
+        self.ack_2xx_seq(call, to, txn, cseq, body);
     }
 
     /// A call ends while the parked leg's 2xx still waits for the
@@ -1314,6 +1379,7 @@ impl Shard {
             self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
             return;
         };
+        let bridged = matches!(c.state, CallState::Bridged { .. });
         let leg = match (side, &mut c.state) {
             (Side::A, _) => &mut c.a,
             (Side::B, CallState::Bridged { b }) => b,
@@ -1339,10 +1405,140 @@ impl Shard {
                 self.reply(now, txn, msg, 200, "OK", None, &[], None);
                 self.on_bye(now, call, side);
             }
+            Method::Invite | Method::Update | Method::Info if bridged => {
+                self.relay_request(now, msg, method, txn, call, side);
+            }
             Method::Invite | Method::Update => self.on_reoffer(now, msg, method, txn, call, side),
             Method::Info | Method::Options => self.reply(now, txn, msg, 200, "OK", None, &[], None),
             _ => self.reply(now, txn, msg, 405, "Method Not Allowed", None, &[("Allow", ALLOW)], None),
         }
+    }
+
+    /// Relays a re-INVITE, UPDATE or INFO from the bridged leg `from` to
+    /// the other leg, with that leg's own CSeq numbering, rewriting an SDP
+    /// offer to sipark's origin towards it. The answer comes back in
+    /// [`Shard::relay_answered`]. A second offer while one is in progress,
+    /// from either side, is glare: 491, and the sender retries after the
+    /// §14.1 delay.
+    fn relay_request(
+        &mut self,
+        now: Instant,
+        msg: &SipMessage<'_>,
+        method: Method<'_>,
+        txn: u64,
+        call: u64,
+        from: Side,
+    ) {
+        let offer = matches!(method, Method::Invite | Method::Update);
+        if offer && (self.offers.contains_key(&call) || self.relay_acks.contains_key(&call)) {
+            self.reply(now, txn, msg, 491, "Request Pending", None, &[], None);
+            return;
+        }
+        let host = Arc::clone(&self.host);
+        let to = other_side(from);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let CallState::Bridged { b } = &mut c.state else { return };
+        let (x, y) = if from == Side::A { (&mut c.a, &mut **b) } else { (&mut **b, &mut c.a) };
+        if offer && let Some(target) = first_contact(msg) {
+            x.remote_target = target;
+        }
+        let mut body = Vec::new();
+        let ctype: &str;
+        if sdp::is_sdp(msg.body()) {
+            rewrite_for(&mut body, msg.body(), y, &host);
+            ctype = "application/sdp";
+        } else {
+            body.extend_from_slice(msg.body());
+            ctype = msg.content_type().and_then(|t| std::str::from_utf8(t).ok()).unwrap_or("application/octet-stream");
+        }
+        y.local_cseq += 1;
+        let cseq = y.local_cseq;
+        let info_package = msg.header_raw(b"Info-Package").map(<[u8]>::to_vec);
+        if method == Method::Invite {
+            self.reply(now, txn, msg, 100, "Trying", None, &[], None);
+        }
+        if let Some(e) = self.server.get_mut(&txn) {
+            e.request = msg.as_bytes().to_vec();
+            e.call = Some(call);
+        }
+        let extra: Vec<(&str, &[u8])> = info_package.iter().map(|v| ("Info-Package", v.as_slice())).collect();
+        let body = (!body.is_empty()).then_some((ctype, body.as_slice()));
+        let name = std::str::from_utf8(method.as_bytes()).unwrap_or("INFO");
+        let ctxn = self.send_in_dialog_with(now, call, to, name, cseq, &extra, body, ClientOwner::Relay { call });
+        self.relays.insert(ctxn, Relay { server: txn, from, offer });
+        if offer {
+            self.offers.insert(call, ctxn);
+        }
+    }
+
+    /// The final answer to a relayed request (`code` 0: it timed out):
+    /// sent back to the leg the request came from, with an SDP answer
+    /// rewritten to sipark's origin towards it. A re-INVITE's 2xx is ACKed
+    /// once that leg ACKs ours, so that an answer in its ACK (the re-INVITE
+    /// had no offer) goes across.
+    fn relay_answered(&mut self, now: Instant, call: u64, txn: u64, code: u16, msg: Option<&SipMessage<'_>>) {
+        let Some(relay) = self.relays.remove(&txn) else { return };
+        if self.offers.get(&call) == Some(&txn) {
+            self.offers.remove(&call);
+        }
+        let cseq = self.request_cseq(txn);
+        let host = Arc::clone(&self.host);
+        let invite = self.client.get(&txn).is_some_and(|e| e.txn.kind == Kind::Invite);
+        let Some(msg) = msg else {
+            self.reply_later(now, relay.server, 408, "Request Timeout", None, &[], None);
+            return;
+        };
+        let reason = match msg.start_line() {
+            StartLine::Response { reason, .. } => String::from_utf8_lossy(reason).into_owned(),
+            StartLine::Request { .. } => String::new(),
+        };
+        let offered = self
+            .server
+            .get(&relay.server)
+            .and_then(|e| SipMessage::parse(&e.request).ok().map(|r| r.body().to_vec()))
+            .unwrap_or_default();
+        let Some(c) = self.calls.get_mut(&call) else {
+            self.reply_later(now, relay.server, 481, "Call/Transaction Does Not Exist", None, &[], None);
+            return;
+        };
+        let CallState::Bridged { b } = &mut c.state else {
+            self.reply_later(now, relay.server, 481, "Call/Transaction Does Not Exist", None, &[], None);
+            return;
+        };
+        let (x, y) = if relay.from == Side::A { (&mut c.a, &mut **b) } else { (&mut **b, &mut c.a) };
+        let mut body = Vec::new();
+        let mut ctype = "";
+        if (200..300).contains(&code) {
+            if relay.offer
+                && let Some(target) = first_contact(msg)
+            {
+                y.remote_target = target;
+            }
+            if sdp::is_sdp(msg.body()) {
+                y.remote_sdp = msg.body().into();
+                rewrite_for(&mut body, msg.body(), x, &host);
+                ctype = "application/sdp";
+            } else if !msg.body().is_empty() {
+                body.extend_from_slice(msg.body());
+                ctype = msg.content_type().and_then(|t| std::str::from_utf8(t).ok()).unwrap_or("");
+            }
+            if relay.offer && sdp::is_sdp(&offered) {
+                x.remote_sdp = offered.into();
+            }
+            if invite {
+                x.pending_ack = Some((relay.server, x.remote_cseq));
+                if let Some(cseq) = cseq {
+                    self.relay_acks.insert(call, (txn, cseq, relay.from));
+                }
+            }
+        }
+        let transport = x.peer.transport;
+        let contact = self.contact(transport);
+        let extra: &[(&str, &[u8])] =
+            if relay.offer && (200..300).contains(&code) { &[("Contact", &contact)] } else { &[] };
+        let body = (!body.is_empty()).then_some((ctype, body.as_slice()));
+        let reason = if reason.is_empty() { "Relayed" } else { reason.as_str() };
+        self.reply_later(now, relay.server, code, reason, None, extra, body);
     }
 
     /// A re-INVITE or UPDATE from a leg. While parked the answer is hold;
@@ -1442,6 +1638,8 @@ impl Shard {
     /// Removes `call` and its dialogs, without any signalling.
     fn forget_call(&mut self, call: u64) {
         self.settle_awaiting(call);
+        self.offers.remove(&call);
+        self.relay_acks.remove(&call);
         let Some(c) = self.calls.remove(&call) else { return };
         if let CallState::Bridged { .. } = c.state {
             self.bridged = self.bridged.saturating_sub(1);
@@ -1603,6 +1801,7 @@ impl Shard {
             ClientOwner::Retrieve { call } => self.retrieve_answered(now, call, id, code, msg),
             ClientOwner::Recall { call } => self.recall_answered(now, src, call, id, code, msg),
             ClientOwner::RecallBridge { call } => self.recall_bridged(now, call, id, code, msg),
+            ClientOwner::Relay { call } => self.relay_answered(now, call, id, code, Some(msg)),
         }
     }
 
@@ -1652,7 +1851,8 @@ impl Shard {
         if *reinvite != txn {
             return;
         }
-        let (rtxn, cancelled, delayed) = (retriever.txn, retriever.cancelled, retriever.delayed);
+        let (rtxn, cancelled, delayed, retries) =
+            (retriever.txn, retriever.cancelled, retriever.delayed, retriever.retries);
         if (200..300).contains(&code) {
             let has_sdp = sdp::is_sdp(msg.body());
             if let Some(c) = self.calls.get_mut(&call) {
@@ -1736,6 +1936,18 @@ impl Shard {
                 Some(("application/sdp", &answer)),
             );
             self.drop_ext_if_idle(ext);
+        } else if code == 491 && !cancelled && retries < MAX_GLARE_RETRIES {
+            // Glare with a re-INVITE of the parked party's: try again after
+            // the §14.1 delay. sipark does not own the parked leg's
+            // Call-ID, so the delay is 0 to 2 s in 10 ms steps.
+            let delay = Duration::from_millis(10 * (self.random() % 201));
+            let Some(c) = self.calls.get_mut(&call) else { return };
+            if let CallState::Retrieving { retriever, .. } = &mut c.state {
+                retriever.retries += 1;
+            }
+            c.deadline = Some(now + delay);
+            let at = c.deadline;
+            self.schedule(at, TimerKey::Call(call));
         } else {
             self.stats.retrieves_failed.inc();
             let gone = matches!(code, 408 | 481) || code == 0;
@@ -1749,6 +1961,29 @@ impl Shard {
                 self.reply_later(now, rtxn, answer, reason, None, &[], None);
                 self.back_to_parked(now, call);
             }
+        }
+    }
+
+    /// The §14.1 delay after a 491 passed: send the retrieve re-INVITE
+    /// again, with the retriever's offer (none for a delayed offer).
+    fn retry_retrieve(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        c.deadline = None;
+        let CallState::Retrieving { retriever, .. } = &c.state else { return };
+        if retriever.cancelled {
+            let rtxn = retriever.txn;
+            self.reply_later(now, rtxn, 487, "Request Terminated", None, &[], None);
+            self.back_to_parked(now, call);
+            return;
+        }
+        let offer = retriever.leg.remote_sdp.clone();
+        let Some(reinvite) = self.reinvite(now, call, &offer, true, |call| ClientOwner::Retrieve { call }) else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&call)
+            && let CallState::Retrieving { reinvite: r, .. } = &mut c.state
+        {
+            *r = reinvite;
         }
     }
 
@@ -1778,6 +2013,7 @@ impl Shard {
                 self.forget_call(call);
             }
             CallState::Recalling { ref recall } if recall.group_at.is_some() => self.recall_group_joins(now, call),
+            CallState::Retrieving { .. } => self.retry_retrieve(now, call),
             CallState::Recalling { .. } => {
                 info!(call, "recall unanswered");
                 self.cancel_forks(call);
@@ -2206,7 +2442,9 @@ impl Shard {
                 self.bye(now, call, Side::A);
                 self.forget_call(call);
             }
-            CallState::Bridged { b } if b.pending_ack.is_some_and(|(t, _)| t == txn) => {
+            CallState::Bridged { b }
+                if b.pending_ack.is_some_and(|(t, _)| t == txn) || c.a.pending_ack.is_some_and(|(t, _)| t == txn) =>
+            {
                 warn!(call, "retrieve 200 OK never ACKed");
                 self.settle_awaiting(call);
                 self.bye(now, call, Side::A);
@@ -2255,6 +2493,10 @@ impl Shard {
                         self.timeout_final(now, id, call, false);
                     }
                     ClientOwner::Recall { call } => self.fork_done(now, call, id),
+                    ClientOwner::Relay { call } => {
+                        self.client.insert(id, e);
+                        self.relay_answered(now, call, id, 0, None);
+                    }
                     ClientOwner::Rehold { .. } | ClientOwner::Detached => {}
                 }
                 self.client.remove(&id);
@@ -2691,6 +2933,28 @@ fn bridge_sdp(a: &mut Leg, b: &mut Leg, b_answer: &[u8], host: &str) -> Vec<u8> 
     to_b
 }
 
+/// Writes `sdp` under `leg`'s origin, as the SDP sent next on that leg.
+/// The version goes up only when the description differs from the last
+/// one sent there (RFC 3264 §8), so a relayed session refresh stays the
+/// same session description.
+fn rewrite_for(out: &mut Vec<u8>, sdp: &[u8], leg: &mut Leg, host: &str) {
+    sdp::rewrite_origin(out, sdp, leg.origin, host);
+    if *out == *leg.last_sdp {
+        return;
+    }
+    out.clear();
+    leg.origin.version += 1;
+    sdp::rewrite_origin(out, sdp, leg.origin, host);
+    leg.last_sdp = out.as_slice().into();
+}
+
+fn other_side(side: Side) -> Side {
+    match side {
+        Side::A => Side::B,
+        Side::B => Side::A,
+    }
+}
+
 /// The leg of `side` of `c`, where it has one.
 fn leg_of(c: &Call, side: Side) -> Option<&Leg> {
     match (side, &c.state) {
@@ -2745,6 +3009,23 @@ fn write_leg_request(
     contact: &[u8],
     body: Option<(&str, &[u8])>,
 ) {
+    write_leg_request_with(out, leg, method, cseq, (transport, advertise), branch, contact, &[], body);
+}
+
+/// [`write_leg_request`] with `extra` headers (a relayed request's
+/// `Info-Package`, for instance).
+#[allow(clippy::too_many_arguments)]
+fn write_leg_request_with(
+    out: &mut Vec<u8>,
+    leg: &Leg,
+    method: &str,
+    cseq: u32,
+    (transport, advertise): (Transport, &str),
+    branch: &[u8],
+    contact: &[u8],
+    extra: &[(&str, &[u8])],
+    body: Option<(&str, &[u8])>,
+) {
     request_head(out, method, &leg.remote_target, transport, advertise, branch);
     for r in &leg.route_set {
         header(out, "Route", r);
@@ -2759,9 +3040,12 @@ fn write_leg_request(
     let mut cs = Vec::with_capacity(16);
     let _ = std::io::Write::write_fmt(&mut cs, format_args!("{cseq} {method}"));
     header(out, "CSeq", &cs);
-    if method == "INVITE" {
+    if method == "INVITE" || method == "UPDATE" {
         header(out, "Contact", contact);
         header(out, "Allow", ALLOW);
+    }
+    for (name, value) in extra {
+        header(out, name, value);
     }
     let (ctype, body) = body.unwrap_or(("", b""));
     finish(out, ctype, body);

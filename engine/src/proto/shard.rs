@@ -1443,14 +1443,13 @@ impl Shard {
             x.remote_target = target;
         }
         let mut body = Vec::new();
-        let ctype: &str;
-        if sdp::is_sdp(msg.body()) {
+        let ctype = if sdp::is_sdp(msg.body()) {
             rewrite_for(&mut body, msg.body(), y, &host);
-            ctype = "application/sdp";
+            "application/sdp"
         } else {
             body.extend_from_slice(msg.body());
-            ctype = msg.content_type().and_then(|t| std::str::from_utf8(t).ok()).unwrap_or("application/octet-stream");
-        }
+            msg.content_type().and_then(|t| std::str::from_utf8(t).ok()).unwrap_or("application/octet-stream")
+        };
         y.local_cseq += 1;
         let cseq = y.local_cseq;
         let info_package = msg.header_raw(b"Info-Package").map(<[u8]>::to_vec);

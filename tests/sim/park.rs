@@ -666,3 +666,24 @@ fn self_park_without_a_parker_or_from_another_tenant_is_refused() {
     assert_eq!(sim.stat(|s| s.parked.get()), 1, "Carol's call is still parked");
     assert_eq!(sim.stat(|s| s.parks_rejected.get()), 2);
 }
+
+#[test]
+fn require_timer_is_refused_420() {
+    let mut sim = Sim::new(1, Config::default(), 19);
+    let o = sim.office(ACME);
+    let now = sim.now;
+    let extra = vec!["Require: timer".to_owned(), "Session-Expires: 1800".to_owned()];
+    let call = sim.phones[o.alice].invite(now, "sip:*68103@acme.example", &extra, true);
+    let txn = sim.phones[o.alice].calls[call].invite_txn.unwrap_or_default();
+    let r = sim.final_of(o.alice, txn, secs(5));
+    assert_eq!(r.code(), Some(420), "{r:?}");
+    assert_eq!(r.header("Unsupported").as_deref(), Some("timer"));
+    assert_eq!(sim.stat(|s| s.parked.get()), 0);
+    // Supported (not Required) timers are fine: no Session-Expires in the answer.
+    let extra = vec!["Supported: timer".to_owned(), "Session-Expires: 1800".to_owned()];
+    let call = sim.phones[o.dave].invite(now, "sip:*68103@acme.example", &extra, true);
+    let txn = sim.phones[o.dave].calls[call].invite_txn.unwrap_or_default();
+    let r = sim.final_of(o.dave, txn, secs(5));
+    assert_eq!(r.code(), Some(200), "{r:?}");
+    assert!(r.header("Session-Expires").is_none() && r.header("Require").is_none(), "{r:?}");
+}

@@ -757,6 +757,28 @@ impl Shard {
             self.reply_stateless(src, msg, 483, "Too Many Hops");
             return;
         }
+        // sipark supports no SIP extension a request may require (§8.2.2.3):
+        // not `timer` either (docs/decisions/0015-session-timers.md).
+        let mut unsupported: Vec<u8> = Vec::new();
+        for tag in msg.header_values(HeaderName::Require).flat_map(|v| v.split(|&b| b == b',')) {
+            let tag = tag.trim_ascii();
+            if !tag.is_empty() && unsupported.len() < 200 {
+                if !unsupported.is_empty() {
+                    unsupported.extend_from_slice(b", ");
+                }
+                unsupported.extend_from_slice(tag);
+            }
+        }
+        if !unsupported.is_empty() && method != Method::Cancel {
+            let tag = self.new_tag();
+            let mut out = self.buf();
+            if response_head(&mut out, msg, src.addr, 420, "Bad Extension", Some(&tag)) {
+                header(&mut out, "Unsupported", &unsupported);
+                finish(&mut out, "", b"");
+                self.push(src, out);
+            }
+            return;
+        }
         if self.live_transactions() >= self.cfg.limits.max_transactions {
             self.stats.overload_rejects.inc();
             let tag = self.new_tag();

@@ -687,3 +687,40 @@ fn require_timer_is_refused_420() {
     assert_eq!(r.code(), Some(200), "{r:?}");
     assert!(r.header("Session-Expires").is_none() && r.header("Require").is_none(), "{r:?}");
 }
+
+#[test]
+fn invite_with_replaces_retrieves_the_named_parked_call() {
+    let mut sim = Sim::new(2, Config::default(), 20);
+    let o = sim.office(ACME);
+    let first = sim.park_by_bob(&o, o.alice);
+    let second = sim.park_by_bob(&o, o.dave);
+    let d = sim.phones[o.dave].calls[second].clone();
+    let sipark_tag = d.remote_tag.clone().unwrap_or_default();
+    let replaces = format!("Replaces: {};to-tag={sipark_tag};from-tag={}", d.call_id, d.local_tag);
+    // Another tenant's phone naming the call: refused, nothing touched.
+    let b = sim.add_phone("104", BETA, None);
+    let now = sim.now;
+    let call = sim.phones[b].invite(now, "sip:*88103@beta.example", std::slice::from_ref(&replaces), true);
+    let txn = sim.phones[b].calls[call].invite_txn.unwrap_or_default();
+    assert_eq!(sim.final_of(b, txn, secs(5)).code(), Some(403));
+    // Unknown dialog: 481.
+    let now = sim.now;
+    let bad = vec![format!("Replaces: {};to-tag=nope;from-tag={}", d.call_id, d.local_tag)];
+    let call = sim.phones[o.carol].invite(now, "sip:*88103@acme.example", &bad, true);
+    let txn = sim.phones[o.carol].calls[call].invite_txn.unwrap_or_default();
+    assert_eq!(sim.final_of(o.carol, txn, secs(5)).code(), Some(481));
+    // The right dialog: Dave's call (not the oldest) is retrieved.
+    let now = sim.now;
+    let call = sim.phones[o.carol].invite(now, "sip:*88103@acme.example", std::slice::from_ref(&replaces), true);
+    let txn = sim.phones[o.carol].calls[call].invite_txn.unwrap_or_default();
+    let ok = sim.final_of(o.carol, txn, secs(5));
+    assert_eq!(ok.code(), Some(200), "{ok:?}");
+    assert_media_of(&sim, &ok.body(), o.dave, "Replaces names Dave's call");
+    assert!(sim.phones[o.alice].calls[first].reinvites.is_empty(), "Alice stays parked");
+    assert_eq!(sim.stat(|s| s.parked.get()), 1);
+    // The same dialog again: bridged now, so 486.
+    let now = sim.now;
+    let call = sim.phones[o.bob[0]].invite(now, "sip:*88103@acme.example", &[replaces], true);
+    let txn = sim.phones[o.bob[0]].calls[call].invite_txn.unwrap_or_default();
+    assert_eq!(sim.final_of(o.bob[0], txn, secs(5)).code(), Some(486));
+}

@@ -239,6 +239,16 @@ pub fn write_dialog_info<'a>(
         let c = view.call;
         out.extend_from_slice(b"  <dialog id=\"");
         write_token(out, c.id);
+        // The parked leg's dialog as sipark holds it, so that a BLF
+        // pickup can name it in `Replaces` (to-tag = local-tag).
+        out.extend_from_slice(b"\" call-id=\"");
+        xml_text(out, &c.a.call_id);
+        out.extend_from_slice(b"\" local-tag=\"");
+        xml_text(out, &c.a.local_tag);
+        if let Some(tag) = super::parse::NameAddr::parse(&c.a.remote).ok().and_then(|n| n.tag()) {
+            out.extend_from_slice(b"\" remote-tag=\"");
+            xml_text(out, tag);
+        }
         out.extend_from_slice(b"\" direction=\"recipient\">\n");
         match view.left {
             None => out.extend_from_slice(b"    <state>confirmed</state>\n"),
@@ -351,7 +361,7 @@ mod tests {
         let want = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"59857077\" state=\"full\" entity=\"sip:103@acme.example\">\n\
-             \x20 <dialog id=\"{t}\" direction=\"recipient\">\n\
+             \x20 <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"a1\" direction=\"recipient\">\n\
              \x20   <state>confirmed</state>\n\
              \x20   <referred-by display=\"Bob\">sip:102@acme.example</referred-by>\n\
              \x20   <local>\n\
@@ -391,7 +401,7 @@ mod tests {
         );
         let t = token(a.id);
         let departed = format!(
-            "  <dialog id=\"{t}\" direction=\"recipient\">\n\
+            "  <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"a1\" direction=\"recipient\">\n\
              \x20   <state event=\"replaced\">terminated</state>\n\
              \x20   <referred-by display=\"Bob\">sip:102@acme.example</referred-by>\n\
              \x20   <local>\n\
@@ -404,7 +414,7 @@ mod tests {
              </dialog-info>\n"
         );
         assert!(got.ends_with(&departed), "terminated dialog last, without targets:\n{got}");
-        let still = "  <dialog id=\"5\" direction=\"recipient\">\n    <state>confirmed</state>\n    <local>\n      \
+        let still = "  <dialog id=\"5\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"b\" direction=\"recipient\">\n    <state>confirmed</state>\n    <local>\n      \
                      <identity>sip:103@acme.example</identity>\n      \
                      <target uri=\"sip:*88103@acme.example;call=5\"/>\n    </local>\n    <remote>\n      \
                      <identity>sip:+15551230000@acme.example</identity>\n      \

@@ -868,6 +868,10 @@ impl Shard {
 
     fn on_invite(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, txn: u64) {
         let Some(ruri) = msg.request_uri().and_then(|u| Uri::parse(u).ok()) else { return };
+        if let Some(replaces) = msg.header_raw(b"Replaces") {
+            self.on_replaces(now, src, msg, txn, replaces);
+            return;
+        }
         let cfg = Arc::clone(&self.cfg);
         let Some(policy) = cfg.tenant(ruri.host) else {
             self.stats.parks_rejected.inc();
@@ -930,6 +934,64 @@ impl Shard {
             let token = ruri.param(b"call").flatten();
             self.on_retrieve(now, src, msg, txn, ruri.host, ext, token);
         }
+    }
+
+    /// An INVITE with `Replaces` (RFC 3891) naming a parked call's dialog
+    /// (Call-ID, sipark's tag as `to-tag`, the parked party's as
+    /// `from-tag`; the two tags are also accepted the other way round, as
+    /// some phones write them): it retrieves that call. The caller must be
+    /// of the parked call's tenant.
+    fn on_replaces(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, txn: u64, value: &[u8]) {
+        let mut parts = value.split(|&b| b == b';').map(<[u8]>::trim_ascii);
+        let call_id = parts.next().unwrap_or_default();
+        let (mut to_tag, mut from_tag, mut early_only) = (None, None, false);
+        for p in parts {
+            match p.iter().position(|&b| b == b'=') {
+                Some(i) if p[..i].trim_ascii().eq_ignore_ascii_case(b"to-tag") => to_tag = Some(p[i + 1..].trim_ascii()),
+                Some(i) if p[..i].trim_ascii().eq_ignore_ascii_case(b"from-tag") => {
+                    from_tag = Some(p[i + 1..].trim_ascii());
+                }
+                None if p.eq_ignore_ascii_case(b"early-only") => early_only = true,
+                _ => {}
+            }
+        }
+        let (Some(to_tag), Some(from_tag)) = (to_tag, from_tag) else {
+            self.reply(now, txn, msg, 400, "Bad Replaces header", None, &[], None);
+            return;
+        };
+        if call_id.is_empty() {
+            self.reply(now, txn, msg, 400, "Bad Replaces header", None, &[], None);
+            return;
+        }
+        let found = [(to_tag, from_tag), (from_tag, to_tag)].into_iter().find_map(|(ours, theirs)| {
+            let (call, side) = self.find_dialog(call_id, ours)?;
+            let c = self.calls.get(&call)?;
+            let remote_tag = NameAddr::parse(&c.a.remote).ok()?.tag()?;
+            (side == Side::A && remote_tag == theirs).then_some(call)
+        });
+        let Some(call) = found else {
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 481, "Call/Transaction Does Not Exist", None, &[], None);
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else { return };
+        if early_only || !matches!(c.state, CallState::Parked | CallState::Recalling { .. }) {
+            // Confirmed and no longer (or not yet) waiting in the park.
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 486, "Busy Here", None, &[], None);
+            return;
+        }
+        let Some(e) = self.exts.get(&c.ext) else { return };
+        let (tenant, ext) = (e.tenant.clone(), e.ext.clone());
+        let same_tenant = msg.from_hdr().is_ok_and(|f| f.uri.host.eq_ignore_ascii_case(tenant.as_bytes()));
+        if !same_tenant || self.cfg.tenant(tenant.as_bytes()).is_none() {
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
+            return;
+        }
+        let mut token = Vec::with_capacity(13);
+        write_token(&mut token, call);
+        self.on_retrieve(now, src, msg, txn, tenant.as_bytes(), ext.as_bytes(), Some(&token));
     }
 
     /// `*58`: parks on the first member of the parker's park group that

@@ -947,7 +947,9 @@ impl Shard {
         let (mut to_tag, mut from_tag, mut early_only) = (None, None, false);
         for p in parts {
             match p.iter().position(|&b| b == b'=') {
-                Some(i) if p[..i].trim_ascii().eq_ignore_ascii_case(b"to-tag") => to_tag = Some(p[i + 1..].trim_ascii()),
+                Some(i) if p[..i].trim_ascii().eq_ignore_ascii_case(b"to-tag") => {
+                    to_tag = Some(p[i + 1..].trim_ascii())
+                }
                 Some(i) if p[..i].trim_ascii().eq_ignore_ascii_case(b"from-tag") => {
                     from_tag = Some(p[i + 1..].trim_ascii());
                 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use sipark::bpf::{self, XdpConfig, XdpMode};
+use sipark::io::stream::{self, StreamLimits, StreamOptions, TlsListen};
 use sipark::io::{Engine, IoChoice, IoOptions, SteerChoice, signal};
 use sipark::proto::config::{self, Cidr, Config, DatapathPolicy, Limits, RateLimit, TenantMode, TenantPolicy, Timers};
 use tracing::{error, info, warn};
@@ -56,13 +57,48 @@ enum LogFormat {
 }
 
 /// SIP call-park engine: park with a feature code, park-info NOTIFY,
-/// retrieve by 3PCC. UDP only.
+/// retrieve by 3PCC. UDP, TCP and TLS.
 #[derive(Debug, Parser)]
 #[command(name = "sipark", version, about)]
 struct Args {
-    /// UDP address to listen on.
+    /// UDP address to listen on (TCP listens on the same address).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5060")]
     listen: SocketAddr,
+    /// Do not listen for SIP over TCP.
+    #[arg(long)]
+    no_tcp: bool,
+    /// Listen for SIP over TLS on this address (needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Host[:port] written into Via and Contact for TLS (default: the TLS
+    /// listen address, or the advertise host with the TLS port).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    tls_advertise: Option<String>,
+    /// CA certificates (PEM) to verify peers with when sipark must open a
+    /// TLS connection itself; without it such messages are dropped.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Most open TCP/TLS connections; past it new ones are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Close a TCP/TLS connection after this many seconds without traffic.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    tcp_idle_timeout: u64,
+    /// Largest SIP message accepted on TCP/TLS (headers and body), bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_535)]
+    max_message_size: usize,
+    /// Bytes queued for one TCP/TLS connection; past it the connection is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    max_write_backlog: usize,
+    /// Seconds a TLS handshake (or an outbound TCP connect) may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    tls_handshake_timeout: u64,
     /// Host[:port] written into Via and Contact (default: the listen address).
     #[arg(long, value_name = "HOST[:PORT]")]
     advertise: Option<String>,
@@ -164,6 +200,7 @@ fn check_fac(flag: &str, v: &str) -> Result<(), String> {
 /// Everything derived from the flags before any socket is bound.
 struct Plan {
     io: IoOptions,
+    streams: StreamOptions,
     xdp_desc: String,
     defaults: TenantPolicy,
     tenants: TenantMode,
@@ -209,11 +246,8 @@ fn plan(args: &Args) -> Result<Plan, String> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| u16::try_from(n.get().min(1024)).unwrap_or(1)),
     };
-    if let Some(a) = &args.advertise
-        && (a.is_empty()
-            || a.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>;,\"@".contains(&b)))
-    {
-        return Err(format!("--advertise {a:?} is not a host[:port]"));
+    if let Some(a) = &args.advertise {
+        check_advertise("--advertise", a)?;
     }
     let cli_defaults = TenantPolicy {
         park_timeout: Duration::from_secs(args.park_timeout),
@@ -233,6 +267,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
             (t.defaults, t.mode, desc, t.datapath)
         }
     };
+    let streams = stream_options(args)?;
     let xdp = xdp_config(args, &tenants, datapath)?;
     let xdp_desc = xdp.as_ref().map_or_else(|| "off".to_owned(), |x| x.ifaces.join(","));
     let io = IoOptions {
@@ -253,7 +288,66 @@ fn plan(args: &Args) -> Result<Plan, String> {
         },
         xdp,
     };
-    Ok(Plan { io, xdp_desc, defaults, tenants, tenants_desc })
+    Ok(Plan { io, streams, xdp_desc, defaults, tenants, tenants_desc })
+}
+
+/// TCP and TLS settings from the flags (reads the certificate files).
+fn stream_options(args: &Args) -> Result<StreamOptions, String> {
+    if args.max_connections == 0 || args.max_connections > 1_000_000 {
+        return Err("--max-connections must be 1..=1000000".into());
+    }
+    if args.tcp_idle_timeout == 0 || args.tcp_idle_timeout > 86_400 {
+        return Err("--tcp-idle-timeout must be 1..=86400 seconds".into());
+    }
+    if args.max_message_size < 1024 || args.max_message_size > 1 << 20 {
+        return Err("--max-message-size must be 1024..=1048576 bytes".into());
+    }
+    if args.max_write_backlog < args.max_message_size || args.max_write_backlog > 64 << 20 {
+        return Err("--max-write-backlog must be at least --max-message-size and at most 64 MiB".into());
+    }
+    if args.tls_handshake_timeout == 0 || args.tls_handshake_timeout > 300 {
+        return Err("--tls-handshake-timeout must be 1..=300 seconds".into());
+    }
+    let tls = match (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+        (None, None, None) => {
+            if args.tls_advertise.is_some() {
+                return Err("--tls-advertise needs --tls-listen".into());
+            }
+            None
+        }
+        (Some(listen), Some(cert), Some(key)) => {
+            if let Some(a) = &args.tls_advertise {
+                check_advertise("--tls-advertise", a)?;
+            }
+            let cert = stream::load_cert(None, cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+            Some(TlsListen { listen: *listen, advertise: args.tls_advertise.clone(), certs: vec![cert] })
+        }
+        _ => return Err("--tls-listen, --tls-cert and --tls-key go together".into()),
+    };
+    let tls_client_roots = match &args.tls_ca {
+        Some(path) => Some(stream::load_roots(path).map_err(|e| format!("--tls-ca: {e}"))?),
+        None => None,
+    };
+    Ok(StreamOptions {
+        tcp: !args.no_tcp,
+        tls,
+        tls_client_roots,
+        limits: StreamLimits {
+            max_connections: args.max_connections,
+            idle_timeout: Duration::from_secs(args.tcp_idle_timeout),
+            max_message: args.max_message_size,
+            max_backlog: args.max_write_backlog,
+            handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+        },
+    })
+}
+
+/// A `host[:port]` fit for Via and Contact.
+fn check_advertise(flag: &str, a: &str) -> Result<(), String> {
+    if a.is_empty() || a.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>;,\"@".contains(&b)) {
+        return Err(format!("{flag} {a:?} is not a host[:port]"));
+    }
+    Ok(())
 }
 
 /// The XDP program's settings from the flags and the tenants file; `None`
@@ -345,7 +439,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let mut advertise = String::new();
-    let engine = match Engine::start(&plan.io, |bound| {
+    let engine = match Engine::start_with(&plan.io, &plan.streams, |bound| {
         let cfg = build_config(&args, &plan, bound);
         advertise.clone_from(&cfg.advertise);
         cfg
@@ -366,6 +460,9 @@ fn main() -> ExitCode {
         xdp = %plan.xdp_desc,
         tenants = %plan.tenants_desc,
         metrics = %engine.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        tcp = %engine.tcp_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        tls = %engine.tls_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        advertise_tls = engine.advertise_tls().unwrap_or("-"),
         "sipark started"
     );
 

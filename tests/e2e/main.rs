@@ -7,6 +7,7 @@
 mod harness;
 mod kamailio;
 mod sip;
+mod stream;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

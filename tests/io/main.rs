@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::route::shard_of;
 
+mod stream;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sipark");
 const GRACE_SECS: u64 = 2;
 

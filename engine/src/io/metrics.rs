@@ -22,6 +22,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tracing::{debug, warn};
 
+use super::stream::{CloseReason, DropReason, StreamStats};
 use crate::proto::stats::{Kind, ShardStats};
 
 /// Largest request head accepted.
@@ -163,14 +164,82 @@ impl Collector for DatapathCollector {
     }
 }
 
-/// A registry named `sipark` holding the shard and data-path collectors.
+/// The stream transports' figures (one stream thread: no `worker` label).
+#[derive(Debug)]
+pub struct StreamCollector {
+    pub stats: Arc<StreamStats>,
+}
+
+impl Collector for StreamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let by_transport: [(&str, &str, &[std::sync::atomic::AtomicU64; 2]); 4] = [
+            ("stream_accepted", "TCP/TLS connections accepted", &s.accepted),
+            ("stream_opened", "TCP/TLS connections sipark opened to a peer", &s.opened),
+            ("stream_messages_in", "Messages framed out of TCP/TLS connections and handed to a worker", &s.messages_in),
+            ("stream_messages_out", "Messages queued on a TCP/TLS connection", &s.messages_out),
+        ];
+        {
+            let mut m =
+                encoder.encode_descriptor("stream_connections", "Open TCP/TLS connections", None, MetricType::Gauge)?;
+            for (t, v) in ["tcp", "tls"].iter().zip(&s.connections) {
+                let v = i64::try_from(load(v)).unwrap_or(i64::MAX);
+                m.encode_family(&[("transport", *t)])?.encode_gauge(&v)?;
+            }
+        }
+        for (name, help, values) in by_transport {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (t, v) in ["tcp", "tls"].iter().zip(values) {
+                m.encode_family(&[("transport", *t)])?.encode_counter::<NoLabelSet, _, u64>(&load(v), None)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "stream_closed",
+                "TCP/TLS connections closed, by reason (limit: refused past --max-connections)",
+                None,
+                MetricType::Counter,
+            )?;
+            for r in CloseReason::ALL {
+                m.encode_family(&[("reason", r.label())])?.encode_counter::<NoLabelSet, _, u64>(&s.closed(r), None)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "stream_dropped",
+                "TCP/TLS messages dropped, by reason",
+                None,
+                MetricType::Counter,
+            )?;
+            for r in DropReason::ALL {
+                m.encode_family(&[("reason", r.label())])?.encode_counter::<NoLabelSet, _, u64>(&s.dropped(r), None)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "stream_pings",
+            "CRLFCRLF keep-alives answered with CRLF (RFC 5626)",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_counter::<NoLabelSet, _, u64>(&load(&s.pings), None)?;
+        Ok(())
+    }
+}
+
+/// A registry named `sipark` holding the shard, stream and data-path
+/// collectors.
 pub fn registry(
     stats: Vec<Arc<ShardStats>>,
+    stream: Option<Arc<StreamStats>>,
     xdp: Option<crate::bpf::XdpStats>,
     steer: Option<crate::bpf::SteerStats>,
 ) -> Registry {
     let mut r = Registry::with_prefix("sipark");
     r.register_collector(Box::new(ShardCollector::new(stats.clone())));
+    if let Some(stats) = stream {
+        r.register_collector(Box::new(StreamCollector { stats }));
+    }
     r.register_collector(Box::new(DatapathCollector { stats, xdp, steer }));
     r
 }
@@ -311,7 +380,7 @@ mod tests {
         b.parked.set(2);
         a.datagrams_in.add(10);
         b.datagrams_in.add(4);
-        let text = render(&registry(vec![a, b], None, None));
+        let text = render(&registry(vec![a, b], None, None, None));
         for line in [
             "# TYPE sipark_handoffs_out counter",
             "sipark_handoffs_out_total{worker=\"0\"} 3",
@@ -335,6 +404,31 @@ mod tests {
     }
 
     #[test]
+    fn stream_series_by_transport_and_reason() {
+        let s = Arc::new(StreamStats::default());
+        s.connections[1].store(3, Ordering::Relaxed);
+        s.accepted[0].store(7, Ordering::Relaxed);
+        s.closed[CloseReason::ALL.iter().position(|r| *r == CloseReason::Oversize).unwrap_or(0)]
+            .store(2, Ordering::Relaxed);
+        s.dropped[0].store(5, Ordering::Relaxed);
+        let text = render(&registry(vec![Arc::new(ShardStats::default())], Some(s), None, None));
+        for line in [
+            "# TYPE sipark_stream_connections gauge",
+            "sipark_stream_connections{transport=\"tls\"} 3",
+            "sipark_stream_connections{transport=\"tcp\"} 0",
+            "sipark_stream_accepted_total{transport=\"tcp\"} 7",
+            "sipark_stream_closed_total{reason=\"oversize\"} 2",
+            "sipark_stream_closed_total{reason=\"idle\"} 0",
+            "sipark_stream_dropped_total{reason=\"inbox_full\"} 5",
+            "sipark_stream_pings_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
+        let none = render(&registry(vec![Arc::new(ShardStats::default())], None, None, None));
+        assert!(!none.contains("sipark_stream_"), "no stream series without the stream thread:\n{none}");
+    }
+
+    #[test]
     fn http_server_answers_and_stops() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -343,7 +437,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let t = {
             let stop = stop.clone();
-            let reg = registry(vec![stats], None, None);
+            let reg = registry(vec![stats], None, None, None);
             std::thread::spawn(move || serve(listener, reg, stop))
         };
         let get = |req: &str| -> String {

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::uring::{read_sockaddr, write_sockaddr};
 use super::worker::{Core, Io, Waker, eventfd_clear, new_eventfd};
+use crate::proto::msg::Transport;
 use crate::proto::shard::Transmit;
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
@@ -212,6 +213,7 @@ impl MmsgIo {
         loop {
             while self.pending.len() < MAX_PENDING {
                 match core.shard.poll_transmit() {
+                    Some(t) if t.transport != Transport::Udp => core.send_stream(t),
                     Some(t) => self.pending.push_back(t),
                     None => break,
                 }

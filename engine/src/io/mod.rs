@@ -10,10 +10,15 @@
 //! multishot `RECVMSG`; see [`uring`] for each operation's kernel) or
 //! `recvmmsg`/`sendmmsg` ([`mmsg`]). `auto` probes io_uring once at start
 //! and falls back to mmsg with one log line.
+//!
+//! TCP and TLS ([`stream`]) are served by one more thread, which owns every
+//! connection and hands framed messages to the owning worker's inbox;
+//! workers give it their TCP/TLS transmits through a queue.
 
 pub mod metrics;
 pub mod mmsg;
 pub mod signal;
+pub mod stream;
 pub mod uring;
 pub mod uring_worker;
 pub mod worker;
@@ -32,6 +37,7 @@ use tracing::{debug, warn};
 use crate::proto::config::Config;
 use crate::proto::shard::WallClock;
 use crate::proto::stats::ShardStats;
+use stream::{StreamOptions, StreamQueue};
 use uring::UD_WAKE;
 use worker::{Backend, INBOX_CAPACITY, Inbox, Peers, Waker, WorkerInit};
 
@@ -108,6 +114,9 @@ pub enum StartError {
     /// The metrics listener could not be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     Metrics { addr: SocketAddr, source: io::Error },
+    /// A TCP or TLS listener could not be set up.
+    #[error("cannot listen on {addr}: {cause}")]
+    Stream { addr: SocketAddr, cause: String },
     /// A thread could not be started, or a worker vanished during start-up.
     #[error("cannot start worker threads: {0}")]
     Thread(String),
@@ -123,6 +132,11 @@ pub struct Engine {
     stats: Vec<Arc<ShardStats>>,
     workers: Vec<JoinHandle<Result<(), String>>>,
     metrics: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
+    /// The stream thread and its queue.
+    stream: Option<(JoinHandle<()>, Arc<StreamQueue>)>,
+    tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    advertise_tls: Option<String>,
     /// Detached when dropped, after the workers have stopped.
     xdp: Option<crate::bpf::Xdp>,
     steering: Option<crate::bpf::Steering>,
@@ -162,8 +176,20 @@ fn check_buffers(s: &UdpSocket) {
 impl Engine {
     /// Binds the sockets, starts the workers (and metrics), and returns
     /// once every worker's ring is up. `make_config` gets the bound address
-    /// (its port is the real one when `opts.listen` has port 0).
+    /// (its port is the real one when `opts.listen` has port 0). TCP listens
+    /// on the same address; TLS is off ([`Engine::start_with`] sets both).
     pub fn start(opts: &IoOptions, make_config: impl FnOnce(SocketAddr) -> Config) -> Result<Engine, StartError> {
+        Engine::start_with(opts, &StreamOptions::default(), make_config)
+    }
+
+    /// [`Engine::start`] with the stream transports as `streams` says.
+    /// With TLS on, `Config.advertise_tls` is set here from the bound TLS
+    /// address (see [`stream::TlsListen::advertise`]).
+    pub fn start_with(
+        opts: &IoOptions,
+        streams: &StreamOptions,
+        make_config: impl FnOnce(SocketAddr) -> Config,
+    ) -> Result<Engine, StartError> {
         let n = opts.workers;
         if n == 0 {
             return Err(StartError::Options("--workers must be at least 1".into()));
@@ -219,7 +245,28 @@ impl Engine {
                 }
             },
         };
-        let cfg = Arc::new(make_config(local_addr));
+        let listeners = if streams.enabled() {
+            Some(stream::bind(streams, local_addr).map_err(|(addr, cause)| StartError::Stream { addr, cause })?)
+        } else {
+            None
+        };
+        let tcp_addr = listeners.as_ref().and_then(stream::Listeners::tcp_addr);
+        let tls_addr = listeners.as_ref().and_then(stream::Listeners::tls_addr);
+        let mut cfg = make_config(local_addr);
+        let advertise_tls = tls_addr.map(|bound| {
+            let given = streams.tls.as_ref().and_then(|t| t.advertise.as_deref());
+            tls_advertise(given, bound, &cfg.advertise)
+        });
+        if let Some(a) = &advertise_tls {
+            cfg.advertise_tls.clone_from(a);
+        }
+        let queue = match &listeners {
+            Some(_) => Some(Arc::new(
+                StreamQueue::new().map_err(|e| StartError::Thread(format!("stream queue eventfd: {e}")))?,
+            )),
+            None => None,
+        };
+        let cfg = Arc::new(cfg);
         let wall =
             WallClock { at: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() };
         let cpus = if opts.pin { worker::allowed_cpus() } else { Vec::new() };
@@ -296,7 +343,19 @@ impl Engine {
             stop: AtomicBool::new(false),
             inboxes: (0..n).map(|_| Inbox::new(INBOX_CAPACITY)).collect(),
             wakers: ready.into_iter().map(|r| r.waker).collect(),
+            stream: queue.clone(),
         });
+        let mut stream_thread = None;
+        if let (Some(listeners), Some(queue)) = (listeners, queue.clone()) {
+            let init = stream::StreamInit { listeners, limits: streams.limits, peers: peers.clone(), queue, n };
+            match std::thread::Builder::new().name("sipark-stream".into()).spawn(move || stream::run(init)) {
+                Ok(h) => stream_thread = Some(h),
+                Err(e) => {
+                    abort(gos, handles);
+                    return Err(StartError::Thread(format!("stream thread: {e}")));
+                }
+            }
+        }
         for go in &gos {
             // A worker that already exited shows up at join.
             let _ = go.send(Some(peers.clone()));
@@ -309,6 +368,7 @@ impl Engine {
             let stop = Arc::new(AtomicBool::new(false));
             let registry = metrics::registry(
                 stats.clone(),
+                queue.as_ref().map(|q| q.stats.clone()),
                 xdp.as_ref().map(crate::bpf::Xdp::stats),
                 steering.as_ref().map(crate::bpf::Steering::stats),
             );
@@ -322,7 +382,22 @@ impl Engine {
             }
         }
 
-        Ok(Engine { local_addr, metrics_addr, io_mode, peers, stats, workers: handles, metrics, xdp, steering })
+        let stream = stream_thread.zip(queue);
+        Ok(Engine {
+            local_addr,
+            metrics_addr,
+            io_mode,
+            peers,
+            stats,
+            workers: handles,
+            metrics,
+            stream,
+            tcp_addr,
+            tls_addr,
+            advertise_tls,
+            xdp,
+            steering,
+        })
     }
 
     /// Whether the sk_reuseport program steers datagrams.
@@ -338,6 +413,26 @@ impl Engine {
     /// The address the workers are bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TCP listener's address, if TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The TLS listener's address, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The `host:port` advertised for TLS, if TLS is on.
+    pub fn advertise_tls(&self) -> Option<&str> {
+        self.advertise_tls.as_deref()
+    }
+
+    /// The stream transports' counters, if the stream thread runs.
+    pub fn stream_stats(&self) -> Option<&Arc<stream::StreamStats>> {
+        self.stream.as_ref().map(|(_, q)| &q.stats)
     }
 
     /// The metrics endpoint's address, if serving.
@@ -377,6 +472,11 @@ impl Engine {
         if let Err(e) = wake_all(&self.peers) {
             debug!(error = %e, "cannot wake workers with MsgRing; they notice within 500 ms");
         }
+        // The stream thread stops accepting; it closes its connections
+        // once the workers are gone (in `join`).
+        if let Some((_, q)) = &self.stream {
+            q.wake();
+        }
     }
 
     /// Waits for every worker (after [`Engine::shutdown`], or until they
@@ -399,6 +499,13 @@ impl Engine {
                 result = Err(e);
             }
         }
+        // The workers are gone: nothing more to send on the connections.
+        if let Some((h, q)) = self.stream.take() {
+            q.stop();
+            if h.join().is_err() && result.is_ok() {
+                result = Err("the stream thread panicked".to_owned());
+            }
+        }
         if let Some((h, stop)) = self.metrics.take() {
             stop.store(true, Ordering::Release);
             let _ = h.join();
@@ -409,10 +516,27 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if !self.workers.is_empty() || self.metrics.is_some() {
+        if !self.workers.is_empty() || self.metrics.is_some() || self.stream.is_some() {
             self.shutdown();
             let _ = self.join_all();
         }
+    }
+}
+
+/// The TLS `host:port` for Via and Contact: as given (with the bound port
+/// when it has none), else the bound address, or, when that is unspecified
+/// (0.0.0.0), the UDP advertise host with the TLS port.
+fn tls_advertise(given: Option<&str>, bound: SocketAddr, udp_advertise: &str) -> String {
+    match given {
+        Some(a) => crate::proto::config::advertise_for(bound, Some(a)),
+        None if bound.ip().is_unspecified() => {
+            let host = match udp_advertise.strip_prefix('[') {
+                Some(rest) => rest.split_once(']').map_or(udp_advertise, |(h, _)| h),
+                None => udp_advertise.rsplit_once(':').map_or(udp_advertise, |(h, _)| h),
+            };
+            if host.contains(':') { format!("[{host}]:{}", bound.port()) } else { format!("{host}:{}", bound.port()) }
+        }
+        None => bound.to_string(),
     }
 }
 

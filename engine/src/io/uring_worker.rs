@@ -16,6 +16,7 @@ use super::uring::{
     BufRing, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring, read_sockaddr,
 };
 use super::worker::{Core, Io, Waker};
+use crate::proto::msg::Transport;
 
 /// Submission queue entries per worker ring (more than the send slab plus
 /// one wake per peer, so one turn never fills it).
@@ -310,6 +311,10 @@ impl UringIo {
             let Some(t) = core.shard.poll_transmit() else {
                 return Ok(());
             };
+            if t.transport != Transport::Udp {
+                core.send_stream(t);
+                continue;
+            }
             let (slot, hdr) = match self.slab.prepare(t.dst, t.payload) {
                 Ok(x) => x,
                 Err(payload) => {

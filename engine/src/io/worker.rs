@@ -15,7 +15,8 @@
 //!    to the shard or, when another shard owns it ([`route::owner`]),
 //!    copies it into the owner's inbox and marks the owner for a wake-up;
 //! 3. [`Core::drain_inbox`]; 4. [`Core::run_timers`];
-//! 5. send what `shard.poll_transmit()` yields; 6. send the wake-ups;
+//! 5. send what `shard.poll_transmit()` yields (TCP/TLS transmits go to the
+//!    stream thread, [`Core::send_stream`]); 6. send the wake-ups;
 //! 7. [`Core::should_exit`], then wait for I/O or [`Core::wait_time`].
 //!
 //! No lock is taken on the datagram path; the start-up hand-shake uses
@@ -32,9 +33,10 @@ use crossbeam_queue::ArrayQueue;
 use tracing::{debug, info, warn};
 
 use crate::proto::config::Config;
+use crate::proto::msg::{Peer, Transport};
 use crate::proto::parse::SipMessage;
 use crate::proto::route::{self, Owner};
-use crate::proto::shard::{Shard, WallClock};
+use crate::proto::shard::{Shard, Transmit, WallClock};
 use crate::proto::stats::ShardStats;
 
 /// Hand-offs waiting in one worker's inbox; past it they are dropped.
@@ -53,10 +55,13 @@ pub enum Backend {
     Mmsg,
 }
 
-/// A datagram received by one worker and owned by another's shard.
+/// A message for a worker's shard received elsewhere: a datagram received
+/// by another worker, or a message the stream thread framed out of a TCP or
+/// TLS connection (`transport` says which; `src` is the peer's address).
 #[derive(Debug)]
 pub struct Handoff {
     pub src: SocketAddr,
+    pub transport: Transport,
     pub data: Box<[u8]>,
 }
 
@@ -139,6 +144,8 @@ pub struct Peers {
     /// How to wake worker `i`. The fds are duplicates that stay open until
     /// the last worker is gone, so a late wake never lands on a reused fd.
     pub wakers: Box<[Waker]>,
+    /// The stream thread's queue (TCP/TLS transmits), if it runs.
+    pub stream: Option<Arc<super::stream::StreamQueue>>,
 }
 
 /// What a worker reports once its backend and shard exist.
@@ -305,7 +312,7 @@ impl Core {
                     shard.handle_message(now, src, &msg);
                     return;
                 };
-                match inbox.queue.push(Handoff { src, data: data.into() }) {
+                match inbox.queue.push(Handoff { src, transport: Transport::Udp, data: data.into() }) {
                     Ok(()) => {
                         stats.handoffs_out.inc();
                         if !inbox.notified.swap(true, Ordering::SeqCst) {
@@ -330,11 +337,26 @@ impl Core {
             let Some(h) = inbox.queue.pop() else {
                 return;
             };
-            stats.handoffs_in.inc();
-            shard.handle(now, h.src, &h.data);
+            if h.transport == Transport::Udp {
+                stats.handoffs_in.inc();
+            }
+            shard.handle_from(now, Peer { addr: h.src, transport: h.transport }, &h.data);
         }
         // Batch used up: more may be waiting.
         *busy = true;
+    }
+
+    /// Hands a TCP/TLS transmit to the stream thread, which owns the
+    /// connections (and from now on the buffer). Without a stream thread it
+    /// is dropped and counted as a send error.
+    pub fn send_stream(&self, t: Transmit) {
+        match &self.peers.stream {
+            Some(q) => q.send(t),
+            None => {
+                self.stats.send_errors.inc();
+                debug!(worker = self.id, dst = %t.dst, transport = t.transport.via_token(), "no stream transport: dropped");
+            }
+        }
     }
 
     /// Runs due timers, and starts the shutdown once it is asked for.

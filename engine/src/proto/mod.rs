@@ -4,6 +4,8 @@
 //! datagrams and `now` come in as arguments, and work comes out through
 //! `poll_transmit` / `poll_timeout` (see [`shard::Shard`]).
 
+pub mod auth;
+pub mod bodies;
 pub mod config;
 pub mod msg;
 pub mod park;
@@ -12,5 +14,6 @@ pub mod route;
 pub mod sdp;
 pub mod shard;
 pub mod stats;
+pub mod stream;
 pub mod timers;
 pub mod txn;

@@ -1,0 +1,1437 @@
+//! The stream front: one thread that owns every TCP and TLS connection
+//! (RFC 3261 §18), in an `epoll` loop (level-triggered, through libc).
+//!
+//! * Listeners: TCP on the UDP listen address (same port), TLS on its own
+//!   address; both non-blocking. Past `max_connections` an accepted socket
+//!   is closed at once and counted.
+//! * Each connection has a [`Framer`] (`proto::stream`); every framed
+//!   message is parsed once to find its owner ([`route::owner`]) and copied
+//!   into that worker's inbox as a [`Handoff`] with its transport, the way
+//!   workers hand datagrams to each other; the owner is woken with an
+//!   eventfd write (mmsg workers) or a `MsgRingData` from this thread's
+//!   small ring (io_uring workers). CRLFCRLF keep-alives get a CRLF back.
+//! * Workers put every [`Transmit`] whose transport is not UDP on
+//!   [`StreamQueue`] (lock-free, bounded) and wake this thread's eventfd.
+//!   The connection to `(dst, transport)` is reused when there is one (it
+//!   is keyed by the peer's address, so responses and in-dialog requests go
+//!   back on the connection the peer opened); otherwise a TCP connection is
+//!   opened (non-blocking connect, messages queued until it completes), and
+//!   a TLS one only when a CA file was given (`--tls-ca`; the server name
+//!   is the IP address); without it the message is dropped and counted.
+//! * Limits: per-connection write backlog (past it the connection is
+//!   closed), idle timeout (no bytes either way), TLS handshake and TCP
+//!   connect timeout, message size (in the framer).
+//!
+//! See docs/decisions/0014-stream-transports.md for why this is one thread.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use hashbrown::HashMap;
+use io_uring::{IoUring, opcode, types};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
+use tracing::{debug, info, warn};
+
+use super::uring::UD_WAKE;
+use super::worker::{Handoff, Peers, Waker, eventfd_add, eventfd_clear, new_eventfd};
+use crate::proto::msg::Transport;
+use crate::proto::parse::SipMessage;
+use crate::proto::route::{self, Owner};
+use crate::proto::shard::Transmit;
+use crate::proto::stream::{Frame, FrameError, Framer, PONG};
+
+/// Transmits waiting for the stream thread; past it workers drop them.
+pub const QUEUE_CAPACITY: usize = 16384;
+/// Transmits taken from the queue per loop turn.
+const QUEUE_BATCH: usize = 4096;
+/// Bytes asked of each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads per readiness event before other connections get their turn.
+const READS_PER_EVENT: usize = 8;
+/// Accepts per readiness event.
+const ACCEPTS_PER_EVENT: usize = 64;
+/// epoll events taken per wait.
+const EVENTS: usize = 256;
+/// Longest wait, so that a lost wake-up costs at most this.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// How long the listeners rest after the process ran out of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At most one warning of each kind per this interval.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Buffers handed to `writev` at once.
+const WRITEV_MAX: usize = 16;
+
+const TOKEN_WAKE: u64 = 0;
+const TOKEN_TCP: u64 = 1;
+const TOKEN_TLS: u64 = 2;
+const TOKEN_CONN_BASE: u64 = 16;
+
+/// Limits on stream connections.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Open connections (inbound and outbound together).
+    pub max_connections: usize,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest message, header section and body together.
+    pub max_message: usize,
+    /// Bytes queued for one connection and not yet written; past it the
+    /// connection is closed.
+    pub max_backlog: usize,
+    /// Longest TLS handshake, and longest outbound TCP connect.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> StreamLimits {
+        StreamLimits {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(1800),
+            max_message: crate::proto::stream::DEFAULT_MAX_MESSAGE,
+            max_backlog: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One certificate the TLS listener can present: for the SNI name
+/// `domain`, or the default one (`None`).
+#[derive(Debug, Clone)]
+pub struct TlsCert {
+    /// Lowercase server name this certificate is chosen for.
+    pub domain: Option<String>,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// The TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    /// `host[:port]` for Via/Contact (`Config.advertise_tls`); default: the
+    /// bound TLS address, or the UDP advertise host with the TLS port when
+    /// listening on an unspecified address.
+    pub advertise: Option<String>,
+    /// Certificates by SNI name. The first `None` entry (else the first
+    /// entry) is the default. More can be added for tenants' domains.
+    pub certs: Vec<TlsCert>,
+}
+
+/// How to run the stream transports.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Listen for TCP on the UDP listen address.
+    pub tcp: bool,
+    pub tls: Option<TlsListen>,
+    /// Trust anchors for outbound TLS connections; without them sipark
+    /// opens none (a TLS message to a peer with no connection is dropped).
+    pub tls_client_roots: Option<Arc<RootCertStore>>,
+    pub limits: StreamLimits,
+}
+
+impl Default for StreamOptions {
+    /// TCP on, TLS off, default limits.
+    fn default() -> StreamOptions {
+        StreamOptions { tcp: true, tls: None, tls_client_roots: None, limits: StreamLimits::default() }
+    }
+}
+
+impl StreamOptions {
+    /// Whether any stream listener (or outbound TLS) is configured.
+    pub fn enabled(&self) -> bool {
+        self.tcp || self.tls.is_some() || self.tls_client_roots.is_some()
+    }
+}
+
+/// Reads a PEM certificate chain and private key into a signing key.
+pub fn load_cert(domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    cert_from_der(domain, chain, key_der).map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
+}
+
+/// A [`TlsCert`] from DER: checks that the key matches the certificate.
+pub fn cert_from_der(
+    domain: Option<String>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<TlsCert, String> {
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider.key_provider.load_private_key(key).map_err(|e| format!("private key: {e}"))?;
+    let ck = CertifiedKey::new(chain, signing);
+    match ck.keys_match() {
+        Ok(()) => {}
+        // Not every key type can tell; only a definite mismatch is refused.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => return Err(format!("key does not match the certificate: {e}")),
+    }
+    Ok(TlsCert { domain: domain.map(|d| d.to_ascii_lowercase()), key: Arc::new(ck) })
+}
+
+/// Reads trust anchors (PEM) for outbound TLS.
+pub fn load_roots(ca: &Path) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate", ca.display()));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// Chooses the certificate by SNI name; the default when there is no name
+/// or no certificate for it.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    fn new(certs: &[TlsCert]) -> Result<SniResolver, String> {
+        let default = certs
+            .iter()
+            .find(|c| c.domain.is_none())
+            .or_else(|| certs.first())
+            .ok_or("TLS needs at least one certificate")?
+            .key
+            .clone();
+        let mut by_name = HashMap::new();
+        for c in certs {
+            if let Some(d) = &c.domain {
+                by_name.entry(d.to_ascii_lowercase()).or_insert_with(|| c.key.clone());
+            }
+        }
+        Ok(SniResolver { default, by_name })
+    }
+
+    fn pick(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        name.and_then(|n| self.by_name.get(n.to_ascii_lowercase().as_str())).unwrap_or(&self.default).clone()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.pick(hello.server_name()))
+    }
+}
+
+/// The listener's rustls configuration (ring provider, TLS 1.2 and 1.3).
+pub fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, String> {
+    let resolver = SniResolver::new(certs)?;
+    let cfg = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    Ok(Arc::new(cfg))
+}
+
+/// The configuration of outbound TLS connections.
+pub fn client_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, String> {
+    let cfg = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Why a connection was closed (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed it.
+    Peer,
+    /// No traffic for the idle timeout.
+    Idle,
+    /// Accepted past `max_connections`.
+    Limit,
+    /// A socket or TLS error, or unframeable input.
+    Error,
+    /// A message over the size cap.
+    Oversize,
+    /// The write backlog passed its cap.
+    Backlog,
+    /// The TLS handshake or TCP connect took too long.
+    Handshake,
+    /// sipark stopped.
+    Shutdown,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 8] = [
+        CloseReason::Peer,
+        CloseReason::Idle,
+        CloseReason::Limit,
+        CloseReason::Error,
+        CloseReason::Oversize,
+        CloseReason::Backlog,
+        CloseReason::Handshake,
+        CloseReason::Shutdown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Peer => "peer",
+            CloseReason::Idle => "idle",
+            CloseReason::Limit => "limit",
+            CloseReason::Error => "error",
+            CloseReason::Oversize => "oversize",
+            CloseReason::Backlog => "backlog",
+            CloseReason::Handshake => "handshake",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a message was dropped (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Received, but the owner's inbox was full.
+    InboxFull,
+    /// From a worker, but the stream queue was full.
+    QueueFull,
+    /// TLS to a peer with no connection, and no `--tls-ca`.
+    NoTlsClient,
+    /// Queued on a connection that failed or closed before it was written,
+    /// or no connection could be opened.
+    Unsent,
+    /// No connection could be opened: `max_connections` reached.
+    Limit,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 5] =
+        [DropReason::InboxFull, DropReason::QueueFull, DropReason::NoTlsClient, DropReason::Unsent, DropReason::Limit];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::InboxFull => "inbox_full",
+            DropReason::QueueFull => "queue_full",
+            DropReason::NoTlsClient => "no_tls_client",
+            DropReason::Unsent => "unsent",
+            DropReason::Limit => "limit",
+        }
+    }
+}
+
+/// `[tcp, tls]` index of a stream transport.
+fn slot(t: Transport) -> usize {
+    usize::from(t == Transport::Tls)
+}
+
+/// The stream transports' counters. Written by the stream thread (and
+/// `dropped{queue_full}` by workers), read by the metrics scrape.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Open connections, `[tcp, tls]` (gauge).
+    pub connections: [AtomicU64; 2],
+    /// Connections accepted, `[tcp, tls]`.
+    pub accepted: [AtomicU64; 2],
+    /// Connections sipark opened, `[tcp, tls]`.
+    pub opened: [AtomicU64; 2],
+    /// Connections closed, by [`CloseReason`] (in `CloseReason::ALL` order).
+    pub closed: [AtomicU64; 8],
+    /// Messages framed and handed to a worker, `[tcp, tls]`.
+    pub messages_in: [AtomicU64; 2],
+    /// Messages queued on a connection for writing, `[tcp, tls]`.
+    pub messages_out: [AtomicU64; 2],
+    /// CRLFCRLF keep-alives answered.
+    pub pings: AtomicU64,
+    /// Messages dropped, by [`DropReason`] (in `DropReason::ALL` order).
+    pub dropped: [AtomicU64; 5],
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn dec(c: &AtomicU64) {
+    c.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl StreamStats {
+    pub fn closed(&self, r: CloseReason) -> u64 {
+        CloseReason::ALL.iter().position(|&x| x == r).map_or(0, |i| self.closed[i].load(Ordering::Relaxed))
+    }
+
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        DropReason::ALL.iter().position(|&x| x == r).map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
+    }
+
+    fn count_close(&self, r: CloseReason) {
+        if let Some(i) = CloseReason::ALL.iter().position(|&x| x == r) {
+            inc(&self.closed[i]);
+        }
+    }
+
+    fn count_drop(&self, r: DropReason, n: u64) {
+        if let Some(i) = DropReason::ALL.iter().position(|&x| x == r) {
+            self.dropped[i].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What workers share with the stream thread: the queue of outgoing stream
+/// messages and how to wake the thread.
+#[derive(Debug)]
+pub struct StreamQueue {
+    queue: ArrayQueue<Transmit>,
+    /// Set by a worker that has written (or is about to write) the eventfd
+    /// the stream thread has not consumed yet.
+    notified: AtomicBool,
+    event: OwnedFd,
+    /// Set once the workers are gone: close everything and exit.
+    stop: AtomicBool,
+    pub stats: Arc<StreamStats>,
+}
+
+impl StreamQueue {
+    pub fn new() -> io::Result<StreamQueue> {
+        Ok(StreamQueue {
+            queue: ArrayQueue::new(QUEUE_CAPACITY),
+            notified: AtomicBool::new(false),
+            event: new_eventfd()?,
+            stop: AtomicBool::new(false),
+            stats: Arc::new(StreamStats::default()),
+        })
+    }
+
+    /// Hands a transmit to the stream thread (called by workers). The
+    /// payload is the stream thread's from now on; a full queue drops it.
+    pub fn send(&self, t: Transmit) {
+        if self.queue.push(t).is_err() {
+            self.stats.count_drop(DropReason::QueueFull, 1);
+            return;
+        }
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Wakes the stream thread.
+    pub fn wake(&self) {
+        if let Err(e) = eventfd_add(&self.event, 1) {
+            debug!(error = %e, "cannot wake the stream thread");
+        }
+    }
+
+    /// Asks the stream thread to close every connection and exit.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake();
+    }
+}
+
+/// The listeners, bound by [`bind`] before any thread starts.
+#[derive(Debug)]
+pub struct Listeners {
+    pub tcp: Option<TcpListener>,
+    pub tls: Option<(TcpListener, Arc<ServerConfig>)>,
+    pub client: Option<Arc<ClientConfig>>,
+}
+
+impl Listeners {
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+}
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_cloexec(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Binds the TCP listener on `udp` (the bound UDP address: same port) and
+/// the TLS listener, and builds the TLS configurations.
+pub fn bind(opts: &StreamOptions, udp: SocketAddr) -> Result<Listeners, (SocketAddr, String)> {
+    let tcp = if opts.tcp { Some(listen(udp).map_err(|e| (udp, format!("TCP: {e}")))?) } else { None };
+    let tls = match &opts.tls {
+        None => None,
+        Some(t) => {
+            let cfg = server_config(&t.certs).map_err(|e| (t.listen, e))?;
+            Some((listen(t.listen).map_err(|e| (t.listen, format!("TLS: {e}")))?, cfg))
+        }
+    };
+    let client = match &opts.tls_client_roots {
+        None => None,
+        Some(roots) => Some(client_config(roots.clone()).map_err(|e| (udp, e))?),
+    };
+    Ok(Listeners { tcp, tls, client })
+}
+
+/// Everything the stream thread starts with.
+pub struct StreamInit {
+    pub listeners: Listeners,
+    pub limits: StreamLimits,
+    pub peers: Arc<Peers>,
+    pub queue: Arc<StreamQueue>,
+    pub n: u16,
+}
+
+/// One connection.
+struct Conn {
+    sock: TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    generation: u32,
+    tls: Option<Box<Connection>>,
+    /// Outbound connect still in progress.
+    connecting: bool,
+    framer: Framer,
+    /// Messages (and pongs) waiting to be written, oldest first; the first
+    /// `out_off` bytes of the front one are already written.
+    out: VecDeque<Vec<u8>>,
+    out_off: usize,
+    out_bytes: usize,
+    /// Last byte read or written.
+    last: Instant,
+    opened: Instant,
+    /// EPOLLOUT is in the interest set.
+    epollout: bool,
+}
+
+impl Conn {
+    fn handshaking(&self) -> bool {
+        self.connecting || self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
+    /// Whether the socket's writability matters now. Queued plaintext waits
+    /// for the end of a TLS handshake without EPOLLOUT (which would fire
+    /// at once, level-triggered, the whole time).
+    fn wants_out(&self) -> bool {
+        if self.connecting {
+            return true;
+        }
+        match self.tls.as_deref() {
+            Some(t) => t.wants_write() || (!t.is_handshaking() && !self.out.is_empty()),
+            None => !self.out.is_empty(),
+        }
+    }
+
+    fn enqueue(&mut self, payload: Vec<u8>) {
+        self.out_bytes += payload.len();
+        self.out.push_back(payload);
+    }
+
+    /// Drops `n` written bytes from the front of `out`.
+    fn consume(&mut self, mut n: usize) {
+        self.out_bytes = self.out_bytes.saturating_sub(n);
+        while n > 0 {
+            let Some(front) = self.out.front() else {
+                return;
+            };
+            let left = front.len() - self.out_off;
+            if n < left {
+                self.out_off += n;
+                return;
+            }
+            n -= left;
+            self.out_off = 0;
+            self.out.pop_front();
+        }
+    }
+
+    /// Reads what the socket has, frames it, and delivers the messages.
+    fn on_readable(&mut self, d: &mut Deliver<'_>, now: Instant) -> Result<(), CloseReason> {
+        for _ in 0..READS_PER_EVENT {
+            let got = match self.tls.as_deref_mut() {
+                None => {
+                    let buf = self.framer.spare(READ_CHUNK);
+                    match self.sock.read(buf) {
+                        Ok(0) => return Err(CloseReason::Peer),
+                        Ok(n) => {
+                            self.framer.advance(n);
+                            true
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            debug!(peer = %self.peer, error = %e, "stream read failed");
+                            return Err(CloseReason::Error);
+                        }
+                    }
+                }
+                Some(tls) => {
+                    let eof = match tls.read_tls(&mut self.sock) {
+                        Ok(0) => true,
+                        Ok(_) => false,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            debug!(peer = %self.peer, error = %e, "TLS read failed");
+                            return Err(CloseReason::Error);
+                        }
+                    };
+                    if let Err(e) = tls.process_new_packets() {
+                        debug!(peer = %self.peer, error = %e, "TLS error");
+                        // Send the alert rustls queued, if the socket takes it.
+                        let _ = tls.write_tls(&mut self.sock);
+                        return Err(CloseReason::Error);
+                    }
+                    self.last = now;
+                    // Plaintext, a read at a time so the buffer stays bounded.
+                    loop {
+                        let buf = self.framer.spare(READ_CHUNK);
+                        match tls.reader().read(buf) {
+                            Ok(0) => return Err(CloseReason::Peer), // close_notify
+                            Ok(n) => {
+                                self.framer.advance(n);
+                                frames(
+                                    &mut self.framer,
+                                    &mut self.out,
+                                    &mut self.out_bytes,
+                                    self.peer,
+                                    self.transport,
+                                    d,
+                                )?;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                debug!(peer = %self.peer, error = %e, "TLS plaintext read failed");
+                                return Err(CloseReason::Error);
+                            }
+                        }
+                    }
+                    if eof {
+                        return Err(CloseReason::Peer);
+                    }
+                    continue;
+                }
+            };
+            if !got {
+                return Ok(());
+            }
+            self.last = now;
+            frames(&mut self.framer, &mut self.out, &mut self.out_bytes, self.peer, self.transport, d)?;
+        }
+        Ok(())
+    }
+
+    /// Writes as much of `out` as the socket takes.
+    fn flush(&mut self, now: Instant) -> Result<(), CloseReason> {
+        if self.connecting {
+            return Ok(());
+        }
+        if self.tls.is_some() {
+            return self.flush_tls(now);
+        }
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITEV_MAX];
+            let mut k = 0;
+            for (i, b) in self.out.iter().take(WRITEV_MAX).enumerate() {
+                slices[i] = IoSlice::new(if i == 0 { &b[self.out_off..] } else { b });
+                k = i + 1;
+            }
+            match self.sock.write_vectored(&slices[..k]) {
+                Ok(0) => return Err(CloseReason::Error),
+                Ok(n) => {
+                    self.last = now;
+                    self.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "stream write failed");
+                    return Err(CloseReason::Error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves queued plaintext into rustls one message at a time (only when
+    /// its own send buffer has drained) and writes the records out.
+    fn flush_tls(&mut self, now: Instant) -> Result<(), CloseReason> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        loop {
+            if !tls.wants_write() {
+                if tls.is_handshaking() {
+                    return Ok(());
+                }
+                let Some(front) = self.out.front() else {
+                    return Ok(());
+                };
+                let len = front.len();
+                match tls.writer().write(&front[self.out_off..]) {
+                    Ok(0) => return Ok(()), // rustls is full; wait for the socket
+                    Ok(n) => {
+                        self.out_bytes = self.out_bytes.saturating_sub(n);
+                        self.out_off += n;
+                        if self.out_off >= len {
+                            self.out_off = 0;
+                            self.out.pop_front();
+                        }
+                    }
+                    Err(e) => {
+                        debug!(peer = %self.peer, error = %e, "TLS write failed");
+                        return Err(CloseReason::Error);
+                    }
+                }
+                continue;
+            }
+            match tls.write_tls(&mut self.sock) {
+                Ok(0) => return Err(CloseReason::Error),
+                Ok(_) => self.last = now,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "TLS write failed");
+                    return Err(CloseReason::Error);
+                }
+            }
+        }
+    }
+}
+
+/// Takes every event out of `framer`: messages to their owners, pongs for
+/// pings.
+fn frames(
+    framer: &mut Framer,
+    out: &mut VecDeque<Vec<u8>>,
+    out_bytes: &mut usize,
+    peer: SocketAddr,
+    transport: Transport,
+    d: &mut Deliver<'_>,
+) -> Result<(), CloseReason> {
+    loop {
+        match framer.next_frame() {
+            Ok(Some(Frame::Message(m))) => d.deliver(peer, transport, m),
+            Ok(Some(Frame::Ping)) => {
+                inc(&d.stats.pings);
+                *out_bytes += PONG.len();
+                out.push_back(PONG.to_vec());
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                d.warn(|| warn!(%peer, transport = transport.via_token(), error = %e, "closing stream connection"));
+                return Err(match e {
+                    FrameError::TooLarge { .. } => CloseReason::Oversize,
+                    FrameError::BadContentLength => CloseReason::Error,
+                });
+            }
+        }
+    }
+}
+
+/// Rate-limits one kind of warning.
+#[derive(Debug)]
+struct Throttle {
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new() -> Throttle {
+        Throttle { next: None, suppressed: 0 }
+    }
+
+    /// Runs `log` unless one ran less than [`WARN_EVERY`] ago; returns how
+    /// many were suppressed since the last one that ran.
+    fn run(&mut self, now: Instant, log: impl FnOnce(u64)) {
+        if self.next.is_some_and(|t| now < t) {
+            self.suppressed += 1;
+            return;
+        }
+        log(std::mem::take(&mut self.suppressed));
+        self.next = Some(now + WARN_EVERY);
+    }
+}
+
+/// Hands framed messages to their owners.
+struct Deliver<'a> {
+    peers: &'a Peers,
+    n: u16,
+    stats: &'a StreamStats,
+    /// Workers to wake at the end of this turn.
+    wake: &'a mut [bool],
+    throttle: &'a mut Throttle,
+    now: Instant,
+}
+
+impl Deliver<'_> {
+    fn deliver(&mut self, peer: SocketAddr, transport: Transport, data: &[u8]) {
+        // Unparsable messages go to worker 0, whose shard counts them.
+        let owner = match SipMessage::parse(data) {
+            Ok(m) => match route::owner(&m, self.n) {
+                Owner::Shard(s) => s,
+                Owner::Local => 0,
+            },
+            Err(_) => 0,
+        };
+        let s = usize::from(owner.min(self.n.saturating_sub(1)));
+        let Some(inbox) = self.peers.inboxes.get(s) else {
+            return;
+        };
+        match inbox.queue.push(Handoff { src: peer, transport, data: data.into() }) {
+            Ok(()) => {
+                inc(&self.stats.messages_in[slot(transport)]);
+                if !inbox.notified.swap(true, Ordering::SeqCst)
+                    && let Some(w) = self.wake.get_mut(s)
+                {
+                    *w = true;
+                }
+            }
+            Err(_) => self.stats.count_drop(DropReason::InboxFull, 1),
+        }
+    }
+
+    fn warn(&mut self, log: impl FnOnce()) {
+        self.throttle.run(self.now, |_| log());
+    }
+}
+
+fn epoll_ctl(epoll: &OwnedFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: `ev` is a valid epoll_event for the call; `fd` is open (the
+    // caller owns it).
+    let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut ev) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+const EV_IN: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+const EV_OUT: u32 = libc::EPOLLOUT as u32;
+
+/// The stream thread's state.
+struct Front {
+    epoll: OwnedFd,
+    queue: Arc<StreamQueue>,
+    peers: Arc<Peers>,
+    stats: Arc<StreamStats>,
+    n: u16,
+    tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, Arc<ServerConfig>)>,
+    client: Option<Arc<ClientConfig>>,
+    limits: StreamLimits,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    next_gen: u32,
+    by_addr: HashMap<(SocketAddr, Transport), usize>,
+    wake: Vec<bool>,
+    ring: Option<IoUring>,
+    ring_failed: bool,
+    /// Listeners taken out of epoll until then (out of descriptors).
+    paused_until: Option<Instant>,
+    draining: bool,
+    next_sweep: Instant,
+    sweep_every: Duration,
+    warn_frame: Throttle,
+    warn_accept: Throttle,
+    warn_tls: Throttle,
+    warn_connect: Throttle,
+}
+
+/// The stream thread's body.
+pub fn run(init: StreamInit) {
+    super::worker::block_shutdown_signals();
+    let StreamInit { listeners, limits, peers, queue, n } = init;
+    // SAFETY: epoll_create1 takes no pointers; a negative return is an error.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        warn!(error = %io::Error::last_os_error(), "epoll_create1 failed: TCP and TLS are off");
+        return;
+    }
+    // SAFETY: `fd` was just returned by epoll_create1 and is owned by no one else.
+    let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+    let now = Instant::now();
+    let sweep_every = (limits.idle_timeout.min(limits.handshake_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut f = Front {
+        epoll,
+        stats: queue.stats.clone(),
+        queue,
+        peers,
+        n: n.max(1),
+        tcp: listeners.tcp,
+        tls: listeners.tls,
+        client: listeners.client,
+        limits,
+        conns: Vec::new(),
+        free: Vec::new(),
+        live: 0,
+        next_gen: 1,
+        by_addr: HashMap::new(),
+        wake: vec![false; usize::from(n.max(1))],
+        ring: None,
+        ring_failed: false,
+        paused_until: None,
+        draining: false,
+        next_sweep: now + sweep_every,
+        sweep_every,
+        warn_frame: Throttle::new(),
+        warn_accept: Throttle::new(),
+        warn_tls: Throttle::new(),
+        warn_connect: Throttle::new(),
+    };
+    if let Err(e) = f.register_fixed() {
+        warn!(error = %e, "cannot set up the stream epoll set: TCP and TLS are off");
+        return;
+    }
+    f.run();
+}
+
+impl Front {
+    fn register_fixed(&mut self) -> io::Result<()> {
+        epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, self.queue.event.as_raw_fd(), libc::EPOLLIN as u32, TOKEN_WAKE)?;
+        self.register_listeners(libc::EPOLL_CTL_ADD)
+    }
+
+    fn register_listeners(&self, op: libc::c_int) -> io::Result<()> {
+        if let Some(l) = &self.tcp {
+            epoll_ctl(&self.epoll, op, l.as_raw_fd(), libc::EPOLLIN as u32, TOKEN_TCP)?;
+        }
+        if let Some((l, _)) = &self.tls {
+            epoll_ctl(&self.epoll, op, l.as_raw_fd(), libc::EPOLLIN as u32, TOKEN_TLS)?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) {
+        // SAFETY: all-zero is a valid epoll_event.
+        let mut events: Vec<libc::epoll_event> = (0..EVENTS).map(|_| unsafe { std::mem::zeroed() }).collect();
+        let mut busy = false;
+        loop {
+            if self.queue.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let now = Instant::now();
+            let mut wait =
+                if busy { Duration::ZERO } else { MAX_WAIT.min(self.next_sweep.saturating_duration_since(now)) };
+            if let Some(t) = self.paused_until {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+            let ms = i32::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
+            // SAFETY: `events` has EVENTS valid, writable entries.
+            let k = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS as i32, ms) };
+            let k = if k < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    warn!(error = %e, "epoll_wait failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                0
+            } else {
+                k as usize
+            };
+            let now = Instant::now();
+            for ev in &events[..k] {
+                let (token, flags) = (ev.u64, ev.events);
+                match token {
+                    TOKEN_WAKE => {
+                        eventfd_clear(&self.queue.event);
+                        self.queue.notified.store(false, Ordering::SeqCst);
+                    }
+                    TOKEN_TCP => self.accept(Transport::Tcp, now),
+                    TOKEN_TLS => self.accept(Transport::Tls, now),
+                    t => self.on_conn_event(t, flags, now),
+                }
+            }
+            busy = self.drain_queue(now);
+            self.flush_wakes();
+            if !self.draining && self.peers.stop.load(Ordering::Acquire) {
+                // Shutdown started: no new connections; the open ones keep
+                // serving the shards' last messages until the workers exit.
+                self.draining = true;
+                let _ = self.register_listeners(libc::EPOLL_CTL_DEL);
+                self.tcp = None;
+                self.tls = None;
+                info!(connections = self.live, "stream listeners closed");
+            }
+            if let Some(t) = self.paused_until
+                && now >= t
+            {
+                self.paused_until = None;
+                if !self.draining {
+                    let _ = self.register_listeners(libc::EPOLL_CTL_ADD);
+                }
+            }
+            if now >= self.next_sweep {
+                self.sweep(now);
+                self.next_sweep = now + self.sweep_every;
+            }
+        }
+        self.close_all();
+    }
+
+    fn accept(&mut self, transport: Transport, now: Instant) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let r = match transport {
+                Transport::Tls => self.tls.as_ref().map(|(l, _)| l.accept()),
+                _ => self.tcp.as_ref().map(TcpListener::accept),
+            };
+            let Some(r) = r else {
+                return;
+            };
+            match r {
+                Ok((sock, peer)) => {
+                    if self.live >= self.limits.max_connections {
+                        self.stats.count_close(CloseReason::Limit);
+                        let max = self.live;
+                        self.warn_accept.run(now, |more| {
+                            warn!(%peer, max, suppressed = more, "max connections reached: closing a new connection")
+                        });
+                        continue;
+                    }
+                    let tls = match transport {
+                        Transport::Tls => match self.tls.as_ref().map(|(_, c)| ServerConnection::new(c.clone())) {
+                            Some(Ok(c)) => Some(Box::new(Connection::Server(c))),
+                            _ => continue,
+                        },
+                        _ => None,
+                    };
+                    if let Err(e) = sock.set_nonblocking(true) {
+                        debug!(%peer, error = %e, "O_NONBLOCK on an accepted socket failed");
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    inc(&self.stats.accepted[slot(transport)]);
+                    self.insert(sock, peer, transport, tls, false, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        self.warn_accept.run(now, |more| {
+                            warn!(error = %e, suppressed = more, "cannot accept stream connections; pausing 100 ms")
+                        });
+                        let _ = self.register_listeners(libc::EPOLL_CTL_DEL);
+                        self.paused_until = Some(now + ACCEPT_PAUSE);
+                        return;
+                    }
+                    _ => debug!(error = %e, "accept failed"),
+                },
+            }
+        }
+    }
+
+    /// Adds a connection to the table, epoll and the address index.
+    fn insert(
+        &mut self,
+        sock: TcpStream,
+        peer: SocketAddr,
+        transport: Transport,
+        tls: Option<Box<Connection>>,
+        connecting: bool,
+        now: Instant,
+    ) -> Option<usize> {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        let generation = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        let token = (u64::from(generation) << 32) | (idx as u64 + TOKEN_CONN_BASE);
+        let events = EV_IN | if connecting { EV_OUT } else { 0 };
+        if let Err(e) = epoll_ctl(&self.epoll, libc::EPOLL_CTL_ADD, sock.as_raw_fd(), events, token) {
+            warn!(%peer, error = %e, "cannot add a stream connection to epoll");
+            self.free.push(idx);
+            return None;
+        }
+        let conn = Conn {
+            sock,
+            peer,
+            transport,
+            generation,
+            tls,
+            connecting,
+            framer: Framer::new(self.limits.max_message),
+            out: VecDeque::new(),
+            out_off: 0,
+            out_bytes: 0,
+            last: now,
+            opened: now,
+            epollout: connecting,
+        };
+        self.conns[idx] = Some(conn);
+        self.live += 1;
+        inc(&self.stats.connections[slot(transport)]);
+        // The newest connection from an address is the one to answer on.
+        self.by_addr.insert((peer, transport), idx);
+        debug!(%peer, transport = transport.via_token(), outbound = connecting, "stream connection opened");
+        Some(idx)
+    }
+
+    fn on_conn_event(&mut self, token: u64, flags: u32, now: Instant) {
+        let idx = ((token & 0xffff_ffff) - TOKEN_CONN_BASE) as usize;
+        let generation = (token >> 32) as u32;
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.generation != generation {
+            return; // closed (and the slot reused) earlier in this batch
+        }
+        let err = flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+        let mut result = Ok(());
+        if conn.connecting && (flags & EV_OUT != 0 || err) {
+            let failure = match conn.sock.take_error() {
+                Ok(None) if !err => None,
+                Ok(None) => Some(io::Error::from(io::ErrorKind::ConnectionRefused)),
+                Ok(Some(e)) | Err(e) => Some(e),
+            };
+            match failure {
+                None => {
+                    conn.connecting = false;
+                    conn.last = now;
+                }
+                Some(e) => {
+                    let peer = conn.peer;
+                    self.warn_connect
+                        .run(now, |more| warn!(%peer, error = %e, suppressed = more, "stream connect failed"));
+                    result = Err(CloseReason::Error);
+                }
+            }
+        }
+        if result.is_ok() && flags & (EV_IN | (libc::EPOLLHUP | libc::EPOLLERR) as u32) != 0 && !conn.connecting {
+            let mut d = Deliver {
+                peers: &self.peers,
+                n: self.n,
+                stats: &self.stats,
+                wake: &mut self.wake,
+                throttle: &mut self.warn_frame,
+                now,
+            };
+            result = conn.on_readable(&mut d, now);
+        }
+        if result.is_ok() {
+            result = conn.flush(now);
+        }
+        match result {
+            Ok(()) => self.update_interest(idx),
+            Err(r) => self.close(idx, r),
+        }
+    }
+
+    /// Keeps EPOLLOUT in the interest set exactly while there is output.
+    fn update_interest(&mut self, idx: usize) {
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let want = conn.wants_out();
+        if want == conn.epollout {
+            return;
+        }
+        let token = (u64::from(conn.generation) << 32) | (idx as u64 + TOKEN_CONN_BASE);
+        let events = EV_IN | if want { EV_OUT } else { 0 };
+        match epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.sock.as_raw_fd(), events, token) {
+            Ok(()) => conn.epollout = want,
+            Err(e) => {
+                debug!(peer = %conn.peer, error = %e, "epoll_ctl MOD failed");
+                self.close(idx, CloseReason::Error);
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize, reason: CloseReason) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        if matches!(reason, CloseReason::Idle | CloseReason::Shutdown)
+            && let Some(tls) = conn.tls.as_deref_mut()
+        {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut conn.sock);
+        }
+        // Dropping the socket closes it, which also takes it out of epoll.
+        if self.by_addr.get(&(conn.peer, conn.transport)) == Some(&idx) {
+            self.by_addr.remove(&(conn.peer, conn.transport));
+        }
+        let unsent = conn.out.iter().filter(|b| b.as_slice() != PONG).count() as u64;
+        if unsent > 0 {
+            self.stats.count_drop(DropReason::Unsent, unsent);
+        }
+        self.stats.count_close(reason);
+        dec(&self.stats.connections[slot(conn.transport)]);
+        self.live -= 1;
+        self.free.push(idx);
+        debug!(peer = %conn.peer, transport = conn.transport.via_token(), reason = reason.label(), "stream connection closed");
+    }
+
+    /// Takes the workers' transmits and queues each on its connection.
+    /// Returns whether more are waiting.
+    fn drain_queue(&mut self, now: Instant) -> bool {
+        for _ in 0..QUEUE_BATCH {
+            let Some(t) = self.queue.queue.pop() else {
+                return false;
+            };
+            self.transmit(t, now);
+        }
+        true
+    }
+
+    fn transmit(&mut self, t: Transmit, now: Instant) {
+        let Transmit { dst, transport, payload } = t;
+        if transport == Transport::Udp || payload.is_empty() {
+            return; // workers send UDP; an empty message is nothing to send
+        }
+        let idx = match self.by_addr.get(&(dst, transport)) {
+            Some(&i) => i,
+            None => match self.open(dst, transport, now) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.out_bytes + payload.len() > self.limits.max_backlog {
+            let peer = conn.peer;
+            self.stats.count_drop(DropReason::Unsent, 1);
+            self.warn_connect.run(
+                now,
+                |more| warn!(%peer, suppressed = more, "stream write backlog over its cap: closing the connection"),
+            );
+            self.close(idx, CloseReason::Backlog);
+            return;
+        }
+        inc(&self.stats.messages_out[slot(transport)]);
+        conn.enqueue(payload);
+        match conn.flush(now) {
+            Ok(()) => self.update_interest(idx),
+            Err(r) => self.close(idx, r),
+        }
+    }
+
+    /// Opens a connection to `dst` (TLS only with `--tls-ca`).
+    fn open(&mut self, dst: SocketAddr, transport: Transport, now: Instant) -> Option<usize> {
+        let tls = match transport {
+            Transport::Tls => {
+                let Some(cfg) = self.client.clone() else {
+                    self.stats.count_drop(DropReason::NoTlsClient, 1);
+                    self.warn_tls.run(now, |more| {
+                        warn!(
+                            %dst, suppressed = more,
+                            "TLS message for a peer with no open connection dropped (give --tls-ca to open one)"
+                        )
+                    });
+                    return None;
+                };
+                match ClientConnection::new(cfg, ServerName::IpAddress(dst.ip().into())) {
+                    Ok(c) => Some(Box::new(Connection::Client(c))),
+                    Err(e) => {
+                        self.stats.count_drop(DropReason::Unsent, 1);
+                        debug!(%dst, error = %e, "cannot start a TLS client connection");
+                        return None;
+                    }
+                }
+            }
+            _ => None,
+        };
+        if self.live >= self.limits.max_connections || self.draining {
+            self.stats.count_drop(DropReason::Limit, 1);
+            return None;
+        }
+        let sock = match connect(dst) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.count_drop(DropReason::Unsent, 1);
+                self.warn_connect.run(now, |more| warn!(%dst, error = %e, suppressed = more, "stream connect failed"));
+                return None;
+            }
+        };
+        let idx = self.insert(sock, dst, transport, tls, true, now);
+        if idx.is_some() {
+            inc(&self.stats.opened[slot(transport)]);
+        } else {
+            self.stats.count_drop(DropReason::Unsent, 1);
+        }
+        idx
+    }
+
+    /// Closes connections idle too long, and handshakes/connects that take
+    /// too long.
+    fn sweep(&mut self, now: Instant) {
+        for idx in 0..self.conns.len() {
+            let Some(conn) = &self.conns[idx] else {
+                continue;
+            };
+            if conn.handshaking() && now.saturating_duration_since(conn.opened) >= self.limits.handshake_timeout {
+                self.close(idx, CloseReason::Handshake);
+            } else if now.saturating_duration_since(conn.last) >= self.limits.idle_timeout {
+                self.close(idx, CloseReason::Idle);
+            }
+        }
+    }
+
+    /// Wakes the workers marked this turn.
+    fn flush_wakes(&mut self) {
+        let mut rings: Vec<RawFd> = Vec::new();
+        for (s, flag) in self.wake.iter_mut().enumerate() {
+            if !std::mem::take(flag) {
+                continue;
+            }
+            match self.peers.wakers.get(s) {
+                Some(w @ Waker::Event(_)) => {
+                    if let Err(e) = w.wake_event() {
+                        debug!(worker = s, error = %e, "eventfd wake failed");
+                    }
+                }
+                Some(Waker::Ring(fd)) => rings.push(fd.as_raw_fd()),
+                None => {}
+            }
+        }
+        if rings.is_empty() || self.ring_failed {
+            return;
+        }
+        if self.ring.is_none() {
+            match IoUring::new(64) {
+                Ok(r) => self.ring = Some(r),
+                Err(e) => {
+                    warn!(error = %e, "no io_uring for waking workers: stream messages wait up to 500 ms");
+                    self.ring_failed = true;
+                    return;
+                }
+            }
+        }
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        let cap = ring.params().sq_entries() as usize;
+        for chunk in rings.chunks(cap.max(1)) {
+            for &fd in chunk {
+                let e = opcode::MsgRingData::new(types::Fd(fd), 0, UD_WAKE, None).build().user_data(0);
+                // SAFETY: MsgRingData refers to no memory of ours; the
+                // target fd is kept open by `self.peers`.
+                if unsafe { ring.submission().push(&e) }.is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = ring.submit_and_wait(chunk.len()) {
+                debug!(error = %e, "MsgRing wake failed");
+            }
+            ring.completion().for_each(drop);
+        }
+    }
+
+    /// Stop: one last non-blocking write of what is queued, then close.
+    fn close_all(&mut self) {
+        let now = Instant::now();
+        for idx in 0..self.conns.len() {
+            if let Some(conn) = self.conns[idx].as_mut() {
+                let _ = conn.flush(now);
+                self.close(idx, CloseReason::Shutdown);
+            }
+        }
+        debug!("stream thread exited");
+    }
+}
+
+/// A non-blocking connect to `dst`.
+fn connect(dst: SocketAddr) -> io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(dst), socket2::Type::STREAM, None)?;
+    s.set_cloexec(true)?;
+    s.set_nonblocking(true)?;
+    let _ = s.set_nodelay(true);
+    match s.connect(&dst.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(names: &[&str]) -> TlsCert {
+        let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("rcgen: {e}"));
+        let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap_or_else(|e| panic!("key: {e}"));
+        cert_from_der(None, vec![ck.cert.der().clone()], key).unwrap_or_else(|e| panic!("cert: {e}"))
+    }
+
+    #[test]
+    fn sni_picks_the_domain_certificate_else_the_default() {
+        let default = self_signed(&["default.example"]);
+        let mut acme = self_signed(&["acme.example"]);
+        acme.domain = Some("acme.example".into());
+        let r = SniResolver::new(&[acme.clone(), default.clone()]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&r.pick(Some("ACME.example")), &acme.key), "by name, case-insensitive");
+        assert!(Arc::ptr_eq(&r.pick(Some("other.example")), &default.key), "unknown name: the None entry");
+        assert!(Arc::ptr_eq(&r.pick(None), &default.key), "no SNI: the None entry");
+        // Without a None entry the first one is the default.
+        let r = SniResolver::new(std::slice::from_ref(&acme)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&r.pick(None), &acme.key));
+        assert!(SniResolver::new(&[]).is_err(), "no certificate at all is an error");
+        assert!(server_config(&[default]).is_ok());
+    }
+
+    #[test]
+    fn mismatched_key_is_refused() {
+        let a = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        let b = rcgen::generate_simple_self_signed(vec!["b.example".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        let key = PrivateKeyDer::try_from(b.signing_key.serialize_der()).unwrap_or_else(|e| panic!("key: {e}"));
+        let r = cert_from_der(None, vec![a.cert.der().clone()], key);
+        assert!(r.is_err(), "a key that is not the certificate's must be refused");
+    }
+
+    #[test]
+    fn conn_consume_tracks_partial_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        let now = Instant::now();
+        let mut c = Conn {
+            sock,
+            peer: addr,
+            transport: Transport::Tcp,
+            generation: 1,
+            tls: None,
+            connecting: false,
+            framer: Framer::new(100),
+            out: VecDeque::new(),
+            out_off: 0,
+            out_bytes: 0,
+            last: now,
+            opened: now,
+            epollout: false,
+        };
+        c.enqueue(b"abc".to_vec());
+        c.enqueue(b"defg".to_vec());
+        c.consume(2);
+        assert_eq!((c.out.len(), c.out_off, c.out_bytes), (2, 2, 5));
+        c.consume(3);
+        assert_eq!((c.out.len(), c.out_off, c.out_bytes), (1, 2, 2));
+        c.consume(2);
+        assert!(c.out.is_empty() && c.out_off == 0 && c.out_bytes == 0);
+        c.enqueue(b"xyz".to_vec());
+        c.flush(now).unwrap_or_else(|r| panic!("flush: {r:?}"));
+        assert!(c.out.is_empty(), "a small write goes out at once");
+        let (mut s, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+        let mut got = [0u8; 3];
+        s.read_exact(&mut got).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&got, b"xyz");
+    }
+}

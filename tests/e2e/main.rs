@@ -768,10 +768,13 @@ fn registrar_and_error_responses(v: Variant) {
     assert_eq!(resp.status(), Some(404), "retrieve, nothing parked:\n{}", resp.raw);
     me.send(engine.addr, &ack_non_2xx(&req, &resp));
 
-    // Park without SDP -> 488.
-    let req = invite(&park_uri, None);
+    // Park with a body that is not SDP -> 415 (no body at all is a
+    // delayed offer, answered 200 with sipark's offer: tests/sim/offer.rs).
+    let mut req = invite(&park_uri, None).header("Content-Type: text/plain");
+    req.body = "hello".into();
     let resp = me.transact(engine.addr, &req);
-    assert_eq!(resp.status(), Some(488), "park without SDP:\n{}", resp.raw);
+    assert_eq!(resp.status(), Some(415), "park with a text/plain body:\n{}", resp.raw);
+    assert_eq!(resp.header("Accept"), Some("application/sdp"), "{}", resp.raw);
     me.send(engine.addr, &ack_non_2xx(&req, &resp));
 
     // Park one call (the extension's limit is 1), then a second one -> 486.

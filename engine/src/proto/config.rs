@@ -74,6 +74,9 @@ pub struct TenantPolicy {
     /// Park groups: `*58` parks on the first member without a parked
     /// call, and every member is told of every member's parks.
     pub park_groups: Vec<Box<[Box<str>]>>,
+    /// Extension → index in `park_groups`, so a lookup does not scan
+    /// every group (a tenant may have 1,000 groups of 100).
+    pub group_index: HashMap<Box<str>, u32>,
     /// The documents every device is sent (`park-info` by default).
     pub notify: NotifySet,
     /// Per-device overrides: the first pattern matching a REGISTER's
@@ -156,6 +159,7 @@ impl Default for TenantPolicy {
             recall_prefix: DEFAULT_RECALL_PREFIX.into(),
             notify_parker: false,
             park_groups: Vec::new(),
+            group_index: HashMap::new(),
             notify: NotifySet::PARK_INFO,
             notify_ua: Vec::new(),
         }
@@ -169,7 +173,9 @@ pub const DEFAULT_RECALL_PREFIX: &str = "[Recall] ";
 impl TenantPolicy {
     /// The park group `ext` belongs to (an extension is in at most one).
     pub fn group_of(&self, ext: &[u8]) -> Option<&[Box<str>]> {
-        self.park_groups.iter().find(|g| g.iter().any(|m| m.as_bytes() == ext)).map(|g| &**g)
+        let ext = std::str::from_utf8(ext).ok()?;
+        let i = *self.group_index.get(ext)?;
+        self.park_groups.get(i as usize).map(|g| &**g)
     }
 }
 
@@ -592,15 +598,15 @@ fn apply(base: &TenantPolicy, f: PolicyFile) -> Result<TenantPolicy, TenantsErro
         if groups.len() > 1000 {
             return Err(TenantsError::Range("at most 1000 park_groups"));
         }
-        let mut seen = std::collections::HashSet::new();
         p.park_groups = Vec::with_capacity(groups.len());
-        for g in groups {
+        p.group_index = HashMap::new();
+        for (i, g) in groups.into_iter().enumerate() {
             let members = ext_list(g, "a park group has at most 100 extensions")?;
             if members.is_empty() {
                 return Err(TenantsError::Range("a park group needs at least one extension"));
             }
             for m in &members {
-                if !seen.insert(m.clone()) {
+                if p.group_index.insert(m.clone(), i as u32).is_some() {
                     return Err(TenantsError::TwoGroups(m.to_string()));
                 }
             }

@@ -421,8 +421,10 @@ struct TenantsFile {
     block: Vec<String>,
     #[serde(default)]
     defaults: Option<PolicyFile>,
+    /// Each `[[tenant]]`: its `domain`, the rest read as a [`PolicyFile`]
+    /// (serde's `flatten` would lose `deny_unknown_fields`).
     #[serde(default)]
-    tenant: Vec<TenantEntry>,
+    tenant: Vec<toml::Table>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -449,64 +451,6 @@ struct PolicyFile {
 struct NotifyUa {
     pattern: String,
     notify: Vec<BodyKind>,
-}
-
-/// A `[[tenant]]`: its domain and the [`PolicyFile`] fields (serde's
-/// `flatten` would lose `deny_unknown_fields`, so they are repeated).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TenantEntry {
-    domain: String,
-    park_timeout: Option<u64>,
-    max_parks_per_ext: Option<u32>,
-    rate: Option<u32>,
-    burst: Option<u32>,
-    recall_to: Option<String>,
-    recall_group: Option<Vec<String>>,
-    recall_group_delay: Option<u64>,
-    alert_info: Option<String>,
-    recall_prefix: Option<String>,
-    notify_parker: Option<bool>,
-    park_groups: Option<Vec<Vec<String>>>,
-    notify: Option<Vec<BodyKind>>,
-    notify_ua: Option<Vec<NotifyUa>>,
-}
-
-impl TenantEntry {
-    fn split(self) -> (String, PolicyFile) {
-        let TenantEntry {
-            domain,
-            park_timeout,
-            max_parks_per_ext,
-            rate,
-            burst,
-            recall_to,
-            recall_group,
-            recall_group_delay,
-            alert_info,
-            recall_prefix,
-            notify_parker,
-            park_groups,
-            notify,
-            notify_ua,
-        } = self;
-        let policy = PolicyFile {
-            park_timeout,
-            max_parks_per_ext,
-            rate,
-            burst,
-            recall_to,
-            recall_group,
-            recall_group_delay,
-            alert_info,
-            recall_prefix,
-            notify_parker,
-            park_groups,
-            notify,
-            notify_ua,
-        };
-        (domain, policy)
-    }
 }
 
 /// Why a tenants file was refused.
@@ -668,8 +612,12 @@ pub fn parse_tenants_file(text: &str, defaults: TenantPolicy) -> Result<Tenants,
         datapath.block.push(b.parse().map_err(TenantsError::Block)?);
     }
     let mut map = HashMap::new();
-    for t in file.tenant {
-        let (raw_domain, t) = t.split();
+    for mut t in file.tenant {
+        let raw_domain = match t.remove("domain") {
+            Some(toml::Value::String(d)) => d,
+            _ => return Err(TenantsError::Toml(serde::de::Error::custom("[[tenant]] needs a string `domain`"))),
+        };
+        let t: PolicyFile = toml::Value::Table(t).try_into()?;
         let domain = raw_domain.trim().to_ascii_lowercase();
         let ok = !domain.is_empty()
             && domain.len() <= 253

@@ -1399,7 +1399,6 @@ impl Shard {
         let CallState::Bridged { b } = &mut c.state else { return };
         let Some(answer) = answer else {
             warn!(call, "delayed-offer retrieve: the ACK brought no SDP answer; hanging up");
-            self.settle_awaiting(call);
             self.bye(now, call, Side::A);
             self.bye(now, call, Side::B);
             self.forget_call(call);
@@ -1699,7 +1698,6 @@ impl Shard {
             }
             CallState::RecallBridging { .. } | CallState::Bridged { .. } => {
                 let other = if side == Side::A { Side::B } else { Side::A };
-                self.settle_awaiting(call);
                 self.bye(now, call, other);
                 self.forget_call(call);
             }
@@ -1708,6 +1706,11 @@ impl Shard {
 
     /// Sends BYE on `side` of `call`.
     fn bye(&mut self, now: Instant, call: u64, side: Side) {
+        if side == Side::A {
+            // A 2xx of the parked leg still waiting for the retriever's
+            // answer is ACKed first, so the BYE is on a confirmed dialog.
+            self.settle_awaiting(call);
+        }
         let Some(c) = self.calls.get_mut(&call) else { return };
         let leg = match (side, &mut c.state) {
             (Side::A, _) => &mut c.a,
@@ -2531,7 +2534,6 @@ impl Shard {
                 if b.pending_ack.is_some_and(|(t, _)| t == txn) || c.a.pending_ack.is_some_and(|(t, _)| t == txn) =>
             {
                 warn!(call, "retrieve 200 OK never ACKed");
-                self.settle_awaiting(call);
                 self.bye(now, call, Side::A);
                 self.bye(now, call, Side::B);
                 self.forget_call(call);

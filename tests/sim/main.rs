@@ -11,11 +11,15 @@ mod parkinfo;
 mod phone;
 mod wire;
 
+mod auth;
 mod chaos;
 mod groups;
 mod offer;
 mod park;
+mod proxy;
 mod recall;
+mod refer;
 mod registrar;
 mod relay;
+mod reload;
 mod txn;

@@ -784,13 +784,13 @@ impl Phone {
                 }
             }
             Method::Options => self.respond(now, &key, req, 200, "OK", None, &[], None),
-            Method::Info | Method::Update if to_tag.is_some() => {
+            Method::Info | Method::Update | Method::Refer if to_tag.is_some() => {
                 match to_tag.as_deref().and_then(|t| self.find_call(&call_id, t)) {
                     Some(c) => {
                         self.calls[c].in_dialog.push(msg.clone());
                         // An UPDATE offer is answered with this phone's media.
                         let sdp = (method == Method::Update && !req.body().is_empty()).then(|| self.sdp());
-                        let code = self.info_answer;
+                        let code = if method == Method::Refer { 202 } else { self.info_answer };
                         self.respond(now, &key, req, code, "Answered", None, &[], sdp.as_deref());
                     }
                     None => self.respond(now, &key, req, 481, "Call/Transaction Does Not Exist", None, &[], None),

@@ -83,6 +83,38 @@ pub struct TenantPolicy {
     /// `User-Agent` (`*` matches any run, ASCII case ignored) replaces
     /// `notify` for that device.
     pub notify_ua: Vec<(Box<str>, NotifySet)>,
+    /// Sources of this tenant's requests that need no authentication
+    /// (its proxies), besides the global `--trust` list.
+    pub trust: Vec<Cidr>,
+    /// Digest credentials, user → password; the realm is the tenant's
+    /// domain. Empty: no digest authentication for this tenant.
+    pub users: HashMap<Box<str>, Password>,
+}
+
+/// A password from the tenants file; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub Box<[u8]>);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// How a request from some source is admitted for a tenant
+/// ([`Config::admission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// From a trusted peer (`--trust`, or the tenant's `trust`).
+    Trusted,
+    /// The tenant has credentials: the request must carry good ones.
+    Digest,
+    /// Trusted peers are configured, the source is not one, and the tenant
+    /// has no credentials to offer: refused (403).
+    Refused,
+    /// Nothing is configured: every source is accepted (the embedded
+    /// defaults, for a lab).
+    Open,
 }
 
 /// A set of notification documents, one bit per [`BodyKind`].
@@ -162,6 +194,8 @@ impl Default for TenantPolicy {
             group_index: HashMap::new(),
             notify: NotifySet::PARK_INFO,
             notify_ua: Vec::new(),
+            trust: Vec::new(),
+            users: HashMap::new(),
         }
     }
 }
@@ -210,6 +244,26 @@ pub struct Config {
     pub timers: Timers,
     /// Caps that keep a shard's memory bounded whatever arrives.
     pub limits: Limits,
+    /// Sources trusted for every tenant (`--trust`): no authentication.
+    pub trust: Vec<Cidr>,
+    /// Key of the stateless digest nonces. `main` draws it at random at
+    /// start, so nonces from before a restart are unknown (re-challenged).
+    pub nonce_secret: [u8; 32],
+    /// How long after it is issued a nonce is accepted (`stale=true` past it).
+    pub nonce_validity: Duration,
+    /// `--outbound-proxy`: NOTIFYs and recall INVITEs go to
+    /// `sip:<ext>@<domain>` through this proxy, which forks them to the
+    /// extension's devices, instead of to the embedded registrar's contacts.
+    pub outbound_proxy: Option<OutboundProxy>,
+}
+
+/// The proxy of outbound-proxy mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundProxy {
+    /// Where requests are sent (resolved at start).
+    pub peer: super::msg::Peer,
+    /// Its URI as configured, written as a loose-routing `Route`.
+    pub uri: Box<str>,
 }
 
 /// Per-shard caps. Past a cap, new work is refused with 503 and counted.
@@ -258,6 +312,10 @@ impl Default for Config {
             default_expires: 3600,
             timers: Timers::default(),
             limits: Limits::default(),
+            trust: Vec::new(),
+            nonce_secret: [0; 32],
+            nonce_validity: Duration::from_secs(300),
+            outbound_proxy: None,
         }
     }
 }
@@ -268,6 +326,20 @@ impl Config {
         match transport {
             super::msg::Transport::Tls => &self.advertise_tls,
             _ => &self.advertise,
+        }
+    }
+
+    /// How a request from `ip` is admitted for `tenant`.
+    pub fn admission(&self, tenant: &TenantPolicy, ip: std::net::IpAddr) -> Admission {
+        let ip = ip.to_canonical();
+        if self.trust.iter().chain(&tenant.trust).any(|c| c.contains(ip)) {
+            Admission::Trusted
+        } else if !tenant.users.is_empty() {
+            Admission::Digest
+        } else if !self.trust.is_empty() || !tenant.trust.is_empty() {
+            Admission::Refused
+        } else {
+            Admission::Open
         }
     }
 
@@ -366,6 +438,21 @@ impl std::str::FromStr for Cidr {
     }
 }
 
+impl Cidr {
+    /// Is `ip` in this network? (An IPv4-mapped IPv6 `ip` counts as IPv4.)
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let (a, b, bits) = match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+            _ => return false,
+        };
+        let host_bits = bits - u32::from(self.prefix.min(bits as u8));
+        let mask = if host_bits >= 128 { 0 } else { u128::MAX << host_bits };
+        (a & mask) == (b & mask)
+    }
+}
+
 /// What the tenants file says beyond the shards' policies: the data
 /// path's rate limits and blocklist.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -384,6 +471,17 @@ pub struct Tenants {
     pub defaults: TenantPolicy,
     pub mode: TenantMode,
     pub datapath: DatapathPolicy,
+    /// Per-tenant TLS certificates (`tls_cert`, `tls_key`), chosen by SNI.
+    pub certs: Vec<TenantCert>,
+}
+
+/// A tenant's TLS certificate chain and key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantCert {
+    /// Lowercase domain; the SNI name that selects this certificate.
+    pub domain: String,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// The tenants file (TOML).
@@ -443,6 +541,8 @@ struct PolicyFile {
     park_groups: Option<Vec<Vec<String>>>,
     notify: Option<Vec<BodyKind>>,
     notify_ua: Option<Vec<NotifyUa>>,
+    trust: Option<Vec<String>>,
+    users: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[[tenant.notify_ua]]`: documents for devices whose User-Agent matches.
@@ -474,6 +574,18 @@ pub enum TenantsError {
     /// An extension in a list is not one.
     #[error("tenants file: {0:?} is not an extension")]
     BadExtension(String),
+    /// A `trust` entry is not a CIDR.
+    #[error("tenants file: trust: {0}")]
+    Trust(String),
+    /// A `users` entry has an empty or overlong name or password.
+    #[error("tenants file: users: {0:?} needs a name of 1-64 characters and a password of 1-256")]
+    BadUser(String),
+    /// `tls_cert` without `tls_key`, or the other way round.
+    #[error("tenants file: {0:?} needs both tls_cert and tls_key")]
+    HalfCertificate(String),
+    /// `users` in `[defaults]`: credentials belong to one realm (tenant).
+    #[error("tenants file: users belong in a [[tenant]], not in [defaults]")]
+    UsersInDefaults,
     /// An extension is in two park groups.
     #[error("tenants file: extension {0:?} is in two park groups")]
     TwoGroups(String),
@@ -572,6 +684,25 @@ fn apply(base: &TenantPolicy, f: PolicyFile) -> Result<TenantPolicy, TenantsErro
             p.notify_ua.push((r.pattern.into(), NotifySet::of(&r.notify)));
         }
     }
+    if let Some(list) = f.trust {
+        if list.len() > 1000 {
+            return Err(TenantsError::Range("at most 1000 trust entries"));
+        }
+        p.trust = list.iter().map(|c| c.parse()).collect::<Result<_, _>>().map_err(TenantsError::Trust)?;
+    }
+    if let Some(users) = f.users {
+        if users.len() > 100_000 {
+            return Err(TenantsError::Range("at most 100000 users per tenant"));
+        }
+        p.users = HashMap::with_capacity(users.len());
+        for (user, password) in users {
+            let ok_user = !user.is_empty() && user.len() <= 64 && !user.bytes().any(|b| b.is_ascii_control());
+            if !ok_user || password.is_empty() || password.len() > 256 {
+                return Err(TenantsError::BadUser(user));
+            }
+            p.users.insert(user.into(), Password(password.into_bytes().into()));
+        }
+    }
     if p.recall_to != RecallTo::Parker && p.recall_group.is_empty() {
         return Err(TenantsError::Range("recall_to parker-then-group or group needs a recall_group"));
     }
@@ -605,6 +736,9 @@ pub fn parse_tenants(text: &str, defaults: TenantPolicy) -> Result<(TenantPolicy
 pub fn parse_tenants_file(text: &str, defaults: TenantPolicy) -> Result<Tenants, TenantsError> {
     let file: TenantsFile = toml::from_str(text)?;
     let d = file.defaults.unwrap_or_default();
+    if d.users.is_some() {
+        return Err(TenantsError::UsersInDefaults);
+    }
     let default_rate = rate_of(d.rate, d.burst)?;
     let defaults = apply(&defaults, d)?;
     let mut datapath = DatapathPolicy { default_rate, ..DatapathPolicy::default() };
@@ -612,11 +746,18 @@ pub fn parse_tenants_file(text: &str, defaults: TenantPolicy) -> Result<Tenants,
         datapath.block.push(b.parse().map_err(TenantsError::Block)?);
     }
     let mut map = HashMap::new();
+    let mut certs = Vec::new();
     for mut t in file.tenant {
         let raw_domain = match t.remove("domain") {
             Some(toml::Value::String(d)) => d,
             _ => return Err(TenantsError::Toml(serde::de::Error::custom("[[tenant]] needs a string `domain`"))),
         };
+        let mut path = |key: &str| match t.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::String(p)) if !p.is_empty() => Ok(Some(std::path::PathBuf::from(p))),
+            Some(_) => Err(TenantsError::Toml(serde::de::Error::custom(format!("{key} must be a file path")))),
+        };
+        let cert = (path("tls_cert")?, path("tls_key")?);
         let t: PolicyFile = toml::Value::Table(t).try_into()?;
         let domain = raw_domain.trim().to_ascii_lowercase();
         let ok = !domain.is_empty()
@@ -630,11 +771,16 @@ pub fn parse_tenants_file(text: &str, defaults: TenantPolicy) -> Result<Tenants,
         if let Some(r) = rate {
             datapath.rates.push((domain.clone(), r));
         }
+        match cert {
+            (Some(cert), Some(key)) => certs.push(TenantCert { domain: domain.clone(), cert, key }),
+            (None, None) => {}
+            _ => return Err(TenantsError::HalfCertificate(domain)),
+        }
         if map.insert(domain.clone(), policy).is_some() {
             return Err(TenantsError::Duplicate(domain));
         }
     }
-    Ok(Tenants { defaults, mode: TenantMode::Strict(map), datapath })
+    Ok(Tenants { defaults, mode: TenantMode::Strict(map), datapath, certs })
 }
 
 #[cfg(test)]
@@ -756,6 +902,66 @@ mod tests {
         assert!(kinds(acme.notify_for(Some(b"Linphone Desktop/5.2 (belle-sip/5.2)"))).is_empty(), "empty: none");
         let bad = "[[tenant]]\ndomain='a'\nnotify=['xml']\n";
         assert!(matches!(parse_tenants(bad, Config::default().defaults), Err(TenantsError::Toml(_))));
+    }
+
+    #[test]
+    fn tenants_file_trust_users_and_certificates() {
+        let text = r#"
+            [defaults]
+            trust = ["10.0.0.0/8"]
+            [[tenant]]
+            domain = "acme.example"
+            trust = ["192.0.2.10", "2001:db8::/32"]
+            users = { "101" = "pw1", "102" = "pw2" }
+            tls_cert = "/etc/sipark/acme.pem"
+            tls_key = "/etc/sipark/acme.key"
+            [[tenant]]
+            domain = "beta.example"
+        "#;
+        let t = parse_tenants_file(text, TenantPolicy::default()).expect("parses");
+        let cfg = Config { defaults: t.defaults, tenants: t.mode, ..Config::default() };
+        let acme = cfg.tenant(b"acme.example").expect("acme");
+        assert_eq!(acme.users.get("101").map(|p| &*p.0), Some(&b"pw1"[..]));
+        assert!(!format!("{acme:?}").contains("pw1"), "Debug hides passwords");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        assert_eq!(cfg.admission(acme, ip("192.0.2.10")), Admission::Trusted);
+        assert_eq!(cfg.admission(acme, ip("::ffff:192.0.2.10")), Admission::Trusted, "mapped IPv4");
+        assert_eq!(cfg.admission(acme, ip("2001:db8:1::5")), Admission::Trusted);
+        assert_eq!(cfg.admission(acme, ip("192.0.2.11")), Admission::Digest, "a tenant's trust replaces the default");
+        let beta = cfg.tenant(b"beta.example").expect("beta");
+        assert_eq!(cfg.admission(beta, ip("10.1.2.3")), Admission::Trusted, "[defaults] trust");
+        assert_eq!(cfg.admission(beta, ip("192.0.2.10")), Admission::Refused, "no users: an ACL miss is refused");
+        let open = Config::default();
+        assert_eq!(open.admission(&open.defaults, ip("203.0.113.9")), Admission::Open);
+        let global = Config { trust: vec!["203.0.113.0/24".parse().expect("cidr")], ..Config::default() };
+        assert_eq!(global.admission(&global.defaults, ip("203.0.113.9")), Admission::Trusted);
+        assert_eq!(global.admission(&global.defaults, ip("203.0.114.9")), Admission::Refused);
+        assert_eq!(t.certs.len(), 1);
+        assert_eq!(t.certs[0].domain, "acme.example");
+        assert_eq!(t.certs[0].key, std::path::PathBuf::from("/etc/sipark/acme.key"));
+
+        let bad = [
+            "[defaults]\nusers = { \"1\" = \"x\" }",
+            "[[tenant]]\ndomain = \"a.example\"\ntrust = [\"nope\"]",
+            "[[tenant]]\ndomain = \"a.example\"\nusers = { \"1\" = \"\" }",
+            "[[tenant]]\ndomain = \"a.example\"\ntls_cert = \"/x.pem\"",
+            "[[tenant]]\ndomain = \"a.example\"\ntls_key = 5",
+        ];
+        for text in bad {
+            assert!(parse_tenants_file(text, TenantPolicy::default()).is_err(), "{text} must be refused");
+        }
+    }
+
+    #[test]
+    fn cidr_contains() {
+        let c: Cidr = "10.1.0.0/16".parse().expect("cidr");
+        assert!(c.contains("10.1.255.1".parse().expect("ip")));
+        assert!(!c.contains("10.2.0.1".parse().expect("ip")));
+        assert!(!c.contains("::1".parse().expect("ip")));
+        let all: Cidr = "0.0.0.0/0".parse().expect("cidr");
+        assert!(all.contains("198.51.100.7".parse().expect("ip")));
+        let v6: Cidr = "::/0".parse().expect("cidr");
+        assert!(v6.contains("2001:db8::1".parse().expect("ip")));
     }
 
     #[test]

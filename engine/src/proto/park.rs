@@ -142,6 +142,10 @@ pub enum CallState {
     RecallBridging { b: Box<Leg>, fork_txn: u64, reinvite: u64 },
     /// Bridged to `b` (retriever or recalled parker); sipark stays a B2BUA.
     Bridged { b: Box<Leg> },
+    /// The leg of a party whose REFER parked the other side of its call
+    /// (as leg `a`): sipark waits for its BYE after the sipfrag NOTIFYs,
+    /// and hangs up itself at the deadline. Never listed.
+    Referrer,
 }
 
 impl CallState {
@@ -193,6 +197,9 @@ pub struct Binding {
     /// The documents this device is sent, when its User-Agent matched a
     /// `notify_ua` rule; `None` follows the tenant's `notify`.
     pub notify: Option<super::config::NotifySet>,
+    /// The REGISTER's `Path` values (RFC 3327), comma-joined: the Route
+    /// of every request sipark sends this contact.
+    pub path: Option<Box<[u8]>>,
 }
 
 /// One extension of one tenant: its bindings and its parked calls.

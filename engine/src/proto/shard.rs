@@ -44,10 +44,11 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::{HashMap, HashTable};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::auth::{Authenticator, Request as AuthRequest, Verdict};
 use super::bodies::BodyKind;
-use super::config::{NotifySet, RecallTo};
+use super::config::{Admission, NotifySet, RecallTo};
 use super::msg::{
     Peer, Transport, branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri,
 };
@@ -65,7 +66,16 @@ use super::txn::{ClientState, ClientTxn, Kind, ResponseEffect, ServerState, Serv
 type KeyedMap<K, V> = HashMap<K, V, RandomState>;
 
 /// Methods answered in `Allow`.
-const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
+const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY";
+
+/// Headers a relayed request keeps besides its body: INFO's package,
+/// REFER's target and referrer, and the refer subscription's NOTIFYs.
+const RELAYED_HEADERS: [&str; 6] =
+    ["Info-Package", "Refer-To", "Referred-By", "Event", "Subscription-State", "Refer-Sub"];
+
+/// How long the leg of a party whose REFER parked its call is kept for
+/// its BYE before sipark hangs it up.
+const REFERRER_LINGER: Duration = Duration::from_secs(32);
 
 /// A timer's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -191,8 +201,30 @@ pub struct Shard {
     vias: [Arc<str>; 3],
     /// The advertised host, for SDP origins.
     host: Arc<str>,
+    /// Tenants removed by a reload that still had calls here: their
+    /// calls can still be retrieved (domain lowercase → old policy).
+    retired: Arc<HashMap<Box<str>, super::config::TenantPolicy>>,
+    /// Digest challenges and checks (nonce key from the config).
+    auth: Authenticator,
+    /// Outbound-proxy mode: where requests to extensions go, and the
+    /// `Route` they carry (`<proxy;lr>`).
+    proxy: Option<(Peer, Box<[u8]>)>,
     scratch: Vec<u8>,
     key: Vec<u8>,
+}
+
+/// One device (or, in outbound-proxy mode, one extension at the proxy)
+/// that a NOTIFY or recall INVITE goes to.
+struct DeviceTarget {
+    /// Request-URI: the registered contact, or `sip:<ext>@<tenant>`.
+    uri: Box<[u8]>,
+    dst: Peer,
+    /// The `Route` value to write, if any (Path, or the outbound proxy).
+    route: Option<Box<[u8]>>,
+    /// The extension whose device this is (the To user).
+    ext: Box<[u8]>,
+    /// The documents this device is sent, if a User-Agent rule decided.
+    notify: Option<NotifySet>,
 }
 
 /// park-info versions start from the seconds since 2025-01-01 at start-up,
@@ -256,10 +288,44 @@ impl Shard {
             }),
             vias: [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| cfg.advertise_of(t).into()),
             host: advertise_host(&cfg.advertise).into(),
+            retired: Arc::default(),
+            auth: Authenticator::new(cfg.nonce_secret, cfg.nonce_validity),
+            proxy: cfg.outbound_proxy.as_ref().map(|p| {
+                let lr = Uri::parse(p.uri.as_bytes()).is_ok_and(|u| u.param(b"lr").is_some());
+                let route = format!("<{}{}>", p.uri, if lr { "" } else { ";lr" });
+                (p.peer, route.into_bytes().into())
+            }),
             cfg,
             scratch: Vec::new(),
             key: Vec::new(),
         }
+    }
+
+    /// A reloaded configuration (SIGHUP). Only the tenants part may differ
+    /// from the running one: the advertised addresses, nonce secret and
+    /// limits are fixed at start. Nothing in progress is touched: a
+    /// removed tenant takes no new parks or registrations, and its calls
+    /// already parked here can still be retrieved until they end.
+    pub fn reconfigure(&mut self, now: Instant, cfg: Arc<Config>) {
+        let _ = now;
+        // Tenants gone from the new file that still have calls here keep
+        // their old policy for retrieves (and, in `retired`, nothing else).
+        let mut retired: HashMap<Box<str>, super::config::TenantPolicy> = HashMap::new();
+        for e in self.exts.values().filter(|e| !e.calls.is_empty()) {
+            let domain = e.tenant.to_ascii_lowercase();
+            if cfg.tenant(domain.as_bytes()).is_some() || retired.contains_key(domain.as_str()) {
+                continue;
+            }
+            let old = self.cfg.tenant(domain.as_bytes()).or_else(|| self.retired.get(domain.as_str()));
+            if let Some(p) = old {
+                retired.insert(domain.into(), p.clone());
+            }
+        }
+        if !retired.is_empty() {
+            info!(shard = self.id, tenants = retired.len(), "removed tenants keep their parked calls until they end");
+        }
+        self.retired = Arc::new(retired);
+        self.cfg = cfg;
     }
 
     pub fn id(&self) -> u16 {
@@ -359,6 +425,13 @@ impl Shard {
         for id in ids {
             self.cancel_forks(id);
             self.leave_park(now, id, LeaveReason::Shutdown, true);
+        }
+        // Referrers still waiting to hang up after a REFER park.
+        let referrers: Vec<u64> =
+            self.calls.iter().filter(|(_, c)| matches!(c.state, CallState::Referrer)).map(|(id, _)| *id).collect();
+        for id in referrers {
+            self.bye(now, id, Side::A);
+            self.forget_call(id);
         }
         self.update_gauges();
     }
@@ -873,11 +946,17 @@ impl Shard {
             return;
         }
         let cfg = Arc::clone(&self.cfg);
-        let Some(policy) = cfg.tenant(ruri.host) else {
+        let retired = Arc::clone(&self.retired);
+        let removed = cfg.tenant(ruri.host).is_none();
+        let Some(policy) = cfg.tenant(ruri.host).or_else(|| retired_policy(&retired, ruri.host)) else {
             self.stats.parks_rejected.inc();
             self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
             return;
         };
+        let caller = msg.from_hdr().ok().and_then(|f| f.uri.user);
+        if !self.admit(now, src, msg, txn, ruri.host, policy, caller.unwrap_or_default()) {
+            return;
+        }
         let user = ruri.user.unwrap_or_default();
         // The feature code alone (`*68`, `*68#`, `*68%23`) means the
         // requester's own extension: the parker's (Referred-By) for a park,
@@ -888,6 +967,9 @@ impl Shard {
             (true, rest)
         } else if let Some(rest) = user.strip_prefix(cfg.retrieve_fac.as_bytes()) {
             (false, rest)
+        } else if removed {
+            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+            return;
         } else if let Some(rest) = user.strip_prefix(cfg.group_park_fac.as_bytes())
             && own(rest)
         {
@@ -897,6 +979,13 @@ impl Shard {
             self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
             return;
         };
+        if removed && park {
+            // A tenant removed by a reload: its parked calls can still be
+            // retrieved, nothing new is parked.
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+            return;
+        }
         let ext = if own(rest) {
             let own = if park { msg.referred_by() } else { Some(msg.from_hdr()) };
             match own {
@@ -965,6 +1054,19 @@ impl Shard {
             self.reply(now, txn, msg, 400, "Bad Replaces header", None, &[], None);
             return;
         }
+        // Authenticated as a user of the caller's tenant (From host), before
+        // anything about the named dialog is told.
+        let Ok(from) = msg.from_hdr() else { return };
+        let cfg = Arc::clone(&self.cfg);
+        let retired = Arc::clone(&self.retired);
+        let Some(policy) = cfg.tenant(from.uri.host).or_else(|| retired_policy(&retired, from.uri.host)) else {
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
+            return;
+        };
+        if !self.admit(now, src, msg, txn, from.uri.host, policy, from.uri.user.unwrap_or_default()) {
+            return;
+        }
         let found = [(to_tag, from_tag), (from_tag, to_tag)].into_iter().find_map(|(ours, theirs)| {
             let (call, side) = self.find_dialog(call_id, ours)?;
             let c = self.calls.get(&call)?;
@@ -986,7 +1088,7 @@ impl Shard {
         let Some(e) = self.exts.get(&c.ext) else { return };
         let (tenant, ext) = (e.tenant.clone(), e.ext.clone());
         let same_tenant = msg.from_hdr().is_ok_and(|f| f.uri.host.eq_ignore_ascii_case(tenant.as_bytes()));
-        if !same_tenant || self.cfg.tenant(tenant.as_bytes()).is_none() {
+        if !same_tenant {
             self.stats.retrieves_failed.inc();
             self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
             return;
@@ -994,6 +1096,73 @@ impl Shard {
         let mut token = Vec::with_capacity(13);
         write_token(&mut token, call);
         self.on_retrieve(now, src, msg, txn, tenant.as_bytes(), ext.as_bytes(), Some(&token));
+    }
+
+    /// Whether an out-of-dialog REGISTER or INVITE from `src` for `tenant`,
+    /// acting as `user` (the To user of a REGISTER, the From user of an
+    /// INVITE), may go on (docs/decisions/0013-digest-auth.md). When not,
+    /// it has been answered: 401 with fresh challenges (none or unusable
+    /// credentials for this realm, unknown nonce; `stale=true` for an
+    /// expired one), 403 (wrong password or unknown user, a user acting as
+    /// someone else, a source outside the trusted peers of a tenant with no
+    /// credentials), 400 (credentials that cannot be read).
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        now: Instant,
+        src: Peer,
+        msg: &SipMessage<'_>,
+        txn: u64,
+        tenant: &[u8],
+        policy: &super::config::TenantPolicy,
+        user: &[u8],
+    ) -> bool {
+        match self.cfg.admission(policy, src.addr.ip()) {
+            Admission::Trusted | Admission::Open => return true,
+            Admission::Refused => {
+                self.stats.auth_failures.inc();
+                debug!(src = %src.addr, "request from outside the trusted peers refused");
+                self.reply(now, txn, msg, 403, "Source Not Trusted", None, &[], None);
+                return false;
+            }
+            Admission::Digest => {}
+        }
+        let realm = tenant.to_ascii_lowercase();
+        let (Some(method), Some(uri)) = (msg.method(), msg.request_uri()) else { return false };
+        let req = AuthRequest { method: method.as_bytes(), uri, realm: &realm };
+        let unix = self.wall.unix_secs(now);
+        let mut stale = false;
+        let creds = msg.headers().iter().filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization")).take(4);
+        for h in creds {
+            let verdict = self.auth.verify(h.value, &req, unix, |u| {
+                std::str::from_utf8(u).ok().and_then(|u| policy.users.get(u)).map(|p| &*p.0)
+            });
+            match verdict {
+                Verdict::Ok(name) if name == user => return true,
+                Verdict::Ok(_) => {
+                    self.stats.auth_failures.inc();
+                    self.reply(now, txn, msg, 403, "Authenticated As Another User", None, &[], None);
+                    return false;
+                }
+                Verdict::WrongPassword | Verdict::UnknownUser => {
+                    self.stats.auth_failures.inc();
+                    debug!(src = %src.addr, "digest authentication failed");
+                    self.reply(now, txn, msg, 403, "Forbidden", None, &[], None);
+                    return false;
+                }
+                Verdict::Malformed(reason) => {
+                    self.reply(now, txn, msg, 400, reason, None, &[], None);
+                    return false;
+                }
+                Verdict::Stale => stale = true,
+                Verdict::UnknownNonce | Verdict::WrongRealm => {}
+            }
+        }
+        self.stats.auth_challenges.inc();
+        let [sha, md5] = self.auth.challenges(&realm, unix, stale);
+        let extra = [("WWW-Authenticate", &sha[..]), ("WWW-Authenticate", &md5[..])];
+        self.reply(now, txn, msg, 401, "Unauthorized", None, &extra, None);
+        false
     }
 
     /// `*58`: parks on the first member of the parker's park group that
@@ -1490,12 +1659,162 @@ impl Shard {
                 self.reply(now, txn, msg, 200, "OK", None, &[], None);
                 self.on_bye(now, call, side);
             }
-            Method::Invite | Method::Update | Method::Info if bridged => {
+            Method::Refer if bridged => self.on_refer(now, msg, txn, call, side),
+            Method::Invite | Method::Update | Method::Info | Method::Notify if bridged => {
                 self.relay_request(now, msg, method, txn, call, side);
             }
+            Method::Refer => self.reply(now, txn, msg, 403, "Call Is Not Bridged", None, &[], None),
             Method::Invite | Method::Update => self.on_reoffer(now, msg, method, txn, call, side),
             Method::Info | Method::Options => self.reply(now, txn, msg, 200, "OK", None, &[], None),
             _ => self.reply(now, txn, msg, 405, "Method Not Allowed", None, &[("Allow", ALLOW)], None),
+        }
+    }
+
+    /// A REFER on a bridged call. To the park feature code of the call's
+    /// tenant (`*68<ext>`, or `*68` alone for the referrer's own extension):
+    /// the other leg is parked on that extension at once, with no new
+    /// INVITE (it is re-INVITEd to hold), and the REFER is answered 202 and
+    /// reported in sipfrag NOTIFYs (RFC 3515): `100 Trying`, then `200 OK`
+    /// (or the error), subscription terminated. The referrer's leg then
+    /// waits for its BYE. Any other REFER is relayed to the other leg.
+    fn on_refer(&mut self, now: Instant, msg: &SipMessage<'_>, txn: u64, call: u64, from: Side) {
+        let Some(Ok(refer_to)) = msg.refer_to() else {
+            self.reply(now, txn, msg, 400, "Bad Refer-To header", None, &[], None);
+            return;
+        };
+        let cfg = Arc::clone(&self.cfg);
+        let Some(rest) = refer_to.uri.user.and_then(|u| u.strip_prefix(cfg.park_fac.as_bytes())) else {
+            self.relay_request(now, msg, Method::Refer, txn, call, from);
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else { return };
+        let Some(tenant) = self.exts.get(&c.ext).map(|e| e.tenant.clone()) else { return };
+        let policy = cfg.tenant(tenant.as_bytes());
+        let (Some(policy), true) = (policy, refer_to.uri.host.eq_ignore_ascii_case(tenant.as_bytes())) else {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
+            return;
+        };
+        // The referrer: Referred-By when it is of this tenant, else the peer of its leg.
+        let referrer_leg = match (from, &c.state) {
+            (Side::A, _) => &c.a,
+            (Side::B, CallState::Bridged { b }) => &**b,
+            _ => return,
+        };
+        let parker = match msg.referred_by() {
+            Some(Ok(rb)) if rb.uri.host.eq_ignore_ascii_case(tenant.as_bytes()) => identity(&rb),
+            _ => match NameAddr::parse(&referrer_leg.remote) {
+                Ok(na) => Identity { uri: na.uri.raw.into(), display: None },
+                Err(_) => Identity { uri: referrer_leg.remote.clone(), display: None },
+            },
+        };
+        let ext: Vec<u8> = if matches!(rest, b"" | b"#" | b"%23") {
+            match Uri::parse(&parker.uri).ok().filter(|u| u.host.eq_ignore_ascii_case(tenant.as_bytes())) {
+                Some(Uri { user: Some(u), .. }) if valid_ext(u) => u.to_vec(),
+                _ => {
+                    self.reply(now, txn, msg, 404, "Own Extension Unknown", None, &[], None);
+                    return;
+                }
+            }
+        } else if valid_ext(rest) {
+            rest.to_vec()
+        } else {
+            self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
+            return;
+        };
+        if self.shutting_down {
+            self.reply(now, txn, msg, 503, "Shutting Down", None, &[], None);
+            return;
+        }
+        if self.offers.contains_key(&call) || self.relay_acks.contains_key(&call) {
+            // An offer/answer exchange is under way on the bridge.
+            self.reply(now, txn, msg, 491, "Request Pending", None, &[], None);
+            return;
+        }
+        let ext_id = self.ext_id(tenant.as_bytes(), &ext);
+        let count = self.exts.get(&ext_id).map_or(0, |e| e.calls.len());
+        if count >= policy.max_parks_per_ext as usize {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 486, "Extension Park Full", None, &[], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        if self.calls.len() >= self.cfg.limits.max_parked {
+            self.stats.overload_rejects.inc();
+            self.reply(now, txn, msg, 503, "Park Capacity Reached", None, &[("Retry-After", b"30")], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        self.reply(now, txn, msg, 202, "Accepted", None, &[], None);
+
+        // Split the bridge: the other leg becomes the parked leg (A) of a
+        // new call; the referrer's leg becomes a call of its own that only
+        // waits for its BYE.
+        let Some(mut c) = self.calls.remove(&call) else { return };
+        let CallState::Bridged { b } = std::mem::replace(&mut c.state, CallState::Referrer) else {
+            self.calls.insert(call, c);
+            return;
+        };
+        self.remove_dialog(call, Side::A, &c.a);
+        self.remove_dialog(call, Side::B, &b);
+        self.bridged = self.bridged.saturating_sub(1);
+        let (referrer, parked) = if from == Side::A { (std::mem::replace(&mut c.a, *b), c.a) } else { (*b, c.a) };
+        let (park_id, ref_id) = (self.fresh_id(), self.fresh_id());
+        let old_ext = c.ext;
+        self.calls.insert(
+            park_id,
+            Box::new(Call {
+                id: park_id,
+                ext: ext_id,
+                parker: Some(parker),
+                parked_at: self.wall.unix_secs(now),
+                timeout_secs: policy.park_timeout.as_secs(),
+                a: parked,
+                state: CallState::Answering { txn: 0, cancelled: false },
+                deadline: None,
+            }),
+        );
+        self.add_dialog(park_id, Side::A);
+        if let Some(e) = self.exts.get_mut(&ext_id) {
+            e.calls.push(park_id);
+        }
+        let deadline = now + REFERRER_LINGER;
+        self.calls.insert(
+            ref_id,
+            Box::new(Call {
+                id: ref_id,
+                ext: old_ext,
+                parker: None,
+                parked_at: self.wall.unix_secs(now),
+                timeout_secs: 0,
+                a: referrer,
+                state: CallState::Referrer,
+                deadline: Some(deadline),
+            }),
+        );
+        self.add_dialog(ref_id, Side::A);
+        self.schedule(Some(deadline), TimerKey::Call(ref_id));
+        self.drop_ext_if_idle(old_ext);
+        self.parked(now, park_id);
+        // The parked leg stops sending media to the referrer: hold.
+        if let Some(c) = self.calls.get(&park_id) {
+            let mut origin = c.a.origin;
+            origin.version += 1;
+            let mut hold = Vec::new();
+            if sdp::hold_answer(&mut hold, &c.a.remote_sdp, origin, &self.host) {
+                self.reinvite(now, park_id, &hold, false, |call| ClientOwner::Rehold { call });
+            }
+        }
+        for (frag, state) in [
+            (&b"SIP/2.0 100 Trying\r\n"[..], &b"active;expires=60"[..]),
+            (b"SIP/2.0 200 OK\r\n", b"terminated;reason=noresource"),
+        ] {
+            let Some(leg) = self.calls.get_mut(&ref_id).map(|c| &mut c.a) else { return };
+            leg.local_cseq += 1;
+            let cseq = leg.local_cseq;
+            let extra = [("Event", &b"refer"[..]), ("Subscription-State", state)];
+            let body = Some(("message/sipfrag;version=2.0", frag));
+            self.send_in_dialog_with(now, ref_id, Side::A, "NOTIFY", cseq, &extra, body, ClientOwner::Detached);
         }
     }
 
@@ -1537,7 +1856,10 @@ impl Shard {
         };
         y.local_cseq += 1;
         let cseq = y.local_cseq;
-        let info_package = msg.header_raw(b"Info-Package").map(<[u8]>::to_vec);
+        let kept: Vec<(&str, Vec<u8>)> = RELAYED_HEADERS
+            .iter()
+            .filter_map(|name| msg.header_raw(name.as_bytes()).map(|v| (*name, v.to_vec())))
+            .collect();
         if method == Method::Invite {
             self.reply(now, txn, msg, 100, "Trying", None, &[], None);
         }
@@ -1545,7 +1867,7 @@ impl Shard {
             e.request = msg.as_bytes().to_vec();
             e.call = Some(call);
         }
-        let extra: Vec<(&str, &[u8])> = info_package.iter().map(|v| ("Info-Package", v.as_slice())).collect();
+        let extra: Vec<(&str, &[u8])> = kept.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let body = (!body.is_empty()).then_some((ctype, body.as_slice()));
         let name = std::str::from_utf8(method.as_bytes()).unwrap_or("INFO");
         let ctxn = self.send_in_dialog_with(now, call, to, name, cseq, &extra, body, ClientOwner::Relay { call });
@@ -1701,6 +2023,7 @@ impl Shard {
                 self.bye(now, call, other);
                 self.forget_call(call);
             }
+            CallState::Referrer => self.forget_call(call),
         }
     }
 
@@ -2102,6 +2425,10 @@ impl Shard {
             }
             CallState::Recalling { ref recall } if recall.group_at.is_some() => self.recall_group_joins(now, call),
             CallState::Retrieving { .. } => self.retry_retrieve(now, call),
+            CallState::Referrer => {
+                self.bye(now, call, Side::A);
+                self.forget_call(call);
+            }
             CallState::Recalling { .. } => {
                 info!(call, "recall unanswered");
                 self.cancel_forks(call);
@@ -2116,8 +2443,12 @@ impl Shard {
         let cfg = Arc::clone(&self.cfg);
         let Some(c) = self.calls.get(&call) else { return };
         let tenant = self.exts.get(&c.ext).map(|e| e.tenant.clone()).unwrap_or_default();
-        // A tenant removed by a reload keeps the defaults for its last calls.
-        let policy = cfg.tenant(tenant.as_bytes()).unwrap_or(&cfg.defaults);
+        // A tenant removed by a reload keeps its old policy for its last calls.
+        let retired = Arc::clone(&self.retired);
+        let policy = cfg
+            .tenant(tenant.as_bytes())
+            .or_else(|| retired_policy(&retired, tenant.as_bytes()))
+            .unwrap_or(&cfg.defaults);
         let parker = c.parker.as_ref().and_then(|p| {
             let uri = Uri::parse(&p.uri).ok()?;
             uri.host.eq_ignore_ascii_case(tenant.as_bytes()).then_some(uri.user?.to_vec())
@@ -2160,7 +2491,11 @@ impl Shard {
         let cfg = Arc::clone(&self.cfg);
         let Some(c) = self.calls.get(&call) else { return };
         let tenant = self.exts.get(&c.ext).map(|e| e.tenant.clone()).unwrap_or_default();
-        let policy = cfg.tenant(tenant.as_bytes()).unwrap_or(&cfg.defaults);
+        let retired = Arc::clone(&self.retired);
+        let policy = cfg
+            .tenant(tenant.as_bytes())
+            .or_else(|| retired_policy(&retired, tenant.as_bytes()))
+            .unwrap_or(&cfg.defaults);
         let group: Vec<Vec<u8>> = policy.recall_group.iter().map(|e| e.as_bytes().to_vec()).collect();
         let forks = self.ring_recall(now, call, &tenant, &group, policy);
         let Some(c) = self.calls.get_mut(&call) else { return };
@@ -2188,13 +2523,8 @@ impl Shard {
         exts: &[Vec<u8>],
         policy: &super::config::TenantPolicy,
     ) -> Vec<Fork> {
-        let mut targets: Vec<(Box<[u8]>, Peer, Box<str>)> = Vec::new();
-        for ext in exts {
-            let Some(e) = self.find_ext(tenant.as_bytes(), ext).and_then(|id| self.exts.get(&id)) else { continue };
-            for b in e.bindings.iter().filter(|b| b.expires_at > now) {
-                targets.push((b.uri.clone(), b.flow, e.ext.clone()));
-            }
-        }
+        let names: Vec<&[u8]> = exts.iter().map(|e| &e[..]).collect();
+        let targets = self.device_targets(now, tenant, &names, None);
         let Some(c) = self.calls.get(&call) else { return Vec::new() };
         // The parked party, shown as a recall: `"[Recall] Alice" <sip:...>`.
         let mut from = Vec::with_capacity(96);
@@ -2211,9 +2541,13 @@ impl Shard {
         from.push(b'>');
         let mut forks = Vec::with_capacity(targets.len());
         let mut to = Vec::with_capacity(64);
-        for (uri, dst, ext) in targets {
+        for DeviceTarget { uri, dst, route, ext, .. } in targets {
             to.clear();
-            let _ = std::io::Write::write_fmt(&mut to, format_args!("<sip:{ext}@{tenant}>"));
+            to.extend_from_slice(b"<sip:");
+            to.extend_from_slice(&ext);
+            to.push(b'@');
+            to.extend_from_slice(tenant.as_bytes());
+            to.push(b'>');
             let contact = self.contact(dst.transport);
             let txn = self.fresh_id();
             let tag = self.new_tag();
@@ -2222,6 +2556,9 @@ impl Shard {
             write_branch(&mut branch, self.id, txn);
             let mut out = Vec::with_capacity(700);
             request_head(&mut out, "INVITE", &uri, dst.transport, &self.vias[dst.transport.index()], &branch);
+            if let Some(r) = &route {
+                header(&mut out, "Route", r);
+            }
             out.extend_from_slice(b"From: ");
             out.extend_from_slice(&from);
             out.extend_from_slice(b";tag=");
@@ -2295,6 +2632,10 @@ impl Shard {
         out.extend_from_slice(b" SIP/2.0\r\n");
         header(&mut out, "Via", via);
         header(&mut out, "Max-Forwards", b"70");
+        // The INVITE's Route, so the CANCEL takes its path (§9.1).
+        for r in req.routes().filter_map(Result::ok) {
+            header(&mut out, "Route", r.raw);
+        }
         header(&mut out, "From", from);
         header(&mut out, "To", to);
         header(&mut out, "Call-ID", call_id);
@@ -2704,22 +3045,21 @@ impl Shard {
     /// Sends the extension's current park-info document to every contact
     /// (or only to the contact `only`, for a resync).
     fn notify_ext(&mut self, now: Instant, ext: u64, left: Option<(u64, LeaveReason)>, only: Option<&[u8]>) {
-        let watchers = self.watchers(ext, left.map(|(id, _)| id));
+        let mut names = self.watcher_names(ext, left.map(|(id, _)| id));
         let cfg = Arc::clone(&self.cfg);
         let Some(e) = self.exts.get(&ext) else { return };
         let default_set = cfg.tenant(e.tenant.as_bytes()).map_or(cfg.defaults.notify, |p| p.notify);
         // Every device that shows this extension's parks: its own, then
         // its watchers' (park group members, parkers), each addressed to
         // the device's own AOR, each with the documents it understands.
-        let mut targets: Vec<(Box<[u8]>, Peer, u64, NotifySet)> = Vec::new();
+        names.insert(0, e.ext.as_bytes().into());
+        let tenant = e.tenant.clone();
+        let names: Vec<&[u8]> = names.iter().map(|n| &n[..]).collect();
+        let targets = self.device_targets(now, &tenant, &names, only);
+        let Some(e) = self.exts.get(&ext) else { return };
         let mut union = NotifySet::default();
-        for id in std::iter::once(ext).chain(watchers) {
-            let Some(w) = self.exts.get(&id) else { continue };
-            for b in w.bindings.iter().filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now) {
-                let set = b.notify.unwrap_or(default_set);
-                union.0 |= set.0;
-                targets.push((b.uri.clone(), b.flow, id, set));
-            }
+        for t in &targets {
+            union.0 |= t.notify.unwrap_or(default_set).0;
         }
         if targets.is_empty() || union.0 == 0 {
             return;
@@ -2745,23 +3085,18 @@ impl Shard {
         from.extend_from_slice(e.tenant.as_bytes());
         from.extend_from_slice(b">;tag=");
         let mut to = Vec::with_capacity(64);
-        let sends = targets.iter().flat_map(|(uri, dst, recipient, set)| {
-            BodyKind::ALL
-                .into_iter()
-                .enumerate()
-                .filter(|(_, k)| set.contains(*k))
-                .map(move |(i, k)| (uri, *dst, *recipient, i, k))
+        let sends = targets.iter().flat_map(|t| {
+            let set = t.notify.unwrap_or(default_set);
+            BodyKind::ALL.into_iter().enumerate().filter(move |(_, k)| set.contains(*k)).map(move |(i, k)| (t, i, k))
         });
-        for (uri, dst, recipient, i, kind) in sends {
-            let body = &docs[i];
+        for (DeviceTarget { uri, dst, route, ext: recipient, .. }, i, kind) in sends {
+            let (dst, body) = (*dst, &docs[i]);
             to.clear();
-            if let Some(r) = self.exts.get(&recipient) {
-                to.extend_from_slice(b"<sip:");
-                to.extend_from_slice(r.ext.as_bytes());
-                to.push(b'@');
-                to.extend_from_slice(r.tenant.as_bytes());
-                to.push(b'>');
-            }
+            to.extend_from_slice(b"<sip:");
+            to.extend_from_slice(recipient);
+            to.push(b'@');
+            to.extend_from_slice(tenant.as_bytes());
+            to.push(b'>');
             let contact = self.contact(dst.transport);
             if self.live_transactions() >= self.cfg.limits.max_transactions {
                 self.stats.overload_rejects.inc();
@@ -2775,6 +3110,9 @@ impl Shard {
             write_branch(&mut branch, self.id, txn);
             let mut out = Vec::with_capacity(700 + body.len());
             request_head(&mut out, "NOTIFY", uri, dst.transport, &self.vias[dst.transport.index()], &branch);
+            if let Some(r) = route {
+                header(&mut out, "Route", r);
+            }
             out.extend_from_slice(b"From: ");
             out.extend_from_slice(&from);
             out.extend_from_slice(&tag);
@@ -2804,7 +3142,7 @@ impl Shard {
     /// parks: the members of its park group, and, when the tenant asks for
     /// it, the parkers of the calls shown (`left` included). Only
     /// extensions of the same tenant, and only those sipark knows.
-    fn watchers(&mut self, ext: u64, left: Option<u64>) -> Vec<u64> {
+    fn watcher_names(&self, ext: u64, left: Option<u64>) -> Vec<Box<[u8]>> {
         let Some(e) = self.exts.get(&ext) else { return Vec::new() };
         let cfg = Arc::clone(&self.cfg);
         let Some(policy) = cfg.tenant(e.tenant.as_bytes()) else { return Vec::new() };
@@ -2825,8 +3163,50 @@ impl Shard {
                 }
             }
         }
-        let tenant = e.tenant.clone();
-        names.iter().filter_map(|n| self.find_ext(tenant.as_bytes(), n)).collect()
+        names
+    }
+
+    /// Where sipark's out-of-dialog requests to the extensions `names` of
+    /// `tenant` go. In outbound-proxy mode: one request per extension,
+    /// `sip:<ext>@<tenant>` through the proxy, which forks it. Else one
+    /// per live binding sipark's registrar holds (only the contact `only`
+    /// when given), with the binding's Path as Route.
+    fn device_targets(
+        &mut self,
+        now: Instant,
+        tenant: &str,
+        names: &[&[u8]],
+        only: Option<&[u8]>,
+    ) -> Vec<DeviceTarget> {
+        let mut out = Vec::new();
+        if let Some((proxy, route)) = &self.proxy {
+            if only.is_some() {
+                return out;
+            }
+            for name in names {
+                let mut uri = Vec::with_capacity(8 + name.len() + tenant.len());
+                uri.extend_from_slice(b"sip:");
+                uri.extend_from_slice(name);
+                uri.push(b'@');
+                uri.extend_from_slice(tenant.as_bytes());
+                let (dst, route) = (*proxy, Some(route.clone()));
+                out.push(DeviceTarget { uri: uri.into(), dst, route, ext: (*name).into(), notify: None });
+            }
+            return out;
+        }
+        for name in names {
+            let Some(e) = self.find_ext(tenant.as_bytes(), name).and_then(|id| self.exts.get(&id)) else { continue };
+            for b in e.bindings.iter().filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now) {
+                out.push(DeviceTarget {
+                    uri: b.uri.clone(),
+                    dst: b.flow,
+                    route: b.path.clone(),
+                    ext: (*name).into(),
+                    notify: b.notify,
+                });
+            }
+        }
+        out
     }
 
     // ----- registrar ------------------------------------------------------
@@ -2838,8 +3218,12 @@ impl Shard {
             return;
         };
         let tenant = to.uri.host;
-        if self.cfg.tenant(tenant).is_none() {
+        let cfg = Arc::clone(&self.cfg);
+        let Some(policy) = cfg.tenant(tenant) else {
             self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+            return;
+        };
+        if !self.admit(now, src, msg, txn, tenant, policy, user) {
             return;
         }
         let header_expires = match msg.expires() {
@@ -2910,12 +3294,27 @@ impl Shard {
             return;
         }
         let max = self.cfg.max_expires;
-        let cfg = Arc::clone(&self.cfg);
         // A device whose User-Agent matches a rule gets that rule's documents.
         let notify = msg.header(HeaderName::UserAgent).and_then(|ua| {
             let policy = cfg.tenant(tenant)?;
             policy.notify_ua.iter().find(|(p, _)| super::config::glob_match(p.as_bytes(), ua)).map(|(_, set)| *set)
         });
+        // RFC 3327: the proxies on the way in, which requests to these
+        // contacts must go back through.
+        let mut path: Vec<u8> = Vec::new();
+        for h in msg.headers().iter().filter(|h| h.raw_name.eq_ignore_ascii_case(b"Path")) {
+            if !path.is_empty() {
+                path.extend_from_slice(b", ");
+            }
+            path.extend_from_slice(h.value);
+        }
+        if path.len() > 2048 {
+            self.reply(now, txn, msg, 400, "Path Too Long", None, &[], None);
+            self.drop_ext_if_idle(ext_id);
+            return;
+        }
+        let flow = first_hop(Some(&path).filter(|p| !p.is_empty()).map(|p| &p[..]), src);
+        let path: Option<Box<[u8]>> = (!path.is_empty()).then(|| path.into());
         let Some(e) = self.exts.get_mut(&ext_id) else { return };
         let before = e.bindings.len();
         let mut resync: Vec<Box<[u8]>> = Vec::new();
@@ -2938,14 +3337,16 @@ impl Shard {
                         resync.push(uri.into());
                         b.call_id = call_id.into();
                     }
-                    b.flow = src;
+                    b.flow = flow;
+                    b.path.clone_from(&path);
                     b.notify = notify;
                     b.expires_at = expires_at;
                 }
                 None => {
                     resync.push(uri.into());
                     let (uri, call_id) = (uri.into(), call_id.into());
-                    e.bindings.push(Binding { uri, flow: src, expires_at, call_id, notify });
+                    let path = path.clone();
+                    e.bindings.push(Binding { uri, flow, expires_at, call_id, notify, path });
                 }
             }
         }
@@ -2963,7 +3364,15 @@ impl Shard {
         let has_calls = e.calls.iter().any(|c| self.calls.get(c).is_some_and(|c| c.state.listed()));
         self.schedule_ext(ext_id);
         self.stats.registrations.inc();
-        let extra: Vec<(&str, &[u8])> = contacts.iter().map(|c| ("Contact", c.as_slice())).collect();
+        let mut extra: Vec<(&str, &[u8])> = contacts.iter().map(|c| ("Contact", c.as_slice())).collect();
+        // The Path is echoed to a UA that supports it (RFC 3327 §5.3).
+        let supports_path = msg
+            .header_values(HeaderName::Supported)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"path"));
+        if supports_path && let Some(p) = &path {
+            extra.push(("Path", p));
+        }
         self.reply(now, txn, msg, 200, "OK", None, &extra, None);
         // A new device is sent what it shows at once: its extension's
         // parks and its park group's.
@@ -2992,6 +3401,18 @@ impl Shard {
         }
         self.drop_ext_if_idle(ext_id);
     }
+}
+
+/// The policy a tenant removed by a reload keeps for its last calls.
+fn retired_policy<'a>(
+    retired: &'a HashMap<Box<str>, super::config::TenantPolicy>,
+    domain: &[u8],
+) -> Option<&'a super::config::TenantPolicy> {
+    if retired.is_empty() {
+        return None;
+    }
+    let d = std::str::from_utf8(domain).ok()?.to_ascii_lowercase();
+    retired.get(d.as_str())
 }
 
 /// The host part of `host[:port]` / `[v6]:port`.
@@ -3068,20 +3489,28 @@ fn first_contact(msg: &SipMessage<'_>) -> Option<Box<[u8]>> {
 /// IP literal, else the address the peer last used (symmetric signalling,
 /// which also works for phones behind NAT).
 fn leg_destination(leg: &Leg) -> Peer {
-    leg.route_set
-        .first()
-        .and_then(|r| NameAddr::parse(r).ok())
+    first_hop(leg.route_set.first().map(|r| &r[..]), leg.peer)
+}
+
+/// The first hop of a Route value (`<uri>` or several, comma-separated)
+/// when its host is an IP literal, else `peer`. A first hop that is `peer`
+/// itself keeps `peer`'s flow, so a stream connection is reused.
+fn first_hop(route: Option<&[u8]>, peer: Peer) -> Peer {
+    route
+        .and_then(|r| {
+            // Several values: only the first matters; a comma inside <...> is part of it.
+            let end = r.iter().position(|&b| b == b'>').map_or(r.len(), |i| i + 1);
+            NameAddr::parse(r[..end].trim_ascii()).ok()
+        })
         .and_then(|na| {
             let host = std::str::from_utf8(na.uri.host).ok()?;
             let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
-            let transport = Transport::of_uri(&na.uri).unwrap_or(leg.peer.transport);
+            let transport = Transport::of_uri(&na.uri).unwrap_or(peer.transport);
             let port = na.uri.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
             let addr = SocketAddr::new(ip, port);
-            // The first hop is the peer itself (a proxy that record-routed):
-            // keep its flow, so a stream connection is reused.
-            Some(if addr == leg.peer.addr { leg.peer } else { Peer { addr, transport } })
+            Some(if addr == peer.addr { peer } else { Peer { addr, transport } })
         })
-        .unwrap_or(leg.peer)
+        .unwrap_or(peer)
 }
 
 /// Writes an in-dialog request on `leg` (§12.2.1.1).
@@ -3127,7 +3556,7 @@ fn write_leg_request_with(
     let mut cs = Vec::with_capacity(16);
     let _ = std::io::Write::write_fmt(&mut cs, format_args!("{cseq} {method}"));
     header(out, "CSeq", &cs);
-    if method == "INVITE" || method == "UPDATE" {
+    if matches!(method, "INVITE" | "UPDATE" | "REFER" | "NOTIFY") {
         header(out, "Contact", contact);
         header(out, "Allow", ALLOW);
     }

@@ -101,6 +101,11 @@ stats! {
     Counter registrations,
     /// Retransmissions sent by any client or server transaction.
     Counter retransmissions,
+    /// 401 challenges sent (digest authentication, stale ones included).
+    Counter auth_challenges,
+    /// Requests refused 403 for wrong credentials, a user that may not act
+    /// as the From (To) user, or a source outside the trusted peers.
+    Counter auth_failures,
     /// Requests refused because a per-shard limit was reached.
     Counter overload_rejects,
     /// Bindings currently registered.

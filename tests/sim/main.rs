@@ -14,6 +14,7 @@ mod wire;
 mod auth;
 mod chaos;
 mod groups;
+mod isolation;
 mod offer;
 mod park;
 mod proxy;

@@ -986,6 +986,14 @@ impl Shard {
             self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
             return;
         }
+        // A retriever is a user of the tenant whose call it takes (the
+        // parked party, by contrast, may be anyone: a call from another
+        // tenant of the same carrier can be parked).
+        if !park && !msg.from_hdr().is_ok_and(|f| f.uri.host.eq_ignore_ascii_case(ruri.host)) {
+            self.stats.retrieves_failed.inc();
+            self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
+            return;
+        }
         let ext = if own(rest) {
             let own = if park { msg.referred_by() } else { Some(msg.from_hdr()) };
             match own {

@@ -3,17 +3,26 @@
 //!
 //! Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the
 //! engine cannot start or a worker fails, 2 for bad flags or configuration.
+//!
+//! SIGHUP re-reads the tenants file and the TLS certificates and hands them
+//! to the running engine; a file that does not load leaves everything as
+//! it was (docs/decisions/0016-reload.md).
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use sipark::bpf::{self, XdpConfig, XdpMode};
-use sipark::io::stream::{self, StreamLimits, StreamOptions, TlsListen};
-use sipark::io::{Engine, IoChoice, IoOptions, SteerChoice, signal};
-use sipark::proto::config::{self, Cidr, Config, DatapathPolicy, Limits, RateLimit, TenantMode, TenantPolicy, Timers};
+use sipark::io::stream::{self, StreamLimits, StreamOptions, TlsCert, TlsListen};
+use sipark::io::{Engine, IoChoice, IoOptions, Reload, SteerChoice, signal};
+use sipark::proto::config::{
+    self, Cidr, Config, DatapathPolicy, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
+    Tenants, Timers,
+};
+use sipark::proto::msg::{Peer, Transport};
+use sipark::proto::parse::Uri;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -67,10 +76,12 @@ struct Args {
     /// Do not listen for SIP over TCP.
     #[arg(long)]
     no_tcp: bool,
-    /// Listen for SIP over TLS on this address (needs --tls-cert and --tls-key).
+    /// Listen for SIP over TLS on this address (needs --tls-cert and
+    /// --tls-key, or tenants with tls_cert and tls_key).
     #[arg(long, value_name = "ADDR")]
     tls_listen: Option<SocketAddr>,
-    /// TLS certificate chain (PEM).
+    /// TLS certificate chain (PEM): the default, for clients whose SNI
+    /// names no tenant with its own certificate. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     tls_cert: Option<std::path::PathBuf>,
     /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
@@ -108,7 +119,8 @@ struct Args {
     /// Do not pin worker i to core i.
     #[arg(long)]
     no_pin: bool,
-    /// Tenants file (TOML); without it every domain is a tenant.
+    /// Tenants file (TOML); without it every domain is a tenant. Re-read
+    /// on SIGHUP.
     #[arg(long, value_name = "FILE")]
     tenants: Option<std::path::PathBuf>,
     /// Park feature code (Request-URI user prefix).
@@ -174,6 +186,20 @@ struct Args {
     /// repeatable; added to the built-in scanner list). Needs --xdp.
     #[arg(long, value_name = "PREFIX")]
     scanner_ua: Vec<String>,
+    /// Trust requests from this source network without digest
+    /// authentication, for every tenant (repeatable; a tenant's `trust`
+    /// adds to it). With trusted peers set, a tenant without `users`
+    /// refuses every other source with 403.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    trust: Vec<Cidr>,
+    /// Seconds a digest nonce is accepted after it is issued.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    nonce_validity: u64,
+    /// Send NOTIFYs and recall INVITEs to sip:<ext>@<domain> through this
+    /// proxy (e.g. sip:10.0.0.5:5060;transport=tcp), which forks them to
+    /// the extension's devices, instead of to locally registered contacts.
+    #[arg(long, value_name = "URI")]
+    outbound_proxy: Option<String>,
     /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,
@@ -205,6 +231,8 @@ struct Plan {
     defaults: TenantPolicy,
     tenants: TenantMode,
     tenants_desc: String,
+    outbound_proxy: Option<OutboundProxy>,
+    nonce_secret: [u8; 32],
 }
 
 fn plan(args: &Args) -> Result<Plan, String> {
@@ -249,25 +277,25 @@ fn plan(args: &Args) -> Result<Plan, String> {
     if let Some(a) = &args.advertise {
         check_advertise("--advertise", a)?;
     }
-    let cli_defaults = TenantPolicy {
-        park_timeout: Duration::from_secs(args.park_timeout),
-        max_parks_per_ext: args.max_parks_per_ext,
-        ..TenantPolicy::default()
-    };
-    let (defaults, tenants, tenants_desc, datapath) = match &args.tenants {
-        None => (cli_defaults, TenantMode::Open, "open (every domain)".to_owned(), DatapathPolicy::default()),
+    let (defaults, tenants, tenants_desc, datapath, tenant_certs) = match &args.tenants {
+        None => (
+            cli_defaults(args),
+            TenantMode::Open,
+            "open (every domain)".to_owned(),
+            DatapathPolicy::default(),
+            Vec::new(),
+        ),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("--tenants {}: {e}", path.display()))?;
-            let t = config::parse_tenants_file(&text, cli_defaults).map_err(|e| format!("{}: {e}", path.display()))?;
-            let count = match &t.mode {
-                TenantMode::Strict(m) => m.len(),
-                TenantMode::Open => 0,
-            };
-            let desc = format!("strict ({count} tenant{} from {})", if count == 1 { "" } else { "s" }, path.display());
-            (t.defaults, t.mode, desc, t.datapath)
+            let t = read_tenants(args, path)?;
+            let desc = format!("strict ({} from {})", tenant_count(&t.mode), path.display());
+            (t.defaults, t.mode, desc, t.datapath, t.certs)
         }
     };
-    let streams = stream_options(args)?;
+    if args.nonce_validity == 0 || args.nonce_validity > 86_400 {
+        return Err("--nonce-validity must be 1..=86400 seconds".into());
+    }
+    let outbound_proxy = args.outbound_proxy.as_deref().map(outbound_proxy).transpose()?;
+    let streams = stream_options(args, &tenant_certs)?;
     let xdp = xdp_config(args, &tenants, datapath)?;
     let xdp_desc = xdp.as_ref().map_or_else(|| "off".to_owned(), |x| x.ifaces.join(","));
     let io = IoOptions {
@@ -288,11 +316,86 @@ fn plan(args: &Args) -> Result<Plan, String> {
         },
         xdp,
     };
-    Ok(Plan { io, streams, xdp_desc, defaults, tenants, tenants_desc })
+    let nonce_secret = random_secret()?;
+    Ok(Plan { io, streams, xdp_desc, defaults, tenants, tenants_desc, outbound_proxy, nonce_secret })
 }
 
-/// TCP and TLS settings from the flags (reads the certificate files).
-fn stream_options(args: &Args) -> Result<StreamOptions, String> {
+/// The tenant policy the CLI flags give, which the tenants file overrides.
+fn cli_defaults(args: &Args) -> TenantPolicy {
+    TenantPolicy {
+        park_timeout: Duration::from_secs(args.park_timeout),
+        max_parks_per_ext: args.max_parks_per_ext,
+        ..TenantPolicy::default()
+    }
+}
+
+/// Reads and parses the tenants file at `path` (at start and on SIGHUP).
+/// Relative `tls_cert`/`tls_key` paths are taken from the file's directory.
+fn read_tenants(args: &Args, path: &std::path::Path) -> Result<Tenants, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--tenants {}: {e}", path.display()))?;
+    let mut t =
+        config::parse_tenants_file(&text, cli_defaults(args)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    for c in &mut t.certs {
+        c.cert = dir.join(&c.cert);
+        c.key = dir.join(&c.key);
+    }
+    Ok(t)
+}
+
+/// "3 tenants", "1 tenant".
+fn tenant_count(mode: &TenantMode) -> String {
+    match mode {
+        TenantMode::Strict(m) if m.len() == 1 => "1 tenant".to_owned(),
+        TenantMode::Strict(m) => format!("{} tenants", m.len()),
+        TenantMode::Open => "every domain".to_owned(),
+    }
+}
+
+/// The TLS listener's certificates: `--tls-cert`/`--tls-key` as the
+/// default, then each tenant's own for its domain (read now, at start and
+/// on SIGHUP).
+fn tls_certs(args: &Args, tenants: &[TenantCert]) -> Result<Vec<TlsCert>, String> {
+    let mut certs = Vec::with_capacity(tenants.len() + 1);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        certs.push(stream::load_cert(None, cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?);
+    }
+    for t in tenants {
+        let c = stream::load_cert(Some(t.domain.clone()), &t.cert, &t.key)
+            .map_err(|e| format!("tenant {:?}: tls_cert/tls_key: {e}", t.domain))?;
+        certs.push(c);
+    }
+    Ok(certs)
+}
+
+/// `--outbound-proxy`: a `sip:` or `sips:` URI without a user, its host
+/// resolved now (the first address).
+fn outbound_proxy(raw: &str) -> Result<OutboundProxy, String> {
+    let bad = |why: &str| format!("--outbound-proxy {raw:?}: {why}");
+    let uri = Uri::parse(raw.as_bytes()).map_err(|e| bad(e.reason()))?;
+    let scheme_ok = uri.scheme.eq_ignore_ascii_case(b"sip") || uri.scheme.eq_ignore_ascii_case(b"sips");
+    let transport = match (Transport::of_uri(&uri), uri.param(b"transport")) {
+        (Some(t), _) if scheme_ok => t,
+        (None, None) if scheme_ok => Transport::Udp,
+        _ => return Err(bad("expected a sip: or sips: URI, transport udp, tcp or tls")),
+    };
+    if uri.user.is_some() || uri.headers.is_some() {
+        return Err(bad("a proxy URI has no user part and no headers"));
+    }
+    let host = std::str::from_utf8(uri.host).map_err(|_| bad("host is not text"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| bad(&e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("the host has no address"))?;
+    Ok(OutboundProxy { peer: Peer { addr, transport }, uri: raw.into() })
+}
+
+/// TCP and TLS settings from the flags and the tenants' certificates
+/// (reads the certificate files).
+fn stream_options(args: &Args, tenant_certs: &[TenantCert]) -> Result<StreamOptions, String> {
     if args.max_connections == 0 || args.max_connections > 1_000_000 {
         return Err("--max-connections must be 1..=1000000".into());
     }
@@ -308,21 +411,38 @@ fn stream_options(args: &Args) -> Result<StreamOptions, String> {
     if args.tls_handshake_timeout == 0 || args.tls_handshake_timeout > 300 {
         return Err("--tls-handshake-timeout must be 1..=300 seconds".into());
     }
-    let tls = match (&args.tls_listen, &args.tls_cert, &args.tls_key) {
-        (None, None, None) => {
-            if args.tls_advertise.is_some() {
-                return Err("--tls-advertise needs --tls-listen".into());
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    let tls = match &args.tls_listen {
+        None => {
+            if args.tls_cert.is_some() || args.tls_advertise.is_some() {
+                return Err("--tls-cert, --tls-key and --tls-advertise need --tls-listen".into());
+            }
+            if !tenant_certs.is_empty() {
+                warn!(
+                    tenants = tenant_certs.len(),
+                    "the tenants file names TLS certificates, but there is no --tls-listen: they are not used"
+                );
             }
             None
         }
-        (Some(listen), Some(cert), Some(key)) => {
+        Some(listen) => {
             if let Some(a) = &args.tls_advertise {
                 check_advertise("--tls-advertise", a)?;
             }
-            let cert = stream::load_cert(None, cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
-            Some(TlsListen { listen: *listen, advertise: args.tls_advertise.clone(), certs: vec![cert] })
+            let certs = tls_certs(args, tenant_certs)?;
+            if certs.is_empty() {
+                return Err("--tls-listen needs --tls-cert and --tls-key, or tenants with tls_cert and tls_key".into());
+            }
+            if args.tls_cert.is_none() {
+                info!(
+                    tenants = certs.len(),
+                    "no --tls-cert: a TLS handshake whose SNI names no tenant with a certificate fails"
+                );
+            }
+            Some(TlsListen { listen: *listen, advertise: args.tls_advertise.clone(), certs })
         }
-        _ => return Err("--tls-listen, --tls-cert and --tls-key go together".into()),
     };
     let tls_client_roots = match &args.tls_ca {
         Some(path) => Some(stream::load_roots(path).map_err(|e| format!("--tls-ca: {e}"))?),
@@ -418,8 +538,80 @@ fn build_config(args: &Args, plan: &Plan, bound: SocketAddr) -> Config {
             t4: Duration::from_millis(args.t4_ms),
         },
         limits: Limits { max_call_duration: Duration::from_secs(args.max_call_duration), ..Limits::default() },
+        trust: args.trust.clone(),
+        nonce_secret: plan.nonce_secret,
+        nonce_validity: Duration::from_secs(args.nonce_validity),
+        outbound_proxy: plan.outbound_proxy.clone(),
         ..Config::default()
     }
+}
+
+/// 32 random bytes from the kernel, the digest nonce key of this process.
+fn random_secret() -> Result<[u8; 32], String> {
+    let mut key = [0u8; 32];
+    let mut filled = 0;
+    while filled < key.len() {
+        let tail = &mut key[filled..];
+        // SAFETY: the pointer and length describe `tail`, which lives across the call.
+        let n = unsafe { libc::getrandom(tail.as_mut_ptr().cast(), tail.len(), 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("getrandom: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(key)
+}
+
+/// SIGHUP: re-reads the tenants file and the TLS certificates and hands
+/// them to the engine. Any error leaves the running configuration as it is.
+fn reload(args: &Args, engine: &mut Engine) {
+    let tls = engine.tls_addr().is_some();
+    if args.tenants.is_none() && !tls {
+        info!("SIGHUP: nothing to reload (no --tenants file and no TLS listener)");
+        return;
+    }
+    match try_reload(args, engine) {
+        Ok(desc) => {
+            engine.count_reload(true);
+            info!(tenants = %desc, tls_certificates = tls, "configuration reloaded");
+        }
+        Err(e) => {
+            engine.count_reload(false);
+            error!(error = %e, "reload failed; the running configuration stays");
+        }
+    }
+}
+
+fn try_reload(args: &Args, engine: &mut Engine) -> Result<String, String> {
+    let tenants = match &args.tenants {
+        Some(path) => Some(read_tenants(args, path)?),
+        None => None,
+    };
+    let tls_certs = match engine.tls_addr() {
+        Some(_) => {
+            let certs = tls_certs(args, tenants.as_ref().map_or(&[][..], |t| &t.certs))?;
+            if certs.is_empty() {
+                return Err("the TLS listener would have no certificate (no --tls-cert, no tenant tls_cert)".into());
+            }
+            Some(certs)
+        }
+        None => None,
+    };
+    let mut cfg = Config::clone(engine.config());
+    let mut xdp = None;
+    let desc = match tenants {
+        Some(t) => {
+            xdp = xdp_config(args, &t.mode, t.datapath)?;
+            let desc = tenant_count(&t.mode);
+            cfg.defaults = t.defaults;
+            cfg.tenants = t.mode;
+            desc
+        }
+        None => tenant_count(&cfg.tenants),
+    };
+    engine.reload(Reload { cfg, tls_certs, xdp })?;
+    Ok(desc)
 }
 
 fn main() -> ExitCode {
@@ -433,13 +625,13 @@ fn main() -> ExitCode {
         }
     };
     // Before any thread exists, so that every thread inherits the mask and
-    // only sigtimedwait below sees SIGINT/SIGTERM.
+    // only sigtimedwait below sees SIGINT/SIGTERM/SIGHUP.
     if let Err(e) = signal::block() {
-        error!("cannot block SIGINT/SIGTERM: {e}");
+        error!("cannot block SIGINT/SIGTERM/SIGHUP: {e}");
         return ExitCode::from(1);
     }
     let mut advertise = String::new();
-    let engine = match Engine::start_with(&plan.io, &plan.streams, |bound| {
+    let mut engine = match Engine::start_with(&plan.io, &plan.streams, |bound| {
         let cfg = build_config(&args, &plan, bound);
         advertise.clone_from(&cfg.advertise);
         cfg
@@ -468,10 +660,15 @@ fn main() -> ExitCode {
 
     let mut failed = false;
     loop {
-        if let Some(sig) = signal::wait(Duration::from_millis(200)) {
-            info!(signal = sig, grace_s = plan.io.shutdown_grace.as_secs(), "shutting down");
-            break;
+        match signal::wait(Duration::from_millis(200)) {
+            Some(signal::Signal::Hup) => reload(&args, &mut engine),
+            Some(sig) => {
+                info!(signal = sig.name(), grace_s = plan.io.shutdown_grace.as_secs(), "shutting down");
+                break;
+            }
+            None => {}
         }
+        engine.maintain(Instant::now());
         if engine.worker_exited() {
             error!("a worker stopped unexpectedly; shutting down");
             failed = true;
@@ -483,9 +680,13 @@ fn main() -> ExitCode {
     // second signal ends the process at once.
     let started = Instant::now();
     while !engine.all_exited() {
-        if let Some(sig) = signal::wait(Duration::from_millis(100)) {
-            warn!(signal = sig, "second signal: exiting without draining");
-            std::process::exit(1);
+        match signal::wait(Duration::from_millis(100)) {
+            Some(signal::Signal::Hup) => info!("SIGHUP during shutdown: ignored"),
+            Some(sig) => {
+                warn!(signal = sig.name(), "second signal: exiting without draining");
+                std::process::exit(1);
+            }
+            None => {}
         }
         if started.elapsed() > plan.io.shutdown_grace + Duration::from_secs(5) {
             warn!("workers did not stop in time; exiting");

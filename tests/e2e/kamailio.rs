@@ -25,7 +25,7 @@ const KAMAILIO_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Path of the kamailio binary (Debian installs it in /usr/sbin, which is not on every user's
 /// PATH); panics with a clear message when it is not installed: the test must never pass
 /// without running.
-fn kamailio_bin() -> PathBuf {
+pub(crate) fn kamailio_bin() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
     for dir in dirs {
@@ -62,22 +62,22 @@ fn signal_group(child: &Child, sig: libc::c_int) {
 
 /// One `KAMTRACE|kind|...` line of Kamailio's log (see kamailio.cfg for the fields).
 #[derive(Clone, Debug)]
-struct Trace {
-    line: String,
+pub(crate) struct Trace {
+    pub(crate) line: String,
     fields: Vec<String>,
 }
 
 impl Trace {
-    fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         self.field(0)
     }
 
-    fn field(&self, i: usize) -> &str {
+    pub(crate) fn field(&self, i: usize) -> &str {
         self.fields.get(i).map_or("", String::as_str)
     }
 
     /// The value of a trailing `name=value` field.
-    fn named(&self, name: &str) -> &str {
+    pub(crate) fn named(&self, name: &str) -> &str {
         let prefix = format!("{name}=");
         self.fields.iter().find_map(|f| f.strip_prefix(&prefix)).unwrap_or("")
     }
@@ -85,7 +85,7 @@ impl Trace {
     /// rx-req: method, source, Request-URI, Call-ID, CSeq, route=, rr=
     /// rx-rpl: status, source, Call-ID, CSeq, rr=, contact=
     /// tx-req: method, destination, Call-ID, CSeq
-    fn is(&self, kind: &str, first: &str, peer: SocketAddr, call_id: &str) -> bool {
+    pub(crate) fn is(&self, kind: &str, first: &str, peer: SocketAddr, call_id: &str) -> bool {
         let call_field = if kind == "rx-req" { 4 } else { 3 };
         self.kind() == kind
             && self.field(1) == first
@@ -93,15 +93,15 @@ impl Trace {
             && self.field(call_field) == call_id
     }
 
-    fn cseq(&self) -> &str {
+    pub(crate) fn cseq(&self) -> &str {
         self.field(if self.kind() == "rx-req" { 5 } else { 4 })
     }
 }
 
 /// A running Kamailio in the foreground (`-DD -E`) in its own process group; stopped on drop.
-struct Kamailio {
+pub(crate) struct Kamailio {
     child: Option<Child>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: PathBuf,
 }
 
@@ -109,19 +109,27 @@ impl Kamailio {
     /// Starts Kamailio on 127.0.NET.host (a free UDP port), relaying park and retrieve
     /// requests to `sipark`, and waits until it answers OPTIONS.
     fn start(ctx: &Ctx, host: u8, sipark: SocketAddr) -> Kamailio {
+        let define = format!("SIPARK_DU=\"sip:{sipark}\"");
+        Kamailio::start_with(ctx, ctx.addr(host), &config_path(), &[define.as_str()])
+    }
+
+    /// Starts Kamailio with the configuration file `config` on `addr` (UDP), each of `defines`
+    /// given as `-A` (`NAME` or `NAME=VALUE`), and waits until it answers OPTIONS.
+    pub(crate) fn start_with(ctx: &Ctx, addr: SocketAddr, config: &Path, defines: &[&str]) -> Kamailio {
         let bin = kamailio_bin();
-        let addr = ctx.addr(host);
         let log = ctx.path("kamailio.log");
         let run_dir = ctx.path("kamailio.run");
         std::fs::create_dir_all(&run_dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", run_dir.display()));
         let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
         let err = out.try_clone().expect("clone log fd");
         let mut cmd = Command::new(&bin);
-        cmd.arg("-f").arg(config_path());
+        cmd.arg("-f").arg(config);
         // Foreground, log to stderr, only the test's address, small memory, no pid file.
         cmd.args(["-DD", "-E", "-n", "2", "-m", "32", "-M", "8"]);
         cmd.arg("-l").arg(format!("udp:{addr}"));
-        cmd.arg("-A").arg(format!("SIPARK_DU=\"sip:{sipark}\""));
+        for d in defines {
+            cmd.arg("-A").arg(d);
+        }
         cmd.arg("-w").arg(&ctx.dir).arg("-Y").arg(&run_dir);
         cmd.current_dir(&ctx.dir).stdin(Stdio::null()).stdout(out).stderr(err);
         // Its own process group, so that drop can stop the forked workers too.
@@ -147,7 +155,7 @@ impl Kamailio {
     }
 
     /// Every KAMTRACE line logged so far, in order.
-    fn traces(&self) -> Vec<Trace> {
+    pub(crate) fn traces(&self) -> Vec<Trace> {
         self.log_text()
             .lines()
             .filter_map(|l| {
@@ -160,7 +168,7 @@ impl Kamailio {
     }
 
     /// The first trace satisfying `pred`, waiting at most `limit` for Kamailio to log it.
-    fn expect_trace(&self, what: &str, limit: Duration, pred: impl Fn(&Trace) -> bool) -> Trace {
+    pub(crate) fn expect_trace(&self, what: &str, limit: Duration, pred: impl Fn(&Trace) -> bool) -> Trace {
         let deadline = Instant::now() + limit;
         loop {
             let traces = self.traces();

@@ -4,16 +4,30 @@
 //!
 //! Each test owns a 127.0.NET.0/24 network (see `harness`), so they run in parallel.
 
+mod callcontrol;
 mod harness;
 mod kamailio;
+mod kamailio_front;
+mod reload;
 mod sip;
 mod stream;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use callcontrol::{
+    callcontrol_cancel_park, callcontrol_cancel_retrieve, callcontrol_delayed_offer_park,
+    callcontrol_delayed_offer_retrieve, callcontrol_replaces_retrieve,
+};
 use harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, Variant, distinct_requests, register_with_sipp};
 use kamailio::park_and_retrieve_through_kamailio;
+use kamailio_front::{
+    kamailio_edge_proxy_path, kamailio_registrar_forks_park_notify, kamailio_registrar_routes_recall,
+};
+use reload::{
+    reload_adds_and_removes_tenants, reload_bad_file_keeps_config, reload_tls_certificates,
+    reload_tls_tenant_certificates_only,
+};
 use sip::{Agent, Msg, ParkInfo, Request, park_info_of, response, sdp, uri_of};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -48,6 +62,18 @@ variants!(
     notify_retransmitted_until_answered,
     strict_tenants_file,
     park_and_retrieve_through_kamailio,
+    kamailio_registrar_forks_park_notify,
+    kamailio_registrar_routes_recall,
+    kamailio_edge_proxy_path,
+    callcontrol_replaces_retrieve,
+    callcontrol_delayed_offer_park,
+    callcontrol_delayed_offer_retrieve,
+    callcontrol_cancel_retrieve,
+    callcontrol_cancel_park,
+    reload_adds_and_removes_tenants,
+    reload_bad_file_keeps_config,
+    reload_tls_certificates,
+    reload_tls_tenant_certificates_only,
 );
 
 /// Checks the headers wire.md prescribes for a park-info NOTIFY sent to the contact `contact`

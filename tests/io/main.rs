@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::route::shard_of;
 
+mod reload;
 mod stream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sipark");

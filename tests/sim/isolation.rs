@@ -72,7 +72,7 @@ fn every_path_in_one_tenant_leaves_the_other_untouched() {
         b_party.remote_tag.clone().unwrap_or_default(),
         b_party.local_tag
     );
-    let r = invite(&mut sim, a.carol, "sip:103@acme.example", &[replaces.clone()]);
+    let r = invite(&mut sim, a.carol, "sip:103@acme.example", &[replaces]);
     assert_eq!(r.code(), Some(403), "{r:?}");
     // acme's call bridged, then REFERred into beta's park: refused.
     let (c, ok) = sim.retrieve(a.carol, "sip:*88102@acme.example");

@@ -312,15 +312,18 @@ fn mask_prefix(mut addr: [u8; 16], prefix: u32) -> [u8; 16] {
     addr
 }
 
-/// Fills the maps of a loaded XDP object from `c`: the one function behind
-/// both [`Xdp::attach`] and [`XdpTester::load`].
+/// Makes the maps of a loaded XDP object say what `c` says: the one
+/// function behind [`Xdp::attach`], [`Xdp::update`] and [`XdpTester`].
+///
+/// On maps already in use (a reload) the order matters to the packets in
+/// flight: tenants and blocked networks are added first, then the flags and
+/// default rate change, and only then are the tenants and networks that `c`
+/// no longer has removed. A tenant that stays keeps its rate bucket (the
+/// buckets are a map of their own). A failure part-way leaves the maps
+/// between the old and the new set.
 fn configure_xdp(ebpf: &mut Ebpf, c: &XdpConfig) -> Result<(), BpfError> {
     let m = XdpMaps::from_config(c)?;
     let map_err = |what: &'static str| move |e: aya::maps::MapError| classify(what, e, BpfError::Map);
-    {
-        let mut a: Array<_, abi::Cfg> = map_mut(ebpf, "sipark_cfg")?.try_into().map_err(map_err("sipark_cfg"))?;
-        a.set(0, m.cfg, 0).map_err(map_err("sipark_cfg"))?;
-    }
     {
         let mut h: HashMap<_, u32, abi::Tenant> =
             map_mut(ebpf, "sipark_tenants")?.try_into().map_err(map_err("sipark_tenants"))?;
@@ -333,6 +336,41 @@ fn configure_xdp(ebpf: &mut Ebpf, c: &XdpConfig) -> Result<(), BpfError> {
             map_mut(ebpf, "sipark_block")?.try_into().map_err(map_err("sipark_block"))?;
         for (addr, prefix) in &m.block {
             t.insert(&Key::new(*prefix, *addr), 1, 0).map_err(map_err("sipark_block"))?;
+        }
+    }
+    {
+        let mut a: Array<_, abi::Cfg> = map_mut(ebpf, "sipark_cfg")?.try_into().map_err(map_err("sipark_cfg"))?;
+        a.set(0, m.cfg, 0).map_err(map_err("sipark_cfg"))?;
+    }
+    {
+        let mut h: HashMap<_, u32, abi::Tenant> =
+            map_mut(ebpf, "sipark_tenants")?.try_into().map_err(map_err("sipark_tenants"))?;
+        let keep: hashbrown::HashSet<u32> = m.tenants.iter().map(|(hash, _)| *hash).collect();
+        // Collected first: deleting while walking the keys would skip some.
+        let stale: Vec<u32> = h
+            .keys()
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(map_err("sipark_tenants"))?
+            .into_iter()
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for k in &stale {
+            h.remove(k).map_err(map_err("sipark_tenants"))?;
+        }
+    }
+    {
+        let mut t: LpmTrie<_, [u8; 16], u8> =
+            map_mut(ebpf, "sipark_block")?.try_into().map_err(map_err("sipark_block"))?;
+        let keep: hashbrown::HashSet<(u32, [u8; 16])> = m.block.iter().map(|(a, p)| (*p, *a)).collect();
+        let stale: Vec<Key<[u8; 16]>> = t
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("sipark_block"))?
+            .into_iter()
+            .filter(|k| !keep.contains(&(k.prefix_len(), k.data())))
+            .collect();
+        for k in &stale {
+            t.remove(k).map_err(map_err("sipark_block"))?;
         }
     }
     {

@@ -31,7 +31,7 @@ fn read_counters<T: Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<[u64; 
 /// `sipark_xdp` attached to interfaces; dropping it detaches it everywhere.
 pub struct Xdp {
     // Owns the program, whose links detach when it is dropped.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     modes: Vec<(String, XdpMode)>,
     stats: XdpStats,
 }
@@ -82,7 +82,16 @@ impl Xdp {
         let counters = ebpf.take_map(COUNTERS).ok_or_else(|| BpfError::Map(format!("no map {COUNTERS}")))?;
         let counters: PerCpuArray<MapData, u64> =
             counters.try_into().map_err(|e| classify(COUNTERS, e, BpfError::Map))?;
-        Ok(Xdp { _ebpf: ebpf, modes, stats: XdpStats { counters: Arc::new(counters) } })
+        Ok(Xdp { ebpf, modes, stats: XdpStats { counters: Arc::new(counters) } })
+    }
+
+    /// Changes the attached program's tenants, rates, blocklist and
+    /// scanner list to `cfg`'s, in place (a reload): `cfg.ports` must be the
+    /// ports it was attached with, `cfg.ifaces` and `cfg.mode` are ignored.
+    /// New entries are added before old ones are removed; a tenant that
+    /// stays keeps its rate bucket.
+    pub fn update(&mut self, cfg: &XdpConfig) -> Result<(), BpfError> {
+        configure_xdp(&mut self.ebpf, cfg)
     }
 
     /// A handle on the verdict counters, usable from any thread.
@@ -139,6 +148,11 @@ impl XdpTester {
     /// ignored).
     pub fn load(cfg: &XdpConfig) -> Result<XdpTester, BpfError> {
         Ok(XdpTester { ebpf: prepare(cfg)? })
+    }
+
+    /// Reconfigures the loaded program as [`Xdp::update`] does.
+    pub fn update(&mut self, cfg: &XdpConfig) -> Result<(), BpfError> {
+        configure_xdp(&mut self.ebpf, cfg)
     }
 
     /// Runs the program on one Ethernet frame (at least 14 bytes, which

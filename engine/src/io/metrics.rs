@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -227,6 +227,35 @@ impl Collector for StreamCollector {
     }
 }
 
+/// Configuration reloads (SIGHUP), counted by the main thread.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub ok: AtomicU64,
+    pub error: AtomicU64,
+}
+
+/// `sipark_config_reloads_total{result="ok|error"}`.
+#[derive(Debug)]
+pub struct ReloadCollector {
+    pub stats: Arc<ReloadStats>,
+}
+
+impl Collector for ReloadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut m = encoder.encode_descriptor(
+            "config_reloads",
+            "Reloads of the tenants file and TLS certificates (SIGHUP): ok, or error (the old configuration stays)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, v) in [("ok", &self.stats.ok), ("error", &self.stats.error)] {
+            m.encode_family(&[("result", result)])?
+                .encode_counter::<NoLabelSet, _, u64>(&v.load(Ordering::Relaxed), None)?;
+        }
+        Ok(())
+    }
+}
+
 /// A registry named `sipark` holding the shard, stream and data-path
 /// collectors.
 pub fn registry(
@@ -426,6 +455,23 @@ mod tests {
         }
         let none = render(&registry(vec![Arc::new(ShardStats::default())], None, None, None));
         assert!(!none.contains("sipark_stream_"), "no stream series without the stream thread:\n{none}");
+    }
+
+    #[test]
+    fn reload_counts_by_result() {
+        let stats = Arc::new(ReloadStats::default());
+        stats.ok.store(3, Ordering::Relaxed);
+        stats.error.store(1, Ordering::Relaxed);
+        let mut reg = registry(vec![Arc::new(ShardStats::default())], None, None, None);
+        reg.register_collector(Box::new(ReloadCollector { stats }));
+        let text = render(&reg);
+        for line in [
+            "# TYPE sipark_config_reloads counter",
+            "sipark_config_reloads_total{result=\"ok\"} 3",
+            "sipark_config_reloads_total{result=\"error\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        }
     }
 
     #[test]

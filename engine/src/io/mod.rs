@@ -14,6 +14,10 @@
 //! TCP and TLS ([`stream`]) are served by one more thread, which owns every
 //! connection and hands framed messages to the owning worker's inbox;
 //! workers give it their TCP/TLS transmits through a queue.
+//!
+//! [`Engine::reload`] (SIGHUP) hands every worker a new [`Config`] through
+//! its inbox, the stream thread a new certificate set, and updates the XDP
+//! maps in place; see docs/decisions/0016-reload.md.
 
 pub mod metrics;
 pub mod mmsg;
@@ -30,14 +34,16 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hashbrown::HashSet;
+
 use io_uring::{IoUring, opcode, types};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::proto::config::Config;
 use crate::proto::shard::WallClock;
 use crate::proto::stats::ShardStats;
-use stream::{StreamOptions, StreamQueue};
+use stream::{SniResolver, StreamOptions, StreamQueue, TlsCert};
 use uring::UD_WAKE;
 use worker::{Backend, INBOX_CAPACITY, Inbox, Peers, Waker, WorkerInit};
 
@@ -45,6 +51,8 @@ use worker::{Backend, INBOX_CAPACITY, Inbox, Peers, Waker, WorkerInit};
 pub const SOCKET_BUFFER: usize = 4 << 20;
 /// How long start-up waits for every worker to set up its ring.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a failed XDP map update the removal is tried again.
+const XDP_RETRY: Duration = Duration::from_secs(10);
 
 /// How to run the I/O side.
 #[derive(Debug, Clone)]
@@ -140,6 +148,40 @@ pub struct Engine {
     /// Detached when dropped, after the workers have stopped.
     xdp: Option<crate::bpf::Xdp>,
     steering: Option<crate::bpf::Steering>,
+    /// The configuration the shards run with (the last one handed out).
+    cfg: Arc<Config>,
+    /// `sipark_config_reloads_total`.
+    reloads: Arc<metrics::ReloadStats>,
+    /// With XDP: the policy of the last reload (or of the start), with the
+    /// attached ports, and the tenants a reload removed that stay in the
+    /// map until their parked calls can no longer be retrieved.
+    xdp_live: Option<crate::bpf::XdpConfig>,
+    xdp_retiring: Vec<Retiring>,
+}
+
+/// A tenant removed by a reload, kept in the XDP map until `until`.
+#[derive(Debug, Clone)]
+struct Retiring {
+    domain: String,
+    rate: Option<crate::bpf::Rate>,
+    until: Instant,
+}
+
+/// What a reload (SIGHUP) changes. Everything is checked before anything
+/// is applied.
+#[derive(Debug)]
+pub struct Reload {
+    /// The shards' new configuration. Build it from [`Engine::config`]:
+    /// what the files do not set (advertise, nonce secret, trust, ...)
+    /// stays.
+    pub cfg: Config,
+    /// The TLS listener's new certificate set; `None` keeps the current
+    /// one. Ignored without a TLS listener.
+    pub tls_certs: Option<Vec<TlsCert>>,
+    /// The XDP program's new tenants, rates and blocklist; `None` keeps
+    /// them. Ignored without `--xdp`. Its `ports` are taken from the
+    /// attached program.
+    pub xdp: Option<crate::bpf::XdpConfig>,
 }
 
 /// Creates one member of the `SO_REUSEPORT` group on `addr`.
@@ -221,13 +263,16 @@ impl Engine {
                 Err(source) => return Err(StartError::Bpf { what: "--steer on", source }),
             },
         };
-        let xdp = match &opts.xdp {
+        let xdp_live = opts.xdp.as_ref().map(|cfg| {
+            let mut cfg = cfg.clone();
+            cfg.ports = vec![local_addr.port()];
+            cfg
+        });
+        let xdp = match &xdp_live {
             None => None,
+            // Logs each interface's attach mode itself.
             Some(cfg) => {
-                let mut cfg = cfg.clone();
-                cfg.ports = vec![local_addr.port()];
-                // Logs each interface's attach mode itself.
-                Some(crate::bpf::Xdp::attach(&cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?)
+                Some(crate::bpf::Xdp::attach(cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?)
             }
         };
         let metrics_listener = match opts.metrics {
@@ -267,6 +312,7 @@ impl Engine {
             None => None,
         };
         let cfg = Arc::new(cfg);
+        let reloads = Arc::new(metrics::ReloadStats::default());
         let wall =
             WallClock { at: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() };
         let cpus = if opts.pin { worker::allowed_cpus() } else { Vec::new() };
@@ -366,12 +412,13 @@ impl Engine {
         if let Some(listener) = metrics_listener {
             metrics_addr = listener.local_addr().ok();
             let stop = Arc::new(AtomicBool::new(false));
-            let registry = metrics::registry(
+            let mut registry = metrics::registry(
                 stats.clone(),
                 queue.as_ref().map(|q| q.stats.clone()),
                 xdp.as_ref().map(crate::bpf::Xdp::stats),
                 steering.as_ref().map(crate::bpf::Steering::stats),
             );
+            registry.register_collector(Box::new(metrics::ReloadCollector { stats: reloads.clone() }));
             let stop2 = stop.clone();
             let h = std::thread::Builder::new()
                 .name("sipark-metrics".into())
@@ -397,7 +444,99 @@ impl Engine {
             advertise_tls,
             xdp,
             steering,
+            cfg,
+            reloads,
+            xdp_live,
+            xdp_retiring: Vec::new(),
         })
+    }
+
+    /// The configuration the shards were last given.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// Applies a reload: TLS certificates checked first (nothing changes
+    /// if they are unusable), then the XDP maps get the new tenants (old
+    /// ones stay, see [`Engine::maintain`]), then every worker gets the new
+    /// configuration through its inbox and is woken, and the stream thread
+    /// its new certificates. Parked calls and transactions are untouched:
+    /// each shard keeps its state and only changes the policy it applies.
+    pub fn reload(&mut self, r: Reload) -> Result<(), String> {
+        let now = Instant::now();
+        let resolver = match (&r.tls_certs, self.tls_addr) {
+            (Some(certs), Some(_)) => Some(SniResolver::new(certs).map_err(|e| format!("TLS certificates: {e}"))?),
+            _ => None,
+        };
+        if let (Some(xdp), Some(live), Some(next)) = (self.xdp.as_mut(), self.xdp_live.as_ref(), r.xdp) {
+            let next = crate::bpf::XdpConfig { ports: live.ports.clone(), ..next };
+            let retiring = retire(&self.cfg, live, &next, &self.xdp_retiring, now);
+            let mut applied = next.clone();
+            applied.tenants.extend(retiring.iter().map(|t| (t.domain.clone(), t.rate)));
+            xdp.update(&applied).map_err(|e| format!("XDP maps: {e}"))?;
+            if !retiring.is_empty() {
+                info!(tenants = retiring.len(), "removed tenants stay in the XDP filter until their parked calls end");
+            }
+            self.xdp_live = Some(next);
+            self.xdp_retiring = retiring;
+        }
+        let cfg = Arc::new(r.cfg);
+        for inbox in self.peers.inboxes.iter() {
+            inbox.push_config(cfg.clone());
+        }
+        if let Err(e) = wake_all(&self.peers) {
+            debug!(error = %e, "cannot wake workers with MsgRing; they take the new configuration within 500 ms");
+        }
+        self.cfg = cfg;
+        if let (Some(resolver), Some((_, q))) = (resolver, &self.stream) {
+            q.set_certs(resolver);
+        }
+        Ok(())
+    }
+
+    /// Counts a reload in `sipark_config_reloads_total{result}`.
+    pub fn count_reload(&self, ok: bool) {
+        let c = if ok { &self.reloads.ok } else { &self.reloads.error };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads so far: (ok, error).
+    pub fn reloads(&self) -> (u64, u64) {
+        (self.reloads.ok.load(Ordering::Relaxed), self.reloads.error.load(Ordering::Relaxed))
+    }
+
+    /// Housekeeping for the main thread's loop: takes tenants a reload
+    /// removed out of the XDP maps once their parked calls are over.
+    pub fn maintain(&mut self, now: Instant) {
+        let (Some(xdp), Some(live)) = (self.xdp.as_mut(), self.xdp_live.as_ref()) else {
+            return;
+        };
+        if !self.xdp_retiring.iter().any(|t| t.until <= now) {
+            return;
+        }
+        let remaining: Vec<Retiring> = self.xdp_retiring.iter().filter(|t| t.until > now).cloned().collect();
+        let mut next = live.clone();
+        next.tenants.extend(remaining.iter().map(|t| (t.domain.clone(), t.rate)));
+        match xdp.update(&next) {
+            Ok(()) => {
+                info!(
+                    removed = self.xdp_retiring.len() - remaining.len(),
+                    "removed tenants taken out of the XDP filter"
+                );
+                self.xdp_retiring = remaining;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot update the XDP maps; trying again in 10 s");
+                for t in &mut self.xdp_retiring {
+                    t.until = t.until.max(now + XDP_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Tenants a reload removed that the XDP filter still lets through.
+    pub fn xdp_retiring(&self) -> usize {
+        self.xdp_retiring.len()
     }
 
     /// Whether the sk_reuseport program steers datagrams.
@@ -538,6 +677,33 @@ fn tls_advertise(given: Option<&str>, bound: SocketAddr, udp_advertise: &str) ->
         }
         None => bound.to_string(),
     }
+}
+
+/// The tenants to keep in the XDP map after a reload from `live` to `next`
+/// although `next` does not have them: those removed now, and those removed
+/// earlier whose time is not up, unless `next` has them again. A parked
+/// call is recalled after its tenant's park timeout, the recall rings for
+/// the recall timeout, and its transactions end within 64*T1; until then
+/// its tenant's out-of-dialog requests (a retrieve) must still pass.
+fn retire(
+    old: &Config,
+    live: &crate::bpf::XdpConfig,
+    next: &crate::bpf::XdpConfig,
+    retiring: &[Retiring],
+    now: Instant,
+) -> Vec<Retiring> {
+    let kept: HashSet<&str> = next.tenants.iter().map(|(d, _)| d.as_str()).collect();
+    let mut out: Vec<Retiring> = retiring.iter().filter(|t| !kept.contains(t.domain.as_str())).cloned().collect();
+    let already: HashSet<String> = out.iter().map(|t| t.domain.clone()).collect();
+    for (domain, rate) in &live.tenants {
+        if kept.contains(domain.as_str()) || already.contains(domain) {
+            continue;
+        }
+        let park = old.tenant(domain.as_bytes()).map_or(old.defaults.park_timeout, |p| p.park_timeout);
+        let until = now + park + old.recall_timeout + old.timers.t1 * 64;
+        out.push(Retiring { domain: domain.clone(), rate: *rate, until });
+    }
+    out
 }
 
 /// Tells workers waiting at start-up to exit, and joins them.

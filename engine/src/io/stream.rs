@@ -21,6 +21,10 @@
 //! * Limits: per-connection write backlog (past it the connection is
 //!   closed), idle timeout (no bytes either way), TLS handshake and TCP
 //!   connect timeout, message size (in the framer).
+//! * TLS certificates are chosen by SNI ([`SniResolver`]). A reload
+//!   (SIGHUP) hands this thread a new resolver through
+//!   [`StreamQueue::set_certs`]; new handshakes use it, open connections
+//!   keep theirs.
 //!
 //! See docs/decisions/0014-stream-transports.md for why this is one thread.
 
@@ -122,8 +126,10 @@ pub struct TlsListen {
     /// bound TLS address, or the UDP advertise host with the TLS port when
     /// listening on an unspecified address.
     pub advertise: Option<String>,
-    /// Certificates by SNI name. The first `None` entry (else the first
-    /// entry) is the default. More can be added for tenants' domains.
+    /// Certificates by SNI name: `--tls-cert` (`domain: None`, the
+    /// default) and the tenants' own (`tls_cert` in the tenants file). A
+    /// handshake without SNI, or with a name no entry has, gets the default;
+    /// without a default it fails. At least one entry.
     pub certs: Vec<TlsCert>,
 }
 
@@ -197,23 +203,24 @@ pub fn load_roots(ca: &Path) -> Result<Arc<RootCertStore>, String> {
     Ok(Arc::new(roots))
 }
 
-/// Chooses the certificate by SNI name; the default when there is no name
-/// or no certificate for it.
+/// Chooses the certificate by SNI name; the default (the entry without a
+/// domain) when there is no name or no certificate for it. Without a
+/// default such a handshake fails: no tenant's certificate is shown to a
+/// client that asked for another name.
 #[derive(Debug)]
-struct SniResolver {
-    default: Arc<CertifiedKey>,
+pub struct SniResolver {
+    default: Option<Arc<CertifiedKey>>,
     by_name: HashMap<String, Arc<CertifiedKey>>,
 }
 
 impl SniResolver {
-    fn new(certs: &[TlsCert]) -> Result<SniResolver, String> {
-        let default = certs
-            .iter()
-            .find(|c| c.domain.is_none())
-            .or_else(|| certs.first())
-            .ok_or("TLS needs at least one certificate")?
-            .key
-            .clone();
+    /// The resolver over `certs`: the first entry of each name wins, and
+    /// the first one without a name is the default. At least one entry.
+    pub fn new(certs: &[TlsCert]) -> Result<SniResolver, String> {
+        if certs.is_empty() {
+            return Err("TLS needs at least one certificate".into());
+        }
+        let default = certs.iter().find(|c| c.domain.is_none()).map(|c| c.key.clone());
         let mut by_name = HashMap::new();
         for c in certs {
             if let Some(d) = &c.domain {
@@ -223,14 +230,24 @@ impl SniResolver {
         Ok(SniResolver { default, by_name })
     }
 
-    fn pick(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        name.and_then(|n| self.by_name.get(n.to_ascii_lowercase().as_str())).unwrap_or(&self.default).clone()
+    fn pick(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        name.and_then(|n| self.by_name.get(n.to_ascii_lowercase().as_str())).or(self.default.as_ref()).cloned()
+    }
+
+    /// How many names have their own certificate.
+    pub fn names(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there is a default certificate.
+    pub fn has_default(&self) -> bool {
+        self.default.is_some()
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pick(hello.server_name()))
+        self.pick(hello.server_name())
     }
 }
 
@@ -401,6 +418,9 @@ pub struct StreamQueue {
     event: OwnedFd,
     /// Set once the workers are gone: close everything and exit.
     stop: AtomicBool,
+    /// A new certificate set from a reload (SIGHUP), for the TLS listener's
+    /// next handshakes; only the newest matters.
+    certs: ArrayQueue<Arc<SniResolver>>,
     pub stats: Arc<StreamStats>,
 }
 
@@ -411,8 +431,17 @@ impl StreamQueue {
             notified: AtomicBool::new(false),
             event: new_eventfd()?,
             stop: AtomicBool::new(false),
+            certs: ArrayQueue::new(1),
             stats: Arc::new(StreamStats::default()),
         })
+    }
+
+    /// Hands the TLS listener a new certificate set (a reload): handshakes
+    /// from the stream thread's next turn on use it; connections already
+    /// open keep theirs. Nothing happens without a TLS listener.
+    pub fn set_certs(&self, resolver: SniResolver) {
+        let _ = self.certs.force_push(Arc::new(resolver));
+        self.wake();
     }
 
     /// Hands a transmit to the stream thread (called by workers). The
@@ -956,6 +985,9 @@ impl Front {
                     t => self.on_conn_event(t, flags, now),
                 }
             }
+            if let Some(resolver) = self.queue.certs.pop() {
+                self.swap_certs(resolver);
+            }
             busy = self.drain_queue(now);
             self.flush_wakes();
             if !self.draining && self.peers.stop.load(Ordering::Acquire) {
@@ -981,6 +1013,19 @@ impl Front {
             }
         }
         self.close_all();
+    }
+
+    /// Puts a reloaded certificate set behind the TLS listener. The rest of
+    /// its configuration (and the session cache) is kept.
+    fn swap_certs(&mut self, resolver: Arc<SniResolver>) {
+        let Some((_, cfg)) = self.tls.as_mut() else {
+            return; // no TLS listener (or closed for shutdown)
+        };
+        let (names, default) = (resolver.names(), resolver.has_default());
+        let mut next = ServerConfig::clone(cfg);
+        next.cert_resolver = resolver;
+        *cfg = Arc::new(next);
+        info!(names, default, "TLS certificates replaced");
     }
 
     fn accept(&mut self, transport: Transport, now: Instant) {
@@ -1378,14 +1423,19 @@ mod tests {
         let mut acme = self_signed(&["acme.example"]);
         acme.domain = Some("acme.example".into());
         let r = SniResolver::new(&[acme.clone(), default.clone()]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(Arc::ptr_eq(&r.pick(Some("ACME.example")), &acme.key), "by name, case-insensitive");
-        assert!(Arc::ptr_eq(&r.pick(Some("other.example")), &default.key), "unknown name: the None entry");
-        assert!(Arc::ptr_eq(&r.pick(None), &default.key), "no SNI: the None entry");
-        // Without a None entry the first one is the default.
+        let picked = |name| r.pick(name).unwrap_or_else(|| panic!("no certificate for {name:?}"));
+        assert!(Arc::ptr_eq(&picked(Some("ACME.example")), &acme.key), "by name, case-insensitive");
+        assert!(Arc::ptr_eq(&picked(Some("other.example")), &default.key), "unknown name: the None entry");
+        assert!(Arc::ptr_eq(&picked(None), &default.key), "no SNI: the None entry");
+        assert_eq!((r.names(), r.has_default()), (1, true));
+        // Without a None entry there is no default: only the tenant's own name gets a certificate.
         let r = SniResolver::new(std::slice::from_ref(&acme)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(Arc::ptr_eq(&r.pick(None), &acme.key));
+        assert!(r.pick(Some("acme.example")).is_some_and(|k| Arc::ptr_eq(&k, &acme.key)));
+        assert!(r.pick(None).is_none(), "no SNI and no default: no certificate");
+        assert!(r.pick(Some("other.example")).is_none(), "another name and no default: no certificate");
         assert!(SniResolver::new(&[]).is_err(), "no certificate at all is an error");
         assert!(server_config(&[default]).is_ok());
+        assert!(server_config(&[acme]).is_ok(), "tenant certificates alone are a valid listener");
     }
 
     #[test]

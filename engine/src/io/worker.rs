@@ -14,7 +14,8 @@
 //! 2. receive: each datagram goes to [`Core::on_datagram`], which hands it
 //!    to the shard or, when another shard owns it ([`route::owner`]),
 //!    copies it into the owner's inbox and marks the owner for a wake-up;
-//! 3. [`Core::drain_inbox`]; 4. [`Core::run_timers`];
+//! 3. [`Core::drain_inbox`] (first a new configuration, if a reload queued
+//!    one: [`Shard::reconfigure`]); 4. [`Core::run_timers`];
 //! 5. send what `shard.poll_transmit()` yields (TCP/TLS transmits go to the
 //!    stream thread, [`Core::send_stream`]); 6. send the wake-ups;
 //! 7. [`Core::should_exit`], then wait for I/O or [`Core::wait_time`].
@@ -65,10 +66,17 @@ pub struct Handoff {
     pub data: Box<[u8]>,
 }
 
-/// One worker's inbox of hand-offs.
+/// New configurations waiting in one inbox; a reload past it replaces the
+/// oldest (only the newest matters).
+const CONFIG_SLOTS: usize = 2;
+
+/// One worker's inbox of hand-offs, and of configuration reloads.
 #[derive(Debug)]
 pub struct Inbox {
     pub queue: ArrayQueue<Handoff>,
+    /// Configurations from a reload (SIGHUP), oldest first; the worker
+    /// gives the newest to its shard at the start of its next drain.
+    pub config: ArrayQueue<Arc<Config>>,
     /// Set by a sender that has sent (or is about to send) a wake-up the
     /// owner has not consumed yet; cleared by the owner before draining.
     pub notified: AtomicBool,
@@ -76,7 +84,18 @@ pub struct Inbox {
 
 impl Inbox {
     pub fn new(capacity: usize) -> Inbox {
-        Inbox { queue: ArrayQueue::new(capacity.max(1)), notified: AtomicBool::new(false) }
+        Inbox {
+            queue: ArrayQueue::new(capacity.max(1)),
+            config: ArrayQueue::new(CONFIG_SLOTS),
+            notified: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a new configuration for the owner (which must then be
+    /// woken); never blocks, and drops the oldest queued one when full.
+    pub fn push_config(&self, cfg: Arc<Config>) {
+        let _ = self.config.force_push(cfg);
+        self.notified.store(true, Ordering::SeqCst);
     }
 }
 
@@ -326,13 +345,22 @@ impl Core {
         }
     }
 
-    /// Hands this turn's share of the inbox to the shard.
+    /// Hands this turn's share of the inbox to the shard, after a new
+    /// configuration if a reload queued one.
     pub fn drain_inbox(&mut self, now: Instant) {
         let Core { peers, shard, stats, id, busy, .. } = self;
         let Some(inbox) = peers.inboxes.get(usize::from(*id)) else {
             return;
         };
         inbox.notified.store(false, Ordering::SeqCst);
+        let mut newest = None;
+        while let Some(cfg) = inbox.config.pop() {
+            newest = Some(cfg);
+        }
+        if let Some(cfg) = newest {
+            shard.reconfigure(now, cfg);
+            debug!(worker = *id, "configuration reloaded");
+        }
         for _ in 0..INBOX_BATCH {
             let Some(h) = inbox.queue.pop() else {
                 return;

@@ -44,7 +44,7 @@ impl ParkDialog {
 
 /// Polls the message log of a running SIPp until `done` holds for what it received (panics
 /// after `limit`, or if SIPp exits first).
-fn wait_log(sipp: &mut Sipp, what: &str, limit: Duration, done: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
+pub(crate) fn wait_log(sipp: &mut Sipp, what: &str, limit: Duration, done: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
     let deadline = Instant::now() + limit;
     loop {
         let got = sipp.received();
@@ -77,12 +77,12 @@ fn requests<'a>(got: &'a [Msg], method: &str) -> Vec<&'a Msg> {
     out
 }
 
-fn has_line(m: &Msg, line: &str) -> bool {
+pub(crate) fn has_line(m: &Msg, line: &str) -> bool {
     m.body().lines().any(|l| l.trim_end() == line)
 }
 
 /// The connection line SIPp (or sipark) on `ip` writes in its SDP.
-fn media_of(ip: impl std::fmt::Display) -> String {
+pub(crate) fn media_of(ip: impl std::fmt::Display) -> String {
     format!("c=IN IP4 {ip}")
 }
 
@@ -96,7 +96,16 @@ fn version_in(m: &Msg, engine: SocketAddr, session: &str, what: &str) -> u64 {
 /// cc_refused.xml: an INVITE to `ruri` from `caller`@`from_domain` with the header line `hdr`,
 /// which must be refused with `expect`.
 #[allow(clippy::too_many_arguments)]
-fn refused(ctx: &Ctx, engine: &Engine, label: &str, host: u8, ruri: &str, from_domain: &str, hdr: &str, expect: u16) {
+pub(crate) fn refused(
+    ctx: &Ctx,
+    engine: &Engine,
+    label: &str,
+    host: u8,
+    ruri: &str,
+    from_domain: &str,
+    hdr: &str,
+    expect: u16,
+) {
     let spec = SippSpec::uac("cc_refused.xml", ctx.addr(host), engine.addr)
         .key("ruri", ruri)
         .key("caller", "104")

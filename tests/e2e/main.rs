@@ -4,10 +4,12 @@
 //!
 //! Each test owns a 127.0.NET.0/24 network (see `harness`), so they run in parallel.
 
+mod auth;
 mod callcontrol;
 mod harness;
 mod kamailio;
 mod kamailio_front;
+mod refer;
 mod reload;
 mod sip;
 mod stream;
@@ -15,6 +17,10 @@ mod stream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use auth::{
+    auth_acl_miss_is_refused, auth_digest_answers, auth_sipp_phone_registers_with_md5,
+    auth_wrong_password_never_parks_or_retrieves,
+};
 use callcontrol::{
     callcontrol_cancel_park, callcontrol_cancel_retrieve, callcontrol_delayed_offer_park,
     callcontrol_delayed_offer_retrieve, callcontrol_replaces_retrieve,
@@ -24,6 +30,7 @@ use kamailio::park_and_retrieve_through_kamailio;
 use kamailio_front::{
     kamailio_edge_proxy_path, kamailio_registrar_forks_park_notify, kamailio_registrar_routes_recall,
 };
+use refer::{refer_parks_the_other_leg, refer_refused_keeps_bridge, refer_relayed_blind_transfer};
 use reload::{
     reload_adds_and_removes_tenants, reload_bad_file_keeps_config, reload_tls_certificates,
     reload_tls_tenant_certificates_only,
@@ -74,6 +81,13 @@ variants!(
     reload_bad_file_keeps_config,
     reload_tls_certificates,
     reload_tls_tenant_certificates_only,
+    refer_parks_the_other_leg,
+    refer_relayed_blind_transfer,
+    refer_refused_keeps_bridge,
+    auth_sipp_phone_registers_with_md5,
+    auth_digest_answers,
+    auth_wrong_password_never_parks_or_retrieves,
+    auth_acl_miss_is_refused,
 );
 
 /// Checks the headers wire.md prescribes for a park-info NOTIFY sent to the contact `contact`

@@ -54,6 +54,7 @@ fn refer_to_the_park_code_parks_the_other_leg_without_an_invite() {
     let carol = sim.phones[o.carol].party();
     let r = refer(&mut sim, o.carol, c, "sip:*68103@acme.example", Some(&carol));
     assert_eq!(r.code(), Some(202), "{r:?}");
+    assert!(r.header("Contact").is_some_and(|c| c.contains("sipark@")), "202 carries sipark's Contact: {r:?}");
     let frags = sipfrags(&sim, o.carol);
     assert_eq!(
         frags,

@@ -1753,7 +1753,9 @@ impl Shard {
             self.drop_ext_if_idle(ext_id);
             return;
         }
-        self.reply(now, txn, msg, 202, "Accepted", None, &[], None);
+        let contact = self.server.get(&txn).map(|e| self.contact(e.txn.dst.transport));
+        let extra: Vec<(&str, &[u8])> = contact.iter().map(|c| ("Contact", &c[..])).collect();
+        self.reply(now, txn, msg, 202, "Accepted", None, &extra, None);
 
         // Split the bridge: the other leg becomes the parked leg (A) of a
         // new call; the referrer's leg becomes a call of its own that only

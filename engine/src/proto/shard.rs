@@ -221,8 +221,9 @@ struct DeviceTarget {
     dst: Peer,
     /// The `Route` value to write, if any (Path, or the outbound proxy).
     route: Option<Box<[u8]>>,
-    /// The extension whose device this is (the To user).
-    ext: Box<[u8]>,
+    /// Index, in the names asked for, of the extension whose device this
+    /// is (the To user).
+    name: usize,
     /// The documents this device is sent, if a User-Agent rule decided.
     notify: Option<NotifySet>,
 }
@@ -946,12 +947,22 @@ impl Shard {
             return;
         }
         let cfg = Arc::clone(&self.cfg);
-        let retired = Arc::clone(&self.retired);
-        let removed = cfg.tenant(ruri.host).is_none();
-        let Some(policy) = cfg.tenant(ruri.host).or_else(|| retired_policy(&retired, ruri.host)) else {
-            self.stats.parks_rejected.inc();
-            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
-            return;
+        let retired;
+        let live = cfg.tenant(ruri.host);
+        let removed = live.is_none();
+        let policy = match live {
+            Some(p) => p,
+            None => {
+                retired = Arc::clone(&self.retired);
+                match retired_policy(&retired, ruri.host) {
+                    Some(p) => p,
+                    None => {
+                        self.stats.parks_rejected.inc();
+                        self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+                        return;
+                    }
+                }
+            }
         };
         let caller = msg.from_hdr().ok().and_then(|f| f.uri.user);
         if !self.admit(now, src, msg, txn, ruri.host, policy, caller.unwrap_or_default()) {
@@ -2551,10 +2562,10 @@ impl Shard {
         from.push(b'>');
         let mut forks = Vec::with_capacity(targets.len());
         let mut to = Vec::with_capacity(64);
-        for DeviceTarget { uri, dst, route, ext, .. } in targets {
+        for DeviceTarget { uri, dst, route, name, .. } in targets {
             to.clear();
             to.extend_from_slice(b"<sip:");
-            to.extend_from_slice(&ext);
+            to.extend_from_slice(names[name]);
             to.push(b'@');
             to.extend_from_slice(tenant.as_bytes());
             to.push(b'>');
@@ -3099,11 +3110,11 @@ impl Shard {
             let set = t.notify.unwrap_or(default_set);
             BodyKind::ALL.into_iter().enumerate().filter(move |(_, k)| set.contains(*k)).map(move |(i, k)| (t, i, k))
         });
-        for (DeviceTarget { uri, dst, route, ext: recipient, .. }, i, kind) in sends {
+        for (DeviceTarget { uri, dst, route, name, .. }, i, kind) in sends {
             let (dst, body) = (*dst, &docs[i]);
             to.clear();
             to.extend_from_slice(b"<sip:");
-            to.extend_from_slice(recipient);
+            to.extend_from_slice(names[*name]);
             to.push(b'@');
             to.extend_from_slice(tenant.as_bytes());
             to.push(b'>');
@@ -3193,25 +3204,25 @@ impl Shard {
             if only.is_some() {
                 return out;
             }
-            for name in names {
+            for (i, name) in names.iter().enumerate() {
                 let mut uri = Vec::with_capacity(8 + name.len() + tenant.len());
                 uri.extend_from_slice(b"sip:");
                 uri.extend_from_slice(name);
                 uri.push(b'@');
                 uri.extend_from_slice(tenant.as_bytes());
                 let (dst, route) = (*proxy, Some(route.clone()));
-                out.push(DeviceTarget { uri: uri.into(), dst, route, ext: (*name).into(), notify: None });
+                out.push(DeviceTarget { uri: uri.into(), dst, route, name: i, notify: None });
             }
             return out;
         }
-        for name in names {
+        for (i, name) in names.iter().enumerate() {
             let Some(e) = self.find_ext(tenant.as_bytes(), name).and_then(|id| self.exts.get(&id)) else { continue };
             for b in e.bindings.iter().filter(|b| only.is_none_or(|o| *o == *b.uri) && b.expires_at > now) {
                 out.push(DeviceTarget {
                     uri: b.uri.clone(),
                     dst: b.flow,
                     route: b.path.clone(),
-                    ext: (*name).into(),
+                    name: i,
                     notify: b.notify,
                 });
             }

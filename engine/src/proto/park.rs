@@ -199,7 +199,7 @@ pub struct Binding {
     pub notify: Option<super::config::NotifySet>,
     /// The REGISTER's `Path` values (RFC 3327), comma-joined: the Route
     /// of every request sipark sends this contact.
-    pub path: Option<Box<[u8]>>,
+    pub path: Option<std::sync::Arc<[u8]>>,
 }
 
 /// One extension of one tenant: its bindings and its parked calls.

@@ -208,7 +208,7 @@ pub struct Shard {
     auth: Authenticator,
     /// Outbound-proxy mode: where requests to extensions go, and the
     /// `Route` they carry (`<proxy;lr>`).
-    proxy: Option<(Peer, Box<[u8]>)>,
+    proxy: Option<(Peer, Arc<[u8]>)>,
     scratch: Vec<u8>,
     key: Vec<u8>,
 }
@@ -220,7 +220,7 @@ struct DeviceTarget {
     uri: Box<[u8]>,
     dst: Peer,
     /// The `Route` value to write, if any (Path, or the outbound proxy).
-    route: Option<Box<[u8]>>,
+    route: Option<Arc<[u8]>>,
     /// Index, in the names asked for, of the extension whose device this
     /// is (the To user).
     name: usize,
@@ -969,20 +969,26 @@ impl Shard {
             return;
         }
         let user = ruri.user.unwrap_or_default();
+        let parking = user.starts_with(cfg.park_fac.as_bytes());
+        if removed && (parking || !user.starts_with(cfg.retrieve_fac.as_bytes())) {
+            // A tenant removed by a reload: its parked calls can still be
+            // retrieved, nothing new is parked.
+            if parking {
+                self.stats.parks_rejected.inc();
+            }
+            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
+            return;
+        }
         // The feature code alone (`*68`, `*68#`, `*68%23`) means the
         // requester's own extension: the parker's (Referred-By) for a park,
         // the caller's (From) for a retrieve. The group code parks on the
         // parker's park group.
-        let own = |rest: &[u8]| matches!(rest, b"" | b"#" | b"%23");
         let (park, rest) = if let Some(rest) = user.strip_prefix(cfg.park_fac.as_bytes()) {
             (true, rest)
         } else if let Some(rest) = user.strip_prefix(cfg.retrieve_fac.as_bytes()) {
             (false, rest)
-        } else if removed {
-            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
-            return;
         } else if let Some(rest) = user.strip_prefix(cfg.group_park_fac.as_bytes())
-            && own(rest)
+            && names_own_extension(rest)
         {
             self.on_group_park(now, src, msg, txn, ruri.host, policy);
             return;
@@ -990,13 +996,6 @@ impl Shard {
             self.reply(now, txn, msg, 404, "Not Found", None, &[], None);
             return;
         };
-        if removed && park {
-            // A tenant removed by a reload: its parked calls can still be
-            // retrieved, nothing new is parked.
-            self.stats.parks_rejected.inc();
-            self.reply(now, txn, msg, 404, "Unknown Tenant", None, &[], None);
-            return;
-        }
         // A retriever is a user of the tenant whose call it takes (the
         // parked party, by contrast, may be anyone: a call from another
         // tenant of the same carrier can be parked).
@@ -1005,7 +1004,7 @@ impl Shard {
             self.reply(now, txn, msg, 403, "Not An Extension Of This Tenant", None, &[], None);
             return;
         }
-        let ext = if own(rest) {
+        let ext = if names_own_extension(rest) {
             let own = if park { msg.referred_by() } else { Some(msg.from_hdr()) };
             match own {
                 None => {
@@ -1252,17 +1251,7 @@ impl Shard {
             return;
         };
         let ext_id = self.ext_id(tenant, ext);
-        let count = self.exts.get(&ext_id).map_or(0, |e| e.calls.len());
-        if count >= policy.max_parks_per_ext as usize {
-            self.stats.parks_rejected.inc();
-            self.reply(now, txn, msg, 486, "Extension Park Full", None, &[], None);
-            self.drop_ext_if_idle(ext_id);
-            return;
-        }
-        if self.calls.len() >= self.cfg.limits.max_parked || self.dialogs.len() >= self.cfg.limits.max_dialogs {
-            self.stats.overload_rejects.inc();
-            self.reply(now, txn, msg, 503, "Park Capacity Reached", None, &[("Retry-After", b"30")], None);
-            self.drop_ext_if_idle(ext_id);
+        if !self.room_to_park(now, txn, msg, ext_id, policy) {
             return;
         }
         // Checked readable by `on_request`.
@@ -1314,6 +1303,31 @@ impl Shard {
             &[("Contact", &contact), ("Allow", ALLOW)],
             Some(("application/sdp", &answer)),
         );
+    }
+
+    /// Whether extension `ext_id` and the shard can take one more parked
+    /// call; if not, the request has been answered (486 for a full
+    /// extension, 503 at the shard's limits).
+    fn room_to_park(
+        &mut self,
+        now: Instant,
+        txn: u64,
+        msg: &SipMessage<'_>,
+        ext_id: u64,
+        policy: &super::config::TenantPolicy,
+    ) -> bool {
+        let count = self.exts.get(&ext_id).map_or(0, |e| e.calls.len());
+        if count >= policy.max_parks_per_ext as usize {
+            self.stats.parks_rejected.inc();
+            self.reply(now, txn, msg, 486, "Extension Park Full", None, &[], None);
+        } else if self.calls.len() >= self.cfg.limits.max_parked || self.dialogs.len() >= self.cfg.limits.max_dialogs {
+            self.stats.overload_rejects.inc();
+            self.reply(now, txn, msg, 503, "Park Capacity Reached", None, &[("Retry-After", b"30")], None);
+        } else {
+            return true;
+        }
+        self.drop_ext_if_idle(ext_id);
+        false
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1727,7 +1741,7 @@ impl Shard {
                 Err(_) => Identity { uri: referrer_leg.remote.clone(), display: None },
             },
         };
-        let ext: Vec<u8> = if matches!(rest, b"" | b"#" | b"%23") {
+        let ext: Vec<u8> = if names_own_extension(rest) {
             match Uri::parse(&parker.uri).ok().filter(|u| u.host.eq_ignore_ascii_case(tenant.as_bytes())) {
                 Some(Uri { user: Some(u), .. }) if valid_ext(u) => u.to_vec(),
                 _ => {
@@ -1751,17 +1765,7 @@ impl Shard {
             return;
         }
         let ext_id = self.ext_id(tenant.as_bytes(), &ext);
-        let count = self.exts.get(&ext_id).map_or(0, |e| e.calls.len());
-        if count >= policy.max_parks_per_ext as usize {
-            self.stats.parks_rejected.inc();
-            self.reply(now, txn, msg, 486, "Extension Park Full", None, &[], None);
-            self.drop_ext_if_idle(ext_id);
-            return;
-        }
-        if self.calls.len() >= self.cfg.limits.max_parked {
-            self.stats.overload_rejects.inc();
-            self.reply(now, txn, msg, 503, "Park Capacity Reached", None, &[("Retry-After", b"30")], None);
-            self.drop_ext_if_idle(ext_id);
+        if !self.room_to_park(now, txn, msg, ext_id, policy) {
             return;
         }
         let contact = self.server.get(&txn).map(|e| self.contact(e.txn.dst.transport));
@@ -3335,7 +3339,7 @@ impl Shard {
             return;
         }
         let flow = first_hop(Some(&path).filter(|p| !p.is_empty()).map(|p| &p[..]), src);
-        let path: Option<Box<[u8]>> = (!path.is_empty()).then(|| path.into());
+        let path: Option<Arc<[u8]>> = (!path.is_empty()).then(|| path.into());
         let Some(e) = self.exts.get_mut(&ext_id) else { return };
         let before = e.bindings.len();
         let mut resync: Vec<Box<[u8]>> = Vec::new();
@@ -3422,6 +3426,12 @@ impl Shard {
         }
         self.drop_ext_if_idle(ext_id);
     }
+}
+
+/// A feature code's rest that means the requester's own extension:
+/// nothing, `#`, or `#` escaped (`*68`, `*68#`, `*68%23`).
+fn names_own_extension(rest: &[u8]) -> bool {
+    matches!(rest, b"" | b"#" | b"%23")
 }
 
 /// The policy a tenant removed by a reload keeps for its last calls.

@@ -7,7 +7,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rsip::prelude::*;
-use sipark::proto::parse::SipMessage;
+use sipark::proto::sip::parse::SipMessage;
 use std::hint::black_box;
 
 const MESSAGES: &[(&str, &[u8])] = &[

@@ -21,8 +21,8 @@ use sipark::proto::config::{
     self, Cidr, Config, DatapathPolicy, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
     Tenants, Timers,
 };
-use sipark::proto::msg::{Peer, Transport};
-use sipark::proto::parse::Uri;
+use sipark::proto::sip::parse::Uri;
+use sipark::proto::sip::{Peer, Transport};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 

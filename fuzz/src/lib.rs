@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
-use sipark::proto::parse::{SipMessage, StartLine};
 use sipark::proto::shard::{Shard, WallClock};
+use sipark::proto::sip::parse::{SipMessage, StartLine};
 
 /// The fields a round trip must keep.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use crate::count_allocs;
 use crate::expect::load_corpus;
 use crate::util::show;
-use sipark::proto::parse::{Contact, HeaderName, ParseError, SipMessage, Uri};
 use sipark::proto::route::{Owner, owner};
+use sipark::proto::sip::parse::{Contact, HeaderName, ParseError, SipMessage, Uri};
 use std::hint::black_box;
 
 fn len(b: Option<&[u8]>) -> u64 {

@@ -2,7 +2,7 @@
 
 use crate::expect::{EXPECT, Start, expect_for, load_corpus};
 use crate::util::{header_end, ok, parse_ok, text, within};
-use sipark::proto::parse::{Contact, SipMessage, StartLine};
+use sipark::proto::sip::parse::{Contact, SipMessage, StartLine};
 
 /// Content-Length as written in the file (full or compact name), found
 /// without the parser under test.

@@ -4,8 +4,8 @@
 
 use crate::expect::corpus_file;
 use crate::util::{ok, parse_ok, text, unbracket};
-use sipark::proto::parse::{Contact, HeaderName, NameAddr, SipMessage, Uri, Via};
 use sipark::proto::route::{Owner, owner, shard_of};
+use sipark::proto::sip::parse::{Contact, HeaderName, NameAddr, SipMessage, Uri, Via};
 
 fn contacts<'a>(name: &str, m: &SipMessage<'a>) -> Vec<Contact<'a>> {
     m.contacts().enumerate().map(|(i, c)| c.unwrap_or_else(|e| panic!("{name}: Contact #{i}: {e:?}"))).collect()
@@ -420,7 +420,7 @@ fn responses_carry_reason_and_headers() {
     let buf = corpus_file(name);
     let m = parse_ok(name, &buf);
     match m.start_line() {
-        sipark::proto::parse::StartLine::Response { code, reason } => {
+        sipark::proto::sip::parse::StartLine::Response { code, reason } => {
             assert_eq!(code, 401);
             assert_eq!(text(reason), "Unauthorized");
         }

@@ -11,7 +11,7 @@
 use crate::expect::{EXPECT, Expect, Field, Rsip, load_corpus};
 use crate::util::parse_ok;
 use rsip::prelude::*;
-use sipark::proto::parse::SipMessage;
+use sipark::proto::sip::parse::SipMessage;
 
 type Got = Result<Option<String>, String>;
 
@@ -20,7 +20,7 @@ fn text(b: &[u8]) -> String {
 }
 
 fn sipark_field(m: &SipMessage<'_>, f: Field) -> Got {
-    let e = |e: sipark::proto::parse::ParseError| format!("{e:?}");
+    let e = |e: sipark::proto::sip::parse::ParseError| format!("{e:?}");
     Ok(match f {
         Field::Method => m.method().map(|x| text(x.as_bytes())),
         Field::RequestUri => m.request_uri().map(text),

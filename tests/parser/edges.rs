@@ -1,7 +1,7 @@
 //! RFC 3261 corners that real equipment produces, one message each.
 
 use crate::util::{show, text};
-use sipark::proto::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
+use sipark::proto::sip::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
 
 fn msg(headers: &str) -> Vec<u8> {
     let mut s = String::from("OPTIONS sip:acme.example SIP/2.0\r\n");
@@ -254,8 +254,8 @@ fn content_length_overflow_is_rejected() {
     assert!(
         matches!(
             r,
-            Some(sipark::proto::parse::ParseError::Invalid(HeaderName::ContentLength))
-                | Some(sipark::proto::parse::ParseError::BodyTruncated)
+            Some(sipark::proto::sip::parse::ParseError::Invalid(HeaderName::ContentLength))
+                | Some(sipark::proto::sip::parse::ParseError::BodyTruncated)
         ),
         "{r:?}"
     );

@@ -2,7 +2,7 @@
 //! edge cases.
 
 use crate::util::show;
-use sipark::proto::parse::{HeaderName, MAX_HEADERS, Method, ParseError, SipMessage, StartLine, Uri};
+use sipark::proto::sip::parse::{HeaderName, MAX_HEADERS, Method, ParseError, SipMessage, StartLine, Uri};
 
 const BASE: &[&str] = &[
     "INVITE sip:*68103@acme.example SIP/2.0",

@@ -10,8 +10,8 @@
 
 use crate::expect::load_corpus;
 use crate::util::{Rng, header_end, show};
-use sipark::proto::parse::{CSeq, Contact, HeaderName, NameAddr, ParseError, SipMessage, StartLine, Uri, Via};
 use sipark::proto::route::owner;
+use sipark::proto::sip::parse::{CSeq, Contact, HeaderName, NameAddr, ParseError, SipMessage, StartLine, Uri, Via};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 type Bytes = Vec<u8>;

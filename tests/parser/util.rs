@@ -1,6 +1,6 @@
 //! Small helpers shared by the parser tests.
 
-use sipark::proto::parse::{ParseError, SipMessage};
+use sipark::proto::sip::parse::{ParseError, SipMessage};
 
 /// Escaped form of bytes for dumping whole messages in failure output.
 pub fn show(b: &[u8]) -> String {

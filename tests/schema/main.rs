@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use sipark::proto::bodies::BodyKind;
-use sipark::proto::msg::Peer;
 use sipark::proto::park::{Call, CallState, CallView, Extension, Identity, LeaveReason, Leg};
-use sipark::proto::sdp::Origin;
+use sipark::proto::sip::Peer;
+use sipark::proto::sip::sdp::Origin;
 
 // ----- xmllint ----------------------------------------------------------------
 

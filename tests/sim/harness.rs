@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
-use sipark::proto::parse::SipMessage;
 use sipark::proto::route::{Owner, owner};
 use sipark::proto::shard::{Shard, WallClock};
+use sipark::proto::sip::parse::SipMessage;
 use sipark::proto::stats::ShardStats;
 
 use crate::phone::Phone;

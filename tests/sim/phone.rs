@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipark::proto::parse::{Contact, HeaderName, Method, NameAddr, SipMessage};
+use sipark::proto::sip::parse::{Contact, HeaderName, Method, NameAddr, SipMessage};
 
 use crate::parkinfo::{self, ParkInfo};
 use crate::wire::Msg;

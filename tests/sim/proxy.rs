@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use sipark::proto::config::{Config, OutboundProxy};
-use sipark::proto::msg::{Peer, Transport};
+use sipark::proto::sip::{Peer, Transport};
 
 use crate::fixtures::ACME;
 use crate::harness::{Sim, ms, secs};

@@ -1,7 +1,7 @@
 //! REGISTER handling, binding expiry, NOTIFY resync and park-info versions.
 
 use sipark::proto::config::Config;
-use sipark::proto::parse::NameAddr;
+use sipark::proto::sip::parse::NameAddr;
 
 use crate::fixtures::ACME;
 use crate::harness::{Sim, secs};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sipark::proto::parse::{HeaderName, NameAddr, SipMessage};
+use sipark::proto::sip::parse::{HeaderName, NameAddr, SipMessage};
 
 /// One datagram as a phone received it (or a request it kept).
 #[derive(Clone)]

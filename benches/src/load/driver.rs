@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use sipark::proto::parse::{Method, SipMessage, Uri};
+use sipark::proto::sip::parse::{Method, SipMessage, Uri};
 
 use super::hist::Histogram;
 use super::net::{BATCH, Net, NetStats, Rx};

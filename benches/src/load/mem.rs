@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
-use sipark::proto::parse::{Method, SipMessage};
 use sipark::proto::shard::{Shard, Transmit, WallClock};
+use sipark::proto::sip::parse::{Method, SipMessage};
 
 use super::driver::{Gen, Transport};
 use super::wire::{self, Ctx, Dialog};

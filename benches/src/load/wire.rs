@@ -13,7 +13,7 @@
 //! * Contacts: the parked party is `sip:pkS@ip:port`, a background parked
 //!   call `sip:bgS@ip:port`, a device `sip:<ext>-d<k>@ip:port`.
 
-use sipark::proto::parse::{HeaderName, SipMessage};
+use sipark::proto::sip::parse::{HeaderName, SipMessage};
 
 /// The first extension number; extension `e` of a tenant is `EXT_BASE + e`.
 pub const EXT_BASE: u32 = 100;
@@ -359,7 +359,7 @@ impl<'a> Remote<'a> {
     pub fn of(ok: &SipMessage<'a>) -> Option<Remote<'a>> {
         let tag = ok.to_hdr().ok().and_then(|t| t.tag())?;
         let target = ok.contacts().find_map(|c| match c {
-            Ok(sipark::proto::parse::Contact::Addr(na)) => Some(na.uri.raw),
+            Ok(sipark::proto::sip::parse::Contact::Addr(na)) => Some(na.uri.raw),
             _ => None,
         })?;
         let mut routes: [&[u8]; MAX_ROUTES] = [&[]; MAX_ROUTES];
@@ -588,7 +588,7 @@ mod tests {
         assert_eq!(m.content_length().and_then(Result::ok), Some(body.len() as u32));
         let contact = m.contacts().next().and_then(Result::ok);
         assert!(
-            matches!(contact, Some(sipark::proto::parse::Contact::Addr(na)) if na.uri.raw == b"sip:pk5@127.0.0.1:40000")
+            matches!(contact, Some(sipark::proto::sip::parse::Contact::Addr(na)) if na.uri.raw == b"sip:pk5@127.0.0.1:40000")
         );
     }
 
@@ -622,7 +622,7 @@ Call-ID: k1234.0@4242.lg\r\nCSeq: 1 INVITE\r\nContact: <sip:sp0.x@127.0.0.1:5060
         let b = SipMessage::parse(&bye).unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&bye)));
         assert_eq!(b.request_uri(), Some(&b"sip:sp0.x@127.0.0.1:5060"[..]));
         assert_eq!(b.top_via().ok().and_then(|v| v.branch), Some(&b"z9hG4bK4242m1234.0"[..]));
-        assert_eq!(b.cseq().ok().map(|c| (c.seq, c.method)), Some((2, sipark::proto::parse::Method::Bye)));
+        assert_eq!(b.cseq().ok().map(|c| (c.seq, c.method)), Some((2, sipark::proto::sip::parse::Method::Bye)));
         assert_eq!(b.to_hdr().ok().and_then(|t| t.tag()), Some(&b"zz"[..]));
         let mut again = Vec::new();
         assert!(in_dialog(&mut again, &c, &d, b"127.0.0.1:40000", &okm, b"BYE", 2, b'm'));

@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 
 use super::uring::{read_sockaddr, write_sockaddr};
 use super::worker::{Core, Io, Waker, eventfd_clear, new_eventfd};
-use crate::proto::msg::Transport;
 use crate::proto::shard::Transmit;
+use crate::proto::sip::Transport;
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
 pub const BATCH: usize = 64;

@@ -49,11 +49,11 @@ use tracing::{debug, info, warn};
 
 use super::uring::UD_WAKE;
 use super::worker::{Handoff, Peers, Waker, eventfd_add, eventfd_clear, new_eventfd};
-use crate::proto::msg::Transport;
-use crate::proto::parse::SipMessage;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::Transmit;
-use crate::proto::stream::{Frame, FrameError, Framer, PONG};
+use crate::proto::sip::Transport;
+use crate::proto::sip::parse::SipMessage;
+use crate::proto::sip::stream::{Frame, FrameError, Framer, PONG};
 
 /// Transmits waiting for the stream thread; past it workers drop them.
 pub const QUEUE_CAPACITY: usize = 16384;
@@ -102,7 +102,7 @@ impl Default for StreamLimits {
         StreamLimits {
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(1800),
-            max_message: crate::proto::stream::DEFAULT_MAX_MESSAGE,
+            max_message: crate::proto::sip::stream::DEFAULT_MAX_MESSAGE,
             max_backlog: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
         }

@@ -16,7 +16,7 @@ use super::uring::{
     BufRing, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring, read_sockaddr,
 };
 use super::worker::{Core, Io, Waker};
-use crate::proto::msg::Transport;
+use crate::proto::sip::Transport;
 
 /// Submission queue entries per worker ring (more than the send slab plus
 /// one wake per peer, so one turn never fills it).

@@ -34,10 +34,10 @@ use crossbeam_queue::ArrayQueue;
 use tracing::{debug, info, warn};
 
 use crate::proto::config::Config;
-use crate::proto::msg::{Peer, Transport};
-use crate::proto::parse::SipMessage;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::{Shard, Transmit, WallClock};
+use crate::proto::sip::parse::SipMessage;
+use crate::proto::sip::{Peer, Transport};
 use crate::proto::stats::ShardStats;
 
 /// Hand-offs waiting in one worker's inbox; past it they are dropped.

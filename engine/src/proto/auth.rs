@@ -31,7 +31,7 @@ use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use super::parse::Uri;
+use super::sip::parse::Uri;
 
 /// Longest credentials value [`Authenticator::verify`] reads; longer is
 /// [`Verdict::Malformed`].

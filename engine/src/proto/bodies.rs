@@ -17,7 +17,6 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::msg::xml_escape;
 use super::park::{CallView, Extension, LeaveReason, Party, write_park_info, write_token};
 
 /// Which document a NOTIFY carries; configured per tenant and per
@@ -140,6 +139,24 @@ pub fn xml_text(out: &mut Vec<u8>, text: &[u8]) {
     }
 }
 
+/// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute, and replaces
+/// control characters with spaces. Runs of plain bytes are copied whole.
+fn xml_escape(out: &mut Vec<u8>, mut text: &[u8]) {
+    while let Some(i) = text.iter().position(|&b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b < 0x20) {
+        out.extend_from_slice(&text[..i]);
+        match text[i] {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&apos;"),
+            _ => out.push(b' '),
+        }
+        text = &text[i + 1..];
+    }
+    out.extend_from_slice(text);
+}
+
 /// Appends `sip:<fac><ext>@<domain>;call=<token>`, escaped for XML.
 fn write_retrieve_uri(out: &mut Vec<u8>, ext: &Extension, retrieve_fac: &str, id: u64) {
     out.extend_from_slice(b"sip:");
@@ -245,7 +262,7 @@ pub fn write_dialog_info<'a>(
         xml_text(out, &c.a.call_id);
         out.extend_from_slice(b"\" local-tag=\"");
         xml_text(out, &c.a.local_tag);
-        if let Some(tag) = super::parse::NameAddr::parse(&c.a.remote).ok().and_then(|n| n.tag()) {
+        if let Some(tag) = super::sip::parse::NameAddr::parse(&c.a.remote).ok().and_then(|n| n.tag()) {
             out.extend_from_slice(b"\" remote-tag=\"");
             xml_text(out, tag);
         }
@@ -286,9 +303,19 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::proto::msg::Peer;
+
+    #[test]
+    fn xml_text_escapes_specials_and_controls_only() {
+        let mut out = Vec::new();
+        xml_text(&mut out, b"Al & \"Bo\" <x> 'y'\x01\tz");
+        assert_eq!(out, b"Al &amp; &quot;Bo&quot; &lt;x&gt; &apos;y&apos;  z".to_vec());
+        out.clear();
+        xml_text(&mut out, b"sip:*88103@acme.example");
+        assert_eq!(out, b"sip:*88103@acme.example".to_vec());
+    }
     use crate::proto::park::{Call, CallState, Identity, Leg};
-    use crate::proto::sdp::Origin;
+    use crate::proto::sip::Peer;
+    use crate::proto::sip::sdp::Origin;
 
     fn ext(version: u64) -> Extension {
         Extension {

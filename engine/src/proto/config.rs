@@ -261,7 +261,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundProxy {
     /// Where requests are sent (resolved at start).
-    pub peer: super::msg::Peer,
+    pub peer: super::sip::Peer,
     /// Its URI as configured, written as a loose-routing `Route`.
     pub uri: Box<str>,
 }
@@ -322,9 +322,9 @@ impl Default for Config {
 
 impl Config {
     /// The advertised `host:port` for `transport`.
-    pub fn advertise_of(&self, transport: super::msg::Transport) -> &str {
+    pub fn advertise_of(&self, transport: super::sip::Transport) -> &str {
         match transport {
-            super::msg::Transport::Tls => &self.advertise_tls,
+            super::sip::Transport::Tls => &self.advertise_tls,
             _ => &self.advertise,
         }
     }

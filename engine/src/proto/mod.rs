@@ -7,13 +7,11 @@
 pub mod auth;
 pub mod bodies;
 pub mod config;
-pub mod msg;
+pub mod ids;
 pub mod park;
-pub mod parse;
 pub mod route;
-pub mod sdp;
 pub mod shard;
+pub mod sip;
 pub mod stats;
-pub mod stream;
 pub mod timers;
 pub mod txn;

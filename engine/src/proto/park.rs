@@ -9,9 +9,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::bodies::xml_text;
-use super::msg::Peer;
-use super::parse::NameAddr;
-use super::sdp::Origin;
+use super::sip::Peer;
+use super::sip::parse::NameAddr;
+use super::sip::sdp::Origin;
 
 /// A party as shown in park-info: URI and optional display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct Leg {
     /// The last SDP sipark sent on this leg once bridged, to answer a
     /// session refresh. Empty while the call is parked: the hold answer is
     /// derived from `remote_sdp` and `origin` when needed
-    /// ([`super::sdp::hold_answer`]), which saves its bytes on every
+    /// ([`super::sip::sdp::hold_answer`]), which saves its bytes on every
     /// parked call.
     pub last_sdp: Box<[u8]>,
     /// The last SDP the peer sent on this leg.

@@ -13,7 +13,7 @@
 //! bounded loop and one 64-bit multiply. The test vectors live in
 //! `tests/vectors/shard_of.txt` and are shared with the BPF side.
 
-use super::parse::{Method, SipMessage, Uri};
+use super::sip::parse::{Method, SipMessage, Uri};
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;

@@ -49,15 +49,14 @@ use tracing::{debug, info, warn};
 use super::auth::{Authenticator, Request as AuthRequest, Verdict};
 use super::bodies::BodyKind;
 use super::config::{Admission, NotifySet, RecallTo};
-use super::msg::{
-    Peer, Transport, branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri,
-};
 use super::park::{
     Binding, Call, CallState, CallView, Extension, Fork, Identity, LeaveReason, Leg, Recall, Retriever, parse_token,
     write_token,
 };
-use super::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, StartLine, Uri};
-use super::sdp::{self, Origin};
+use super::sip::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, StartLine, Uri};
+use super::sip::sdp::{self, Origin};
+use super::sip::write::{branch_id, finish, header, request_head, response_head, write_branch, write_contact_uri};
+use super::sip::{Peer, Transport};
 use super::timers::TimerQueue;
 use super::txn::{ClientState, ClientTxn, Kind, ResponseEffect, ServerState, ServerTxn, TimerAction};
 

@@ -20,7 +20,7 @@
 //! | J | non-INVITE server | 64·T1 | absorb request retransmissions |
 //! | L/M | INVITE server/client | 64·T1 | RFC 6026 Accepted state |
 
-use super::msg::Peer;
+use super::sip::Peer;
 use std::time::{Duration, Instant};
 
 use super::config::Timers;
@@ -512,7 +512,7 @@ mod tests {
     fn stream_transports_skip_timers_a_e_and_g() {
         let t = Timers::default();
         let now = Instant::now();
-        let tcp = Peer { addr: addr().addr, transport: super::super::msg::Transport::Tcp };
+        let tcp = Peer { addr: addr().addr, transport: crate::proto::sip::Transport::Tcp };
         for kind in [Kind::Invite, Kind::NonInvite] {
             let mut tx = ClientTxn::new(kind, tcp, b"REQ".to_vec(), now, &t);
             let cell = std::cell::RefCell::new(&mut tx);

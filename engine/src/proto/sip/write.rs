@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
+use super::Transport;
 use super::parse::{HeaderName, Method, SipMessage, Via};
 
 /// Appends `Name: value\r\n`.
@@ -118,75 +119,6 @@ fn within(inner: &[u8], outer: &[u8]) -> bool {
     i >= o && i + inner.len() <= o + outer.len()
 }
 
-/// The transport a message arrived on or leaves on (RFC 3261 §18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Transport {
-    #[default]
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl Transport {
-    /// The token in Via's sent-protocol (`SIP/2.0/UDP`).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        }
-    }
-
-    /// A stream transport: no retransmissions of requests or of non-2xx
-    /// responses (§17.1.1.2, §17.2.1).
-    pub fn reliable(self) -> bool {
-        self != Transport::Udp
-    }
-
-    /// Index into per-transport tables.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The transport a URI asks for: `sips:` or `;transport=tls` is TLS,
-    /// `;transport=tcp` TCP, anything else `None` (the default applies).
-    pub fn of_uri(uri: &super::parse::Uri<'_>) -> Option<Transport> {
-        if uri.scheme.eq_ignore_ascii_case(b"sips") {
-            return Some(Transport::Tls);
-        }
-        match uri.param(b"transport").flatten() {
-            Some(t) if t.eq_ignore_ascii_case(b"tcp") => Some(Transport::Tcp),
-            Some(t) if t.eq_ignore_ascii_case(b"tls") => Some(Transport::Tls),
-            Some(t) if t.eq_ignore_ascii_case(b"udp") => Some(Transport::Udp),
-            _ => None,
-        }
-    }
-}
-
-/// Where a message came from or goes: address and transport (a flow, in
-/// RFC 5626's words). Responses and in-dialog requests to a stream peer
-/// reuse its connection (the I/O layer keeps them by address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub transport: Transport,
-}
-
-impl Peer {
-    pub fn udp(addr: SocketAddr) -> Peer {
-        Peer { addr, transport: Transport::Udp }
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.transport {
-            Transport::Udp => write!(f, "{}", self.addr),
-            t => write!(f, "{}/{}", self.addr, t.via_token()),
-        }
-    }
-}
-
 /// Writes a request line and sipark's Via for it (`advertise` is the
 /// host and port of `transport`).
 pub fn request_head(out: &mut Vec<u8>, method: &str, uri: &[u8], transport: Transport, advertise: &str, branch: &[u8]) {
@@ -204,13 +136,13 @@ pub fn request_head(out: &mut Vec<u8>, method: &str, uri: &[u8], transport: Tran
 
 /// Writes sipark's branch for shard `shard` and transaction `id`.
 pub fn write_branch(out: &mut Vec<u8>, shard: u16, id: u64) {
-    out.extend_from_slice(super::route::BRANCH_PREFIX);
+    out.extend_from_slice(crate::proto::route::BRANCH_PREFIX);
     let _ = write!(out, "{shard}.{id:x}");
 }
 
 /// Parses the transaction id out of one of sipark's branches.
 pub fn branch_id(branch: &[u8]) -> Option<u64> {
-    let rest = branch.strip_prefix(super::route::BRANCH_PREFIX)?;
+    let rest = branch.strip_prefix(crate::proto::route::BRANCH_PREFIX)?;
     let dot = memchr::memchr(b'.', rest)?;
     let hex = std::str::from_utf8(&rest[dot + 1..]).ok()?;
     u64::from_str_radix(hex, 16).ok()
@@ -220,43 +152,10 @@ pub fn branch_id(branch: &[u8]) -> Option<u64> {
 /// `transport` (`advertise` is that transport's host and port): `sips:`
 /// for TLS, `;transport=tcp` for TCP.
 pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, transport: Transport, advertise: &str) {
-    let prefix = std::str::from_utf8(super::route::CONTACT_PREFIX).unwrap_or("sp");
+    let prefix = std::str::from_utf8(crate::proto::route::CONTACT_PREFIX).unwrap_or("sp");
     let _ = match transport {
         Transport::Udp => write!(out, "sip:{prefix}{shard}.sipark@{advertise}"),
         Transport::Tcp => write!(out, "sip:{prefix}{shard}.sipark@{advertise};transport=tcp"),
         Transport::Tls => write!(out, "sips:{prefix}{shard}.sipark@{advertise}"),
     };
-}
-
-/// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute, and replaces
-/// control characters with spaces. Runs of plain bytes are copied whole.
-pub fn xml_escape(out: &mut Vec<u8>, mut text: &[u8]) {
-    while let Some(i) = text.iter().position(|&b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b < 0x20) {
-        out.extend_from_slice(&text[..i]);
-        match text[i] {
-            b'&' => out.extend_from_slice(b"&amp;"),
-            b'<' => out.extend_from_slice(b"&lt;"),
-            b'>' => out.extend_from_slice(b"&gt;"),
-            b'"' => out.extend_from_slice(b"&quot;"),
-            b'\'' => out.extend_from_slice(b"&apos;"),
-            _ => out.push(b' '),
-        }
-        text = &text[i + 1..];
-    }
-    out.extend_from_slice(text);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xml_escape_escapes_specials_and_controls_only() {
-        let mut out = Vec::new();
-        xml_escape(&mut out, b"Al & \"Bo\" <x> 'y'\x01\tz");
-        assert_eq!(out, b"Al &amp; &quot;Bo&quot; &lt;x&gt; &apos;y&apos;  z".to_vec());
-        out.clear();
-        xml_escape(&mut out, b"sip:*88103@acme.example");
-        assert_eq!(out, b"sip:*88103@acme.example".to_vec());
-    }
 }

@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(ev, vec![Ok(Some(REQ.to_vec())), Ok(Some(inv.clone())), Ok(None), Ok(Some(REQ.to_vec()))]);
         assert_eq!(left, 0);
         // Each framed message parses with the engine's parser, body and all.
-        let m = crate::proto::parse::SipMessage::parse(&inv).unwrap_or_else(|e| panic!("parse: {}", e.reason()));
+        let m = crate::proto::sip::parse::SipMessage::parse(&inv).unwrap_or_else(|e| panic!("parse: {}", e.reason()));
         assert!(m.body().starts_with(b"v=0"), "body kept");
     }
 

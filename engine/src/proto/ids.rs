@@ -1,0 +1,199 @@
+//! Names for the things a shard keeps in its tables, and where they and
+//! every other random-looking value come from.
+//!
+//! Every id is a `NonZeroU64` newtype, so `Option<Id>` costs nothing and no
+//! id value means "none". All ids of a shard come from one counter
+//! ([`Ids`]), which starts from the wall clock at start-up so that the
+//! public ones (a call's `call=` token, the transaction id in a branch)
+//! differ across restarts.
+//!
+//! Entropy comes in from the caller as a [`Seed`] (as quinn's
+//! `EndpointConfig::rng_seed` does): the I/O layer draws it from the
+//! operating system, a simulation passes a fixed one and gets the same run
+//! bit for bit. [`Seed::hasher`] keys the SipHash of every map whose keys a
+//! peer chooses (Call-IDs, branches, AORs), so that collisions cannot be
+//! forced; [`Rng`] makes tags and Call-IDs, which must be unique, not
+//! secret.
+
+use std::hash::BuildHasher;
+use std::num::NonZeroU64;
+
+use siphasher::sip::SipHasher13;
+
+macro_rules! ids {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {$(
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(NonZeroU64);
+
+        impl $name {
+            /// The number behind the id (never 0).
+            pub fn get(self) -> u64 {
+                self.0.get()
+            }
+
+            /// The id with number `n`, if `n` is not 0.
+            pub fn new(n: u64) -> Option<$name> {
+                NonZeroU64::new(n).map($name)
+            }
+        }
+    )*};
+}
+
+ids! {
+    /// A call that entered the park; its number is the `call=` token of
+    /// the retrieve URI ([`super::park::write_token`]).
+    CallId,
+    /// A server transaction.
+    ServerId,
+    /// A client transaction; its number is written in the branch.
+    ClientId,
+    /// A dialog sipark holds with a peer.
+    DialogId,
+    /// An extension of a tenant (`ext@tenant`), as the park or the
+    /// registrar knows it.
+    ExtId,
+}
+
+/// The shard's id counter.
+#[derive(Debug)]
+pub struct Ids(u64);
+
+impl Ids {
+    /// Ids starting after `start` (0 is never handed out).
+    pub fn starting_at(start: u64) -> Ids {
+        Ids(start)
+    }
+
+    fn next(&mut self) -> NonZeroU64 {
+        // Wrapping would take 2^64 ids; skip 0 all the same.
+        self.0 = self.0.wrapping_add(1).max(1);
+        NonZeroU64::new(self.0).unwrap_or(NonZeroU64::MIN)
+    }
+
+    pub fn call(&mut self) -> CallId {
+        CallId(self.next())
+    }
+
+    pub fn server(&mut self) -> ServerId {
+        ServerId(self.next())
+    }
+
+    pub fn client(&mut self) -> ClientId {
+        ClientId(self.next())
+    }
+
+    pub fn dialog(&mut self) -> DialogId {
+        DialogId(self.next())
+    }
+
+    pub fn ext(&mut self) -> ExtId {
+        ExtId(self.next())
+    }
+}
+
+/// The entropy a shard is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed(pub [u8; 32]);
+
+impl Seed {
+    /// A seed spread from one number (tests and simulations).
+    pub fn from_u64(n: u64) -> Seed {
+        let mut out = [0u8; 32];
+        let mut x = n ^ 0x9e37_79b9_7f4a_7c15;
+        for chunk in out.chunks_exact_mut(8) {
+            x = splitmix(&mut x);
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        Seed(out)
+    }
+
+    fn word(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    }
+
+    /// The keyed hasher for maps keyed by bytes a peer chooses. `salt`
+    /// gives each table its own keys.
+    pub fn hasher(&self, salt: u64) -> Keyed {
+        Keyed { k0: self.word(0) ^ salt, k1: self.word(1).rotate_left(17) ^ salt }
+    }
+
+    /// The generator for tags, Call-IDs and SDP session ids.
+    pub fn rng(&self) -> Rng {
+        Rng::new(self.word(2) ^ self.word(3).rotate_left(32))
+    }
+}
+
+/// SipHash-1-3 with the keys of a [`Seed`] (the algorithm and rounds of
+/// the standard library's `RandomState`, with keys the caller chose).
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed {
+    k0: u64,
+    k1: u64,
+}
+
+impl BuildHasher for Keyed {
+    type Hasher = SipHasher13;
+
+    fn build_hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_keys(self.k0, self.k1)
+    }
+}
+
+/// xorshift64*: tags and Call-IDs need to be unique, not secret.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_never_zero_and_increase() {
+        let mut ids = Ids::starting_at(0);
+        let a = ids.call();
+        let b = ids.client();
+        assert_eq!((a.get(), b.get()), (1, 2));
+        let mut wrap = Ids::starting_at(u64::MAX - 1);
+        assert_eq!(wrap.dialog().get(), u64::MAX);
+        assert_eq!(wrap.dialog().get(), 1, "the counter skips 0 when it wraps");
+        assert_eq!(size_of::<Option<CallId>>(), 8);
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_keys_and_numbers_every_time() {
+        let (a, b) = (Seed::from_u64(7), Seed::from_u64(7));
+        assert_eq!(a, b);
+        assert_ne!(a, Seed::from_u64(8));
+        assert_eq!(a.hasher(1).hash_one(b"x"), b.hasher(1).hash_one(b"x"));
+        assert_ne!(a.hasher(1).hash_one(b"x"), a.hasher(2).hash_one(b"x"), "each table has its own keys");
+        assert_ne!(a.hasher(1).hash_one(b"x"), Seed::from_u64(8).hasher(1).hash_one(b"x"));
+        let (mut r, mut s) = (a.rng(), b.rng());
+        assert_eq!((r.next_u64(), r.next_u64()), (s.next_u64(), s.next_u64()));
+    }
+}

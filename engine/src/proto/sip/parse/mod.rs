@@ -1,0 +1,728 @@
+//! Zero-copy SIP message parser (RFC 3261 §7, §20, §25).
+//!
+//! [`SipMessage`] borrows the datagram; header lines are located with
+//! `memchr`, and typed values (Via, From/To, CSeq, Contact, …) are parsed
+//! only when asked for. Nothing here allocates.
+
+use std::fmt;
+
+use memchr::{memchr, memchr2};
+
+/// Most header lines a message may carry; more is [`ParseError::TooManyHeaders`].
+pub const MAX_HEADERS: usize = 64;
+
+/// What was wrong with a message. Each variant names the bad part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The start line is neither a request line nor a status line.
+    StartLine,
+    /// The Request-URI could not be parsed.
+    RequestUri,
+    /// The SIP version is not `SIP/2.0`.
+    Version,
+    /// The status code is not three digits.
+    StatusCode,
+    /// A header line has no colon or an invalid name.
+    HeaderLine,
+    /// More than [`MAX_HEADERS`] header lines.
+    TooManyHeaders,
+    /// No blank line ends the header section.
+    Incomplete,
+    /// A mandatory header is missing; names it.
+    Missing(HeaderName),
+    /// A header value could not be parsed; names the header.
+    Invalid(HeaderName),
+    /// Content-Length is larger than the bytes that follow the headers.
+    BodyTruncated,
+}
+
+/// Header names the engine knows, including their compact forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderName {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    Contact,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    RecordRoute,
+    Route,
+    ReferredBy,
+    ReferTo,
+    Event,
+    Expires,
+    MinExpires,
+    UserAgent,
+    Allow,
+    Supported,
+    Require,
+    SubscriptionState,
+    Reason,
+    Other,
+}
+
+/// A request method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method<'a> {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Register,
+    Options,
+    Notify,
+    Subscribe,
+    Refer,
+    Info,
+    Update,
+    Prack,
+    Message,
+    Publish,
+    Other(&'a [u8]),
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine<'a> {
+    Request { method: Method<'a>, uri: &'a [u8] },
+    Response { code: u16, reason: &'a [u8] },
+}
+
+/// One header line: its name and its raw value (trimmed, folding kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: HeaderName,
+    pub raw_name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// A parsed SIP or SIPS URI, borrowing its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub scheme: &'a [u8],
+    pub user: Option<&'a [u8]>,
+    pub host: &'a [u8],
+    pub port: Option<u16>,
+    /// `;name=value` parameters, raw, including the leading `;` (may be empty).
+    pub params: &'a [u8],
+    /// `?headers`, raw, without the `?`.
+    pub headers: Option<&'a [u8]>,
+    pub raw: &'a [u8],
+}
+
+/// `name-addr` or `addr-spec` with header parameters (From, To, Contact,
+/// Route, Record-Route, Referred-By, Refer-To).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name without quotes, if any.
+    pub display: Option<&'a [u8]>,
+    pub uri: Uri<'a>,
+    /// Header parameters after the URI, raw, including the leading `;`.
+    pub params: &'a [u8],
+    /// The whole value as it appeared.
+    pub raw: &'a [u8],
+}
+
+/// One Contact value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact<'a> {
+    Star,
+    Addr(NameAddr<'a>),
+}
+
+/// One Via value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// `UDP`, `TCP`, …
+    pub transport: &'a [u8],
+    pub host: &'a [u8],
+    pub port: Option<u16>,
+    pub branch: Option<&'a [u8]>,
+    pub received: Option<&'a [u8]>,
+    /// `None`: no rport; `Some(None)`: `;rport` without value; `Some(Some(p))`.
+    pub rport: Option<Option<u16>>,
+    pub raw: &'a [u8],
+}
+
+/// The CSeq header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    pub seq: u32,
+    pub method: Method<'a>,
+}
+
+/// A parsed message borrowing its datagram.
+#[derive(Clone, Copy)]
+pub struct SipMessage<'a> {
+    buf: &'a [u8],
+    start: StartLine<'a>,
+    headers: [Header<'a>; MAX_HEADERS],
+    n_headers: usize,
+    body: &'a [u8],
+}
+
+// API CONTRACT (filled in by the parser work; signatures are fixed):
+impl<'a> SipMessage<'a> {
+    /// Parses one whole datagram. The body is the `Content-Length` bytes after
+    /// the blank line (all remaining bytes if there is no Content-Length).
+    ///
+    /// Only the framing is checked here: the start line, that every header
+    /// line has a name and a colon, the blank line and Content-Length. Typed
+    /// header values are parsed on demand by the accessors. Leading empty
+    /// lines (keep-alive CRLFs) are skipped. Line ends are CRLF or bare LF.
+    pub fn parse(buf: &'a [u8]) -> Result<SipMessage<'a>, ParseError> {
+        let len = buf.len();
+        let mut pos = 0;
+        while pos < len && matches!(buf[pos], b'\r' | b'\n') {
+            pos += 1;
+        }
+        let Some(off) = memchr(b'\n', &buf[pos..]) else {
+            return Err(ParseError::Incomplete);
+        };
+        let nl = pos + off;
+        let start = parse_start_line(&buf[pos..nl])?;
+        pos = nl + 1;
+
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let mut n = 0;
+        let mut content_length: Option<&'a [u8]> = None;
+        loop {
+            // Blank line: end of the header section.
+            match buf.get(pos) {
+                None => return Err(ParseError::Incomplete),
+                Some(b'\n') => {
+                    pos += 1;
+                    break;
+                }
+                Some(b'\r') => match buf.get(pos + 1) {
+                    Some(b'\n') => {
+                        pos += 2;
+                        break;
+                    }
+                    None => return Err(ParseError::Incomplete),
+                    Some(_) => return Err(ParseError::HeaderLine),
+                },
+                Some(_) => {}
+            }
+            // Header name, optional SP/HT, colon.
+            let name_start = pos;
+            while pos < len && TOKEN[usize::from(buf[pos])] {
+                pos += 1;
+            }
+            let raw_name = &buf[name_start..pos];
+            while pos < len && matches!(buf[pos], b' ' | b'\t') {
+                pos += 1;
+            }
+            match buf.get(pos) {
+                None => return Err(ParseError::Incomplete),
+                Some(b':') if !raw_name.is_empty() => pos += 1,
+                Some(_) => return Err(ParseError::HeaderLine),
+            }
+            // Value up to the line end; a next line starting with SP/HT
+            // continues it (folding).
+            let value_start = pos;
+            let value_end = loop {
+                let Some(off) = memchr(b'\n', &buf[pos..]) else {
+                    return Err(ParseError::Incomplete);
+                };
+                let end = pos + off;
+                pos = end + 1;
+                if !matches!(buf.get(pos), Some(b' ' | b'\t')) {
+                    break end;
+                }
+            };
+            if n == MAX_HEADERS {
+                return Err(ParseError::TooManyHeaders);
+            }
+            let name = HeaderName::from_bytes(raw_name);
+            let value = trim(&buf[value_start..value_end]);
+            if name == HeaderName::ContentLength && content_length.is_none() {
+                content_length = Some(value);
+            }
+            headers[n] = Header { name, raw_name, value };
+            n += 1;
+        }
+
+        let rest = &buf[pos..];
+        let body = match content_length {
+            None => rest,
+            Some(v) => {
+                let cl = parse_u32(v).ok_or(ParseError::Invalid(HeaderName::ContentLength))?;
+                let cl = usize::try_from(cl).map_err(|_| ParseError::BodyTruncated)?;
+                rest.get(..cl).ok_or(ParseError::BodyTruncated)?
+            }
+        };
+        Ok(SipMessage { buf, start, headers, n_headers: n, body })
+    }
+    /// The whole datagram.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+    pub fn start_line(&self) -> StartLine<'a> {
+        self.start
+    }
+    /// `true` for a request, `false` for a response.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+    /// `Some(method)` for a request.
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+    /// Raw Request-URI for a request.
+    pub fn request_uri(&self) -> Option<&'a [u8]> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+    /// Status code for a response.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+    /// Reason phrase for a response (may be empty).
+    pub fn reason_phrase(&self) -> Option<&'a [u8]> {
+        match self.start {
+            StartLine::Response { reason, .. } => Some(reason),
+            StartLine::Request { .. } => None,
+        }
+    }
+    pub fn headers(&self) -> &[Header<'a>] {
+        &self.headers[..self.n_headers]
+    }
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// Writes the message back as the parser saw it: start line, each header
+    /// line as `name: value` (name as received), blank line, body. Parsing
+    /// the result gives the same fields (the fuzz targets check this).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.start {
+            StartLine::Request { method, uri } => {
+                out.extend_from_slice(method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri);
+                out.extend_from_slice(b" SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                let mut digits = [b'0'; 3];
+                for (i, d) in digits.iter_mut().enumerate() {
+                    *d = b'0' + (code / 10u16.pow(2 - i as u32) % 10) as u8;
+                }
+                out.extend_from_slice(b"SIP/2.0 ");
+                out.extend_from_slice(&digits);
+                out.push(b' ');
+                out.extend_from_slice(reason);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        for h in self.headers() {
+            out.extend_from_slice(h.raw_name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body);
+    }
+
+    /// Trimmed value of the first header called `name`. For
+    /// [`HeaderName::Other`] use [`SipMessage::header_raw`].
+    pub fn header(&self, name: HeaderName) -> Option<&'a [u8]> {
+        self.headers().iter().find(|h| h.name == name).map(|h| h.value)
+    }
+
+    /// Trimmed values of every header called `name`, in order.
+    pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.headers().iter().filter(move |h| h.name == name).map(|h| h.value)
+    }
+
+    /// Value of the first header whose name is `name` (case-insensitive).
+    /// Compact forms match their long names both ways, also those that
+    /// map to [`HeaderName::Other`] (`e`, `s`, `u`, `x`).
+    pub fn header_raw(&self, name: &[u8]) -> Option<&'a [u8]> {
+        let known = HeaderName::from_bytes(name);
+        if known != HeaderName::Other {
+            return self.header(known);
+        }
+        let want = expand_other_compact(name);
+        self.headers()
+            .iter()
+            .find(|h| h.name == HeaderName::Other && expand_other_compact(h.raw_name).eq_ignore_ascii_case(want))
+            .map(|h| h.value)
+    }
+
+    /// Every comma-separated value of every header called `name`, in order.
+    fn list(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.header_values(name).flat_map(CommaSplit::new)
+    }
+
+    /// The Call-ID (`word [@ word]`, visible ASCII only).
+    pub fn call_id(&self) -> Result<&'a [u8], ParseError> {
+        let v = self.header(HeaderName::CallId).ok_or(ParseError::Missing(HeaderName::CallId))?;
+        if v.is_empty() || !v.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+            return Err(ParseError::Invalid(HeaderName::CallId));
+        }
+        Ok(v)
+    }
+    pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {
+        CSeq::parse(self.header(HeaderName::CSeq).ok_or(ParseError::Missing(HeaderName::CSeq))?)
+    }
+    /// The first value of the first Via header.
+    pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
+        self.vias().next().unwrap_or(Err(ParseError::Missing(HeaderName::Via)))
+    }
+    /// Every Via value of every Via header, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
+        self.list(HeaderName::Via).map(Via::parse)
+    }
+    pub fn from_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
+        let v = self.header(HeaderName::From).ok_or(ParseError::Missing(HeaderName::From))?;
+        NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::From))
+    }
+    pub fn to_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
+        let v = self.header(HeaderName::To).ok_or(ParseError::Missing(HeaderName::To))?;
+        NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::To))
+    }
+    /// Every Contact value of every Contact header, in order.
+    pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>, ParseError>> + '_ {
+        self.list(HeaderName::Contact).map(Contact::parse)
+    }
+    /// Every Record-Route value, in order.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.list(HeaderName::RecordRoute)
+            .map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::RecordRoute)))
+    }
+    /// Every Route value, in order.
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.list(HeaderName::Route).map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::Route)))
+    }
+    pub fn referred_by(&self) -> Option<Result<NameAddr<'a>, ParseError>> {
+        self.name_addr_opt(HeaderName::ReferredBy)
+    }
+    pub fn refer_to(&self) -> Option<Result<NameAddr<'a>, ParseError>> {
+        self.name_addr_opt(HeaderName::ReferTo)
+    }
+    fn name_addr_opt(&self, name: HeaderName) -> Option<Result<NameAddr<'a>, ParseError>> {
+        self.header(name).map(|v| NameAddr::parse(v).map_err(|_| ParseError::Invalid(name)))
+    }
+    pub fn max_forwards(&self) -> Option<Result<u32, ParseError>> {
+        self.u32_opt(HeaderName::MaxForwards)
+    }
+    pub fn expires(&self) -> Option<Result<u32, ParseError>> {
+        self.u32_opt(HeaderName::Expires)
+    }
+    pub fn content_length(&self) -> Option<Result<u32, ParseError>> {
+        self.u32_opt(HeaderName::ContentLength)
+    }
+    fn u32_opt(&self, name: HeaderName) -> Option<Result<u32, ParseError>> {
+        self.header(name).map(|v| parse_u32(v).ok_or(ParseError::Invalid(name)))
+    }
+    /// The whole Content-Type value (media type and its parameters).
+    pub fn content_type(&self) -> Option<&'a [u8]> {
+        self.header(HeaderName::ContentType)
+    }
+    /// The event-type token of the Event header (before any `;`); `None`
+    /// when the header is absent or the token is empty.
+    pub fn event(&self) -> Option<&'a [u8]> {
+        let v = self.header(HeaderName::Event)?;
+        let tok = trim(&v[..memchr(b';', v).unwrap_or(v.len())]);
+        (!tok.is_empty()).then_some(tok)
+    }
+    /// A parameter of the Event header (`id` for REFER subscriptions).
+    pub fn event_param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        let v = self.header(HeaderName::Event)?;
+        let semi = memchr(b';', v)?;
+        find_param(&v[semi..], name)
+    }
+}
+
+impl fmt::Debug for SipMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipMessage")
+            .field("start", &self.start)
+            .field("headers", &self.headers())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+const EMPTY_HEADER: Header<'static> = Header { name: HeaderName::Other, raw_name: b"", value: b"" };
+
+impl ParseError {
+    /// A short phrase for the reason phrase of a 400 response.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ParseError::StartLine => "Bad Request Line",
+            ParseError::RequestUri => "Bad Request-URI",
+            ParseError::Version => "Bad SIP Version",
+            ParseError::StatusCode => "Bad Status Code",
+            ParseError::HeaderLine => "Bad Header Line",
+            ParseError::TooManyHeaders => "Too Many Headers",
+            ParseError::Incomplete => "Incomplete Message",
+            ParseError::Missing(h) => h.missing_reason(),
+            ParseError::Invalid(h) => h.invalid_reason(),
+            ParseError::BodyTruncated => "Body shorter than Content-Length",
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+macro_rules! header_table {
+    ($($v:ident => $s:literal),* $(,)?) => {
+        impl HeaderName {
+            /// Every known name (not [`HeaderName::Other`]).
+            pub const ALL: &'static [HeaderName] = &[$(HeaderName::$v),*];
+            /// The canonical spelling (`Call-ID`, `CSeq`, …); `""` for
+            /// [`HeaderName::Other`].
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(HeaderName::$v => $s,)*
+                    HeaderName::Other => "",
+                }
+            }
+            const fn missing_reason(self) -> &'static str {
+                match self {
+                    $(HeaderName::$v => concat!("Missing ", $s, " header"),)*
+                    HeaderName::Other => "Missing header",
+                }
+            }
+            const fn invalid_reason(self) -> &'static str {
+                match self {
+                    $(HeaderName::$v => concat!("Bad ", $s, " header"),)*
+                    HeaderName::Other => "Bad header",
+                }
+            }
+        }
+    };
+}
+
+header_table! {
+    Via => "Via",
+    From => "From",
+    To => "To",
+    CallId => "Call-ID",
+    CSeq => "CSeq",
+    Contact => "Contact",
+    MaxForwards => "Max-Forwards",
+    ContentLength => "Content-Length",
+    ContentType => "Content-Type",
+    RecordRoute => "Record-Route",
+    Route => "Route",
+    ReferredBy => "Referred-By",
+    ReferTo => "Refer-To",
+    Event => "Event",
+    Expires => "Expires",
+    MinExpires => "Min-Expires",
+    UserAgent => "User-Agent",
+    Allow => "Allow",
+    Supported => "Supported",
+    Require => "Require",
+    SubscriptionState => "Subscription-State",
+    Reason => "Reason",
+}
+
+impl HeaderName {
+    /// Classifies a header name, case-insensitively, including the compact
+    /// forms (RFC 3261 §7.3.3, RFC 3515, RFC 3892, RFC 6665).
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        use HeaderName as H;
+        if let [c] = name {
+            return match c.to_ascii_lowercase() {
+                b'v' => H::Via,
+                b'f' => H::From,
+                b't' => H::To,
+                b'i' => H::CallId,
+                b'm' => H::Contact,
+                b'l' => H::ContentLength,
+                b'c' => H::ContentType,
+                b'k' => H::Supported,
+                b'r' => H::ReferTo,
+                b'b' => H::ReferredBy,
+                b'o' => H::Event,
+                _ => H::Other,
+            };
+        }
+        let candidates: &[(&[u8], HeaderName)] = match name.len() {
+            2 => &[(b"To", H::To)],
+            3 => &[(b"Via", H::Via)],
+            4 => &[(b"From", H::From), (b"CSeq", H::CSeq)],
+            5 => &[(b"Route", H::Route), (b"Event", H::Event), (b"Allow", H::Allow)],
+            6 => &[(b"Reason", H::Reason)],
+            7 => {
+                &[(b"Call-ID", H::CallId), (b"Contact", H::Contact), (b"Expires", H::Expires), (b"Require", H::Require)]
+            }
+            8 => &[(b"Refer-To", H::ReferTo)],
+            9 => &[(b"Supported", H::Supported)],
+            10 => &[(b"User-Agent", H::UserAgent)],
+            11 => &[(b"Referred-By", H::ReferredBy), (b"Min-Expires", H::MinExpires)],
+            12 => &[
+                (b"Max-Forwards", H::MaxForwards),
+                (b"Content-Type", H::ContentType),
+                (b"Record-Route", H::RecordRoute),
+            ],
+            14 => &[(b"Content-Length", H::ContentLength)],
+            18 => &[(b"Subscription-State", H::SubscriptionState)],
+            _ => return H::Other,
+        };
+        candidates.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or(H::Other, |&(_, h)| h)
+    }
+}
+
+/// Long name of the compact forms that map to [`HeaderName::Other`];
+/// anything else unchanged.
+fn expand_other_compact(name: &[u8]) -> &[u8] {
+    match name {
+        [c] => match c.to_ascii_lowercase() {
+            b'e' => b"Content-Encoding",
+            b's' => b"Subject",
+            b'u' => b"Allow-Events",
+            b'x' => b"Session-Expires",
+            _ => name,
+        },
+        _ => name,
+    }
+}
+
+impl<'a> Method<'a> {
+    /// Case-sensitive (RFC 3261 §7.1); an unknown token is `Other`.
+    pub fn from_bytes(b: &'a [u8]) -> Method<'a> {
+        match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"NOTIFY" => Method::Notify,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"REFER" => Method::Refer,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            _ => Method::Other(b),
+        }
+    }
+    /// The method token as it is written on the wire.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Method::Invite => b"INVITE",
+            Method::Ack => b"ACK",
+            Method::Bye => b"BYE",
+            Method::Cancel => b"CANCEL",
+            Method::Register => b"REGISTER",
+            Method::Options => b"OPTIONS",
+            Method::Notify => b"NOTIFY",
+            Method::Subscribe => b"SUBSCRIBE",
+            Method::Refer => b"REFER",
+            Method::Info => b"INFO",
+            Method::Update => b"UPDATE",
+            Method::Prack => b"PRACK",
+            Method::Message => b"MESSAGE",
+            Method::Publish => b"PUBLISH",
+            Method::Other(b) => b,
+        }
+    }
+}
+
+impl<'a> CSeq<'a> {
+    /// `1*DIGIT LWS Method`.
+    pub fn parse(raw: &'a [u8]) -> Result<CSeq<'a>, ParseError> {
+        let err = ParseError::Invalid(HeaderName::CSeq);
+        let s = trim(raw);
+        let (seq, n) = parse_digits_u32(s).ok_or(err)?;
+        let i = skip_lws(s, n);
+        if i == n {
+            return Err(err);
+        }
+        let method = &s[i..];
+        if method.is_empty() || !method.iter().all(|&b| TOKEN[usize::from(b)]) {
+            return Err(err);
+        }
+        Ok(CSeq { seq, method: Method::from_bytes(method) })
+    }
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a `sip:`, `sips:` or `tel:` URI (scheme case-insensitive).
+    ///
+    /// For `tel:` the number is in `user`, `host` is empty and `params` are
+    /// the tel parameters. An IPv6 host keeps its brackets.
+    pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, ParseError> {
+        parse_uri(raw).ok_or(ParseError::RequestUri)
+    }
+    /// A `;name[=value]` URI parameter, name case-insensitive;
+    /// `Some(None)` when it has no value.
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        find_param(self.params, name)
+    }
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses `"Display" <uri>;params`, `Display <uri>;params`, `<uri>` or a
+    /// bare `addr-spec;params` (whose parameters are header parameters,
+    /// RFC 3261 §20.10). The error names [`HeaderName::Other`]; the
+    /// message accessors name the header instead.
+    pub fn parse(raw: &'a [u8]) -> Result<NameAddr<'a>, ParseError> {
+        parse_name_addr(raw).ok_or(ParseError::Invalid(HeaderName::Other))
+    }
+    /// The `tag` header parameter.
+    pub fn tag(&self) -> Option<&'a [u8]> {
+        self.param(b"tag").flatten()
+    }
+    /// A header parameter, name case-insensitive; `Some(None)` when it has
+    /// no value. Quoted values keep their quotes.
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        find_param(self.params, name)
+    }
+}
+
+impl<'a> Contact<'a> {
+    /// `*` or a name-addr / addr-spec with parameters.
+    pub fn parse(raw: &'a [u8]) -> Result<Contact<'a>, ParseError> {
+        let s = trim(raw);
+        if s == b"*" {
+            return Ok(Contact::Star);
+        }
+        parse_name_addr(s).map(Contact::Addr).ok_or(ParseError::Invalid(HeaderName::Contact))
+    }
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value: `SIP / 2.0 / transport sent-by *(; param)`.
+    pub fn parse(raw: &'a [u8]) -> Result<Via<'a>, ParseError> {
+        parse_via(raw).ok_or(ParseError::Invalid(HeaderName::Via))
+    }
+    /// Any Via parameter, name case-insensitive; `Some(None)` when it has
+    /// no value.
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        // The sent-by cannot hold a ';', so the first one starts the params.
+        let semi = memchr(b';', self.raw)?;
+        find_param(&self.raw[semi..], name)
+    }
+}
+
+mod header;
+use header::*;
+
+#[cfg(test)]
+mod tests;

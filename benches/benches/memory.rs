@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sipark::proto::park::{Call, Extension, Leg};
+use sipark::proto::dialog::Dialog;
+use sipark::proto::park::{Call, CallState, Lot};
 use sipark_benches::load::mem::{ParkSim, table_config, table_home};
 
 /// Counts live bytes and allocations on top of the system allocator.
@@ -209,10 +210,11 @@ fn main() {
         );
     }
     println!(
-        "sizes: Call {} B (boxed in the calls map), Leg {} B, Extension {} B",
+        "sizes: Call {} B (boxed in the calls map; its state {} B, its dialog {} B), extension list {} B",
         size_of::<Call>(),
-        size_of::<Leg>(),
-        size_of::<Extension>()
+        size_of::<CallState>(),
+        size_of::<Dialog>(),
+        size_of::<Lot>()
     );
     println!("peak = the most live bytes while parking (transactions alive), over the baseline, per call");
 }

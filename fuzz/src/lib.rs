@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
-use sipark::proto::shard::{Shard, WallClock};
+use sipark::proto::shard::{Seed, Shard, WallClock};
 use sipark::proto::sip::parse::{SipMessage, StartLine};
 
 /// The fields a round trip must keep.
@@ -56,7 +56,7 @@ pub fn parse_roundtrip(data: &[u8]) {
 pub fn shard_datagrams(data: &[u8]) {
     let start = Instant::now();
     let wall = WallClock { at: start, unix: Duration::from_secs(1_795_000_000) };
-    let mut shard = Shard::new(0, 1, Arc::new(Config::default()), wall, start);
+    let mut shard = Shard::new(0, 1, Arc::new(Config::default()), wall, Seed::from_u64(0));
     let mut now = start;
     let mut rest = data;
     let mut i = 0u16;

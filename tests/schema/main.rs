@@ -16,14 +16,13 @@
 //! xml.xsd by URL; the import is skipped with a warning).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use sipark::proto::bodies::BodyKind;
-use sipark::proto::park::{Call, CallState, CallView, Extension, Identity, LeaveReason, Leg};
-use sipark::proto::sip::Peer;
-use sipark::proto::sip::sdp::Origin;
+use sipark::proto::config::BodyKind;
+use sipark::proto::ids::CallId;
+use sipark::proto::notify::bodies::{LeaveReason, Party, Shown, Spot, write};
+use sipark::proto::sip::parse::NameAddr;
 
 // ----- xmllint ----------------------------------------------------------------
 
@@ -119,43 +118,50 @@ fn must_reject(mode: &str, schema: &str, what: &str, doc: &str) {
 
 // ----- building bodies through the public API -------------------------------
 
+/// The extension a document is about.
+struct Extension {
+    ext: String,
+    version: u64,
+}
+
 fn extension(ext: &str, version: u64) -> Extension {
-    Extension {
-        tenant: "acme.example".into(),
-        ext: ext.into(),
-        bindings: Vec::new(),
-        calls: Vec::new(),
-        version,
-        timer_at: None,
-    }
+    Extension { ext: ext.into(), version }
 }
 
 /// A parked call whose park INVITE's From value was `from`.
+struct Call {
+    id: u64,
+    from: Vec<u8>,
+    parker: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    parked_at: u64,
+    timeout_secs: u64,
+}
+
 fn call(id: u64, from: &[u8], parker: Option<(&[u8], Option<&[u8]>)>) -> Call {
-    let peer: SocketAddr = "127.0.0.1:5062".parse().expect("loopback address");
     Call {
         id,
-        ext: 1,
-        parker: parker.map(|(uri, display)| Identity { uri: uri.into(), display: display.map(Into::into) }),
+        from: from.to_vec(),
+        parker: parker.map(|(uri, display)| (uri.to_vec(), display.map(<[u8]>::to_vec))),
         parked_at: 1_795_546_681,
         timeout_secs: 300,
-        a: Leg {
-            call_id: b"c1@127.0.0.1".as_slice().into(),
-            local_tag: b"lt".as_slice().into(),
-            local: b"<sip:*68103@acme.example>".as_slice().into(),
-            remote: from.into(),
-            remote_target: b"sip:101@127.0.0.1:5062".as_slice().into(),
-            route_set: Box::new([]),
-            local_cseq: 1,
-            remote_cseq: 1,
-            peer: Peer::udp(peer),
-            origin: Origin::new(7),
-            last_sdp: Box::new([]),
-            remote_sdp: Box::new([]),
-            pending_ack: None,
-        },
-        state: CallState::Parked,
-        deadline: None,
+    }
+}
+
+impl Call {
+    /// What a document shows of this call, as the park shows a parked call.
+    fn shown(&self, left: Option<LeaveReason>) -> Shown<'_> {
+        let na = NameAddr::parse(&self.from).unwrap_or_else(|e| panic!("From of call {}: {e:?}", self.id));
+        Shown {
+            call: CallId::new(self.id).unwrap_or_else(|| panic!("call ids are not 0")),
+            left,
+            parked_at: self.parked_at,
+            timeout_secs: self.timeout_secs,
+            parked: Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) },
+            parker: self.parker.as_ref().map(|(uri, display)| Party { uri, display: display.as_deref() }),
+            call_id: b"c1@127.0.0.1",
+            local_tag: b"lt",
+            remote_tag: na.tag(),
+        }
     }
 }
 
@@ -185,10 +191,11 @@ impl Case {
         let views = self
             .parked
             .iter()
-            .map(|call| CallView { call, left: None })
-            .chain(self.departed.as_ref().map(|(call, r)| CallView { call, left: Some(*r) }));
+            .map(|call| call.shown(None))
+            .chain(self.departed.as_ref().map(|(call, r)| call.shown(Some(*r))));
+        let spot = Spot { ext: self.ext.ext.as_bytes(), tenant: b"acme.example", version: self.ext.version };
         let mut out = Vec::new();
-        kind.write(&mut out, &self.ext, "*88", views);
+        write(kind, &mut out, &spot, "*88", views);
         String::from_utf8(out).unwrap_or_else(|e| panic!("{kind} body for {:?} is not UTF-8: {e}", self.name))
     }
 }
@@ -217,7 +224,7 @@ fn cases() -> Vec<Case> {
             "limits",
             extension(&"A-z_0.9+".repeat(8), u64::MAX),
             (0..8).map(|i| if i % 2 == 0 { alice(u64::MAX - i) } else { bare(u64::MAX - i) }).collect(),
-            Some((alice(0), LeaveReason::Timeout)),
+            Some((alice(1), LeaveReason::Timeout)),
         ),
     ];
     for r in REASONS {
@@ -267,7 +274,7 @@ fn broadworks_bodies_validate() {
         // oldest still parked, and an empty callpark means nothing is.
         match case.parked.first() {
             Some(oldest) => {
-                let uri = String::from_utf8_lossy(oldest.parked().uri).replace('&', "&amp;");
+                let uri = String::from_utf8_lossy(oldest.shown(None).parked.uri).replace('&', "&amp;");
                 assert!(
                     doc.contains(&format!(">{uri}</identity>")),
                     "{}: oldest call {uri} not named:\n{doc}",

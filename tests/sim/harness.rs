@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
 use sipark::proto::route::{Owner, owner};
-use sipark::proto::shard::{Shard, WallClock};
+use sipark::proto::shard::{Seed, Shard, WallClock};
 use sipark::proto::sip::parse::SipMessage;
 use sipark::proto::stats::ShardStats;
 
@@ -150,7 +150,9 @@ impl Sim {
         let start = Instant::now();
         let cfg = Arc::new(cfg);
         let wall = WallClock { at: start, unix: Duration::from_secs(START_UNIX) };
-        let shards = (0..n).map(|i| Shard::new(i, n, Arc::clone(&cfg), wall, start)).collect();
+        // Each shard's entropy comes from the seed too: the same seed, the same run.
+        let shards =
+            (0..n).map(|i| Shard::new(i, n, Arc::clone(&cfg), wall, Seed::from_u64(seed ^ u64::from(i)))).collect();
         let server: SocketAddr = cfg.advertise.parse().unwrap_or_else(|e| panic!("advertise {:?}: {e}", cfg.advertise));
         Sim {
             cfg,
@@ -299,7 +301,7 @@ impl Sim {
         let idx = self.route(data);
         let now = self.now;
         match SipMessage::parse(data) {
-            Ok(msg) => self.shards[idx].handle_message(now, src, &msg),
+            Ok(msg) => self.shards[idx].handle(now, src, &msg),
             Err(_) => self.shards[idx].handle(now, src, data),
         }
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
-use sipark::proto::shard::{Shard, Transmit, WallClock};
+use sipark::proto::shard::{Seed, Shard, Transmit, WallClock};
 use sipark::proto::sip::parse::{Method, SipMessage};
 
 use super::driver::{Gen, Transport};
@@ -33,7 +33,7 @@ const UNIX_START: Duration = Duration::from_secs(1_780_272_000);
 
 /// A fresh shard 0 of 1 with `cfg`, created at `now`.
 pub fn shard(cfg: Arc<Config>, now: Instant) -> Shard {
-    Shard::new(0, 1, cfg, WallClock { at: now, unix: UNIX_START }, now)
+    Shard::new(0, 1, cfg, WallClock { at: now, unix: UNIX_START }, Seed::from_u64(1))
 }
 
 /// A [`Transport`] that queues what the generator sends.

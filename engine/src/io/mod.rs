@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mmsg;
 pub mod signal;
 pub mod stream;
+pub mod sys;
 pub mod uring;
 pub mod uring_worker;
 pub mod worker;
@@ -41,7 +42,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::proto::config::Config;
-use crate::proto::shard::WallClock;
+use crate::proto::shard::{Seed, WallClock};
 use crate::proto::stats::ShardStats;
 use stream::{SniResolver, StreamOptions, StreamQueue, TlsCert};
 use uring::UD_WAKE;
@@ -320,6 +321,11 @@ impl Engine {
             warn!("cannot read the CPU affinity mask; workers run unpinned");
         }
 
+        // Each shard's entropy: its hash keys and tags.
+        let seeds = (0..n)
+            .map(|_| sys::random_bytes().map(Seed))
+            .collect::<io::Result<Vec<Seed>>>()
+            .map_err(|e| StartError::Thread(format!("getrandom: {e}")))?;
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut gos = Vec::with_capacity(usize::from(n));
         let mut handles = Vec::with_capacity(usize::from(n));
@@ -332,6 +338,7 @@ impl Engine {
                 socket,
                 cfg: cfg.clone(),
                 wall,
+                seed: seeds[usize::from(i)],
                 cpu: (!cpus.is_empty()).then(|| cpus[usize::from(i) % cpus.len()]),
                 grace: opts.shutdown_grace,
                 ready: ready_tx.clone(),

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::proto::config::Config;
 use crate::proto::route::{self, Owner};
-use crate::proto::shard::{Shard, Transmit, WallClock};
+use crate::proto::shard::{Seed, Shard, Transmit, WallClock};
 use crate::proto::sip::parse::SipMessage;
 use crate::proto::sip::{Peer, Transport};
 use crate::proto::stats::ShardStats;
@@ -184,6 +184,8 @@ pub struct WorkerInit {
     pub socket: UdpSocket,
     pub cfg: Arc<Config>,
     pub wall: WallClock,
+    /// The shard's entropy (hash keys, tags), drawn from the kernel.
+    pub seed: Seed,
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
     pub grace: Duration,
@@ -251,7 +253,7 @@ pub fn run(init: WorkerInit) -> Result<(), String> {
 
 fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit { id, n, backend: _, socket, cfg, wall, cpu, grace, ready, go } = init;
+    let WorkerInit { id, n, backend: _, socket, cfg, wall, seed, cpu, grace, ready, go } = init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -260,10 +262,9 @@ fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
             }
         }
     }
-    let now = Instant::now();
     let (mut backend, shard) = match B::new(id, socket) {
         Ok((backend, waker, mode)) => {
-            let shard = Shard::new(id, n, cfg, wall, now);
+            let shard = Shard::new(id, n, cfg, wall, seed);
             let r = Ready { waker, stats: shard.stats().clone(), mode };
             if ready.send((id, Ok(r))).is_err() {
                 return Err("start-up aborted".into());
@@ -328,7 +329,7 @@ impl Core {
         match route::owner(&msg, *n) {
             Owner::Shard(s) if s != *id => {
                 let Some(inbox) = peers.inboxes.get(usize::from(s)) else {
-                    shard.handle_message(now, src, &msg);
+                    shard.handle(now, src, &msg);
                     return;
                 };
                 match inbox.queue.push(Handoff { src, transport: Transport::Udp, data: data.into() }) {
@@ -341,7 +342,7 @@ impl Core {
                     Err(_) => stats.handoffs_dropped.inc(),
                 }
             }
-            _ => shard.handle_message(now, src, &msg),
+            _ => shard.handle(now, src, &msg),
         }
     }
 
@@ -368,7 +369,7 @@ impl Core {
             if h.transport == Transport::Udp {
                 stats.handoffs_in.inc();
             }
-            shard.handle_from(now, Peer { addr: h.src, transport: h.transport }, &h.data);
+            shard.handle(now, Peer { addr: h.src, transport: h.transport }, &h.data[..]);
         }
         // Batch used up: more may be waiting.
         *busy = true;

@@ -9,7 +9,94 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
-use super::bodies::BodyKind;
+use std::fmt;
+use std::str::FromStr;
+
+/// Which document a NOTIFY carries; configured per tenant and per
+/// User-Agent pattern (`notify = ["park-info", "dialog-info"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub enum BodyKind {
+    /// sipark's own `application/park-info+xml` (docs/park-info.md §4).
+    ParkInfo,
+    /// BroadWorks-style `application/x-broadworks-callpark-info+xml`.
+    BroadWorks,
+    /// RFC 4235 `application/dialog-info+xml`, for a BLF key.
+    DialogInfo,
+}
+
+impl BodyKind {
+    /// Every kind, in the order the configuration documents them.
+    pub const ALL: [BodyKind; 3] = [BodyKind::ParkInfo, BodyKind::BroadWorks, BodyKind::DialogInfo];
+
+    /// The `Content-Type` of the NOTIFY.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            BodyKind::ParkInfo => "application/park-info+xml",
+            BodyKind::BroadWorks => "application/x-broadworks-callpark-info+xml",
+            BodyKind::DialogInfo => "application/dialog-info+xml",
+        }
+    }
+
+    /// The `Event` header of the NOTIFY.
+    ///
+    /// BroadWorks carries its call park body in the NOTIFYs of the shared
+    /// call appearance package `call-info`; there is no separate event
+    /// package for it (docs/park-info.md §11.1).
+    pub fn event(self) -> &'static str {
+        match self {
+            BodyKind::ParkInfo => "park-info",
+            BodyKind::BroadWorks => "call-info",
+            BodyKind::DialogInfo => "dialog",
+        }
+    }
+
+    /// The name used in the tenants file.
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyKind::ParkInfo => "park-info",
+            BodyKind::BroadWorks => "broadworks",
+            BodyKind::DialogInfo => "dialog-info",
+        }
+    }
+}
+
+impl fmt::Display for BodyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A body kind name that is not one of [`BodyKind::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownBodyKind(pub String);
+
+impl fmt::Display for UnknownBodyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The name came from a config file: show at most 64 characters of it.
+        let shown: String = self.0.chars().take(64).collect();
+        write!(f, "unknown notify body {shown:?} (expected \"park-info\", \"broadworks\" or \"dialog-info\")")
+    }
+}
+
+impl std::error::Error for UnknownBodyKind {}
+
+impl FromStr for BodyKind {
+    type Err = UnknownBodyKind;
+
+    /// Accepts the tenants-file names, in any ASCII case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BodyKind::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(s)).ok_or_else(|| UnknownBodyKind(s.into()))
+    }
+}
+
+impl TryFrom<String> for BodyKind {
+    type Error = UnknownBodyKind;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
 
 /// RFC 3261 timer base values (§17.1.1.1, table 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -601,9 +688,12 @@ fn rate_of(rate: Option<u32>, burst: Option<u32>) -> Result<Option<RateLimit>, T
     }
 }
 
-/// Is `ext` something a feature code may name (digits, letters, `+`)?
-fn valid_ext(ext: &str) -> bool {
-    !ext.is_empty() && ext.len() <= 32 && ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+/// Is `ext` an extension: 1 to 64 letters, digits and `+ - _ .`, what a
+/// dial plan or a feature code names? The one rule for extensions, in
+/// REGISTER, park and retrieve Request-URIs, REFER targets and the tenants
+/// file alike.
+pub fn is_extension(ext: &[u8]) -> bool {
+    !ext.is_empty() && ext.len() <= 64 && ext.iter().all(|b| b.is_ascii_alphanumeric() || b"+-_.".contains(b))
 }
 
 fn ext_list(list: Vec<String>, what: &'static str) -> Result<Vec<Box<str>>, TenantsError> {
@@ -611,7 +701,11 @@ fn ext_list(list: Vec<String>, what: &'static str) -> Result<Vec<Box<str>>, Tena
         return Err(TenantsError::Range(what));
     }
     list.into_iter()
-        .map(|e| if valid_ext(e.trim()) { Ok(e.trim().into()) } else { Err(TenantsError::BadExtension(e)) })
+        .map(
+            |e| {
+                if is_extension(e.trim().as_bytes()) { Ok(e.trim().into()) } else { Err(TenantsError::BadExtension(e)) }
+            },
+        )
         .collect()
 }
 
@@ -1011,5 +1105,43 @@ mod tests {
         assert_eq!("::1".parse::<Cidr>().map(|c| c.prefix), Ok(128));
         assert!("10.0.0.0/40".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn kinds_names_headers_and_parsing() {
+        let table = [
+            (BodyKind::ParkInfo, "park-info", "application/park-info+xml", "park-info"),
+            (BodyKind::BroadWorks, "broadworks", "application/x-broadworks-callpark-info+xml", "call-info"),
+            (BodyKind::DialogInfo, "dialog-info", "application/dialog-info+xml", "dialog"),
+        ];
+        for (kind, name, ctype, event) in table {
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(kind.content_type(), ctype);
+            assert_eq!(kind.event(), event);
+            assert_eq!(name.parse::<BodyKind>(), Ok(kind));
+            assert_eq!(name.to_ascii_uppercase().parse::<BodyKind>(), Ok(kind));
+        }
+        for bad in ["", "parkinfo", "dialog", "broadworks ", "x-broadworks-callpark"] {
+            match bad.parse::<BodyKind>() {
+                Ok(k) => panic!("{bad:?} parsed as {k:?}"),
+                Err(e) => assert!(e.to_string().contains("expected \"park-info\""), "{e}"),
+            }
+        }
+        let long = "x".repeat(10_000);
+        let msg = long.parse::<BodyKind>().expect_err("unknown").to_string();
+        assert!(msg.len() < 200, "error message is bounded: {} bytes", msg.len());
+    }
+
+    #[test]
+    fn kinds_deserialize_from_toml() {
+        #[derive(Deserialize)]
+        struct T {
+            notify: Vec<BodyKind>,
+        }
+        let t: T = toml::from_str("notify = [\"park-info\", \"dialog-info\", \"broadworks\"]").expect("parses");
+        assert_eq!(t.notify, vec![BodyKind::ParkInfo, BodyKind::DialogInfo, BodyKind::BroadWorks]);
+        let err = toml::from_str::<T>("notify = [\"blf\"]").err().expect("unknown kind refused");
+        assert!(err.to_string().contains("unknown notify body \"blf\""), "{err}");
     }
 }

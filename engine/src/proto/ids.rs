@@ -55,6 +55,48 @@ ids! {
     ExtId,
 }
 
+impl CallId {
+    /// Writes the `call=` token of the retrieve URI: base 36 of the id.
+    pub fn write_token(self, out: &mut Vec<u8>) {
+        let mut id = self.get();
+        let mut digits = [0u8; 13];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b"0123456789abcdefghijklmnopqrstuvwxyz"[(id % 36) as usize];
+            id /= 36;
+            if id == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
+    }
+
+    /// Reads a `call=` token (any case).
+    pub fn from_token(token: &[u8]) -> Option<CallId> {
+        if token.is_empty() || token.len() > 13 {
+            return None;
+        }
+        let n = token.iter().try_fold(0u64, |acc, &c| {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'z' => c - b'a' + 10,
+                b'A'..=b'Z' => c - b'A' + 10,
+                _ => return None,
+            };
+            acc.checked_mul(36)?.checked_add(u64::from(d))
+        })?;
+        CallId::new(n)
+    }
+
+    /// The token as text, for logs.
+    pub fn token(self) -> String {
+        let mut out = Vec::with_capacity(13);
+        self.write_token(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
 /// The shard's id counter.
 #[derive(Debug)]
 pub struct Ids(u64);
@@ -183,6 +225,21 @@ mod tests {
         assert_eq!(wrap.dialog().get(), u64::MAX);
         assert_eq!(wrap.dialog().get(), 1, "the counter skips 0 when it wraps");
         assert_eq!(size_of::<Option<CallId>>(), 8);
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        for n in [1u64, 35, 36, 123_456_789, u64::MAX] {
+            let id = CallId::new(n).expect("non-zero");
+            let mut out = Vec::new();
+            id.write_token(&mut out);
+            assert_eq!(CallId::from_token(&out), Some(id), "{}", String::from_utf8_lossy(&out));
+            assert_eq!(CallId::from_token(&out.to_ascii_uppercase()), Some(id));
+        }
+        assert_eq!(CallId::from_token(b""), None);
+        assert_eq!(CallId::from_token(b"0"), None, "0 names no call");
+        assert_eq!(CallId::from_token(b"k3x-9"), None);
+        assert_eq!(CallId::from_token(b"zzzzzzzzzzzzz"), None, "overflow");
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub fn finish(out: &mut Vec<u8>, content_type: &str, body: &[u8]) {
     if !body.is_empty() {
         header(out, "Content-Type", content_type.as_bytes());
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(b"Content-Length: ");
+    push_dec(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
 }
 
@@ -41,13 +43,28 @@ fn write_top_via(out: &mut Vec<u8>, via: Via<'_>, src: SocketAddr) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"rport") {
-            let _ = write!(out, ";rport={}", src.port());
+            out.extend_from_slice(b";rport=");
+            push_dec(out, u64::from(src.port()));
             continue;
         }
         out.push(b';');
         out.extend_from_slice(param);
     }
-    let _ = write!(out, ";received={}\r\n", src.ip());
+    out.extend_from_slice(b";received=");
+    match src.ip() {
+        std::net::IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_dec(out, u64::from(octet));
+            }
+        }
+        ip => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes a response's status line and the headers copied from `req`
@@ -69,7 +86,11 @@ pub fn response_head(
     else {
         return false;
     };
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_dec(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     // Via lines are copied as received (§8.2.6.2), so that even a request
     // with an unreadable Via can be told so; only a readable top value gets
     // `received` and `rport` filled in.
@@ -134,10 +155,226 @@ pub fn request_head(out: &mut Vec<u8>, method: &str, uri: &[u8], transport: Tran
     out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\n");
 }
 
+/// The Route header fields of a request sipark sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Routes<'a> {
+    None,
+    /// One `Route` line with this value (a registration's Path, or the
+    /// outbound proxy).
+    One(&'a [u8]),
+    /// One `Route` line per entry (a dialog's route set).
+    Set(&'a [Box<[u8]>]),
+}
+
+/// A request sipark sends, field by field (§8.1.1). Written by
+/// [`write_request`] in this order: request line, Via, Max-Forwards,
+/// Route, From, To, Call-ID, CSeq, Contact and Allow (when given), then
+/// `headers`, Content-Type, Content-Length and the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub uri: &'a [u8],
+    pub transport: Transport,
+    /// sipark's `host:port` for `transport`, for Via.
+    pub advertise: &'a str,
+    pub branch: &'a [u8],
+    pub routes: Routes<'a>,
+    /// sipark's party, without its tag.
+    pub from: &'a [u8],
+    pub from_tag: &'a [u8],
+    /// The peer's party, with its tag once it has one.
+    pub to: &'a [u8],
+    pub call_id: &'a [u8],
+    pub cseq: u32,
+    pub contact: Option<&'a [u8]>,
+    /// Write `Allow` after Contact.
+    pub allow: bool,
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// `(content type, bytes)`.
+    pub body: Option<(&'a str, &'a [u8])>,
+}
+
+/// Where a field sits in a request sipark wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn around(out: &[u8], start: usize) -> Span {
+        Span { start: start as u32, end: out.len() as u32 }
+    }
+
+    /// The field's bytes in `request`.
+    pub fn of<'r>(&self, request: &'r [u8]) -> &'r [u8] {
+        request.get(self.start as usize..self.end as usize).unwrap_or_default()
+    }
+}
+
+/// The fields of a request sipark wrote that its transaction needs again
+/// (for CANCEL and for the ACK of a non-2xx response, §9.1, §17.1.1.3),
+/// recorded as it was written so that nothing reads the bytes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    pub cseq: u32,
+    pub uri: Span,
+    /// The Via value.
+    pub via: Span,
+    /// Every `Route` line, names and line ends included.
+    pub routes: Span,
+    /// The From value, tag included.
+    pub from: Span,
+    /// Within it, sipark's party (before `;tag=`) and the tag.
+    pub from_party: Span,
+    pub from_tag: Span,
+    /// The To value.
+    pub to: Span,
+    pub call_id: Span,
+}
+
+/// Writes `r` into `out` and returns where its fields are.
+pub fn write_request(out: &mut Vec<u8>, r: &Request<'_>) -> Head {
+    let base = out.len();
+    let mut head = Head { cseq: r.cseq, ..Head::default() };
+    let rel = |out: &Vec<u8>, start: usize| {
+        let s = Span::around(out, start);
+        Span { start: s.start - base as u32, end: s.end - base as u32 }
+    };
+    out.extend_from_slice(r.method.as_bytes());
+    out.push(b' ');
+    let at = out.len();
+    out.extend_from_slice(r.uri);
+    head.uri = rel(out, at);
+    out.extend_from_slice(b" SIP/2.0\r\nVia: ");
+    let at = out.len();
+    out.extend_from_slice(b"SIP/2.0/");
+    out.extend_from_slice(r.transport.via_token().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(r.advertise.as_bytes());
+    out.extend_from_slice(b";branch=");
+    out.extend_from_slice(r.branch);
+    out.extend_from_slice(b";rport");
+    head.via = rel(out, at);
+    out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
+    let at = out.len();
+    match r.routes {
+        Routes::None => {}
+        Routes::One(v) => header(out, "Route", v),
+        Routes::Set(set) => {
+            for v in set {
+                header(out, "Route", v);
+            }
+        }
+    }
+    head.routes = rel(out, at);
+    out.extend_from_slice(b"From: ");
+    let at = out.len();
+    out.extend_from_slice(r.from);
+    head.from_party = rel(out, at);
+    out.extend_from_slice(b";tag=");
+    let tag_at = out.len();
+    out.extend_from_slice(r.from_tag);
+    head.from_tag = rel(out, tag_at);
+    head.from = rel(out, at);
+    out.extend_from_slice(b"\r\nTo: ");
+    let at = out.len();
+    out.extend_from_slice(r.to);
+    head.to = rel(out, at);
+    out.extend_from_slice(b"\r\nCall-ID: ");
+    let at = out.len();
+    out.extend_from_slice(r.call_id);
+    head.call_id = rel(out, at);
+    out.extend_from_slice(b"\r\nCSeq: ");
+    push_dec(out, u64::from(r.cseq));
+    out.push(b' ');
+    out.extend_from_slice(r.method.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(c) = r.contact {
+        header(out, "Contact", c);
+    }
+    if r.allow {
+        header(out, "Allow", ALLOW);
+    }
+    for (name, value) in r.headers {
+        header(out, name, value);
+    }
+    let (ctype, body) = r.body.unwrap_or(("", b""));
+    finish(out, ctype, body);
+    head
+}
+
+/// Writes the CANCEL of the INVITE `request` (whose fields are `head`):
+/// the same Request-URI, Via, Route, From, To and Call-ID, and its CSeq
+/// number (§9.1).
+pub fn write_cancel(out: &mut Vec<u8>, request: &[u8], head: &Head) {
+    write_reply_request(out, "CANCEL", request, head, head.to.of(request));
+}
+
+/// Writes the ACK of a non-2xx final response to the INVITE `request`:
+/// as its CANCEL would be, with the response's `to` (§17.1.1.3).
+pub fn write_non_2xx_ack(out: &mut Vec<u8>, request: &[u8], head: &Head, to: &[u8]) {
+    write_reply_request(out, "ACK", request, head, to);
+}
+
+fn write_reply_request(out: &mut Vec<u8>, method: &str, request: &[u8], head: &Head, to: &[u8]) {
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.uri.of(request));
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    header(out, "Via", head.via.of(request));
+    out.extend_from_slice(b"Max-Forwards: 70\r\n");
+    out.extend_from_slice(head.routes.of(request));
+    header(out, "From", head.from.of(request));
+    header(out, "To", to);
+    header(out, "Call-ID", head.call_id.of(request));
+    out.extend_from_slice(b"CSeq: ");
+    push_dec(out, u64::from(head.cseq));
+    out.push(b' ');
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    finish(out, "", b"");
+}
+
+/// Methods answered in `Allow`.
+pub const ALLOW: &[u8] = b"INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY";
+
+/// Appends `n` in decimal.
+pub fn push_dec(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `n` in lowercase hexadecimal, without leading zeros.
+pub fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
+/// Appends `n` as 16 lowercase hexadecimal digits.
+pub fn push_hex16(out: &mut Vec<u8>, n: u64) {
+    for i in (0..16).rev() {
+        out.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
 /// Writes sipark's branch for shard `shard` and transaction `id`.
 pub fn write_branch(out: &mut Vec<u8>, shard: u16, id: u64) {
     out.extend_from_slice(crate::proto::route::BRANCH_PREFIX);
-    let _ = write!(out, "{shard}.{id:x}");
+    push_dec(out, u64::from(shard));
+    out.push(b'.');
+    push_hex(out, id);
 }
 
 /// Parses the transaction id out of one of sipark's branches.

@@ -1,126 +1,173 @@
-//! Notification bodies for phones that do not understand park-info
-//! (docs/park-info.md §10–§12): a BroadWorks-style call park body and an
-//! RFC 4235 dialog-info document for a BLF key.
+//! The documents a park-info NOTIFY carries (docs/park-info.md):
+//! sipark's own park-info (§4), a BroadWorks-style call park body (§11)
+//! and an RFC 4235 dialog-info document for a BLF key (§12).
 //!
-//! Same inputs as [`super::park::write_park_info`]: the extension, the
-//! retrieve feature code and the calls to list (parked calls oldest first,
-//! then at most one call that just left). Every writer appends to `out` and
-//! allocates nothing else.
+//! Every writer takes the same inputs: the extension ([`Spot`]), the
+//! retrieve feature code and the calls to list ([`Shown`]: parked calls
+//! oldest first, then at most one call that just left). Every writer
+//! appends to `out` and allocates nothing else.
 //!
-//! Text from SIP headers (URIs, display names) is escaped for XML, control
-//! characters become spaces, and bytes that are not UTF-8 become U+FFFD, so
-//! that every document is well-formed UTF-8 whatever a peer sent.
+//! Text from SIP headers (URIs, display names) goes through the one XML
+//! escaper, [`xml_text`]: escaped for XML, control characters become
+//! spaces, and bytes that are not UTF-8 become U+FFFD, so that every
+//! document is well-formed UTF-8 whatever a peer sent.
 
-use std::fmt;
 use std::io::Write;
-use std::str::FromStr;
 
-use serde::Deserialize;
+use crate::proto::config::BodyKind;
+use crate::proto::ids::CallId;
 
-use super::park::{CallView, Extension, LeaveReason, Party, write_park_info, write_token};
-
-/// Which document a NOTIFY carries; configured per tenant and per
-/// User-Agent pattern (`notify = ["park-info", "dialog-info"]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(try_from = "String")]
-pub enum BodyKind {
-    /// sipark's own `application/park-info+xml` (docs/park-info.md §4).
-    ParkInfo,
-    /// BroadWorks-style `application/x-broadworks-callpark-info+xml`.
-    BroadWorks,
-    /// RFC 4235 `application/dialog-info+xml`, for a BLF key.
-    DialogInfo,
+/// Why a call left the park, as written in `reason=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    Retrieved,
+    Hangup,
+    Recalled,
+    Timeout,
+    Shutdown,
 }
 
-impl BodyKind {
-    /// Every kind, in the order the configuration documents them.
-    pub const ALL: [BodyKind; 3] = [BodyKind::ParkInfo, BodyKind::BroadWorks, BodyKind::DialogInfo];
-
-    /// The `Content-Type` of the NOTIFY.
-    pub fn content_type(self) -> &'static str {
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
         match self {
-            BodyKind::ParkInfo => "application/park-info+xml",
-            BodyKind::BroadWorks => "application/x-broadworks-callpark-info+xml",
-            BodyKind::DialogInfo => "application/dialog-info+xml",
-        }
-    }
-
-    /// The `Event` header of the NOTIFY.
-    ///
-    /// BroadWorks carries its call park body in the NOTIFYs of the shared
-    /// call appearance package `call-info`; there is no separate event
-    /// package for it (docs/park-info.md §11.1).
-    pub fn event(self) -> &'static str {
-        match self {
-            BodyKind::ParkInfo => "park-info",
-            BodyKind::BroadWorks => "call-info",
-            BodyKind::DialogInfo => "dialog",
-        }
-    }
-
-    /// The name used in the tenants file.
-    pub fn name(self) -> &'static str {
-        match self {
-            BodyKind::ParkInfo => "park-info",
-            BodyKind::BroadWorks => "broadworks",
-            BodyKind::DialogInfo => "dialog-info",
-        }
-    }
-
-    /// Writes this kind's document for `ext`.
-    pub fn write<'a>(
-        self,
-        out: &mut Vec<u8>,
-        ext: &Extension,
-        retrieve_fac: &str,
-        calls: impl Iterator<Item = CallView<'a>>,
-    ) {
-        match self {
-            BodyKind::ParkInfo => write_park_info(out, ext, retrieve_fac, calls),
-            BodyKind::BroadWorks => write_broadworks_callpark(out, ext, retrieve_fac, calls),
-            BodyKind::DialogInfo => write_dialog_info(out, ext, retrieve_fac, calls),
+            LeaveReason::Retrieved => "retrieved",
+            LeaveReason::Hangup => "hangup",
+            LeaveReason::Recalled => "recalled",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Shutdown => "shutdown",
         }
     }
 }
 
-impl fmt::Display for BodyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+/// A party as shown: URI and display name (without its quotes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Party<'a> {
+    pub uri: &'a [u8],
+    pub display: Option<&'a [u8]>,
+}
+
+/// The extension a document is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Spot<'a> {
+    pub ext: &'a [u8],
+    /// Lowercase.
+    pub tenant: &'a [u8],
+    /// The park-info version of this document.
+    pub version: u64,
+}
+
+/// What a document shows of one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub call: CallId,
+    /// `Some` for the call that just left, shown once as terminated.
+    pub left: Option<LeaveReason>,
+    /// Unix seconds.
+    pub parked_at: u64,
+    pub timeout_secs: u64,
+    pub parked: Party<'a>,
+    pub parker: Option<Party<'a>>,
+    /// The parked leg's dialog as sipark holds it, so that a BLF pickup can
+    /// name it in `Replaces`: Call-ID, sipark's tag, the parked party's tag.
+    pub call_id: &'a [u8],
+    pub local_tag: &'a [u8],
+    pub remote_tag: Option<&'a [u8]>,
+}
+
+/// Writes the `kind` document for `spot`.
+pub fn write<'a>(
+    kind: BodyKind,
+    out: &mut Vec<u8>,
+    spot: &Spot<'_>,
+    retrieve_fac: &str,
+    calls: impl Iterator<Item = Shown<'a>>,
+) {
+    match kind {
+        BodyKind::ParkInfo => write_park_info(out, spot, retrieve_fac, calls),
+        BodyKind::BroadWorks => write_broadworks_callpark(out, spot, retrieve_fac, calls),
+        BodyKind::DialogInfo => write_dialog_info(out, spot, retrieve_fac, calls),
     }
 }
 
-/// A body kind name that is not one of [`BodyKind::ALL`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownBodyKind(pub String);
-
-impl fmt::Display for UnknownBodyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The name came from a config file: show at most 64 characters of it.
-        let shown: String = self.0.chars().take(64).collect();
-        write!(f, "unknown notify body {shown:?} (expected \"park-info\", \"broadworks\" or \"dialog-info\")")
-    }
+/// Writes a Unix time as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian).
+pub fn write_utc(out: &mut Vec<u8>, unix: u64) {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil-from-days (H. Hinnant), valid far beyond any clock we will see.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
 }
 
-impl std::error::Error for UnknownBodyKind {}
-
-impl FromStr for BodyKind {
-    type Err = UnknownBodyKind;
-
-    /// Accepts the tenants-file names, in any ASCII case.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        BodyKind::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(s)).ok_or_else(|| UnknownBodyKind(s.into()))
+fn write_party(out: &mut Vec<u8>, element: &str, who: Party<'_>) {
+    out.extend_from_slice(b"    <");
+    out.extend_from_slice(element.as_bytes());
+    out.extend_from_slice(b" uri=\"");
+    xml_text(out, who.uri);
+    out.push(b'"');
+    if let Some(d) = who.display {
+        out.extend_from_slice(b" display=\"");
+        xml_text(out, d);
+        out.push(b'"');
     }
+    out.extend_from_slice(b"/>\n");
 }
 
-impl TryFrom<String> for BodyKind {
-    type Error = UnknownBodyKind;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+/// Writes the park-info document for `spot` listing `calls`.
+pub fn write_park_info<'a>(
+    out: &mut Vec<u8>,
+    spot: &Spot<'_>,
+    retrieve_fac: &str,
+    calls: impl Iterator<Item = Shown<'a>>,
+) {
+    out.extend_from_slice(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<park-info xmlns=\"urn:sipark:park-info\" version=\"",
+    );
+    crate::proto::sip::write::push_dec(out, spot.version);
+    out.extend_from_slice(b"\" extension=\"");
+    xml_text(out, spot.ext);
+    out.extend_from_slice(b"\" domain=\"");
+    xml_text(out, spot.tenant);
+    out.extend_from_slice(b"\">\n");
+    for view in calls {
+        out.extend_from_slice(b"  <call id=\"");
+        view.call.write_token(out);
+        match view.left {
+            None => out.extend_from_slice(b"\" state=\"parked\""),
+            Some(r) => {
+                out.extend_from_slice(b"\" state=\"terminated\" reason=\"");
+                out.extend_from_slice(r.as_str().as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b" parked-at=\"");
+        write_utc(out, view.parked_at);
+        out.extend_from_slice(b"\" timeout=\"");
+        crate::proto::sip::write::push_dec(out, view.timeout_secs);
+        out.extend_from_slice(b"\">\n");
+        write_party(out, "parked", view.parked);
+        if let Some(p) = view.parker {
+            write_party(out, "parker", p);
+        }
+        if view.left.is_none() {
+            out.extend_from_slice(b"    <retrieve uri=\"");
+            write_retrieve_uri(out, spot, retrieve_fac, view.call);
+            out.extend_from_slice(b"\"/>\n");
+        }
+        out.extend_from_slice(b"  </call>\n");
     }
+    out.extend_from_slice(b"</park-info>\n");
 }
 
-/// Appends `text` escaped for XML ([`xml_escape`]), with every byte
+/// Appends `text` escaped for XML: `&`, `<`, `>`, `"` and `'` become
+/// entities and control characters spaces (the one XML escaper), with every byte
 /// sequence that is not UTF-8, and the non-characters U+FFFE and U+FFFF
 /// that XML forbids, replaced by U+FFFD: the result is always well-formed
 /// UTF-8 attribute or element text, whatever bytes a peer sent.
@@ -139,8 +186,8 @@ pub fn xml_text(out: &mut Vec<u8>, text: &[u8]) {
     }
 }
 
-/// Escapes `&`, `<`, `>`, `"` and `'` for an XML attribute, and replaces
-/// control characters with spaces. Runs of plain bytes are copied whole.
+/// [`xml_text`]'s escaping of text already known to be UTF-8. Runs of
+/// plain bytes are copied whole.
 fn xml_escape(out: &mut Vec<u8>, mut text: &[u8]) {
     while let Some(i) = text.iter().position(|&b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b < 0x20) {
         out.extend_from_slice(&text[..i]);
@@ -158,14 +205,14 @@ fn xml_escape(out: &mut Vec<u8>, mut text: &[u8]) {
 }
 
 /// Appends `sip:<fac><ext>@<domain>;call=<token>`, escaped for XML.
-fn write_retrieve_uri(out: &mut Vec<u8>, ext: &Extension, retrieve_fac: &str, id: u64) {
+fn write_retrieve_uri(out: &mut Vec<u8>, spot: &Spot<'_>, retrieve_fac: &str, id: CallId) {
     out.extend_from_slice(b"sip:");
     xml_text(out, retrieve_fac.as_bytes());
-    xml_text(out, ext.ext.as_bytes());
+    xml_text(out, spot.ext);
     out.push(b'@');
-    xml_text(out, ext.tenant.as_bytes());
+    xml_text(out, spot.tenant);
     out.extend_from_slice(b";call=");
-    write_token(out, id);
+    id.write_token(out);
 }
 
 /// Appends `<element display="..">uri</element>` (an RFC 4235 `nameaddr`,
@@ -196,9 +243,9 @@ fn write_nameaddr(out: &mut Vec<u8>, indent: usize, element: &str, who: Party<'_
 /// used: a BroadWorks phone dials its own configured retrieve code.
 pub fn write_broadworks_callpark<'a>(
     out: &mut Vec<u8>,
-    _ext: &Extension,
+    _spot: &Spot<'_>,
     _retrieve_fac: &str,
-    mut calls: impl Iterator<Item = CallView<'a>>,
+    mut calls: impl Iterator<Item = Shown<'a>>,
 ) {
     out.extend_from_slice(
         b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -207,7 +254,7 @@ pub fn write_broadworks_callpark<'a>(
     match calls.find(|v| v.left.is_none()) {
         Some(view) => {
             out.extend_from_slice(b"  <callpark>\n    <parked>\n");
-            write_nameaddr(out, 6, "identity", view.call.parked());
+            write_nameaddr(out, 6, "identity", view.parked);
             out.extend_from_slice(b"    </parked>\n  </callpark>\n");
         }
         None => out.extend_from_slice(b"  <callpark/>\n"),
@@ -239,30 +286,29 @@ fn dialog_event(reason: LeaveReason) -> &'static str {
 /// call that just left is listed as `terminated`, without targets.
 pub fn write_dialog_info<'a>(
     out: &mut Vec<u8>,
-    ext: &Extension,
+    spot: &Spot<'_>,
     retrieve_fac: &str,
-    calls: impl Iterator<Item = CallView<'a>>,
+    calls: impl Iterator<Item = Shown<'a>>,
 ) {
     let _ = write!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"{}\" state=\"full\" entity=\"sip:",
-        ext.version
+        spot.version
     );
-    xml_text(out, ext.ext.as_bytes());
+    xml_text(out, spot.ext);
     out.push(b'@');
-    xml_text(out, ext.tenant.as_bytes());
+    xml_text(out, spot.tenant);
     out.extend_from_slice(b"\">\n");
     for view in calls {
-        let c = view.call;
         out.extend_from_slice(b"  <dialog id=\"");
-        write_token(out, c.id);
+        view.call.write_token(out);
         // The parked leg's dialog as sipark holds it, so that a BLF
         // pickup can name it in `Replaces` (to-tag = local-tag).
         out.extend_from_slice(b"\" call-id=\"");
-        xml_text(out, &c.a.call_id);
+        xml_text(out, view.call_id);
         out.extend_from_slice(b"\" local-tag=\"");
-        xml_text(out, &c.a.local_tag);
-        if let Some(tag) = super::sip::parse::NameAddr::parse(&c.a.remote).ok().and_then(|n| n.tag()) {
+        xml_text(out, view.local_tag);
+        if let Some(tag) = view.remote_tag {
             out.extend_from_slice(b"\" remote-tag=\"");
             xml_text(out, tag);
         }
@@ -273,24 +319,24 @@ pub fn write_dialog_info<'a>(
                 let _ = writeln!(out, "    <state event=\"{}\">terminated</state>", dialog_event(r));
             }
         }
-        if let Some(p) = &c.parker {
-            write_nameaddr(out, 4, "referred-by", p.as_party());
+        if let Some(p) = view.parker {
+            write_nameaddr(out, 4, "referred-by", p);
         }
         out.extend_from_slice(b"    <local>\n      <identity>sip:");
-        xml_text(out, ext.ext.as_bytes());
+        xml_text(out, spot.ext);
         out.push(b'@');
-        xml_text(out, ext.tenant.as_bytes());
+        xml_text(out, spot.tenant);
         out.extend_from_slice(b"</identity>\n");
         if view.left.is_none() {
             out.extend_from_slice(b"      <target uri=\"");
-            write_retrieve_uri(out, ext, retrieve_fac, c.id);
+            write_retrieve_uri(out, spot, retrieve_fac, view.call);
             out.extend_from_slice(b"\"/>\n");
         }
         out.extend_from_slice(b"    </local>\n    <remote>\n");
-        write_nameaddr(out, 6, "identity", c.parked());
+        write_nameaddr(out, 6, "identity", view.parked);
         if view.left.is_none() {
             out.extend_from_slice(b"      <target uri=\"");
-            write_retrieve_uri(out, ext, retrieve_fac, c.id);
+            write_retrieve_uri(out, spot, retrieve_fac, view.call);
             out.extend_from_slice(b"\"/>\n");
         }
         out.extend_from_slice(b"    </remote>\n  </dialog>\n");
@@ -300,8 +346,6 @@ pub fn write_dialog_info<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
 
     #[test]
@@ -313,48 +357,38 @@ mod tests {
         xml_text(&mut out, b"sip:*88103@acme.example");
         assert_eq!(out, b"sip:*88103@acme.example".to_vec());
     }
-    use crate::proto::park::{Call, CallState, Identity, Leg};
-    use crate::proto::sip::Peer;
-    use crate::proto::sip::sdp::Origin;
+    use crate::proto::sip::parse::NameAddr;
 
-    fn ext(version: u64) -> Extension {
-        Extension {
-            tenant: "acme.example".into(),
-            ext: "103".into(),
-            bindings: Vec::new(),
-            calls: Vec::new(),
-            version,
-            timer_at: None,
-        }
+    fn ext(version: u64) -> Spot<'static> {
+        Spot { ext: b"103", tenant: b"acme.example", version }
     }
 
     /// A parked call whose park INVITE's From was `from`.
-    fn call(id: u64, from: &[u8], parker: Option<(&[u8], Option<&[u8]>)>) -> Call {
-        let peer: SocketAddr = "127.0.0.1:5062".parse().expect("addr");
-        Call {
-            id,
-            ext: 1,
-            parker: parker.map(|(uri, display)| Identity { uri: uri.into(), display: display.map(Into::into) }),
-            parked_at: 1_795_546_681,
-            timeout_secs: 300,
-            a: Leg {
-                call_id: b"c1@192.0.2.10".as_slice().into(),
-                local_tag: b"lt".as_slice().into(),
-                local: b"<sip:*68103@acme.example>".as_slice().into(),
-                remote: from.into(),
-                remote_target: b"sip:101@192.0.2.10".as_slice().into(),
-                route_set: Box::new([]),
-                local_cseq: 1,
-                remote_cseq: 1,
-                peer: Peer::udp(peer),
-                origin: Origin::new(7),
-                last_sdp: Box::new([]),
-                remote_sdp: Box::new([]),
-                pending_ack: None,
-            },
-            state: CallState::Parked,
-            deadline: None,
+    struct Call {
+        id: u64,
+        from: Vec<u8>,
+        parker: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    }
+
+    impl Call {
+        fn shown(&self, left: Option<LeaveReason>) -> Shown<'_> {
+            let na = NameAddr::parse(&self.from).expect("From parses");
+            Shown {
+                call: CallId::new(self.id).expect("non-zero id"),
+                left,
+                parked_at: 1_795_546_681,
+                timeout_secs: 300,
+                parked: Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) },
+                parker: self.parker.as_ref().map(|(uri, display)| Party { uri, display: display.as_deref() }),
+                call_id: b"c1@192.0.2.10",
+                local_tag: b"lt",
+                remote_tag: na.tag(),
+            }
         }
+    }
+
+    fn call(id: u64, from: &[u8], parker: Option<(&[u8], Option<&[u8]>)>) -> Call {
+        Call { id, from: from.to_vec(), parker: parker.map(|(u, d)| (u.to_vec(), d.map(<[u8]>::to_vec))) }
     }
 
     fn alice() -> Call {
@@ -365,9 +399,9 @@ mod tests {
         )
     }
 
-    fn render(kind: BodyKind, e: &Extension, views: Vec<CallView<'_>>) -> String {
+    fn render(kind: BodyKind, e: &Spot<'_>, views: Vec<Shown<'_>>) -> String {
         let mut out = Vec::new();
-        kind.write(&mut out, e, "*88", views.into_iter());
+        write(kind, &mut out, e, "*88", views.into_iter());
         match String::from_utf8(out) {
             Ok(s) => s,
             Err(err) => panic!("{kind} body is not UTF-8: {err}"),
@@ -376,7 +410,7 @@ mod tests {
 
     fn token(id: u64) -> String {
         let mut t = Vec::new();
-        write_token(&mut t, id);
+        CallId::new(id).expect("non-zero id").write_token(&mut t);
         String::from_utf8(t).expect("ascii token")
     }
 
@@ -384,7 +418,7 @@ mod tests {
     fn dialog_info_one_parked_call_exact_bytes() {
         let a = alice();
         let t = token(a.id);
-        let got = render(BodyKind::DialogInfo, &ext(59_857_077), vec![CallView { call: &a, left: None }]);
+        let got = render(BodyKind::DialogInfo, &ext(59_857_077), vec![a.shown(None)]);
         let want = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"59857077\" state=\"full\" entity=\"sip:103@acme.example\">\n\
@@ -421,11 +455,7 @@ mod tests {
     fn dialog_info_terminated_call_has_event_and_no_targets() {
         let a = alice();
         let b = call(5, b"<sip:+15551230000@acme.example>;tag=b", None);
-        let got = render(
-            BodyKind::DialogInfo,
-            &ext(8),
-            vec![CallView { call: &b, left: None }, CallView { call: &a, left: Some(LeaveReason::Retrieved) }],
-        );
+        let got = render(BodyKind::DialogInfo, &ext(8), vec![b.shown(None), a.shown(Some(LeaveReason::Retrieved))]);
         let t = token(a.id);
         let departed = format!(
             "  <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"a1\" direction=\"recipient\">\n\
@@ -461,7 +491,7 @@ mod tests {
         ];
         let a = alice();
         for (reason, event) in cases {
-            let got = render(BodyKind::DialogInfo, &ext(1), vec![CallView { call: &a, left: Some(reason) }]);
+            let got = render(BodyKind::DialogInfo, &ext(1), vec![a.shown(Some(reason))]);
             let want = format!("<state event=\"{event}\">terminated</state>");
             assert!(got.contains(&want), "{reason:?}: want {want} in\n{got}");
         }
@@ -474,7 +504,7 @@ mod tests {
             b"\"A<b>&\\\"c\\\"\" <sip:101@acme.example;x=a&b>;tag=z",
             Some((b"sip:1&2@acme.example", Some(b"P<&>\"'"))),
         );
-        let views = || vec![CallView { call: &c, left: None }];
+        let views = || vec![c.shown(None)];
         let di = render(BodyKind::DialogInfo, &ext(1), views());
         assert!(
             di.contains(
@@ -498,7 +528,7 @@ mod tests {
     #[test]
     fn non_utf8_and_controls_become_well_formed_text() {
         let c = call(2, b"\"Jos\xe9\x01\xef\xbf\xbf\" <sip:101@acme.example>;tag=q", None);
-        let got = render(BodyKind::DialogInfo, &ext(1), vec![CallView { call: &c, left: None }]);
+        let got = render(BodyKind::DialogInfo, &ext(1), vec![c.shown(None)]);
         assert!(
             got.contains("<identity display=\"Jos\u{FFFD} \u{FFFD}\">sip:101@acme.example</identity>"),
             "latin-1 byte, control and U+FFFF replaced:\n{got}"
@@ -512,11 +542,7 @@ mod tests {
     fn broadworks_one_call_exact_bytes() {
         let a = alice();
         let b = call(9, b"<sip:+15551230000@acme.example>;tag=b", None);
-        let got = render(
-            BodyKind::BroadWorks,
-            &ext(3),
-            vec![CallView { call: &a, left: None }, CallView { call: &b, left: None }],
-        );
+        let got = render(BodyKind::BroadWorks, &ext(3), vec![a.shown(None), b.shown(None)]);
         assert_eq!(
             got,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -539,14 +565,10 @@ mod tests {
                      </x-broadworks-callpark-info>\n";
         assert_eq!(render(BodyKind::BroadWorks, &ext(1), Vec::new()), empty, "nothing parked");
         let a = alice();
-        let got = render(BodyKind::BroadWorks, &ext(2), vec![CallView { call: &a, left: Some(LeaveReason::Hangup) }]);
+        let got = render(BodyKind::BroadWorks, &ext(2), vec![a.shown(Some(LeaveReason::Hangup))]);
         assert_eq!(got, empty, "the last call left: nothing parked");
         let b = call(9, b"<sip:+15551230000@acme.example>;tag=b", None);
-        let got = render(
-            BodyKind::BroadWorks,
-            &ext(2),
-            vec![CallView { call: &b, left: None }, CallView { call: &a, left: Some(LeaveReason::Retrieved) }],
-        );
+        let got = render(BodyKind::BroadWorks, &ext(2), vec![b.shown(None), a.shown(Some(LeaveReason::Retrieved))]);
         assert!(
             got.contains("<identity>sip:+15551230000@acme.example</identity>") && !got.contains("Alice"),
             "the remaining call, not the departed one:\n{got}"
@@ -557,46 +579,23 @@ mod tests {
     fn park_info_kind_is_write_park_info() {
         let a = alice();
         let mut direct = Vec::new();
-        write_park_info(&mut direct, &ext(4), "*88", [CallView { call: &a, left: None }].into_iter());
-        let via = render(BodyKind::ParkInfo, &ext(4), vec![CallView { call: &a, left: None }]);
+        write_park_info(&mut direct, &ext(4), "*88", [a.shown(None)].into_iter());
+        let via = render(BodyKind::ParkInfo, &ext(4), vec![a.shown(None)]);
         assert_eq!(via.as_bytes(), direct.as_slice());
     }
 
     #[test]
-    fn kinds_names_headers_and_parsing() {
-        let table = [
-            (BodyKind::ParkInfo, "park-info", "application/park-info+xml", "park-info"),
-            (BodyKind::BroadWorks, "broadworks", "application/x-broadworks-callpark-info+xml", "call-info"),
-            (BodyKind::DialogInfo, "dialog-info", "application/dialog-info+xml", "dialog"),
+    fn utc_dates() {
+        let cases = [
+            (0u64, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_795_543_200, "2026-11-24T18:00:00Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
         ];
-        for (kind, name, ctype, event) in table {
-            assert_eq!(kind.name(), name);
-            assert_eq!(kind.to_string(), name);
-            assert_eq!(kind.content_type(), ctype);
-            assert_eq!(kind.event(), event);
-            assert_eq!(name.parse::<BodyKind>(), Ok(kind));
-            assert_eq!(name.to_ascii_uppercase().parse::<BodyKind>(), Ok(kind));
+        for (unix, want) in cases {
+            let mut out = Vec::new();
+            write_utc(&mut out, unix);
+            assert_eq!(String::from_utf8(out).expect("ascii"), want);
         }
-        for bad in ["", "parkinfo", "dialog", "broadworks ", "x-broadworks-callpark"] {
-            match bad.parse::<BodyKind>() {
-                Ok(k) => panic!("{bad:?} parsed as {k:?}"),
-                Err(e) => assert!(e.to_string().contains("expected \"park-info\""), "{e}"),
-            }
-        }
-        let long = "x".repeat(10_000);
-        let msg = long.parse::<BodyKind>().expect_err("unknown").to_string();
-        assert!(msg.len() < 200, "error message is bounded: {} bytes", msg.len());
-    }
-
-    #[test]
-    fn kinds_deserialize_from_toml() {
-        #[derive(Deserialize)]
-        struct T {
-            notify: Vec<BodyKind>,
-        }
-        let t: T = toml::from_str("notify = [\"park-info\", \"dialog-info\", \"broadworks\"]").expect("parses");
-        assert_eq!(t.notify, vec![BodyKind::ParkInfo, BodyKind::DialogInfo, BodyKind::BroadWorks]);
-        let err = toml::from_str::<T>("notify = [\"blf\"]").err().expect("unknown kind refused");
-        assert!(err.to_string().contains("unknown notify body \"blf\""), "{err}");
     }
 }

@@ -1,0 +1,473 @@
+//! The dialog layer (RFC 3261 §12): the dialogs sipark holds with its
+//! peers, built once, from the request sipark answers (UAS) or from the
+//! 2xx to an INVITE of sipark's (UAC); the requests written inside them;
+//! and the index that finds a dialog from an in-dialog request.
+//!
+//! A [`Dialog`] lives in the call that uses it (its usage, in pjsip's
+//! words): the parked party's in the call itself, the other party's in the
+//! state that has one. The [`DialogIndex`] maps `(Call-ID, local tag)` to
+//! that place, a [`Leg`]; it keeps no copy of the key bytes, which it reads
+//! back through the caller's lookup.
+
+use std::hash::BuildHasher;
+use std::time::Instant;
+
+use hashbrown::HashTable;
+
+use super::env::{Env, Tag};
+use super::ids::{CallId, ClientId, Keyed, ServerId};
+use super::sip::parse::{Contact, NameAddr, SipMessage};
+use super::sip::sdp::Origin;
+use super::sip::write::{Request, Routes, write_branch, write_request};
+use super::sip::{Peer, Transport};
+use super::txn::{Kind, Transactions};
+
+/// Which leg of a call a dialog is: `A` the parked party's, `B` the
+/// other party's (the retriever, or the parker a recall reached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// Where a dialog lives: one leg of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub call: CallId,
+    pub side: Side,
+}
+
+/// A 2xx to the peer's INVITE, waiting for its ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingAck {
+    pub server: ServerId,
+    pub cseq: u32,
+}
+
+/// The text of a dialog, in one allocation: Call-ID, sipark's party, the
+/// peer's party, the peer's target.
+#[derive(Debug, Clone)]
+struct Text {
+    buf: Box<[u8]>,
+    /// Where the Call-ID, sipark's party and the peer's party end.
+    ends: [u32; 3],
+}
+
+impl Text {
+    fn new(call_id: &[u8], local: &[u8], remote: &[u8], target: &[u8]) -> Text {
+        let mut buf = Vec::with_capacity(call_id.len() + local.len() + remote.len() + target.len());
+        let mut ends = [0u32; 3];
+        for (i, part) in [call_id, local, remote].into_iter().enumerate() {
+            buf.extend_from_slice(part);
+            ends[i] = buf.len() as u32;
+        }
+        buf.extend_from_slice(target);
+        Text { buf: buf.into(), ends }
+    }
+
+    fn part(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.buf.len(), |e| *e as usize);
+        self.buf.get(start..end).unwrap_or_default()
+    }
+}
+
+/// One dialog sipark holds with a peer (§12), and the session state of
+/// the INVITE usage on it (SDP origin, the peer's last SDP).
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    text: Text,
+    pub local_tag: Tag,
+    /// Route set, in the order the Route headers are written.
+    pub route_set: Box<[Box<[u8]>]>,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+    /// Where the peer's requests came from (or where its responses came
+    /// from): where in-dialog requests go unless the route set says else.
+    pub peer: Peer,
+    /// A 2xx to the peer's INVITE waiting for its ACK.
+    pub pending_ack: Option<PendingAck>,
+    /// sipark's SDP origin towards this peer.
+    pub origin: Origin,
+    /// The last SDP the peer sent.
+    pub remote_sdp: Box<[u8]>,
+}
+
+impl Dialog {
+    /// The dialog sipark creates as UAS by answering the INVITE `msg` from
+    /// `src` (§12.1.1): local tag `tag`, route set from Record-Route, the
+    /// peer's Contact `target` as remote target, `session` its SDP session.
+    pub fn uas(msg: &SipMessage<'_>, src: Peer, target: &[u8], tag: Tag, session: u64) -> Dialog {
+        let call_id = msg.call_id().unwrap_or_default();
+        let local = msg.to_hdr().map(|t| t.raw).unwrap_or_default();
+        let remote = msg.from_hdr().map(|f| f.raw).unwrap_or_default();
+        Dialog {
+            text: Text::new(call_id, local, remote, target),
+            local_tag: tag,
+            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
+            local_cseq: 0,
+            remote_cseq: msg.cseq().map_or(0, |c| c.seq),
+            peer: src,
+            pending_ack: None,
+            origin: Origin::new(session),
+            remote_sdp: msg.body().into(),
+        }
+    }
+
+    /// The dialog a 2xx `resp` from `src` creates for sipark's INVITE
+    /// (§12.1.2), which went out with `call_id`, From `local` (without its
+    /// tag) and tag `tag`, CSeq 1, to `request_uri`. The remote target is
+    /// the 2xx's Contact, or `request_uri` when it has none (a 2xx without
+    /// Contact breaks §12.1.2, but the dialog must still be ACKed and ended).
+    /// `None` when the 2xx's To cannot be read.
+    pub fn uac(
+        resp: &SipMessage<'_>,
+        src: Peer,
+        call_id: &[u8],
+        local: &[u8],
+        tag: Tag,
+        request_uri: &[u8],
+        session: u64,
+    ) -> Option<Dialog> {
+        let remote = resp.to_hdr().ok()?.raw;
+        let target = first_contact(resp).unwrap_or(request_uri);
+        let mut route_set: Vec<Box<[u8]>> = resp.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect();
+        route_set.reverse();
+        Some(Dialog {
+            text: Text::new(call_id, local, remote, target),
+            local_tag: tag,
+            route_set: route_set.into(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            peer: src,
+            pending_ack: None,
+            origin: Origin::new(session),
+            remote_sdp: resp.body().into(),
+        })
+    }
+
+    pub fn call_id(&self) -> &[u8] {
+        self.text.part(0)
+    }
+
+    /// sipark's party as it goes in From of requests sipark sends (without tag).
+    pub fn local(&self) -> &[u8] {
+        self.text.part(1)
+    }
+
+    /// The peer's party as it goes in To (with the peer's tag).
+    pub fn remote(&self) -> &[u8] {
+        self.text.part(2)
+    }
+
+    /// The peer's Contact URI: the Request-URI of in-dialog requests.
+    pub fn remote_target(&self) -> &[u8] {
+        self.text.part(3)
+    }
+
+    /// The peer's tag.
+    pub fn remote_tag(&self) -> Option<&[u8]> {
+        NameAddr::parse(self.remote()).ok()?.tag()
+    }
+
+    /// A target refresh (§12.2): the peer's new Contact.
+    pub fn set_remote_target(&mut self, target: &[u8]) {
+        if target != self.remote_target() {
+            self.text = Text::new(self.call_id(), self.local(), self.remote(), target);
+        }
+    }
+
+    /// Is this the dialog of `(call_id, local_tag)`?
+    pub fn is(&self, call_id: &[u8], local_tag: &[u8]) -> bool {
+        *self.local_tag == *local_tag && self.call_id() == call_id
+    }
+
+    /// Where in-dialog requests go: the first Route hop when it is an IP
+    /// literal, else the address the peer last used (symmetric
+    /// signalling, which also works for phones behind NAT).
+    pub fn destination(&self) -> Peer {
+        first_hop(self.route_set.first().map(|r| &r[..]), self.peer)
+    }
+
+    /// Writes the in-dialog request `method` with CSeq `cseq` (§12.2.1.1)
+    /// into `out`, with branch `branch`; `extra` headers follow Contact.
+    pub fn write(
+        &self,
+        env: &Env,
+        out: &mut Vec<u8>,
+        method: &str,
+        cseq: u32,
+        branch: &[u8],
+        extra: &[(&str, &[u8])],
+        body: Option<(&str, &[u8])>,
+    ) -> super::sip::write::Head {
+        let dst = self.destination();
+        let with_contact = matches!(method, "INVITE" | "UPDATE" | "REFER" | "NOTIFY");
+        write_request(
+            out,
+            &Request {
+                method,
+                uri: self.remote_target(),
+                transport: dst.transport,
+                advertise: env.local.via(dst.transport),
+                branch,
+                routes: Routes::Set(&self.route_set),
+                from: self.local(),
+                from_tag: &self.local_tag,
+                to: self.remote(),
+                call_id: self.call_id(),
+                cseq,
+                contact: with_contact.then(|| env.local.contact(dst.transport)),
+                allow: with_contact,
+                headers: extra,
+                body,
+            },
+        )
+    }
+}
+
+/// Sends the in-dialog request `method` on `dialog` with the next local
+/// CSeq, in a new client transaction for `owner`.
+#[allow(clippy::too_many_arguments)]
+pub fn send<O: Copy>(
+    env: &mut Env,
+    txns: &mut Transactions<O>,
+    now: Instant,
+    dialog: &mut Dialog,
+    method: &str,
+    extra: &[(&str, &[u8])],
+    body: Option<(&str, &[u8])>,
+    owner: O,
+) -> ClientId {
+    dialog.local_cseq += 1;
+    let id = env.ids.client();
+    let mut branch = Vec::with_capacity(32);
+    write_branch(&mut branch, env.shard, id.get());
+    let mut out = Vec::with_capacity(800);
+    let head = dialog.write(env, &mut out, method, dialog.local_cseq, &branch, extra, body);
+    let kind = if method == "INVITE" { Kind::Invite } else { Kind::NonInvite };
+    txns.start(env, now, id, kind, dialog.destination(), out, head, owner);
+    id
+}
+
+/// ACKs the 2xx to sipark's INVITE `invite` (CSeq `cseq`) on `dialog`
+/// (§13.2.2.4), and keeps the ACK for the 2xx's retransmissions.
+pub fn ack<O: Copy>(
+    env: &mut Env,
+    txns: &mut Transactions<O>,
+    dialog: &Dialog,
+    invite: Option<ClientId>,
+    cseq: u32,
+    body: Option<(&str, &[u8])>,
+) {
+    // An ACK has no transaction; its branch is unique all the same.
+    let mut branch = Vec::with_capacity(32);
+    write_branch(&mut branch, env.shard, env.ids.client().get());
+    let mut out = Vec::with_capacity(600);
+    dialog.write(env, &mut out, "ACK", cseq, &branch, &[], body);
+    txns.ack_2xx(env, invite, dialog.destination(), out);
+}
+
+/// The dialog index: `(Call-ID, local tag)` → the [`Leg`] holding the
+/// dialog. Keyed SipHash, as a peer chooses Call-IDs.
+pub struct DialogIndex {
+    table: HashTable<Leg>,
+    hasher: Keyed,
+}
+
+impl DialogIndex {
+    pub fn new(hasher: Keyed) -> DialogIndex {
+        DialogIndex { table: HashTable::new(), hasher }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn hash_of(&self, call_id: &[u8], local_tag: &[u8]) -> u64 {
+        self.hasher.hash_one((call_id, local_tag))
+    }
+
+    /// The hash `dialog` is indexed under (for [`DialogIndex::remove_hashed`]
+    /// once the dialog itself is gone).
+    pub fn hash(&self, dialog: &Dialog) -> u64 {
+        self.hash_of(dialog.call_id(), &dialog.local_tag)
+    }
+
+    /// Removes `leg`, indexed under `hash`.
+    pub fn remove_hashed(&mut self, hash: u64, leg: Leg) {
+        if let Ok(e) = self.table.find_entry(hash, |&l| l == leg) {
+            e.remove();
+        }
+    }
+
+    /// The leg whose dialog is `(call_id, local_tag)`; `lookup` reads a
+    /// leg's dialog.
+    pub fn find<'d>(
+        &self,
+        call_id: &[u8],
+        local_tag: &[u8],
+        lookup: impl Fn(Leg) -> Option<&'d Dialog>,
+    ) -> Option<Leg> {
+        let hash = self.hash_of(call_id, local_tag);
+        self.table.find(hash, |&leg| lookup(leg).is_some_and(|d| d.is(call_id, local_tag))).copied()
+    }
+
+    /// Indexes `dialog`, held by `leg`; `lookup` reads the dialogs of the
+    /// legs already indexed (when the table grows).
+    pub fn insert<'d>(&mut self, leg: Leg, dialog: &Dialog, lookup: impl Fn(Leg) -> Option<&'d Dialog>) {
+        let hash = self.hash(dialog);
+        let hasher = self.hasher;
+        self.table
+            .insert_unique(hash, leg, |&l| lookup(l).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag[..]))));
+    }
+
+    /// Removes `leg`, whose dialog is `dialog`.
+    pub fn remove(&mut self, leg: Leg, dialog: &Dialog) {
+        self.remove_hashed(self.hash(dialog), leg);
+    }
+
+    /// Moves the index entry of `dialog` from `from` to `to` (a dialog
+    /// that changes hands, as when a REFER splits a bridge).
+    pub fn rehome(&mut self, from: Leg, to: Leg, dialog: &Dialog) {
+        let hash = self.hash(dialog);
+        if let Some(l) = self.table.find_mut(hash, |&l| l == from) {
+            *l = to;
+        }
+    }
+}
+
+/// The URI of the first Contact of `msg`.
+pub fn first_contact<'m>(msg: &SipMessage<'m>) -> Option<&'m [u8]> {
+    msg.contacts().find_map(|c| match c {
+        Ok(Contact::Addr(na)) => Some(na.uri.raw),
+        _ => None,
+    })
+}
+
+/// The first hop of a Route value (`<uri>` or several, comma-separated)
+/// when its host is an IP literal, else `peer`. A first hop that is `peer`
+/// itself keeps `peer`'s flow, so a stream connection is reused.
+pub fn first_hop(route: Option<&[u8]>, peer: Peer) -> Peer {
+    route
+        .and_then(|r| {
+            // Several values: only the first matters; a comma inside <...> is part of it.
+            let end = r.iter().position(|&b| b == b'>').map_or(r.len(), |i| i + 1);
+            NameAddr::parse(r[..end].trim_ascii()).ok()
+        })
+        .and_then(|na| {
+            let host = std::str::from_utf8(na.uri.host).ok()?;
+            let ip: std::net::IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+            let transport = Transport::of_uri(&na.uri).unwrap_or(peer.transport);
+            let port = na.uri.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+            let addr = std::net::SocketAddr::new(ip, port);
+            Some(if addr == peer.addr { peer } else { Peer { addr, transport } })
+        })
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ids::Seed;
+
+    fn peer() -> Peer {
+        Peer::udp("10.0.0.1:5062".parse().expect("addr"))
+    }
+
+    const INVITE: &[u8] = b"INVITE sip:*68103@acme.example SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKp1\r\n\
+        Record-Route: <sip:10.0.0.9;lr>\r\n\
+        From: \"Alice\" <sip:alice@acme.example>;tag=a1\r\n\
+        To: <sip:*68103@acme.example>\r\nCall-ID: c1\r\nCSeq: 4 INVITE\r\n\
+        Contact: <sip:alice@10.0.0.1:5062>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n";
+
+    fn tag(s: &[u8; 16]) -> Tag {
+        Tag::new(*s)
+    }
+
+    #[test]
+    fn a_uas_dialog_takes_its_parts_from_the_request() {
+        let msg = SipMessage::parse(INVITE).expect("parse");
+        let t = tag(b"0123456789abcdef");
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, 5);
+        assert_eq!(d.call_id(), b"c1");
+        assert_eq!(d.local(), b"<sip:*68103@acme.example>");
+        assert_eq!(d.remote(), b"\"Alice\" <sip:alice@acme.example>;tag=a1");
+        assert_eq!(d.remote_tag(), Some(&b"a1"[..]));
+        assert_eq!(d.remote_target(), b"sip:alice@10.0.0.1:5062");
+        assert_eq!(d.remote_cseq, 4);
+        assert_eq!(&*d.route_set, &[Box::<[u8]>::from(&b"<sip:10.0.0.9;lr>"[..])]);
+        assert_eq!(&*d.remote_sdp, b"v=0\n");
+        assert_eq!(d.destination().addr, "10.0.0.9:5060".parse().expect("addr"), "an IP first hop is used");
+        assert!(d.is(b"c1", &t));
+        assert!(!d.is(b"c2", &t));
+    }
+
+    #[test]
+    fn a_target_refresh_keeps_the_other_parts() {
+        let msg = SipMessage::parse(INVITE).expect("parse");
+        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5);
+        d.set_remote_target(b"sip:alice@192.0.2.7:5070;transport=tcp");
+        assert_eq!(d.remote_target(), b"sip:alice@192.0.2.7:5070;transport=tcp");
+        assert_eq!((d.call_id(), d.local()), (&b"c1"[..], &b"<sip:*68103@acme.example>"[..]));
+    }
+
+    #[test]
+    fn a_uac_dialog_without_contact_targets_the_request_uri() {
+        let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsp0.1\r\n\
+            Record-Route: <sip:10.0.0.8;lr>\r\nRecord-Route: <sip:10.0.0.9;lr>\r\n\
+            From: <sip:park@acme.example>;tag=s1\r\nTo: <sip:101@acme.example>;tag=d9\r\n\
+            Call-ID: r1@sipark\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let msg = SipMessage::parse(ok).expect("parse");
+        let t = tag(b"0123456789abcdef");
+        let d = Dialog::uac(&msg, peer(), b"r1@sipark", b"<sip:park@acme.example>", t, b"sip:101@10.0.0.1", 1)
+            .expect("a dialog");
+        assert_eq!(d.remote_target(), b"sip:101@10.0.0.1");
+        assert_eq!(d.remote(), b"<sip:101@acme.example>;tag=d9");
+        assert_eq!(d.local_cseq, 1);
+        let hops: Vec<&[u8]> = d.route_set.iter().map(|r| &r[..]).collect();
+        assert_eq!(hops, [&b"<sip:10.0.0.9;lr>"[..], b"<sip:10.0.0.8;lr>"], "reversed (§12.1.2)");
+    }
+
+    #[test]
+    fn the_index_finds_rehomes_and_forgets_legs() {
+        let msg = SipMessage::parse(INVITE).expect("parse");
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5);
+        let t = d.local_tag;
+        let mut index = DialogIndex::new(Seed::from_u64(3).hasher(9));
+        let (a, b) = (
+            Leg { call: CallId::new(1).expect("id"), side: Side::A },
+            Leg { call: CallId::new(2).expect("id"), side: Side::A },
+        );
+        index.insert(a, &d, |_| Some(&d));
+        assert_eq!(index.find(b"c1", &t, |_| Some(&d)), Some(a));
+        assert_eq!(index.find(b"c1", b"other", |_| Some(&d)), None);
+        index.rehome(a, b, &d);
+        assert_eq!(index.find(b"c1", &t, |_| Some(&d)), Some(b));
+        index.remove(b, &d);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn first_hops() {
+        let p = peer();
+        assert_eq!(first_hop(None, p), p);
+        assert_eq!(first_hop(Some(b"<sip:proxy.example;lr>"), p), p, "a name is not resolved");
+        let tls = first_hop(Some(b"<sips:192.0.2.1;lr>, <sip:x>"), p);
+        assert_eq!((tls.addr, tls.transport), ("192.0.2.1:5061".parse().expect("addr"), Transport::Tls));
+    }
+}

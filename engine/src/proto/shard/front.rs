@@ -1,0 +1,365 @@
+//! What a message meets first: the checks every request passes (headers
+//! that must be readable, an RFC 3261 branch, Max-Forwards, Require, the
+//! transaction cap), transaction matching, admission (trusted peers and
+//! digest authentication, docs/decisions/0013), and dispatch to the layer
+//! that owns it. Responses go to the transaction layer, and from there to
+//! the owner of their client transaction.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::Shard;
+use crate::proto::auth::{Request as AuthRequest, Verdict};
+use crate::proto::config::{Admission, TenantPolicy, is_extension};
+use crate::proto::ids::ServerId;
+use crate::proto::notify::Notifier;
+use crate::proto::park::parse_replaces;
+use crate::proto::reject::{Intent, Reject};
+use crate::proto::sip::Peer;
+use crate::proto::sip::parse::{HeaderName, Method, SipMessage, Uri};
+use crate::proto::sip::write::{ALLOW, finish, header, response_head};
+use crate::proto::tu::Owner;
+use crate::proto::txn::{Match, Reply, Response, TxnEvent};
+
+impl Shard {
+    /// Answers `req` without a transaction (for requests that cannot have
+    /// one, or must not get one).
+    fn reply_stateless(&mut self, src: Peer, req: &SipMessage<'_>, code: u16, reason: &str, extra: &[(&str, &[u8])]) {
+        let tag = self.env.tag();
+        let mut out = self.env.out.buf();
+        if response_head(&mut out, req, src.addr, code, reason, Some(&tag)) {
+            for (name, value) in extra {
+                header(&mut out, name, value);
+            }
+            finish(&mut out, "", b"");
+            self.env.out.push(src, out);
+        } else {
+            self.env.stats.dropped.inc();
+            self.env.out.recycle(out);
+        }
+    }
+
+    /// A request must carry readable Via, From, To, Call-ID and CSeq, a
+    /// Request-URI, a CSeq method that is its own, and an RFC 3261 branch.
+    /// Returns the branch, or answers 400 (never an ACK) and returns `None`.
+    fn checked<'m>(&mut self, src: Peer, msg: &SipMessage<'m>, method: Method<'_>) -> Option<&'m [u8]> {
+        let reason = match (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id()) {
+            (Ok(cseq), Ok(via), Ok(_), Ok(_), Ok(_)) => {
+                if let Some(Err(e)) = msg.vias().find(Result::is_err) {
+                    e.reason()
+                } else if !msg.request_uri().is_some_and(|u| Uri::parse(u).is_ok()) {
+                    "Bad Request-URI"
+                } else if cseq.method != method && method != Method::Ack && method != Method::Cancel {
+                    "CSeq method does not match"
+                } else {
+                    match via.branch.filter(|b| b.len() > 7 && b[..7].eq_ignore_ascii_case(b"z9hG4bK")) {
+                        Some(branch) => return Some(branch),
+                        None => "Missing RFC 3261 branch",
+                    }
+                }
+            }
+            (cseq, via, from, to, call_id) => [cseq.err(), via.err(), from.err(), to.err(), call_id.err()]
+                .into_iter()
+                .flatten()
+                .next()
+                .map_or("Bad Request", |e| e.reason()),
+        };
+        self.env.stats.parse_errors.inc();
+        if method != Method::Ack {
+            self.reply_stateless(src, msg, 400, reason, &[]);
+        }
+        None
+    }
+
+    pub(super) fn on_request(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, method: Method<'_>) {
+        let Some(branch) = self.checked(src, msg, method) else { return };
+        // Checked readable above.
+        let (Ok(cseq), Ok(to), Ok(call_id)) = (msg.cseq(), msg.to_hdr(), msg.call_id()) else { return };
+        match method {
+            Method::Cancel => {
+                match self.txns.invite_of_cancel(branch) {
+                    Some(invite) => {
+                        self.reply_stateless(src, msg, 200, "OK", &[]);
+                        let (mut cx, park) = self.parts(now);
+                        park.cancel(&mut cx, invite);
+                    }
+                    None => self.reply_stateless(src, msg, 481, "Call/Transaction Does Not Exist", &[]),
+                }
+                return;
+            }
+            Method::Ack => {
+                if self.txns.on_request(&mut self.env, now, method, branch) == Match::New {
+                    let (mut cx, park) = self.parts(now);
+                    park.on_ack(&mut cx, src, msg, call_id, to.tag(), cseq.seq);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if self.txns.on_request(&mut self.env, now, method, branch) != Match::New {
+            return;
+        }
+        if let Some(Ok(0)) = msg.max_forwards() {
+            self.reply_stateless(src, msg, 483, "Too Many Hops", &[]);
+            return;
+        }
+        // sipark supports no SIP extension a request may require (§8.2.2.3):
+        // not `timer` either (docs/decisions/0015-session-timers.md).
+        let mut unsupported: Vec<u8> = Vec::new();
+        for tag in msg.header_values(HeaderName::Require).flat_map(|v| v.split(|&b| b == b',')) {
+            let tag = tag.trim_ascii();
+            if !tag.is_empty() && unsupported.len() < 200 {
+                if !unsupported.is_empty() {
+                    unsupported.extend_from_slice(b", ");
+                }
+                unsupported.extend_from_slice(tag);
+            }
+        }
+        if !unsupported.is_empty() {
+            self.reply_stateless(src, msg, 420, "Bad Extension", &[("Unsupported", &unsupported)]);
+            return;
+        }
+        if self.txns.live() >= self.env.cfg.limits.max_transactions {
+            self.env.stats.overload_rejects.inc();
+            self.reply_stateless(src, msg, 503, "Service Unavailable", &[("Retry-After", b"5")]);
+            return;
+        }
+        let server = self.txns.create(&mut self.env, now, src, method, branch);
+        match to.tag() {
+            Some(tag) => {
+                let (mut cx, park) = self.parts(now);
+                park.in_dialog(&mut cx, src, msg, method, server, call_id, tag, cseq.seq);
+            }
+            None => self.out_of_dialog(now, src, msg, method, server),
+        }
+        // Most requests are answered at once, and their response queued the
+        // end timer; only one still waiting needs its guard.
+        self.txns.guard(server);
+    }
+
+    /// An out-of-dialog request with its new server transaction `server`.
+    fn out_of_dialog(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, method: Method<'_>, server: ServerId) {
+        let reject = match method {
+            Method::Invite => return self.on_invite(now, src, msg, server),
+            Method::Register => return self.on_register(now, src, msg, server),
+            Method::Options => {
+                let allow = [("Allow", ALLOW), ("Accept", b"application/sdp".as_slice())];
+                self.txns.respond(&mut self.env, now, server, msg, &Response::new(200, "OK").headers(&allow));
+                return;
+            }
+            // No event package can be subscribed to: park-info is sent
+            // unsolicited, so there is no Allow-Events to list.
+            Method::Subscribe | Method::Notify => Reject::BadEvent,
+            Method::Bye | Method::Info | Method::Update | Method::Prack => Reject::NoDialog,
+            _ => Reject::MethodNotAllowed,
+        };
+        let (mut cx, _) = self.parts(now);
+        cx.reject(server, msg, reject, Intent::Other);
+    }
+
+    /// What an out-of-dialog INVITE to `user` is for, for counting its refusal.
+    fn intent(&self, user: &[u8], replaces: bool) -> Intent {
+        let cfg = &self.env.cfg;
+        if replaces || user.starts_with(cfg.retrieve_fac.as_bytes()) {
+            Intent::Retrieve
+        } else if user.starts_with(cfg.park_fac.as_bytes()) || user.starts_with(cfg.group_park_fac.as_bytes()) {
+            Intent::Park
+        } else {
+            Intent::Other
+        }
+    }
+
+    /// An INVITE to a feature code: the tenant and its policy, admission,
+    /// then the park services.
+    fn on_invite(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, server: ServerId) {
+        let Some(ruri) = msg.request_uri().and_then(|u| Uri::parse(u).ok()) else { return };
+        let replaces = msg.header_raw(b"Replaces");
+        let intent = self.intent(ruri.user.unwrap_or_default(), replaces.is_some());
+        let cfg = Arc::clone(&self.env.cfg);
+        let result = match replaces {
+            Some(value) => self.on_replaces(now, src, msg, server, value, &cfg),
+            None => {
+                let policy = self.park.policy(&cfg, ruri.host).cloned();
+                match policy {
+                    None => Err(Reject::UnknownTenant),
+                    Some(policy) => {
+                        let removed = cfg.tenant(ruri.host).is_none();
+                        let user = msg.from_hdr().ok().and_then(|f| f.uri.user).unwrap_or_default();
+                        if !self.admit(now, src, msg, server, ruri.host, &policy, user, intent) {
+                            return;
+                        }
+                        let (mut cx, park) = self.parts(now);
+                        park.invite(&mut cx, src, msg, server, &ruri, &policy, removed)
+                    }
+                }
+            }
+        };
+        if let Err(r) = result {
+            let (mut cx, _) = self.parts(now);
+            cx.reject(server, msg, r, intent);
+        }
+    }
+
+    /// An INVITE with Replaces: read it, admit the caller as a user of its
+    /// From tenant, then the park's retrieve.
+    fn on_replaces(
+        &mut self,
+        now: Instant,
+        src: Peer,
+        msg: &SipMessage<'_>,
+        server: ServerId,
+        value: &[u8],
+        cfg: &crate::proto::config::Config,
+    ) -> Result<(), Reject> {
+        let replaces = parse_replaces(value)?;
+        let Ok(from) = msg.from_hdr() else { return Ok(()) };
+        // Authenticated as a user of the caller's tenant (From host), before
+        // anything about the named dialog is told.
+        let policy = self.park.policy(cfg, from.uri.host).cloned().ok_or(Reject::NotOfTenant)?;
+        let user = from.uri.user.unwrap_or_default();
+        if !self.admit(now, src, msg, server, from.uri.host, &policy, user, Intent::Retrieve) {
+            return Ok(());
+        }
+        let (mut cx, park) = self.parts(now);
+        park.replaces(&mut cx, src, msg, server, &replaces)
+    }
+
+    /// Whether an out-of-dialog REGISTER or INVITE from `src` for `tenant`,
+    /// acting as `user` (the To user of a REGISTER, the From user of an
+    /// INVITE), may go on (docs/decisions/0013-digest-auth.md). When not,
+    /// it has been answered: 401 with fresh challenges (none or unusable
+    /// credentials for this realm, unknown nonce; `stale=true` for an
+    /// expired one), 403 (wrong password or unknown user, a user acting as
+    /// someone else, a source outside the trusted peers of a tenant with no
+    /// credentials), 400 (credentials that cannot be read).
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        now: Instant,
+        src: Peer,
+        msg: &SipMessage<'_>,
+        server: ServerId,
+        tenant: &[u8],
+        policy: &TenantPolicy,
+        user: &[u8],
+        intent: Intent,
+    ) -> bool {
+        let refuse = |shard: &mut Shard, r: Reject| {
+            let (mut cx, _) = shard.parts(now);
+            cx.reject(server, msg, r, intent);
+            false
+        };
+        match self.env.cfg.admission(policy, src.addr.ip()) {
+            Admission::Trusted | Admission::Open => return true,
+            Admission::Refused => {
+                debug!(src = %src.addr, "request from outside the trusted peers refused");
+                return refuse(self, Reject::SourceNotTrusted);
+            }
+            Admission::Digest => {}
+        }
+        let realm = tenant.to_ascii_lowercase();
+        let (Some(method), Some(uri)) = (msg.method(), msg.request_uri()) else { return false };
+        let req = AuthRequest { method: method.as_bytes(), uri, realm: &realm };
+        let unix = self.env.unix(now);
+        let mut stale = false;
+        let creds = msg.headers().iter().filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization")).take(4);
+        for h in creds {
+            let verdict = self.auth.verify(h.value, &req, unix, |u| {
+                std::str::from_utf8(u).ok().and_then(|u| policy.users.get(u)).map(|p| &*p.0)
+            });
+            match verdict {
+                Verdict::Ok(name) if name == user => return true,
+                Verdict::Ok(_) => return refuse(self, Reject::AnotherUser),
+                Verdict::WrongPassword | Verdict::UnknownUser => {
+                    debug!(src = %src.addr, "digest authentication failed");
+                    return refuse(self, Reject::Forbidden);
+                }
+                Verdict::Malformed(reason) => return refuse(self, Reject::BadCredentials(reason)),
+                Verdict::Stale => stale = true,
+                Verdict::UnknownNonce | Verdict::WrongRealm => {}
+            }
+        }
+        self.env.stats.auth_challenges.inc();
+        let [sha, md5] = self.auth.challenges(&realm, unix, stale);
+        let extra = [("WWW-Authenticate", &sha[..]), ("WWW-Authenticate", &md5[..])];
+        self.txns.respond(&mut self.env, now, server, msg, &Response::new(401, "Unauthorized").headers(&extra));
+        false
+    }
+
+    /// A REGISTER: its extension and tenant, admission, the registrar, the
+    /// 200 with every binding, and what a new device shows at once: its
+    /// extension's parks and its park group's.
+    fn on_register(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, server: ServerId) {
+        let Ok(to) = msg.to_hdr() else { return };
+        let result = (|| {
+            let user = to.uri.user.filter(|u| is_extension(u)).ok_or(Reject::NoExtension)?;
+            let tenant = to.uri.host;
+            let cfg = Arc::clone(&self.env.cfg);
+            let policy = cfg.tenant(tenant).ok_or(Reject::UnknownTenant)?;
+            if !self.admit(now, src, msg, server, tenant, policy, user, Intent::Other) {
+                return Ok(());
+            }
+            let r = self.registrar.register(&mut self.env, now, msg, src, tenant, user)?;
+            let mut extra: Vec<(&str, &[u8])> = r.contacts.iter().map(|c| ("Contact", c.as_slice())).collect();
+            // The Path is echoed to a UA that supports it (RFC 3327 §5.3).
+            let supports_path = msg
+                .header_values(HeaderName::Supported)
+                .flat_map(|v| v.split(|&b| b == b','))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"path"));
+            if supports_path && let Some(p) = &r.path {
+                extra.push(("Path", p));
+            }
+            self.txns.respond(&mut self.env, now, server, msg, &Response::new(200, "OK").headers(&extra));
+            if r.fresh.is_empty() {
+                return Ok(());
+            }
+            let mut shown = Vec::new();
+            shown.extend(self.park.showing(tenant, user));
+            if let Some(group) = policy.group_of(user) {
+                for m in group.iter().filter(|m| m.as_bytes() != user) {
+                    shown.extend(self.park.showing(tenant, m.as_bytes()));
+                }
+            }
+            let (mut cx, park) = self.parts(now);
+            for ext in shown {
+                for uri in &r.fresh {
+                    park.notify(&mut cx, ext, None, Some(uri));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(r) = result {
+            let (mut cx, _) = self.parts(now);
+            cx.reject(server, msg, r, Intent::Other);
+        }
+    }
+
+    pub(super) fn on_response(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>) {
+        let Some(ev) = self.txns.on_response(&mut self.env, now, msg) else { return };
+        let Reply::Final(code) = ev.reply else { return };
+        if ev.owner == Owner::Notify {
+            Notifier::on_final(&self.env, code, src);
+            return;
+        }
+        let (mut cx, park) = self.parts(now);
+        park.on_final(&mut cx, src, ev.id, ev.owner, code, msg);
+    }
+
+    pub(super) fn on_txn_event(&mut self, now: Instant, ev: TxnEvent<Owner>) {
+        match ev {
+            TxnEvent::Retransmitted { owner: Owner::Notify } => self.env.stats.notifies_retransmitted.inc(),
+            TxnEvent::Retransmitted { .. } => {}
+            TxnEvent::TimedOut { owner: Owner::Notify, .. } => Notifier::on_timeout(&self.env),
+            TxnEvent::TimedOut { id, owner } => {
+                let (mut cx, park) = self.parts(now);
+                park.on_timeout(&mut cx, id, owner);
+            }
+            TxnEvent::NotAcked { server, call } => {
+                let (mut cx, park) = self.parts(now);
+                park.not_acked(&mut cx, server, call);
+            }
+        }
+    }
+}

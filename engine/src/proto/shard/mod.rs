@@ -1,0 +1,267 @@
+//! The shard: everything one worker owns, behind a sans-IO API in the
+//! style of `quinn-proto`. It integrates the layers and owns one of each:
+//!
+//! * [`Transactions`] (the transaction layer, `proto/txn`);
+//! * the [`Registrar`] and its location service;
+//! * the [`Park`] services (park, retrieve, recall, REFER, over one table
+//!   of calls, with their dialogs and the [`crate::proto::bridge`]);
+//! * the [`Notifier`];
+//! * [`Env`]: the shard's identity, configuration, counters, ids and
+//!   random numbers, and the messages waiting to be sent.
+//!
+//! The API:
+//! * getters: [`Shard::id`], [`Shard::shards`], [`Shard::stats`],
+//!   [`Shard::is_drained`];
+//! * one input method per kind of input: [`Shard::handle`] (a message, as
+//!   bytes or parsed), [`Shard::handle_timeout`], [`Shard::shutdown`],
+//!   [`Shard::reconfigure`];
+//! * `poll_*`: [`Shard::poll_transmit`], [`Shard::poll_timeout`] and
+//!   [`Shard::poll_event`] pull the work out; [`Shard::recycle`] gives a
+//!   sent buffer back.
+//!
+//! What a message meets first (checks, transaction matching, admission,
+//! dispatch to the layer that owns it) is in `front`.
+
+mod front;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::info;
+
+use super::auth::Authenticator;
+use super::config::Config;
+use super::env::Env;
+pub use super::env::{Transmit, WallClock};
+pub use super::ids::Seed;
+use super::notify::Notifier;
+use super::park::Park;
+pub use super::park::{Lifecycle, ParkEvent};
+use super::registrar::Registrar;
+use super::sip::Peer;
+use super::sip::parse::SipMessage;
+use super::stats::ShardStats;
+use super::tu::{Ctx, Owner};
+use super::txn::Transactions;
+
+/// A message given to [`Shard::handle`]: its bytes, or the message
+/// already parsed (by the worker that routed it).
+#[derive(Clone, Copy)]
+pub enum Input<'a, 'b> {
+    Bytes(&'b [u8]),
+    Parsed(&'a SipMessage<'b>),
+}
+
+impl<'b> From<&'b [u8]> for Input<'_, 'b> {
+    fn from(b: &'b [u8]) -> Self {
+        Input::Bytes(b)
+    }
+}
+
+impl<'b> From<&'b Vec<u8>> for Input<'_, 'b> {
+    fn from(b: &'b Vec<u8>) -> Self {
+        Input::Bytes(b)
+    }
+}
+
+impl<'b, const N: usize> From<&'b [u8; N]> for Input<'_, 'b> {
+    fn from(b: &'b [u8; N]) -> Self {
+        Input::Bytes(b)
+    }
+}
+
+impl<'a, 'b> From<&'a SipMessage<'b>> for Input<'a, 'b> {
+    fn from(m: &'a SipMessage<'b>) -> Self {
+        Input::Parsed(m)
+    }
+}
+
+/// Which layer's timer is due first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Transaction,
+    Call,
+    Binding,
+}
+
+/// One shard: the tenants with `shard_of(domain, n) == id`, and all their
+/// state. See the module documentation for the API shape.
+pub struct Shard {
+    shards: u16,
+    env: Env,
+    txns: Transactions<Owner>,
+    registrar: Registrar,
+    notifier: Notifier,
+    park: Park,
+    /// Digest challenges and checks (nonce key from the config).
+    auth: Authenticator,
+    shutting_down: bool,
+}
+
+impl Shard {
+    /// Shard `id` of `shards`. `seed` is all the entropy it uses: the keys
+    /// of its hash maps and its tags, so that the same seed and inputs give
+    /// the same outputs (the I/O layer draws it from the operating system).
+    pub fn new(id: u16, shards: u16, cfg: Arc<Config>, wall: WallClock, seed: Seed) -> Shard {
+        Shard {
+            shards: shards.max(1),
+            txns: Transactions::new(seed.hasher(1)),
+            registrar: Registrar::new(&cfg, seed.hasher(2)),
+            notifier: Notifier::default(),
+            park: Park::new(wall, &seed),
+            auth: Authenticator::new(cfg.nonce_secret, cfg.nonce_validity),
+            env: Env::new(id, cfg, wall, &seed),
+            shutting_down: false,
+        }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.env.shard
+    }
+
+    /// How many shards the engine runs (this one included).
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    pub fn stats(&self) -> &Arc<ShardStats> {
+        &self.env.stats
+    }
+
+    /// The lower layers, lent to a transaction user for one input.
+    fn parts(&mut self, now: Instant) -> (Ctx<'_>, &mut Park) {
+        let cx = Ctx {
+            now,
+            env: &mut self.env,
+            txns: &mut self.txns,
+            registrar: &mut self.registrar,
+            notifier: &mut self.notifier,
+        };
+        (cx, &mut self.park)
+    }
+
+    /// Handles one message from `src`: a datagram, or one message framed
+    /// out of a stream connection. Unparsable bytes are counted and dropped
+    /// (nothing in them can be trusted to answer with).
+    pub fn handle<'a, 'b: 'a>(&mut self, now: Instant, src: impl Into<Peer>, input: impl Into<Input<'a, 'b>>) {
+        let src = src.into();
+        match input.into() {
+            Input::Parsed(msg) => self.message(now, src, msg),
+            Input::Bytes(data) => match SipMessage::parse(data) {
+                Ok(msg) => self.message(now, src, &msg),
+                Err(e) => {
+                    self.env.stats.parse_errors.inc();
+                    self.env.stats.dropped.inc();
+                    tracing::debug!(shard = self.env.shard, peer = %src, error = e.reason(), "unparsable datagram dropped");
+                }
+            },
+        }
+        self.update_gauges();
+    }
+
+    fn message(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>) {
+        match msg.method() {
+            None => self.on_response(now, src, msg),
+            Some(method) => self.on_request(now, src, msg, method),
+        }
+    }
+
+    /// Runs every timer due at `now`, the earliest first.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        loop {
+            let due = [
+                (self.txns.next_timeout(), Due::Transaction),
+                (self.park.next_timeout(), Due::Call),
+                (self.registrar.next_timeout(), Due::Binding),
+            ]
+            .into_iter()
+            .filter_map(|(at, d)| at.filter(|at| *at <= now).map(|at| (at, d)))
+            .min();
+            let Some((_, due)) = due else { break };
+            match due {
+                Due::Transaction => {
+                    if let Some(ev) = self.txns.handle_timer(&mut self.env, now) {
+                        self.on_txn_event(now, ev);
+                    }
+                }
+                Due::Call => {
+                    let (mut cx, park) = self.parts(now);
+                    park.handle_timer(&mut cx);
+                }
+                Due::Binding => self.registrar.handle_timer(now),
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.env.out.pop()
+    }
+
+    /// Gives a sent message's buffer back for reuse.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        self.env.out.recycle(payload);
+    }
+
+    /// The next instant [`Shard::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.txns.next_timeout(), self.park.next_timeout(), self.registrar.next_timeout()].into_iter().flatten().min()
+    }
+
+    /// The next park-lifecycle event (parked, retrieved, recalled, hung
+    /// up, …), in the order they happened.
+    pub fn poll_event(&mut self) -> Option<ParkEvent> {
+        self.park.poll_event()
+    }
+
+    /// Starts a graceful shutdown: new parks get 503, parked calls are hung
+    /// up with a `shutdown` NOTIFY, bridged calls are left alone.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let id = self.env.shard;
+        let (mut cx, park) = self.parts(now);
+        let parked = park.shutdown(&mut cx);
+        info!(shard = id, parked, "shutting down: parked calls hung up");
+        self.update_gauges();
+    }
+
+    /// After [`Shard::shutdown`]: nothing parked remains and every NOTIFY
+    /// and BYE has had its answer (or its Timer F).
+    pub fn is_drained(&self) -> bool {
+        self.shutting_down && self.park.drained() && !self.txns.any_pending()
+    }
+
+    /// A reloaded configuration (SIGHUP). Only the tenants part may differ
+    /// from the running one: the advertised addresses, nonce secret and
+    /// limits are fixed at start. Nothing in progress is touched: a removed
+    /// tenant takes no new parks or registrations, and its calls already
+    /// parked here can still be retrieved until they end.
+    pub fn reconfigure(&mut self, now: Instant, cfg: Arc<Config>) {
+        let _ = now;
+        let retired = self.park.reconfigure(&self.env.cfg, &cfg);
+        if retired > 0 {
+            info!(shard = self.env.shard, tenants = retired, "removed tenants keep their parked calls until they end");
+        }
+        self.env.cfg = cfg;
+    }
+
+    fn update_gauges(&self) {
+        let s = &self.env.stats;
+        s.transactions.set(self.txns.live() as u64);
+        s.transactions_lingering.set(self.txns.lingering() as u64);
+        s.bindings.set(self.registrar.bindings() as u64);
+        s.parked.set(self.park.listed());
+        s.bridged.set(self.park.bridged());
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        Peer::udp(addr)
+    }
+}

@@ -72,6 +72,7 @@ pub fn shard_datagrams(data: &[u8]) {
         while let Some(t) = shard.poll_transmit() {
             shard.recycle(t.payload);
         }
+        while shard.poll_event().is_some() {}
         i = i.wrapping_add(1);
     }
     let end = now + Duration::from_secs(2 * 3600);
@@ -81,6 +82,7 @@ pub fn shard_datagrams(data: &[u8]) {
         while let Some(t) = shard.poll_transmit() {
             shard.recycle(t.payload);
         }
+        while shard.poll_event().is_some() {}
     }
     let s = shard.stats();
     assert_eq!(s.transactions.get(), 0, "transactions left after two hours");

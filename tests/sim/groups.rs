@@ -289,3 +289,37 @@ fn notify_documents_follow_the_tenant_and_the_user_agent() {
     let bw = sim.phones[yealink].notifies[0].msg.body();
     assert!(bw.contains("<x-broadworks-callpark-info") && bw.contains("sip:101@acme.example"), "{bw}");
 }
+
+#[test]
+fn one_extension_rule_for_registrations_parks_and_the_tenants_file() {
+    // Extensions a dial plan names: letters, digits and `+ - _ .`, up to
+    // 64 characters. The tenants file, REGISTER and the feature codes
+    // accept the same ones.
+    let long = "e".repeat(64);
+    let groups = format!(r#"park_groups = [["alice.smith", "bob_2", "{long}"]]"#);
+    let mut sim = Sim::new(2, config(&groups), 66);
+    let alice = registered(&mut sim, "alice.smith", ACME);
+    let bob = registered(&mut sim, "bob_2", ACME);
+    let caller = sim.add_phone("+15551230000", ACME, None);
+    let parker = sim.phones[bob].party();
+    let (code, _) = group_park(&mut sim, caller, ACME, "*58", &parker);
+    assert_eq!(code, 200, "group park with a member named alice.smith\n{}", sim.trace());
+    assert_eq!(notified_exts(&sim, alice), ["alice.smith"]);
+    assert_eq!(notified_exts(&sim, bob), ["alice.smith"]);
+    // The same rule on the feature code: a 64-character extension parks,
+    // a 65-character one is not an extension.
+    let other = sim.add_phone("201", ACME, None);
+    let (code, _) = group_park(&mut sim, other, ACME, &format!("*68{long}"), &parker);
+    assert_eq!(code, 200, "*68 with a 64-character extension\n{}", sim.trace());
+    let third = sim.add_phone("202", ACME, None);
+    let (code, _) = group_park(&mut sim, third, ACME, &format!("*68{long}e"), &parker);
+    assert_eq!(code, 404, "65 characters are not an extension");
+    // And on REGISTER.
+    let too_long = sim.add_phone(&format!("{long}e"), ACME, None);
+    assert_eq!(sim.register_ok(too_long, 3600).code(), Some(400));
+    // The tenants file refuses what is not an extension.
+    let bad = format!("[[tenant]]\ndomain = \"{ACME}\"\npark_groups = [[\"{long}e\"]]\n");
+    assert!(parse_tenants(&bad, Config::default().defaults).is_err(), "65 characters in a park group");
+    let bad = format!("[[tenant]]\ndomain = \"{ACME}\"\nrecall_group = [\"a b\"]\n");
+    assert!(parse_tenants(&bad, Config::default().defaults).is_err(), "a space is not in an extension");
+}

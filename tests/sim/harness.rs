@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
 use sipark::proto::route::{Owner, owner};
-use sipark::proto::shard::{Seed, Shard, WallClock};
+use sipark::proto::shard::{ParkEvent, Seed, Shard, WallClock};
 use sipark::proto::sip::parse::SipMessage;
 use sipark::proto::stats::ShardStats;
 
@@ -139,6 +139,12 @@ pub struct Sim {
     /// When set, every datagram delivered to sipark is also kept here
     /// (up to `CAPTURE_KEEP`), e.g. as a fuzzing corpus.
     pub capture: Option<Vec<(SocketAddr, Vec<u8>)>>,
+    /// When set, every datagram sipark sent, with its destination, in order
+    /// (up to `CAPTURE_KEEP`).
+    pub sent: Option<Vec<(SocketAddr, Vec<u8>)>>,
+    /// Every park-lifecycle event the shards reported: (shard, time since
+    /// the start, event).
+    pub events: Vec<(usize, Duration, ParkEvent)>,
 }
 
 /// Most datagrams `Sim::capture` keeps.
@@ -147,12 +153,19 @@ pub const CAPTURE_KEEP: usize = 20_000;
 impl Sim {
     /// A world with `n` shards sharing `cfg`; `seed` drives the network dice.
     pub fn new(n: u16, cfg: Config, seed: u64) -> Sim {
+        Sim::with_seeds(n, cfg, seed, seed)
+    }
+
+    /// A world whose network dice come from `seed` and whose shards' entropy
+    /// (hash keys, tags, Call-IDs) from `shard_seed`.
+    pub fn with_seeds(n: u16, cfg: Config, seed: u64, shard_seed: u64) -> Sim {
         let start = Instant::now();
         let cfg = Arc::new(cfg);
         let wall = WallClock { at: start, unix: Duration::from_secs(START_UNIX) };
         // Each shard's entropy comes from the seed too: the same seed, the same run.
-        let shards =
-            (0..n).map(|i| Shard::new(i, n, Arc::clone(&cfg), wall, Seed::from_u64(seed ^ u64::from(i)))).collect();
+        let shards = (0..n)
+            .map(|i| Shard::new(i, n, Arc::clone(&cfg), wall, Seed::from_u64(shard_seed ^ u64::from(i))))
+            .collect();
         let server: SocketAddr = cfg.advertise.parse().unwrap_or_else(|e| panic!("advertise {:?}: {e}", cfg.advertise));
         Sim {
             cfg,
@@ -171,6 +184,8 @@ impl Sim {
             server_sent: 0,
             corrupted: 0,
             capture: None,
+            sent: None,
+            events: Vec::new(),
         }
     }
 
@@ -203,6 +218,11 @@ impl Sim {
     /// Sum of one counter over all shards.
     pub fn stat(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
         self.shards.iter().map(|s| f(s.stats())).sum()
+    }
+
+    /// The lifecycle events reported so far, without shard and time.
+    pub fn lifecycle(&self) -> Vec<ParkEvent> {
+        self.events.iter().map(|(_, _, e)| *e).collect()
     }
 
     /// Every shard reports drained.
@@ -268,10 +288,19 @@ impl Sim {
     /// Moves everything the shards and phones want to send onto the wire.
     fn pump(&mut self) {
         let mut batch: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
-        for shard in &mut self.shards {
+        let elapsed = self.now - self.start;
+        for (i, shard) in self.shards.iter_mut().enumerate() {
             while let Some(t) = shard.poll_transmit() {
+                if let Some(sent) = self.sent.as_mut()
+                    && sent.len() < CAPTURE_KEEP
+                {
+                    sent.push((t.dst, t.payload.clone()));
+                }
                 batch.push((self.server, t.dst, t.payload.clone()));
                 shard.recycle(t.payload);
+            }
+            while let Some(e) = shard.poll_event() {
+                self.events.push((i, elapsed, e));
             }
         }
         self.server_sent += batch.len() as u64;

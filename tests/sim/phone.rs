@@ -187,6 +187,9 @@ pub struct Phone {
     pub info_answer: u16,
     /// Answers to the next re-INVITEs, before `reinvite_answer` applies.
     pub reinvite_script: VecDeque<u16>,
+    /// Answer incoming INVITEs with a 200 that has no Contact (a broken
+    /// phone; RFC 3261 §12.1.1 requires one).
+    pub omit_contact: bool,
     t1: Duration,
     t2: Duration,
     start: Instant,
@@ -237,6 +240,7 @@ impl Phone {
             answer_in_ack: true,
             info_answer: 200,
             reinvite_script: VecDeque::new(),
+            omit_contact: false,
             t1,
             t2,
             start,
@@ -616,8 +620,9 @@ impl Phone {
         let sdp = self.calls[call].local_sdp.clone();
         let tag = self.calls[call].local_tag.clone();
         let contact = format!("Contact: <{}>", self.contact_uri());
+        let contact: &[String] = if self.omit_contact { &[] } else { std::slice::from_ref(&contact) };
         let Ok(msg) = SipMessage::parse(&req) else { return false };
-        self.respond(now, &key, &msg, 200, "OK", Some(&tag), &[contact], Some(&sdp));
+        self.respond(now, &key, &msg, 200, "OK", Some(&tag), contact, Some(&sdp));
         self.calls[call].state = CallState::Answered;
         true
     }

@@ -235,3 +235,40 @@ fn recall_answered_by_both_devices_second_gets_ack_and_bye() {
     assert_media_of(&sim, &sim.phones[o.alice].calls[call].reinvites[0].body(), winner, "parked leg's re-INVITE");
     assert_eq!(sim.stat(|s| s.recalls_answered.get()), 1);
 }
+
+#[test]
+fn recall_200_without_contact_still_bridges_acks_and_cancels_the_other_device() {
+    // RFC 3261 §12.1.2 makes the Contact of a 2xx the remote target; a
+    // phone that leaves it out must not stall the recall: the dialog
+    // targets the Request-URI the INVITE went to (the device's contact).
+    let mut sim = Sim::new(2, Config::default(), 27);
+    let o = sim.office(ACME);
+    for b in o.bob {
+        sim.phones[b].auto_answer = false;
+    }
+    sim.phones[o.bob[0]].omit_contact = true;
+    let (call, _) = park_alice(&mut sim, &o);
+    let rc = wait_recall(&mut sim, &o, secs(310));
+    let now = sim.now;
+    assert!(sim.phones[o.bob[0]].answer(now, rc[0]));
+    let ok = sim.run_until(secs(10), |s| {
+        s.phones[o.bob[0]].calls[rc[0]].state == CallState::Confirmed
+            && !s.phones[o.bob[1]].calls[rc[1]].cancels.is_empty()
+    });
+    assert!(ok, "the 200 without Contact is ACKed and the other device CANCELled\n{}", sim.trace());
+    assert_eq!(sim.phones[o.alice].calls[call].reinvites.len(), 1, "the parked leg is re-INVITEd");
+    assert_eq!(sim.stat(|s| s.recalls_answered.get()), 1);
+    assert_eq!((sim.stat(|s| s.bridged.get()), sim.stat(|s| s.parked.get())), (1, 0));
+    // Bridged: Alice hangs up, and the BYE reaches the device at the URI
+    // the recall INVITE went to.
+    let bye = sim.hangup(o.alice, call);
+    assert_eq!(bye.code(), Some(200), "{bye:?}");
+    let ok = sim.run_until(secs(5), |s| !s.phones[o.bob[0]].calls[rc[0]].byes.is_empty());
+    assert!(ok, "the recalled device gets the BYE\n{}", sim.trace());
+    let b = &sim.phones[o.bob[0]];
+    assert_eq!(b.calls[rc[0]].byes[0].ruri(), b.contact_uri());
+    sim.run_for(secs(40));
+    assert_eq!(sim.stat(|s| s.bridged.get()), 0);
+    assert_eq!(sim.stat(|s| s.transactions.get()), 0, "nothing left waiting");
+    assert_eq!(sim.stat(|s| s.park_timeouts.get()), 0, "the recall does not start again");
+}

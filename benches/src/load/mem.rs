@@ -182,6 +182,7 @@ impl<'c> ShardCycles<'c> {
             while let Some(tx) = self.shard.poll_transmit() {
                 self.out.push(tx);
             }
+            while self.shard.poll_event().is_some() {}
             self.total.shard_time += t.elapsed();
             self.load_gen.net.pool.push(buf);
             self.total.datagrams_in += 1;
@@ -326,6 +327,7 @@ impl ParkSim {
         while let Some(tx) = self.shard.poll_transmit() {
             self.out.push(tx);
         }
+        while self.shard.poll_event().is_some() {}
         t.elapsed()
     }
 
@@ -382,6 +384,7 @@ impl ParkSim {
             while let Some(tx) = self.shard.poll_transmit() {
                 self.out.push(tx);
             }
+            while self.shard.poll_event().is_some() {}
             self.answer_notifies()?;
         }
         Ok(())

@@ -389,12 +389,15 @@ impl Core {
     }
 
     /// Runs due timers, and starts the shutdown once it is asked for.
+    /// The turn's park-lifecycle events are dropped here: nothing consumes
+    /// them yet (a journal and the admin event stream will).
     pub fn run_timers(&mut self, now: Instant) {
         if let Some(t) = self.shard.poll_timeout()
             && t <= now
         {
             self.shard.handle_timeout(now);
         }
+        while self.shard.poll_event().is_some() {}
         if self.deadline.is_none() && self.peers.stop.load(Ordering::Acquire) {
             info!(worker = self.id, grace_s = self.grace.as_secs_f64(), "worker shutting down");
             self.shard.shutdown(now);

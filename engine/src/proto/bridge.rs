@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::dialog::{self, Dialog, Side, first_contact};
+use super::dialog::{Dialog, Outgoing, PendingAck, Side, first_contact};
 use super::ids::{CallId, ClientId, ServerId};
 use super::reject::Reject;
 use super::sip::parse::{Method, SipMessage, StartLine};
@@ -137,7 +137,7 @@ impl Bridge {
         let mut hold = Vec::new();
         sdp::hold_answer(&mut hold, &a.remote_sdp, a.origin, &cx.env.local.host);
         let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
-        dialog::ack(cx.env, cx.txns, a, Some(w.reinvite), w.cseq, body);
+        cx.ack(a, Some(w.reinvite), w.cseq, body);
     }
 
     /// The retriever's ACK arrived after a delayed-offer retrieve with
@@ -154,7 +154,7 @@ impl Bridge {
         let mut to_a = Vec::with_capacity(answer.len() + 32);
         sdp::rewrite_origin(&mut to_a, answer, a.origin, &cx.env.local.host);
         self.last_sdp[0] = to_a.as_slice().into();
-        dialog::ack(cx.env, cx.txns, a, Some(w.reinvite), w.cseq, Some(("application/sdp", &to_a)));
+        cx.ack(a, Some(w.reinvite), w.cseq, Some(("application/sdp", &to_a)));
         true
     }
 
@@ -199,7 +199,7 @@ impl Bridge {
         let name = std::str::from_utf8(method.as_bytes()).unwrap_or("INFO");
         let relay = Relay { call, server, from, offer, invite: method == Method::Invite };
         let leg = self.leg(a, to);
-        let id = dialog::send(cx.env, cx.txns, cx.now, leg, name, &kept, body, Owner::Relay(relay));
+        let id = cx.request(leg, &Outgoing { method: name, headers: &kept, body }, Owner::Relay(relay));
         if offer {
             self.offer = Some(id);
         }
@@ -254,7 +254,7 @@ impl Bridge {
                 x.remote_sdp = offered.into();
             }
             if relay.invite {
-                x.pending_ack = Some(dialog::PendingAck { server: relay.server, cseq: x.remote_cseq });
+                x.pending_ack = Some(PendingAck { server: relay.server, cseq: x.remote_cseq });
                 if let Some(cseq) = cx.txns.cseq(id) {
                     self.relay_ack = Some(RelayAck { invite: id, cseq, from });
                 }
@@ -284,6 +284,6 @@ impl Bridge {
         }
         let body = (!body.is_empty()).then_some(("application/sdp", body.as_slice()));
         let leg = self.leg(a, to);
-        dialog::ack(cx.env, cx.txns, leg, Some(r.invite), r.cseq, body);
+        cx.ack(leg, Some(r.invite), r.cseq, body);
     }
 }

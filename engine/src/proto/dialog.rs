@@ -10,17 +10,15 @@
 //! back through the caller's lookup.
 
 use std::hash::BuildHasher;
-use std::time::Instant;
 
 use hashbrown::HashTable;
 
 use super::env::{Env, Tag};
-use super::ids::{CallId, ClientId, Keyed, ServerId};
+use super::ids::{CallId, Keyed, ServerId};
 use super::sip::parse::{Contact, NameAddr, SipMessage};
 use super::sip::sdp::Origin;
-use super::sip::write::{Request, Routes, write_branch, write_request};
+use super::sip::write::{Head, Request, Routes, write_request};
 use super::sip::{Peer, Transport};
-use super::txn::{Kind, Transactions};
 
 /// Which leg of a call a dialog is: `A` the parked party's, `B` the
 /// other party's (the retriever, or the parker a recall reached).
@@ -198,24 +196,15 @@ impl Dialog {
         first_hop(self.route_set.first().map(|r| &r[..]), self.peer)
     }
 
-    /// Writes the in-dialog request `method` with CSeq `cseq` (§12.2.1.1)
-    /// into `out`, with branch `branch`; `extra` headers follow Contact.
-    pub fn write(
-        &self,
-        env: &Env,
-        out: &mut Vec<u8>,
-        method: &str,
-        cseq: u32,
-        branch: &[u8],
-        extra: &[(&str, &[u8])],
-        body: Option<(&str, &[u8])>,
-    ) -> super::sip::write::Head {
+    /// Writes the in-dialog request `req` with CSeq `cseq` and branch
+    /// `branch` (§12.2.1.1) into `out`.
+    pub fn write(&self, env: &Env, out: &mut Vec<u8>, cseq: u32, branch: &[u8], req: &Outgoing<'_>) -> Head {
         let dst = self.destination();
-        let with_contact = matches!(method, "INVITE" | "UPDATE" | "REFER" | "NOTIFY");
+        let with_contact = matches!(req.method, "INVITE" | "UPDATE" | "REFER" | "NOTIFY");
         write_request(
             out,
             &Request {
-                method,
+                method: req.method,
                 uri: self.remote_target(),
                 transport: dst.transport,
                 advertise: env.local.via(dst.transport),
@@ -228,53 +217,29 @@ impl Dialog {
                 cseq,
                 contact: with_contact.then(|| env.local.contact(dst.transport)),
                 allow: with_contact,
-                headers: extra,
-                body,
+                headers: req.headers,
+                body: req.body,
             },
         )
     }
 }
 
-/// Sends the in-dialog request `method` on `dialog` with the next local
-/// CSeq, in a new client transaction for `owner`.
-#[allow(clippy::too_many_arguments)]
-pub fn send<O: Copy>(
-    env: &mut Env,
-    txns: &mut Transactions<O>,
-    now: Instant,
-    dialog: &mut Dialog,
-    method: &str,
-    extra: &[(&str, &[u8])],
-    body: Option<(&str, &[u8])>,
-    owner: O,
-) -> ClientId {
-    dialog.local_cseq += 1;
-    let id = env.ids.client();
-    let mut branch = Vec::with_capacity(32);
-    write_branch(&mut branch, env.shard, id.get());
-    let mut out = Vec::with_capacity(800);
-    let head = dialog.write(env, &mut out, method, dialog.local_cseq, &branch, extra, body);
-    let kind = if method == "INVITE" { Kind::Invite } else { Kind::NonInvite };
-    txns.start(env, now, id, kind, dialog.destination(), out, head, owner);
-    id
+/// A request sipark sends inside a dialog: its method, the headers it
+/// carries after Contact, and its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub method: &'a str,
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// `(content type, bytes)`.
+    pub body: Option<(&'a str, &'a [u8])>,
 }
 
-/// ACKs the 2xx to sipark's INVITE `invite` (CSeq `cseq`) on `dialog`
-/// (§13.2.2.4), and keeps the ACK for the 2xx's retransmissions.
-pub fn ack<O: Copy>(
-    env: &mut Env,
-    txns: &mut Transactions<O>,
-    dialog: &Dialog,
-    invite: Option<ClientId>,
-    cseq: u32,
-    body: Option<(&str, &[u8])>,
-) {
-    // An ACK has no transaction; its branch is unique all the same.
-    let mut branch = Vec::with_capacity(32);
-    write_branch(&mut branch, env.shard, env.ids.client().get());
-    let mut out = Vec::with_capacity(600);
-    dialog.write(env, &mut out, "ACK", cseq, &branch, &[], body);
-    txns.ack_2xx(env, invite, dialog.destination(), out);
+impl<'a> Outgoing<'a> {
+    pub const BYE: Outgoing<'static> = Outgoing { method: "BYE", headers: &[], body: None };
+
+    pub const fn new(method: &'a str) -> Outgoing<'a> {
+        Outgoing { method, headers: &[], body: None }
+    }
 }
 
 /// The dialog index: `(Call-ID, local tag)` → the [`Leg`] holding the

@@ -91,6 +91,9 @@ stats! {
     Counter park_timeouts,
     /// Parked calls that ended because the parked party hung up.
     Counter hangups,
+    /// Park-lifecycle events dropped because nobody polled them (at most
+    /// 65,536 wait).
+    Counter park_events_dropped,
     /// park-info NOTIFY requests sent (first transmissions).
     Counter notifies_sent,
     /// park-info NOTIFY retransmissions (Timer E).

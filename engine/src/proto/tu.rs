@@ -6,14 +6,15 @@
 
 use std::time::Instant;
 
-use super::dialog::Side;
+use super::dialog::{Dialog, Outgoing, Side};
 use super::env::Env;
-use super::ids::{CallId, ServerId};
+use super::ids::{CallId, ClientId, ServerId};
 use super::notify::Notifier;
 use super::registrar::Registrar;
 use super::reject::{Intent, Reject};
 use super::sip::parse::SipMessage;
-use super::txn::{Response, Transactions};
+use super::sip::write::write_branch;
+use super::txn::{Kind, Response, Transactions};
 
 /// The lower layers a transaction user borrows for one input.
 pub struct Ctx<'a> {
@@ -45,6 +46,31 @@ impl Ctx<'_> {
         self.count(reject, intent);
         let (code, reason) = reject.status();
         self.txns.respond_later(self.env, self.now, server, &Response::new(code, reason));
+    }
+
+    /// Sends `req` on `dialog` with its next CSeq, in a new client
+    /// transaction for `owner`.
+    pub fn request(&mut self, dialog: &mut Dialog, req: &Outgoing<'_>, owner: Owner) -> ClientId {
+        dialog.local_cseq += 1;
+        let id = self.env.ids.client();
+        let mut branch = Vec::with_capacity(32);
+        write_branch(&mut branch, self.env.shard, id.get());
+        let mut out = Vec::with_capacity(800);
+        let head = dialog.write(self.env, &mut out, dialog.local_cseq, &branch, req);
+        let kind = if req.method == "INVITE" { Kind::Invite } else { Kind::NonInvite };
+        self.txns.start(self.env, self.now, id, kind, dialog.destination(), out, head, owner);
+        id
+    }
+
+    /// ACKs the 2xx to sipark's INVITE `invite` (CSeq `cseq`) on `dialog`
+    /// (§13.2.2.4), and keeps the ACK for the 2xx's retransmissions.
+    pub fn ack(&mut self, dialog: &Dialog, invite: Option<ClientId>, cseq: u32, body: Option<(&str, &[u8])>) {
+        // An ACK has no transaction; its branch is unique all the same.
+        let mut branch = Vec::with_capacity(32);
+        write_branch(&mut branch, self.env.shard, self.env.ids.client().get());
+        let mut out = Vec::with_capacity(600);
+        dialog.write(self.env, &mut out, cseq, &branch, &Outgoing { method: "ACK", headers: &[], body });
+        self.txns.ack_2xx(self.env, invite, dialog.destination(), out);
     }
 
     fn count(&self, reject: Reject, intent: Intent) {

@@ -5,7 +5,7 @@
 use tracing::{info, warn};
 
 use super::{CallState, End, Park, Phase, park_timeout};
-use crate::proto::dialog::{self, Dialog, Leg, PendingAck, Side, first_contact};
+use crate::proto::dialog::{Dialog, Leg, Outgoing, PendingAck, Side, first_contact};
 use crate::proto::ids::{CallId, ClientId, ServerId};
 use crate::proto::reject::{Intent, Reject};
 use crate::proto::sip::Peer;
@@ -174,7 +174,7 @@ impl Park {
             (Side::B, CallState::Retrieving(r)) => &mut r.b,
             _ => return,
         };
-        dialog::send(cx.env, cx.txns, cx.now, d, "BYE", &[], None, Owner::Detached);
+        cx.request(d, &Outgoing::BYE, Owner::Detached);
     }
 
     /// An ACK from `src` for a 2xx of sipark's in a call's dialog (To tag
@@ -312,7 +312,7 @@ impl Park {
                     && let Some(c) = self.calls.get(&call)
                 {
                     let cseq = cx.txns.cseq(txn).unwrap_or(c.a.local_cseq);
-                    dialog::ack(cx.env, cx.txns, &c.a, Some(txn), cseq, None);
+                    cx.ack(&c.a, Some(txn), cseq, None);
                 }
             }
             Owner::Retrieve { call } => self.retrieve_answered(cx, call, txn, code, msg),

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::{CallState, End, Fork, Next, Park, Recall, RecallBridging};
 use crate::proto::bridge::Bridge;
 use crate::proto::config::{RecallTo, TenantPolicy};
-use crate::proto::dialog::{self, Dialog, Side};
+use crate::proto::dialog::{Dialog, Outgoing, Side};
 use crate::proto::env::Tag;
 use crate::proto::ids::{CallId, ClientId};
 use crate::proto::sip::Peer;
@@ -213,8 +213,8 @@ impl Park {
         let Some(sent) = cx.txns.sent(txn) else { return };
         let Some(tag) = Tag::parse(sent.from_tag) else { return };
         let Some(mut d) = Dialog::uac(msg, src, sent.call_id, sent.from_party, tag, sent.uri, 0) else { return };
-        dialog::ack(cx.env, cx.txns, &d, Some(txn), 1, None);
-        dialog::send(cx.env, cx.txns, cx.now, &mut d, "BYE", &[], None, Owner::Detached);
+        cx.ack(&d, Some(txn), 1, None);
+        cx.request(&mut d, &Outgoing::BYE, Owner::Detached);
     }
 
     /// A recall branch of `id` ended without winning; if it was the last,
@@ -258,8 +258,8 @@ impl Park {
             // The parked leg refused or is gone: confirm and end the recall
             // leg, and end the parked leg too.
             let CallState::RecallBridging(r) = &mut c.state else { return };
-            dialog::ack(cx.env, cx.txns, &r.b, Some(fork), fork_cseq, None);
-            dialog::send(cx.env, cx.txns, cx.now, &mut r.b, "BYE", &[], None, Owner::Detached);
+            cx.ack(&r.b, Some(fork), fork_cseq, None);
+            cx.request(&mut r.b, &Outgoing::BYE, Owner::Detached);
             if !matches!(code, 408 | 481) {
                 self.bye(cx, id, Side::A);
             }
@@ -267,7 +267,7 @@ impl Park {
             return;
         }
         let cseq = cx.txns.cseq(txn).unwrap_or(c.a.local_cseq);
-        dialog::ack(cx.env, cx.txns, &c.a, Some(txn), cseq, None);
+        cx.ack(&c.a, Some(txn), cseq, None);
         c.a.remote_sdp = msg.body().into();
         let CallState::RecallBridging(r) = &c.state else { return };
         let sent = Bridge::sdp(&c.a, &r.b, msg.body(), &cx.env.local.host);
@@ -278,7 +278,7 @@ impl Park {
             other => Next::To(other),
         });
         if let Some(CallState::Bridged(br)) = self.calls.get(&id).map(|c| &c.state) {
-            dialog::ack(cx.env, cx.txns, &br.b, Some(fork), fork_cseq, Some(("application/sdp", &to_b)));
+            cx.ack(&br.b, Some(fork), fork_cseq, Some(("application/sdp", &to_b)));
         }
     }
 
@@ -290,8 +290,8 @@ impl Park {
             return;
         }
         let fork_cseq = cx.txns.cseq(r.fork).unwrap_or(1);
-        dialog::ack(cx.env, cx.txns, &r.b, Some(r.fork), fork_cseq, None);
-        dialog::send(cx.env, cx.txns, cx.now, &mut r.b, "BYE", &[], None, Owner::Detached);
+        cx.ack(&r.b, Some(r.fork), fork_cseq, None);
+        cx.request(&mut r.b, &Outgoing::BYE, Owner::Detached);
         self.end(cx, id, End::Gone);
     }
 }

@@ -10,7 +10,7 @@ use super::intake::names_own_extension;
 use super::{Call, CallState, End, Identity, Next, Park, Referrer};
 use crate::proto::bridge::Bridge;
 use crate::proto::config::is_extension;
-use crate::proto::dialog::{self, Side};
+use crate::proto::dialog::{Outgoing, Side};
 use crate::proto::ids::{CallId, ServerId};
 use crate::proto::reject::Reject;
 use crate::proto::sip::parse::{NameAddr, SipMessage, Uri};
@@ -128,7 +128,7 @@ impl Park {
             let Some(c) = self.calls.get_mut(&ref_id) else { break };
             let extra = [("Event", &b"refer"[..]), ("Subscription-State", state)];
             let body = Some(("message/sipfrag;version=2.0", frag));
-            dialog::send(cx.env, cx.txns, cx.now, &mut c.a, "NOTIFY", &extra, body, Owner::Detached);
+            cx.request(&mut c.a, &Outgoing { method: "NOTIFY", headers: &extra, body }, Owner::Detached);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{CallState, End, Next, Park, Retrieving, park_timeout};
 use crate::proto::bridge::{AwaitingAnswer, Bridge};
-use crate::proto::dialog::{self, Dialog, PendingAck, first_contact};
+use crate::proto::dialog::{Dialog, Outgoing, PendingAck, first_contact};
 use crate::proto::ids::{CallId, ClientId, ServerId};
 use crate::proto::reject::{Intent, Reject};
 use crate::proto::sip::Peer;
@@ -83,7 +83,7 @@ impl Park {
             sdp_out.extend_from_slice(body);
         }
         let body = (!sdp_out.is_empty()).then_some(("application/sdp", sdp_out.as_slice()));
-        Some(dialog::send(cx.env, cx.txns, cx.now, &mut c.a, "INVITE", &[], body, owner))
+        Some(cx.request(&mut c.a, &Outgoing { method: "INVITE", headers: &[], body }, owner))
     }
 
     /// A re-INVITE putting the parked leg of `id` back on hold, derived
@@ -137,7 +137,7 @@ impl Park {
                 let mut hold = Vec::new();
                 sdp::hold_answer(&mut hold, &c.a.remote_sdp, c.a.origin, &cx.env.local.host);
                 let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
-                dialog::ack(cx.env, cx.txns, &c.a, Some(txn), cseq, body);
+                cx.ack(&c.a, Some(txn), cseq, body);
                 if has_sdp {
                     cx.env.stats.retrieves_failed.inc();
                 } else {
@@ -147,7 +147,7 @@ impl Park {
                 return;
             }
             if !delayed {
-                dialog::ack(cx.env, cx.txns, &c.a, Some(txn), cseq, None);
+                cx.ack(&c.a, Some(txn), cseq, None);
             }
             if cancelled {
                 // The retriever gave up: put the parked leg back on hold.

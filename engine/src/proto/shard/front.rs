@@ -49,7 +49,7 @@ impl Shard {
             (Ok(cseq), Ok(via), Ok(_), Ok(_), Ok(_)) => {
                 if let Some(Err(e)) = msg.vias().find(Result::is_err) {
                     e.reason()
-                } else if !msg.request_uri().is_some_and(|u| Uri::parse(u).is_ok()) {
+                } else if msg.request_uri().is_none_or(|u| Uri::parse(u).is_err()) {
                     "Bad Request-URI"
                 } else if cseq.method != method && method != Method::Ack && method != Method::Cancel {
                     "CSeq method does not match"

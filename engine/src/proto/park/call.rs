@@ -1,0 +1,370 @@
+//! A call and its states: each state carries only what is valid in it
+//! (a retriever exists only while retrieving, a second dialog only once
+//! there is a second party), and names the timers it runs. What a change
+//! from one state to another means (its lifecycle event, why a call left
+//! its extension's list) is derived here from the pair of states.
+
+use std::time::{Duration, Instant};
+
+use crate::proto::bridge::Bridge;
+use crate::proto::dialog::{Dialog, Side};
+use crate::proto::env::Tag;
+use crate::proto::ids::{CallId, ClientId, ExtId, ServerId};
+use crate::proto::notify::bodies::{LeaveReason, Party, Shown};
+use crate::proto::sip::parse::NameAddr;
+
+/// A party as stored: URI and display name in one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    text: Box<[u8]>,
+    uri_len: u32,
+}
+
+impl Identity {
+    pub fn new(uri: &[u8], display: Option<&[u8]>) -> Identity {
+        let mut text = Vec::with_capacity(uri.len() + display.map_or(0, <[u8]>::len));
+        text.extend_from_slice(uri);
+        text.extend_from_slice(display.unwrap_or_default());
+        Identity { text: text.into(), uri_len: uri.len() as u32 }
+    }
+
+    /// The party of a name-addr (display name without its quotes).
+    pub fn of(na: &NameAddr<'_>) -> Identity {
+        Identity::new(na.uri.raw, na.display.filter(|d| !d.is_empty()))
+    }
+
+    pub fn uri(&self) -> &[u8] {
+        &self.text[..self.uri_len as usize]
+    }
+
+    pub fn party(&self) -> Party<'_> {
+        let display = &self.text[self.uri_len as usize..];
+        Party { uri: self.uri(), display: (!display.is_empty()).then_some(display) }
+    }
+}
+
+/// A call that entered the park.
+#[derive(Debug)]
+pub struct Call {
+    /// Public id: the `call=` of the retrieve URI.
+    pub id: CallId,
+    /// The extension it is parked on.
+    pub ext: ExtId,
+    /// The parker (Referred-By). The parked party is not stored: it is the
+    /// park INVITE's From, the remote party of dialog `a` ([`Call::parked`]).
+    pub parker: Option<Identity>,
+    /// Unix seconds.
+    pub parked_at: u64,
+    pub timeout_secs: u64,
+    /// The parked party's dialog.
+    pub a: Dialog,
+    pub(super) state: CallState,
+}
+
+impl Call {
+    /// The parked party: URI and display name of dialog `a`'s peer.
+    pub fn parked(&self) -> Party<'_> {
+        match NameAddr::parse(self.a.remote()) {
+            Ok(na) => Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) },
+            Err(_) => Party { uri: self.a.remote(), display: None },
+        }
+    }
+
+    pub fn state(&self) -> &CallState {
+        &self.state
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    /// The dialog of `side`, where the call has one indexed.
+    pub fn leg(&self, side: Side) -> Option<&Dialog> {
+        match side {
+            Side::A => Some(&self.a),
+            Side::B => self.state.indexed_b(),
+        }
+    }
+
+    /// What park-info and the other documents show of this call.
+    pub fn shown(&self, left: Option<LeaveReason>) -> Shown<'_> {
+        let (parked, remote_tag) = match NameAddr::parse(self.a.remote()) {
+            Ok(na) => (Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) }, na.tag()),
+            Err(_) => (Party { uri: self.a.remote(), display: None }, None),
+        };
+        Shown {
+            call: self.id,
+            left,
+            parked_at: self.parked_at,
+            timeout_secs: self.timeout_secs,
+            parked,
+            parker: self.parker.as_ref().map(Identity::party),
+            call_id: self.a.call_id(),
+            local_tag: &self.a.local_tag,
+            remote_tag,
+        }
+    }
+}
+
+/// The park INVITE was answered 200; the ACK parks the call.
+#[derive(Debug)]
+pub struct Answering {
+    pub invite: ServerId,
+    /// A CANCEL crossed the 200: the ACK ends the call instead.
+    pub cancelled: bool,
+}
+
+/// One branch of a recall (one device of the parker or the ring group).
+#[derive(Debug)]
+pub struct Fork {
+    /// The INVITE client transaction.
+    pub txn: ClientId,
+    pub call_id: Box<[u8]>,
+    pub tag: Tag,
+    /// The Request-URI: the device's contact.
+    pub uri: Box<[u8]>,
+    /// A final response arrived, or the branch was CANCELled.
+    pub done: bool,
+}
+
+/// A recall in progress: its branches, and the stage still to come.
+#[derive(Debug)]
+pub struct Recall {
+    pub forks: Vec<Fork>,
+    /// The From party of every branch (without its tag).
+    pub from: Box<[u8]>,
+    /// `parker-then-group`: when the recall ring group joins.
+    pub group_at: Option<Instant>,
+    /// End of the recall window: nobody answered, the park ends.
+    pub ends_at: Instant,
+}
+
+/// A retriever's INVITE waits on the re-INVITE of the parked leg.
+#[derive(Debug)]
+pub struct Retrieving {
+    /// The retriever's INVITE server transaction.
+    pub invite: ServerId,
+    /// The retriever's dialog, confirmed by the 200 it waits for.
+    pub b: Dialog,
+    pub reinvite: ClientId,
+    /// The retriever CANCELled before the bridge completed.
+    pub cancelled: bool,
+    /// The retriever's INVITE had no SDP (RFC 3725 flow III).
+    pub delayed: bool,
+    /// Times the re-INVITE was sent again after a 491 (glare).
+    pub retries: u8,
+    /// After a 491: when the re-INVITE goes again (§14.1).
+    pub retry_at: Option<Instant>,
+}
+
+/// A recall was answered; the parked leg is being re-INVITEd.
+#[derive(Debug)]
+pub struct RecallBridging {
+    /// The dialog of the branch that answered.
+    pub b: Dialog,
+    /// That branch's INVITE, whose 2xx is ACKed once the parked leg answers.
+    pub fork: ClientId,
+    pub reinvite: ClientId,
+}
+
+/// The leg of a party whose REFER parked the other side of its call.
+#[derive(Debug)]
+pub struct Referrer {
+    /// sipark hangs up if the referrer has not by then.
+    pub hangup_at: Instant,
+    /// The last SDP sipark sent this leg, to answer a session refresh.
+    pub last_sdp: Box<[u8]>,
+}
+
+/// Where a call is in its life. Each state carries what is valid in it.
+#[derive(Debug)]
+pub enum CallState {
+    Answering(Answering),
+    /// Parked until the park timeout.
+    Parked {
+        timeout_at: Instant,
+    },
+    /// The park timeout passed; the recall's devices are ringing.
+    Recalling(Box<Recall>),
+    Retrieving(Box<Retrieving>),
+    RecallBridging(Box<RecallBridging>),
+    /// Bridged to the retriever or the recalled parker; sipark stays a B2BUA.
+    Bridged(Box<Bridge>),
+    /// Waits for the referrer's BYE after its REFER parked the other side.
+    Referrer(Box<Referrer>),
+    /// Only inside [`Park::change`]: the state was taken out.
+    Taken,
+}
+
+/// The name of a state, for what depends on the state alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Answering,
+    Parked,
+    Recalling,
+    Retrieving,
+    RecallBridging,
+    Bridged,
+    Referrer,
+}
+
+impl Phase {
+    /// Shown as parked in park-info.
+    pub fn listed(self) -> bool {
+        matches!(self, Phase::Parked | Phase::Recalling | Phase::Retrieving)
+    }
+
+    /// On its extension's list (counted against `max_parks_per_ext`).
+    pub fn on_list(self) -> bool {
+        self.listed() || self == Phase::Answering
+    }
+
+    /// Can be retrieved.
+    pub fn retrievable(self) -> bool {
+        matches!(self, Phase::Parked | Phase::Recalling)
+    }
+
+    /// Its second dialog is in the dialog index.
+    pub(super) fn indexes_b(self) -> bool {
+        matches!(self, Phase::Bridged | Phase::RecallBridging)
+    }
+}
+
+/// A named call timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallTimer {
+    /// The park timeout: the recall starts.
+    ParkTimeout,
+    /// `parker-then-group`: the ring group joins the recall.
+    RecallGroup,
+    /// The recall window ends.
+    RecallEnd,
+    /// A retrieve re-INVITE refused 491 goes again.
+    GlareRetry,
+    /// `--max-call-duration` of a bridged call.
+    MaxDuration,
+    /// A referrer that never hung up is hung up.
+    ReferrerHangup,
+}
+
+pub(super) type Timers = [Option<(Instant, CallTimer)>; 2];
+
+impl CallState {
+    pub fn phase(&self) -> Phase {
+        match self {
+            CallState::Answering(_) => Phase::Answering,
+            CallState::Parked { .. } => Phase::Parked,
+            CallState::Recalling(_) => Phase::Recalling,
+            CallState::Retrieving(_) => Phase::Retrieving,
+            CallState::RecallBridging(_) => Phase::RecallBridging,
+            CallState::Bridged(_) => Phase::Bridged,
+            CallState::Referrer(_) => Phase::Referrer,
+            CallState::Taken => {
+                debug_assert!(false, "a call's state was read while taken out");
+                Phase::Referrer
+            }
+        }
+    }
+
+    /// The timers this state runs.
+    pub(super) fn timers(&self) -> Timers {
+        match self {
+            CallState::Parked { timeout_at } => [Some((*timeout_at, CallTimer::ParkTimeout)), None],
+            CallState::Recalling(r) => {
+                [r.group_at.map(|at| (at, CallTimer::RecallGroup)), Some((r.ends_at, CallTimer::RecallEnd))]
+            }
+            CallState::Retrieving(r) => [r.retry_at.map(|at| (at, CallTimer::GlareRetry)), None],
+            CallState::Bridged(b) => [Some((b.max_at, CallTimer::MaxDuration)), None],
+            CallState::Referrer(r) => [Some((r.hangup_at, CallTimer::ReferrerHangup)), None],
+            CallState::Answering(_) | CallState::RecallBridging(_) | CallState::Taken => [None, None],
+        }
+    }
+
+    /// The second dialog, when it is in the dialog index.
+    pub(super) fn indexed_b(&self) -> Option<&Dialog> {
+        match self {
+            CallState::Bridged(b) => Some(&b.b),
+            CallState::RecallBridging(r) => Some(&r.b),
+            _ => None,
+        }
+    }
+}
+
+/// How a call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// A party hung up or could not be reached.
+    Hangup,
+    /// The recall went unanswered.
+    Timeout,
+    /// The engine shut down.
+    Shutdown,
+    /// The call was not (or no longer) in the park: a park that never
+    /// completed, a bridged call, a referrer.
+    Gone,
+}
+
+/// What a change makes of a call.
+#[derive(Debug)]
+pub enum Next {
+    To(CallState),
+    End(End),
+}
+
+/// A park-lifecycle change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The call entered the park (its ACK arrived, or a REFER parked it).
+    Parked,
+    RetrieveStarted,
+    /// A retrieve failed or was abandoned: parked again.
+    RetrieveFailed,
+    Retrieved,
+    RecallStarted,
+    RecallAnswered,
+    HungUp,
+    TimedOut,
+    Shutdown,
+}
+
+/// One park-lifecycle event ([`super::shard::Shard::poll_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParkEvent {
+    pub call: CallId,
+    pub what: Lifecycle,
+}
+
+/// The lifecycle event of a change, if it is one.
+pub(super) fn lifecycle(from: Option<Phase>, to: Option<Phase>, end: Option<End>) -> Option<Lifecycle> {
+    use Phase::*;
+    Some(match (from, to) {
+        (None | Some(Answering), Some(Parked)) => Lifecycle::Parked,
+        (Some(Parked | Recalling), Some(Retrieving)) => Lifecycle::RetrieveStarted,
+        (Some(Retrieving), Some(Parked)) => Lifecycle::RetrieveFailed,
+        (Some(Retrieving), Some(Bridged)) => Lifecycle::Retrieved,
+        (Some(Parked), Some(Recalling)) => Lifecycle::RecallStarted,
+        (Some(Recalling), Some(RecallBridging)) => Lifecycle::RecallAnswered,
+        (Some(p), None) if p.listed() => match end {
+            Some(End::Timeout) => Lifecycle::TimedOut,
+            Some(End::Shutdown) => Lifecycle::Shutdown,
+            _ => Lifecycle::HungUp,
+        },
+        _ => return None,
+    })
+}
+
+/// Why a call that leaves its extension's list left, for the NOTIFY.
+pub(super) fn leave_reason(to: Option<Phase>, end: Option<End>) -> LeaveReason {
+    match (to, end) {
+        (Some(Phase::RecallBridging), _) => LeaveReason::Recalled,
+        (Some(_), _) => LeaveReason::Retrieved,
+        (None, Some(End::Timeout)) => LeaveReason::Timeout,
+        (None, Some(End::Shutdown)) => LeaveReason::Shutdown,
+        (None, _) => LeaveReason::Hangup,
+    }
+}
+
+/// How long a call stays parked before its recall.
+pub(super) fn park_timeout(call: &Call) -> Duration {
+    Duration::from_secs(call.timeout_secs)
+}

@@ -48,8 +48,6 @@ ids! {
     ServerId,
     /// A client transaction; its number is written in the branch.
     ClientId,
-    /// A dialog sipark holds with a peer.
-    DialogId,
     /// An extension of a tenant (`ext@tenant`), as the park or the
     /// registrar knows it.
     ExtId,
@@ -123,10 +121,6 @@ impl Ids {
 
     pub fn client(&mut self) -> ClientId {
         ClientId(self.next())
-    }
-
-    pub fn dialog(&mut self) -> DialogId {
-        DialogId(self.next())
     }
 
     pub fn ext(&mut self) -> ExtId {
@@ -222,8 +216,8 @@ mod tests {
         let b = ids.client();
         assert_eq!((a.get(), b.get()), (1, 2));
         let mut wrap = Ids::starting_at(u64::MAX - 1);
-        assert_eq!(wrap.dialog().get(), u64::MAX);
-        assert_eq!(wrap.dialog().get(), 1, "the counter skips 0 when it wraps");
+        assert_eq!(wrap.ext().get(), u64::MAX);
+        assert_eq!(wrap.ext().get(), 1, "the counter skips 0 when it wraps");
         assert_eq!(size_of::<Option<CallId>>(), 8);
     }
 

@@ -77,11 +77,14 @@ stats! {
     Counter handoffs_dropped,
     /// Calls parked (ACK received).
     Counter parks,
-    /// Park INVITEs refused (extension full, shutdown, unknown tenant, limits).
+    /// Parks refused (a park INVITE, `*58` or a park REFER answered with an
+    /// error other than a shard limit), and parks cancelled or left without
+    /// an answer in their ACK.
     Counter parks_rejected,
     /// Calls retrieved and bridged.
     Counter retrieves,
-    /// Retrieve attempts that failed (nothing parked, parked leg failed).
+    /// Retrieves refused or failed (nothing parked, a bad request, the
+    /// parked leg refused, never answered or hung up meanwhile).
     Counter retrieves_failed,
     /// Recalls started after a park timeout.
     Counter recalls,

@@ -10,6 +10,12 @@
 //! Both advance the shard's clock themselves (`now` is an [`Instant`] that
 //! only moves when told to) and run [`Shard::handle_timeout`] whenever a
 //! timer is due, so transactions end as they would in a running engine.
+//!
+//! Every call into the shard goes through [`shard_entry`], and nothing else
+//! here names a `Shard` method: when the shard's API changes, those few lines
+//! change. [`icount_window`] is the measured window of `sipark-icount`
+//! (`cargo xtask bench --instructions`), which counts instructions inside
+//! [`shard_entry`]'s functions.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -33,7 +39,82 @@ const UNIX_START: Duration = Duration::from_secs(1_780_272_000);
 
 /// A fresh shard 0 of 1 with `cfg`, created at `now`.
 pub fn shard(cfg: Arc<Config>, now: Instant) -> Shard {
-    Shard::new(0, 1, cfg, WallClock { at: now, unix: UNIX_START }, Seed::from_u64(1))
+    shard_entry::new(cfg, WallClock { at: now, unix: UNIX_START })
+}
+
+/// The shard's entry points, as every driver in this module calls them: the
+/// only functions in the benchmarks that call a [`Shard`] method that does
+/// work (a later change of the shard's API touches these lines only).
+///
+/// Each is a function of its own that is never inlined, so that callgrind
+/// sees every call into the shard: `cargo xtask bench --instructions` adds up
+/// the inclusive cost of every call to a function whose name contains
+/// `mem::shard_entry::` (see `xtask/src/icount.rs`). A function added here
+/// is counted as inside the shard, so put nothing of the driver's in them.
+pub mod shard_entry {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use sipark::proto::config::Config;
+    use sipark::proto::shard::{Seed, Shard, Transmit, WallClock};
+
+    /// Shard 0 of 1 (set-up only, never inside a measured window), with a
+    /// fixed seed: the same hash keys and tags every run, so that
+    /// instruction counts repeat exactly.
+    #[inline(never)]
+    pub fn new(cfg: Arc<Config>, wall: WallClock) -> Shard {
+        Shard::new(0, 1, cfg, wall, Seed::from_u64(1))
+    }
+
+    /// Hands one datagram from `src` to the shard.
+    #[inline(never)]
+    pub fn handle(shard: &mut Shard, now: Instant, src: SocketAddr, data: &[u8]) {
+        shard.handle(now, src, data);
+    }
+
+    /// Runs the timers due at `now`, if any; whether one was due.
+    #[inline(never)]
+    pub fn timers(shard: &mut Shard, now: Instant) -> bool {
+        let due = shard.poll_timeout().is_some_and(|at| at <= now);
+        if due {
+            shard.handle_timeout(now);
+        }
+        due
+    }
+
+    /// Moves everything the shard has to send into `out`, and drops its
+    /// park-lifecycle events (as the workers do).
+    #[inline(never)]
+    pub fn transmits(shard: &mut Shard, out: &mut Vec<Transmit>) {
+        while let Some(tx) = shard.poll_transmit() {
+            out.push(tx);
+        }
+        while shard.poll_event().is_some() {}
+    }
+
+    /// Gives a sent datagram's buffer back to the shard's pool.
+    #[inline(never)]
+    pub fn recycle(shard: &mut Shard, payload: Vec<u8>) {
+        shard.recycle(payload);
+    }
+}
+
+/// Runs `cycles` cycles of `sim` ([`ShardCycles::run`]) as the measured
+/// window of `sipark-icount`: never inlined, so that callgrind can switch
+/// counting on for this call alone (`--toggle-collect`).
+#[inline(never)]
+pub fn icount_window(sim: &mut ShardCycles<'_>, cycles: u64) -> Result<RunStats, String> {
+    sim.run(cycles)
+}
+
+/// Sizes of the datagrams through the shard, in order (for [`ShardCycles::sizes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SizeLog {
+    /// Datagrams into the shard, in bytes.
+    pub ins: Vec<usize>,
+    /// Datagrams out of it, in bytes.
+    pub outs: Vec<usize>,
 }
 
 /// A [`Transport`] that queues what the generator sends.
@@ -114,6 +195,12 @@ pub struct ShardCycles<'c> {
     pub misdirected: u64,
     /// Cumulative over every run.
     pub total: RunStats,
+    /// Read the clock around each shard call (for `shard_time`); off, the
+    /// driver reads no clock per datagram and `shard_time` stays zero.
+    pub timed: bool,
+    /// When set, the size of every datagram into and out of the shard is
+    /// appended to it.
+    pub sizes: Option<SizeLog>,
 }
 
 impl<'c> ShardCycles<'c> {
@@ -140,6 +227,8 @@ impl<'c> ShardCycles<'c> {
             out: Vec::with_capacity(64),
             misdirected: 0,
             total: RunStats::default(),
+            timed: true,
+            sizes: None,
         };
         let devices = me.load_gen.devices();
         let mut dev = 0;
@@ -163,6 +252,11 @@ impl<'c> ShardCycles<'c> {
         Ok(me)
     }
 
+    /// Virtual time since the shard was created.
+    pub fn elapsed(&self) -> Duration {
+        self.now.duration_since(self.t0)
+    }
+
     /// Virtual nanoseconds since the start, for the generator.
     fn vnow(&self) -> u64 {
         u64::try_from(self.now.duration_since(self.t0).as_nanos()).unwrap_or(u64::MAX)
@@ -174,28 +268,33 @@ impl<'c> ShardCycles<'c> {
         while let Some((sock, buf)) = self.load_gen.net.queue.pop_front() {
             self.now += self.step;
             let src = self.load_gen.net.local(sock);
-            let t = Instant::now();
-            if self.shard.poll_timeout().is_some_and(|at| at <= self.now) {
-                self.shard.handle_timeout(self.now);
+            let t = self.timed.then(Instant::now);
+            shard_entry::timers(&mut self.shard, self.now);
+            shard_entry::handle(&mut self.shard, self.now, src, &buf);
+            shard_entry::transmits(&mut self.shard, &mut self.out);
+            if let Some(t) = t {
+                self.total.shard_time += t.elapsed();
             }
-            self.shard.handle(self.now, src, &buf);
-            while let Some(tx) = self.shard.poll_transmit() {
-                self.out.push(tx);
+            if let Some(log) = &mut self.sizes {
+                log.ins.push(buf.len());
             }
-            while self.shard.poll_event().is_some() {}
-            self.total.shard_time += t.elapsed();
             self.load_gen.net.pool.push(buf);
             self.total.datagrams_in += 1;
             let now = self.vnow();
             for tx in self.out.drain(..) {
                 self.total.datagrams_out += 1;
+                if let Some(log) = &mut self.sizes {
+                    log.outs.push(tx.payload.len());
+                }
                 match self.load_gen.net.socket_of(tx.dst) {
                     Some(i) => self.load_gen.on_datagram(i, ENGINE, &tx.payload, now),
                     None => self.misdirected += 1,
                 }
-                let t = Instant::now();
-                self.shard.recycle(tx.payload);
-                self.total.shard_time += t.elapsed();
+                let t = self.timed.then(Instant::now);
+                shard_entry::recycle(&mut self.shard, tx.payload);
+                if let Some(t) = t {
+                    self.total.shard_time += t.elapsed();
+                }
             }
         }
     }
@@ -323,18 +422,15 @@ impl ParkSim {
     /// time spent in the shard.
     fn feed(&mut self, data: &[u8]) -> Duration {
         let t = Instant::now();
-        self.shard.handle(self.now, self.src, data);
-        while let Some(tx) = self.shard.poll_transmit() {
-            self.out.push(tx);
-        }
-        while self.shard.poll_event().is_some() {}
+        shard_entry::handle(&mut self.shard, self.now, self.src, data);
+        shard_entry::transmits(&mut self.shard, &mut self.out);
         t.elapsed()
     }
 
     fn drop_out(&mut self) {
         for tx in self.out.drain(..) {
             if self.recycle {
-                self.shard.recycle(tx.payload);
+                shard_entry::recycle(&mut self.shard, tx.payload);
             }
         }
     }
@@ -366,7 +462,7 @@ impl ParkSim {
         }
         for tx in out.drain(..) {
             if self.recycle {
-                self.shard.recycle(tx.payload);
+                shard_entry::recycle(&mut self.shard, tx.payload);
             }
         }
         self.spare = out;
@@ -379,12 +475,8 @@ impl ParkSim {
     /// (NOTIFYs, if any) is answered.
     pub fn advance(&mut self, d: Duration) -> Result<(), String> {
         self.now += d;
-        if self.shard.poll_timeout().is_some_and(|at| at <= self.now) {
-            self.shard.handle_timeout(self.now);
-            while let Some(tx) = self.shard.poll_transmit() {
-                self.out.push(tx);
-            }
-            while self.shard.poll_event().is_some() {}
+        if shard_entry::timers(&mut self.shard, self.now) {
+            shard_entry::transmits(&mut self.shard, &mut self.out);
             self.answer_notifies()?;
         }
         Ok(())

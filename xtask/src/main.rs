@@ -25,6 +25,10 @@
 //!   (cycle rate and latency, engine CPU µs per cycle, engine RSS and RSS bytes per parked call)
 //!   and writes target/bench/parked/{<N>,summary}.json, docs/img/bench-parked.svg and
 //!   docs/img/bench-parked-rss.svg.
+//! * `cargo xtask bench --instructions [--warmup-cycles N] [--cycles N]`: instructions per park
+//!   cycle inside the sans-IO shard and in all, counted by callgrind over N cycles (default
+//!   5,000) through one in-memory shard after a warm-up (default 40,000 cycles) that is not
+//!   counted (see icount.rs); prints them and writes target/bench/instructions.json.
 //! * `cargo xtask sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
 //!   [--engine ENGINE-ARGS...]`: the SIPp pack (see sipp.rs): K SIPp instances on 127.0.0.10+i
 //!   split the rate against a release sipark; prints SIPp's statistics, the CPU of the engine and
@@ -34,6 +38,7 @@
 //!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
 
 mod compare;
+mod icount;
 mod parked;
 mod perf;
 mod plot;
@@ -67,6 +72,10 @@ tasks:
                    (default 8) of cycles at R/s (default 2000); table (engine µs per cycle,
                    RSS per parked call), target/bench/parked/summary.json,
                    docs/img/bench-parked.svg and docs/img/bench-parked-rss.svg
+  bench --instructions [--warmup-cycles N] [--cycles N]
+                   instructions per park cycle inside the sans-IO shard and in all
+                   (callgrind, one in-memory shard, N cycles after the warm-up);
+                   target/bench/instructions.json
   sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
        [--hold-ms MS] [--retrieve-after-ms MS] [--tenants T] [--engine ENGINE-ARGS...]
                    SIPp pack: K SIPp instances (127.0.0.10+i) split the rate against release
@@ -401,6 +410,14 @@ fn clock_ticks_per_sec() -> u64 {
 }
 
 fn bench(args: &[OsString]) -> ExitCode {
+    match icount::parse_args(args) {
+        Ok(Some(icount_args)) => return icount::instructions(&icount_args),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("xtask: {e}\n\n{}", icount::USAGE);
+            return ExitCode::from(2);
+        }
+    }
     match parked::parse_args(args) {
         Ok(Some(parked_args)) => return parked::parked_sweep(&parked_args),
         Ok(None) => {}

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sipark::io::{Engine, IoChoice, IoOptions, SteerChoice};
+use sipark::io::{Engine, IoChoice, IoOptions, Serve, SteerChoice};
 use sipark::proto::config::Config;
 use sipark::proto::stats::ShardStats;
 use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu};
@@ -73,6 +73,7 @@ fn start_engine() -> Engine {
         io: IoChoice::Auto,
         steer: SteerChoice::Auto,
         xdp: None,
+        serve: Serve::Sip,
     };
     Engine::start(&opts, |bound: SocketAddr| Config { advertise: bound.to_string(), ..Config::default() })
         .unwrap_or_else(|e| panic!("sipark did not start: {e}"))
@@ -314,6 +315,7 @@ fn background_parks_the_engine_refuses_are_counted_as_failed() {
         io: IoChoice::Auto,
         steer: SteerChoice::Auto,
         xdp: None,
+        serve: Serve::Sip,
     };
     let engine = Engine::start(&opts, |bound: SocketAddr| {
         let mut c = Config { advertise: bound.to_string(), ..Config::default() };

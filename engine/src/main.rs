@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use sipark::bpf::{self, XdpConfig, XdpMode};
 use sipark::io::stream::{self, StreamLimits, StreamOptions, TlsCert, TlsListen};
-use sipark::io::{Engine, IoChoice, IoOptions, Reload, SteerChoice, signal};
+use sipark::io::{Engine, IoChoice, IoOptions, Reload, Serve, SteerChoice, signal};
 use sipark::proto::config::{
     self, Cidr, Config, DatapathPolicy, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
     Tenants, Timers,
@@ -203,6 +203,12 @@ struct Args {
     /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_grace: u64,
+    /// Benchmarks only (the floor of `cargo xtask bench`): serve no SIP;
+    /// each worker answers every datagram with one of the size its first two
+    /// bytes ask for, on the same I/O path (see `sipark::io::bare`).
+    /// Loopback only; no TCP, TLS, steering or XDP.
+    #[arg(long, hide = true)]
+    bare_io: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -295,10 +301,10 @@ fn plan(args: &Args) -> Result<Plan, String> {
         return Err("--nonce-validity must be 1..=86400 seconds".into());
     }
     let outbound_proxy = args.outbound_proxy.as_deref().map(outbound_proxy).transpose()?;
-    let streams = stream_options(args, &tenant_certs)?;
+    let mut streams = stream_options(args, &tenant_certs)?;
     let xdp = xdp_config(args, &tenants, datapath)?;
     let xdp_desc = xdp.as_ref().map_or_else(|| "off".to_owned(), |x| x.ifaces.join(","));
-    let io = IoOptions {
+    let mut io = IoOptions {
         listen: args.listen,
         workers,
         pin: !args.no_pin,
@@ -315,9 +321,30 @@ fn plan(args: &Args) -> Result<Plan, String> {
             SteerArg::Off => SteerChoice::Off,
         },
         xdp,
+        serve: Serve::Sip,
     };
     let nonce_secret = random_secret()?;
+    if args.bare_io {
+        bare_io_plan(args, &mut io, &mut streams)?;
+    }
     Ok(Plan { io, streams, xdp_desc, defaults, tenants, tenants_desc, outbound_proxy, nonce_secret })
+}
+
+/// `--bare-io`: the workers serve the bare responder, which answers anyone
+/// with up to 8 KiB, so only on loopback, and with nothing that expects SIP
+/// (TCP, TLS, steering, XDP).
+fn bare_io_plan(args: &Args, io: &mut IoOptions, streams: &mut StreamOptions) -> Result<(), String> {
+    if !args.listen.ip().is_loopback() {
+        return Err("--bare-io answers any datagram: it listens on a loopback address only".into());
+    }
+    if args.tls_listen.is_some() || !args.xdp.is_empty() || args.steer == SteerArg::On {
+        return Err("--bare-io serves no SIP: --tls-listen, --xdp and --steer on do not apply".into());
+    }
+    io.serve = Serve::Bare;
+    io.steer = SteerChoice::Off;
+    streams.tcp = false;
+    streams.tls_client_roots = None;
+    Ok(())
 }
 
 /// The tenant policy the CLI flags give, which the tenants file overrides.
@@ -642,6 +669,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if plan.io.serve == Serve::Bare {
+        warn!("--bare-io: no SIP is served; every datagram is answered with the size it asks for (benchmarks only)");
+    }
     info!(
         listen = %engine.local_addr(),
         advertise = %advertise,

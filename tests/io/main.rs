@@ -1,7 +1,7 @@
 //! I/O tests against the real `sipark` binary: two workers on an
 //! ephemeral loopback port, OPTIONS answered through the io_uring loop,
 //! hand-offs between workers (MsgRing wake-ups), the metrics endpoint,
-//! SIGTERM handling and exit codes.
+//! SIGTERM handling and exit codes; `--bare-io` (bare.rs).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::route::shard_of;
 
+mod bare;
 mod reload;
 mod stream;
 

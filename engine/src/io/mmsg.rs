@@ -133,7 +133,7 @@ impl Io for MmsgIo {
         // Nothing is in flight in the kernel; what is still pending is
         // given back to the shard's pool and dropped with it.
         for t in self.pending {
-            core.shard.recycle(t.payload);
+            core.recycle(t.payload);
         }
     }
 }
@@ -212,7 +212,7 @@ impl MmsgIo {
         let fd = self.socket.as_raw_fd();
         loop {
             while self.pending.len() < MAX_PENDING {
-                match core.shard.poll_transmit() {
+                match core.poll_transmit() {
                     Some(t) if t.transport != Transport::Udp => core.send_stream(t),
                     Some(t) => self.pending.push_back(t),
                     None => break,
@@ -246,7 +246,7 @@ impl MmsgIo {
                         core.stats.send_errors.inc();
                         debug!(worker = self.id, error = %e, "send failed");
                         if let Some(t) = self.pending.pop_front() {
-                            core.shard.recycle(t.payload);
+                            core.recycle(t.payload);
                         }
                         continue;
                     }
@@ -256,7 +256,7 @@ impl MmsgIo {
             for _ in 0..sent {
                 if let Some(t) = self.pending.pop_front() {
                     core.stats.datagrams_out.inc();
-                    core.shard.recycle(t.payload);
+                    core.recycle(t.payload);
                 }
             }
         }

@@ -18,7 +18,12 @@
 //! [`Engine::reload`] (SIGHUP) hands every worker a new [`Config`] through
 //! its inbox, the stream thread a new certificate set, and updates the XDP
 //! maps in place; see docs/decisions/0016-reload.md.
+//!
+//! [`Serve::Bare`] (`sipark --bare-io`, hidden) runs the same workers with
+//! the [`bare`] responder instead of shards: the floor that
+//! `cargo xtask bench` compares the engine's CPU per park cycle with.
 
+pub mod bare;
 pub mod metrics;
 pub mod mmsg;
 pub mod signal;
@@ -75,6 +80,20 @@ pub struct IoOptions {
     /// The XDP pre-filter to attach (its `ports` are filled in with the
     /// bound port).
     pub xdp: Option<crate::bpf::XdpConfig>,
+    /// What the workers serve.
+    pub serve: Serve,
+}
+
+/// What every worker serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// SIP: each worker runs its shard.
+    Sip,
+    /// No SIP: each worker answers every datagram with one of the size it
+    /// asks for ([`bare`]), on the same I/O path. For benchmarks only (the
+    /// floor of `cargo xtask bench`); steer it with [`SteerChoice::Off`] and
+    /// without XDP or stream transports, which expect SIP.
+    Bare,
 }
 
 /// `--steer`: whether the sk_reuseport program steers datagrams to the
@@ -335,6 +354,7 @@ impl Engine {
                 id: i,
                 n,
                 backend,
+                serve: opts.serve,
                 socket,
                 cfg: cfg.clone(),
                 wall,

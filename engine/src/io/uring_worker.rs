@@ -243,7 +243,7 @@ impl UringIo {
             debug!(worker = self.id, error = %io::Error::from_raw_os_error(-res), "send failed");
         }
         if let Some(payload) = self.slab.complete(slot) {
-            core.shard.recycle(payload);
+            core.recycle(payload);
         }
     }
 
@@ -308,7 +308,7 @@ impl UringIo {
                 self.transmit_blocked = true;
                 return Ok(());
             }
-            let Some(t) = core.shard.poll_transmit() else {
+            let Some(t) = core.poll_transmit() else {
                 return Ok(());
             };
             if t.transport != Transport::Udp {
@@ -318,7 +318,7 @@ impl UringIo {
             let (slot, hdr) = match self.slab.prepare(t.dst, t.payload) {
                 Ok(x) => x,
                 Err(payload) => {
-                    core.shard.recycle(payload);
+                    core.recycle(payload);
                     self.transmit_blocked = true;
                     return Ok(());
                 }

@@ -22,6 +22,10 @@
 //!
 //! No lock is taken on the datagram path; the start-up hand-shake uses
 //! channels.
+//!
+//! With [`Serve::Bare`] (`--bare-io`), [`Core`] serves the [`Bare`]
+//! responder instead of a shard, through the same calls: no routing, no
+//! hand-offs, no timers.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -33,6 +37,8 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tracing::{debug, info, warn};
 
+use super::Serve;
+use super::bare::Bare;
 use crate::proto::config::Config;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::{Seed, Shard, Transmit, WallClock};
@@ -181,6 +187,7 @@ pub struct WorkerInit {
     pub id: u16,
     pub n: u16,
     pub backend: Backend,
+    pub serve: Serve,
     pub socket: UdpSocket,
     pub cfg: Arc<Config>,
     pub wall: WallClock,
@@ -253,7 +260,7 @@ pub fn run(init: WorkerInit) -> Result<(), String> {
 
 fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit { id, n, backend: _, socket, cfg, wall, seed, cpu, grace, ready, go } = init;
+    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, ready, go } = init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -262,14 +269,21 @@ fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
             }
         }
     }
-    let (mut backend, shard) = match B::new(id, socket) {
+    let (mut backend, service, stats) = match B::new(id, socket) {
         Ok((backend, waker, mode)) => {
-            let shard = Shard::new(id, n, cfg, wall, seed);
-            let r = Ready { waker, stats: shard.stats().clone(), mode };
+            let (service, stats) = match serve {
+                Serve::Sip => {
+                    let shard = Shard::new(id, n, cfg, wall, seed);
+                    let stats = shard.stats().clone();
+                    (Service::Sip(shard), stats)
+                }
+                Serve::Bare => (Service::Bare(Bare::new()), Arc::new(ShardStats::default())),
+            };
+            let r = Ready { waker, stats: stats.clone(), mode };
             if ready.send((id, Ok(r))).is_err() {
                 return Err("start-up aborted".into());
             }
-            (backend, shard)
+            (backend, service, stats)
         }
         Err(e) => {
             let _ = ready.send((id, Err(e.clone())));
@@ -280,16 +294,25 @@ fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
         Ok(Some(p)) => p,
         _ => return Ok(()), // another worker failed; nothing was started
     };
-    let mut core = Core::new(id, n, shard, peers, grace);
+    let mut core = Core::new(id, n, service, stats, peers, grace);
     let result = backend.run(&mut core);
     backend.finish(&mut core);
     result.map_err(|e| format!("worker {id}: {e}"))
 }
 
-/// The backend-independent half of a worker: its shard and its place among
-/// the peers.
+/// What a worker's [`Core`] serves ([`Serve`]). One per worker, built once
+/// and never moved; boxing the shard would only add an indirection to every
+/// datagram.
+#[allow(clippy::large_enum_variant)]
+enum Service {
+    Sip(Shard),
+    Bare(Bare),
+}
+
+/// The backend-independent half of a worker: its shard (or bare responder)
+/// and its place among the peers.
 pub struct Core {
-    pub shard: Shard,
+    service: Service,
     pub stats: Arc<ShardStats>,
     pub peers: Arc<Peers>,
     pub id: u16,
@@ -304,16 +327,24 @@ pub struct Core {
 }
 
 impl Core {
-    fn new(id: u16, n: u16, shard: Shard, peers: Arc<Peers>, grace: Duration) -> Core {
-        let stats = shard.stats().clone();
-        Core { shard, stats, peers, id, n, wake: vec![false; usize::from(n)], busy: false, deadline: None, grace }
+    fn new(id: u16, n: u16, service: Service, stats: Arc<ShardStats>, peers: Arc<Peers>, grace: Duration) -> Core {
+        Core { service, stats, peers, id, n, wake: vec![false; usize::from(n)], busy: false, deadline: None, grace }
     }
 
     /// Handles one received datagram from `src`: to our shard, or copied
-    /// into its owner's inbox.
+    /// into its owner's inbox (or, bare, answered).
     pub fn on_datagram(&mut self, now: Instant, src: SocketAddr, data: &[u8]) {
-        let Core { shard, stats, peers, id, n, wake, .. } = self;
+        let Core { service, stats, peers, id, n, wake, .. } = self;
         stats.datagrams_in.inc();
+        let shard = match service {
+            Service::Sip(shard) => shard,
+            Service::Bare(bare) => {
+                if !bare.handle(src, data) {
+                    stats.dropped.inc();
+                }
+                return;
+            }
+        };
         if *n <= 1 {
             shard.handle(now, src, data);
             return;
@@ -349,7 +380,7 @@ impl Core {
     /// Hands this turn's share of the inbox to the shard, after a new
     /// configuration if a reload queued one.
     pub fn drain_inbox(&mut self, now: Instant) {
-        let Core { peers, shard, stats, id, busy, .. } = self;
+        let Core { peers, service, stats, id, busy, .. } = self;
         let Some(inbox) = peers.inboxes.get(usize::from(*id)) else {
             return;
         };
@@ -358,6 +389,10 @@ impl Core {
         while let Some(cfg) = inbox.config.pop() {
             newest = Some(cfg);
         }
+        let Service::Sip(shard) = service else {
+            // The bare responder takes no configuration and no hand-offs.
+            return;
+        };
         if let Some(cfg) = newest {
             shard.reconfigure(now, cfg);
             debug!(worker = *id, "configuration reloaded");
@@ -392,16 +427,36 @@ impl Core {
     /// The turn's park-lifecycle events are dropped here: nothing consumes
     /// them yet (a journal and the admin event stream will).
     pub fn run_timers(&mut self, now: Instant) {
-        if let Some(t) = self.shard.poll_timeout()
-            && t <= now
-        {
-            self.shard.handle_timeout(now);
+        if let Service::Sip(shard) = &mut self.service {
+            if shard.poll_timeout().is_some_and(|t| t <= now) {
+                shard.handle_timeout(now);
+            }
+            while shard.poll_event().is_some() {}
         }
-        while self.shard.poll_event().is_some() {}
         if self.deadline.is_none() && self.peers.stop.load(Ordering::Acquire) {
             info!(worker = self.id, grace_s = self.grace.as_secs_f64(), "worker shutting down");
-            self.shard.shutdown(now);
+            if let Service::Sip(shard) = &mut self.service {
+                shard.shutdown(now);
+            }
             self.deadline = Some(now + self.grace);
+        }
+    }
+
+    /// The next datagram to send.
+    #[inline]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        match &mut self.service {
+            Service::Sip(shard) => shard.poll_transmit(),
+            Service::Bare(bare) => bare.poll_transmit(),
+        }
+    }
+
+    /// Gives a sent (or dropped) datagram's buffer back for reuse.
+    #[inline]
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        match &mut self.service {
+            Service::Sip(shard) => shard.recycle(payload),
+            Service::Bare(bare) => bare.recycle(payload),
         }
     }
 
@@ -421,7 +476,11 @@ impl Core {
         let Some(d) = self.deadline else {
             return false;
         };
-        if self.shard.is_drained() && io_idle {
+        let drained = match &self.service {
+            Service::Sip(shard) => shard.is_drained(),
+            Service::Bare(_) => true,
+        };
+        if drained && io_idle {
             info!(worker = self.id, "worker drained");
             return true;
         }
@@ -439,7 +498,9 @@ impl Core {
             return Duration::ZERO;
         }
         let mut until = now + MAX_WAIT;
-        if let Some(t) = self.shard.poll_timeout() {
+        if let Service::Sip(shard) = &self.service
+            && let Some(t) = shard.poll_timeout()
+        {
             until = until.min(t);
         }
         if let Some(d) = self.deadline {

@@ -1,7 +1,9 @@
 //! sipark-load against an in-process sipark (2 workers, 127.0.0.1:0):
 //! 300 closed-loop cycles over 20 tenants × 3 extensions × 2 devices must
 //! all complete, and the engine's own counters must agree with the cycle's
-//! datagram count (7 + 2·devices each way).
+//! datagram count (7 + 2·devices each way). The floor (`load::floor`)
+//! against an in-process bare engine (`Serve::Bare`) completes its cycles
+//! with the cycle's sizes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use sipark::io::{Engine, IoChoice, IoOptions, Serve, SteerChoice};
 use sipark::proto::config::Config;
 use sipark::proto::stats::ShardStats;
+use sipark_benches::load::floor::{self, CycleShape};
 use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu};
 
 /// Sum of one counter over every worker.
@@ -427,4 +430,65 @@ fn warm_up_cycles_run_at_the_engine_but_stay_out_of_the_figures() {
     assert_eq!(report.warmup_s, 0.5);
     assert!(report.to_json().contains("\"warmup_s\":0.5"), "{}", report.to_json());
     assert!(report.to_string().contains("after 0.5 s of warm-up"), "{report}");
+}
+
+#[test]
+fn floor_cycles_against_a_bare_engine_have_the_cycles_sizes() {
+    let opts = IoOptions {
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("listen address: {e}")),
+        workers: 2,
+        pin: false,
+        metrics: None,
+        shutdown_grace: Duration::from_secs(1),
+        io: IoChoice::Auto,
+        steer: SteerChoice::Off,
+        xdp: None,
+        serve: Serve::Bare,
+    };
+    let engine = Engine::start(&opts, |bound: SocketAddr| Config { advertise: bound.to_string(), ..Config::default() })
+        .unwrap_or_else(|e| panic!("bare sipark did not start: {e}"));
+    let before = snapshot(&engine);
+    const CYCLES: u64 = 300;
+    let mut cfg = LoadConfig::new(engine.local_addr());
+    cfg.tenants = 20;
+    cfg.extensions = 3;
+    cfg.devices = 2;
+    cfg.mode = Mode::Closed { concurrency: 8 };
+    cfg.cycles = Some(CYCLES);
+    cfg.timeout = Duration::from_secs(60);
+    cfg.sockets = 4;
+    cfg.engine_cpu = EngineCpu::Threads { pid: std::process::id(), prefix: "sipark-w".into() };
+    cfg.self_cpu = SelfCpu::Thread;
+    let shape = CycleShape::from_memory(&cfg, 8).unwrap_or_else(|e| panic!("shape: {e}"));
+    assert_eq!((shape.ins.len(), shape.outs.len()), (11, 11), "{shape:?}");
+
+    let report = floor::run(&cfg, &shape).unwrap_or_else(|e| panic!("floor run failed: {e}"));
+    println!("{report}");
+    assert_eq!((report.cycles_ok, report.cycles_failed, report.cycles_started), (CYCLES, 0, CYCLES), "{report}");
+    // Loopback loses nothing: each cycle is 11 exchanges, plus any resent ones.
+    assert_eq!(report.datagrams_sent - report.retransmissions, CYCLES * 11, "{report}");
+    assert_eq!(report.datagrams_received - report.stray, CYCLES * 11, "{report}");
+    let after = settled_bare(&engine, &before, report.datagrams_sent);
+    assert_eq!(after.datagrams_in - before.datagrams_in, report.datagrams_sent, "{after:?}");
+    assert_eq!(after.datagrams_out - before.datagrams_out, report.datagrams_sent, "{after:?}");
+    assert_eq!((after.dropped, after.parse_errors, after.parks), (before.dropped, 0, 0), "no SIP: {after:?}");
+    assert!(report.engine_cpu_s.is_some_and(|s| s >= 0.0), "{report}");
+    let json = report.to_json();
+    for needle in [format!("\"cycles_ok\":{CYCLES}"), "\"datagrams_in_per_cycle\":11".to_owned()] {
+        assert!(json.contains(&needle), "JSON lacks {needle}: {json}");
+    }
+    engine.shutdown();
+    engine.join().unwrap_or_else(|e| panic!("engine worker failed: {e}"));
+}
+
+/// The bare engine's counters once every reply's send has been counted, or after 5 s.
+fn settled_bare(engine: &Engine, before: &Snapshot, sent: u64) -> Snapshot {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = snapshot(engine);
+        if now.datagrams_out - before.datagrams_out >= sent || std::time::Instant::now() >= deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

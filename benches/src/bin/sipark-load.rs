@@ -4,6 +4,9 @@
 //! JSON. Exit status: 0 when every cycle completed (and every background
 //! call was parked and stayed parked), 1 when some failed or none
 //! completed, 2 for bad flags or when the run could not be done.
+//!
+//! `--floor` drives a `sipark --bare-io` instead, with a park cycle's
+//! datagram sizes and no SIP (`load::floor`), for `cargo xtask bench`'s floor.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -11,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use sipark_benches::load::floor::{self, CycleShape};
 use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu};
 
 /// Drives complete park cycles (park, park-info NOTIFYs, retrieve,
@@ -105,6 +109,13 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The floor: drive a `sipark --bare-io` (no SIP) with a park cycle's
+    /// datagrams, as many and of the same sizes (generated in memory for
+    /// these tenants, extensions and devices), closed loop, and report the
+    /// engine CPU per such cycle. Registration, background calls and
+    /// latencies do not apply.
+    #[arg(long, conflicts_with_all = ["rate", "background_parked"])]
+    floor: bool,
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, String> {
@@ -161,6 +172,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.floor {
+        return run_floor(&cfg, args.json.as_deref());
+    }
     let report = match load::run(&cfg) {
         Ok(r) => r,
         Err(e) => {
@@ -182,4 +196,32 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `--floor`: the cycle's shape from memory, then the floor run.
+fn run_floor(cfg: &LoadConfig, json: Option<&std::path::Path>) -> ExitCode {
+    let shape = match CycleShape::from_memory(cfg, floor::SHAPE_CYCLES) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sipark-load: the cycle's datagram sizes (in memory): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match floor::run(cfg, &shape) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sipark-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{report}");
+    if let Some(path) = json {
+        let mut text = report.to_json();
+        text.push('\n');
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("sipark-load: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if report.cycles_failed > 0 || report.cycles_ok == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

@@ -25,6 +25,7 @@
 
 pub mod cpu;
 pub mod driver;
+pub mod floor;
 pub mod hist;
 pub mod mem;
 pub mod net;

@@ -405,11 +405,11 @@ fn mb(bytes: Option<u64>) -> String {
 }
 
 /// A finite JSON number (non-finite values become null).
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if v.is_finite() { format!("{}", (v * 1e6).round() / 1e6) } else { "null".to_owned() }
 }
 
-fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {

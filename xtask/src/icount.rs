@@ -277,7 +277,7 @@ pub(crate) fn instructions(args: &IcountArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let Err(code) = cargo_build(&["build", "--release", "-p", "sipark-benches", "--bin", "sipark-icount"], &[]) {
+    if let Err(code) = cargo_build(&["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"], &[]) {
         return code;
     }
     let out_dir = target_dir().join("bench");

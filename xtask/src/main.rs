@@ -7,12 +7,15 @@
 //!   first failing run's. `cargo xtask test ARGS...` runs `cargo test --workspace ARGS...` instead.
 //! * `cargo xtask run [ARGS...]`: `cargo run --release -p sipark -- [ARGS...]`.
 //! * `cargo xtask install-deps`: only runs scripts/install-deps.sh.
-//! * `cargo xtask bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]`: builds the release
-//!   `sipark` and `sipark-load`, starts `sipark --listen 127.0.0.1:<free port> --workers 2
+//! * `cargo xtask bench [--] [LOAD-ARGS...] [--no-floor] [--engine ENGINE-ARGS...]`: builds the
+//!   release `sipark` and `sipark-load`, starts `sipark --listen 127.0.0.1:<free port> --workers 2
 //!   ENGINE-ARGS` (its log goes to target/bench/sipark.log), waits until it answers OPTIONS, runs
 //!   `sipark-load --engine-pid <pid> --target <addr> LOAD-ARGS` (which prints the table; JSON
 //!   goes to target/bench/load.json unless `--json` is given), then stops the engine with SIGTERM.
-//!   The exit code is sipark-load's.
+//!   Then, unless `--no-floor` (or `--rate`, `--background-parked`), the floor (see floor.rs): the
+//!   same engine arguments plus `--bare-io` driven by `sipark-load --floor` with the same load
+//!   arguments; prints the floor ratio and adds the floor to the JSON. The exit code is
+//!   sipark-load's, or failure if the floor could not be measured.
 //! * `cargo xtask bench --sweep R1,R2,... [--sweep-seconds S] [LOAD-ARGS...] [--engine ...]`:
 //!   one fresh engine and one open-loop sipark-load run of S seconds (default 8) per rate, plus
 //!   a closed-loop run (`--concurrency 128`) as the maximum (see sweep.rs); prints a table and
@@ -38,6 +41,7 @@
 //!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
 
 mod compare;
+mod floor;
 mod icount;
 mod parked;
 mod perf;
@@ -58,10 +62,12 @@ tasks:
   test             install test dependencies, then every test of the workspace
   test ARGS...     install test dependencies, then `cargo test --workspace ARGS...`
   run [ARGS...]    `cargo run --release -p sipark -- [ARGS...]`
-  bench [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+  bench [--] [LOAD-ARGS...] [--no-floor] [--engine ENGINE-ARGS...]
                    release sipark (--workers 2) on 127.0.0.1 driven by sipark-load
                    (e.g. `cargo xtask bench -- --cycles 20000 --rate 1000`; add
-                   `--warmup 35` to measure once the engine's tables have grown)
+                   `--warmup 35` to measure once the engine's tables have grown);
+                   closed loop, then the floor: sipark --bare-io (same engine args,
+                   no SIP) under sipark-load --floor, and the floor ratio
   bench --sweep R1,R2,... [--sweep-seconds S] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
                    one fresh sipark and S seconds (default 8) of sipark-load per rate, plus
                    a closed-loop maximum; table, target/bench/sweep/summary.json and
@@ -334,6 +340,18 @@ fn create_dir(dir: &Path) -> Result<(), ExitCode> {
 /// unless ENGINE-ARGS set it) with its stdout and stderr in `log_path`, and waits until it
 /// answers OPTIONS. On failure the engine is stopped and the exit code to return comes back.
 fn start_engine(binary: &Path, engine_args: &[OsString], log_path: &Path) -> Result<(Child, SocketAddr), ExitCode> {
+    start_engine_probed(binary, engine_args, log_path, |addr, engine, limit| {
+        wait_for_answer("sipark", addr, engine, limit)
+    })
+}
+
+/// [`start_engine`], waiting with `ready(addr, engine, limit)` instead of OPTIONS.
+fn start_engine_probed(
+    binary: &Path,
+    engine_args: &[OsString],
+    log_path: &Path,
+    ready: impl FnOnce(SocketAddr, &mut Child, Duration) -> Result<(), String>,
+) -> Result<(Child, SocketAddr), ExitCode> {
     let port = free_port().map_err(|e| {
         eprintln!("xtask: no free UDP port on 127.0.0.1: {e}");
         ExitCode::FAILURE
@@ -359,7 +377,7 @@ fn start_engine(binary: &Path, engine_args: &[OsString], log_path: &Path) -> Res
         ExitCode::FAILURE
     })?;
     eprintln!("xtask: sipark (pid {}) on {addr}, log in {}", engine.id(), log_path.display());
-    if let Err(e) = wait_for_answer("sipark", addr, &mut engine, Duration::from_secs(15)) {
+    if let Err(e) = ready(addr, &mut engine, Duration::from_secs(15)) {
         eprintln!("xtask: {e}; see {}", log_path.display());
         stop_engine(&mut engine, Duration::from_secs(5));
         return Err(ExitCode::FAILURE);
@@ -435,6 +453,16 @@ fn bench(args: &[OsString]) -> ExitCode {
         }
     }
     let (load_args, engine_args) = split_bench_args(args);
+    let no_floor = load_args.iter().any(|a| a == "--no-floor");
+    let load_args: Vec<OsString> = load_args.into_iter().filter(|a| a != "--no-floor").collect();
+    // The floor run writes its own JSON; the engine's (the user's --json, or load.json) gets it added.
+    let (json_opts, floor_load_args) = match take_options(load_args.clone(), &["--json"]) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(code) = cargo_build(&["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"], &[]) {
         return code;
     }
@@ -454,20 +482,33 @@ fn bench(args: &[OsString]) -> ExitCode {
         .arg("--target")
         .arg(addr.to_string())
         .args(&load_args);
-    if !has_flag(&load_args, "--json") {
-        let json = out_dir.join("load.json");
-        eprintln!("xtask: JSON in {}", json.display());
-        load.arg("--json").arg(json);
-    }
+    let json = match json_opts.last() {
+        Some((_, path)) => root().join(path),
+        None => {
+            let json = out_dir.join("load.json");
+            load.arg("--json").arg(&json);
+            json
+        }
+    };
+    eprintln!("xtask: JSON in {}", json.display());
     let result = load.status();
     stop_engine(&mut engine, Duration::from_secs(20));
-    match result {
-        Ok(s) => exit_code(s.code()),
+    let code = match result {
+        Ok(s) => s.code(),
         Err(e) => {
             eprintln!("xtask: cannot run sipark-load: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    if no_floor {
+        return exit_code(code);
     }
+    if let Some(why) = floor::skip_reason(&floor_load_args) {
+        eprintln!("xtask: no floor for {why}");
+        return exit_code(code);
+    }
+    let floor_ok = floor::floor(&release, &floor_load_args, &engine_args, &out_dir, &json);
+    if code == Some(0) && !floor_ok { ExitCode::FAILURE } else { exit_code(code) }
 }
 
 /// Runs `cmd` with inherited stdio as the last thing this process does and returns its exit code.

@@ -1,8 +1,12 @@
 //! Benchmarks and load tools for sipark.
 //!
 //! * [`load`]: the park-cycle load generator behind the `sipark-load`
-//!   binary (`cargo xtask bench`), and [`load::mem`], the same cycle driven
-//!   through one in-memory `Shard` on a virtual clock.
+//!   binary (`cargo xtask bench`), [`load::mem`], the same cycle driven
+//!   through one in-memory `Shard` on a virtual clock, and [`load::floor`],
+//!   the cycle's datagrams with no SIP against `sipark --bare-io`
+//!   (`sipark-load --floor`, the floor of `cargo xtask bench`).
+//! * `sipark-icount`: in-memory cycles for callgrind
+//!   (`cargo xtask bench --instructions`).
 //! * `benches/parse.rs`: parser throughput next to rsip.
 //! * `benches/shard.rs`: complete park cycles through the sans-IO shard alone.
 //! * `benches/park.rs`: park insert / lookup / removal at 10k, 100k and 1M parked calls.

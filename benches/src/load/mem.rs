@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
-use sipark::proto::shard::{Seed, Shard, Transmit, WallClock};
+use sipark::proto::shard::{Shard, Transmit, WallClock};
 use sipark::proto::sip::parse::{Method, SipMessage};
 
 use super::driver::{Gen, Transport};

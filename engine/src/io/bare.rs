@@ -21,8 +21,8 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use crate::proto::sip::Transport;
 use crate::proto::shard::Transmit;
+use crate::proto::sip::Transport;
 
 /// Bytes of the request header: the wanted reply length (u16, big-endian).
 pub const HEADER: usize = 2;

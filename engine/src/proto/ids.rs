@@ -128,6 +128,46 @@ impl Ids {
     }
 }
 
+/// The hasher of maps keyed by a shard's own ids: a multiply and a
+/// rotate (ids come from a counter, so no peer can choose them, and a
+/// keyed hash would buy nothing). The same ids land in the same buckets
+/// every run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHash;
+
+/// [`IdHash`]'s state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing spreads consecutive ids over the high bits,
+        // which hashbrown uses for its control bytes.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// A map keyed by a shard's own ids.
+pub type IdMap<K, V> = hashbrown::HashMap<K, V, IdHash>;
+
 /// The entropy a shard is built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seed(pub [u8; 32]);

@@ -7,9 +7,9 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 
-use super::ids::{ExtId, Ids, Keyed};
+use super::ids::{ExtId, IdMap, Ids, Keyed};
 
 struct Entry<V> {
     /// `ext@tenant`, tenant lowercase.
@@ -19,7 +19,7 @@ struct Entry<V> {
 
 /// Values by extension name, and by id.
 pub struct Named<V> {
-    entries: HashMap<ExtId, Entry<V>>,
+    entries: IdMap<ExtId, Entry<V>>,
     index: HashTable<ExtId>,
     hasher: Keyed,
     scratch: Vec<u8>,
@@ -52,7 +52,7 @@ impl<'a> Name<'a> {
 
 impl<V> Named<V> {
     pub fn new(hasher: Keyed) -> Named<V> {
-        Named { entries: HashMap::new(), index: HashTable::new(), hasher, scratch: Vec::new() }
+        Named { entries: IdMap::default(), index: HashTable::new(), hasher, scratch: Vec::new() }
     }
 
     pub fn len(&self) -> usize {

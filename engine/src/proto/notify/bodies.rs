@@ -103,7 +103,23 @@ pub fn write_utc(out: &mut Vec<u8>, unix: u64) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60);
+    let two = |out: &mut Vec<u8>, n: u64, end: u8| {
+        out.push(b'0' + (n / 10 % 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+        out.push(end);
+    };
+    if (0..10_000).contains(&year) {
+        let y = year as u64;
+        out.extend_from_slice(&[b'0' + (y / 1000) as u8, b'0' + (y / 100 % 10) as u8]);
+        two(out, y % 100, b'-');
+    } else {
+        let _ = write!(out, "{year:04}-");
+    }
+    two(out, month as u64, b'-');
+    two(out, day as u64, b'T');
+    two(out, secs / 3600, b':');
+    two(out, secs % 3600 / 60, b':');
+    two(out, secs % 60, b'Z');
 }
 
 fn write_party(out: &mut Vec<u8>, element: &str, who: Party<'_>) {
@@ -172,6 +188,11 @@ pub fn write_park_info<'a>(
 /// that XML forbids, replaced by U+FFFD: the result is always well-formed
 /// UTF-8 attribute or element text, whatever bytes a peer sent.
 pub fn xml_text(out: &mut Vec<u8>, text: &[u8]) {
+    // The common case, a URI or a plain name: nothing to escape or replace.
+    if text.iter().all(|&b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')) {
+        out.extend_from_slice(text);
+        return;
+    }
     for chunk in text.utf8_chunks() {
         let mut valid = chunk.valid();
         while let Some(i) = valid.find(['\u{FFFE}', '\u{FFFF}']) {
@@ -290,11 +311,11 @@ pub fn write_dialog_info<'a>(
     retrieve_fac: &str,
     calls: impl Iterator<Item = Shown<'a>>,
 ) {
-    let _ = write!(
-        out,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"{}\" state=\"full\" entity=\"sip:",
-        spot.version
+    out.extend_from_slice(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"",
     );
+    crate::proto::sip::write::push_dec(out, spot.version);
+    out.extend_from_slice(b"\" state=\"full\" entity=\"sip:");
     xml_text(out, spot.ext);
     out.push(b'@');
     xml_text(out, spot.tenant);

@@ -40,7 +40,7 @@ pub use intake::{Replaces, parse_replaces};
 use super::config::{Config, TenantPolicy};
 use super::dialog::{DialogIndex, Leg, Side};
 use super::env::WallClock;
-use super::ids::{CallId, ExtId, Seed};
+use super::ids::{CallId, ExtId, IdMap, Seed};
 use super::named::{Name, Named};
 use super::notify::Change;
 use super::notify::bodies::{LeaveReason, Shown, Spot};
@@ -74,7 +74,7 @@ pub struct Lot {
 /// Every call of a shard.
 pub struct Park {
     /// Boxed: the map's spare buckets then cost a pointer each, not a call.
-    calls: HashMap<CallId, Box<Call>>,
+    calls: IdMap<CallId, Box<Call>>,
     lots: Named<Lot>,
     dialogs: DialogIndex,
     timers: TimerQueue<(CallId, CallTimer)>,
@@ -95,7 +95,7 @@ pub struct Park {
 impl Park {
     pub fn new(wall: WallClock, seed: &Seed) -> Park {
         Park {
-            calls: HashMap::new(),
+            calls: IdMap::default(),
             lots: Named::new(seed.hasher(3)),
             dialogs: DialogIndex::new(seed.hasher(4)),
             timers: TimerQueue::default(),

@@ -47,7 +47,8 @@ impl Shard {
     fn checked<'m>(&mut self, src: Peer, msg: &SipMessage<'m>, method: Method<'_>) -> Option<&'m [u8]> {
         let reason = match (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id()) {
             (Ok(cseq), Ok(via), Ok(_), Ok(_), Ok(_)) => {
-                if let Some(Err(e)) = msg.vias().find(Result::is_err) {
+                // The top Via parsed above; the others must parse too.
+                if let Some(Err(e)) = msg.vias().skip(1).find(Result::is_err) {
                     e.reason()
                 } else if msg.request_uri().is_none_or(|u| Uri::parse(u).is_err()) {
                     "Bad Request-URI"

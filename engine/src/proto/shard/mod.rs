@@ -148,8 +148,9 @@ impl Shard {
         let src = src.into();
         match input.into() {
             Input::Parsed(msg) => self.message(now, src, msg),
-            Input::Bytes(data) => match SipMessage::parse(data) {
-                Ok(msg) => self.message(now, src, &msg),
+            // Matched by reference, so the parsed message is not moved.
+            Input::Bytes(data) => match &SipMessage::parse(data) {
+                Ok(msg) => self.message(now, src, msg),
                 Err(e) => {
                     self.env.stats.parse_errors.inc();
                     self.env.stats.dropped.inc();

@@ -33,7 +33,15 @@ pub fn is_sdp(body: &[u8]) -> bool {
 fn write_origin(out: &mut Vec<u8>, origin: Origin, host: &str) {
     let family = if host.contains(':') { "IP6" } else { "IP4" };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let _ = write!(out, "o=sipark {} {} IN {family} {host}\r\n", origin.session, origin.version);
+    out.extend_from_slice(b"o=sipark ");
+    super::write::push_dec(out, origin.session);
+    out.push(b' ');
+    super::write::push_dec(out, origin.version);
+    out.extend_from_slice(b" IN ");
+    out.extend_from_slice(family.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Copies `sdp` into `out` with its `o=` line replaced by sipark's origin.

@@ -40,7 +40,7 @@ pub use client::{ClientState, ClientTxn, ResponseEffect};
 pub use server::{ServerState, ServerTxn};
 
 use super::env::Env;
-use super::ids::{CallId, ClientId, Keyed, ServerId};
+use super::ids::{CallId, ClientId, IdMap, Keyed, ServerId};
 use super::sip::Peer;
 use super::sip::parse::{HeaderName, Method, SipMessage};
 use super::sip::write::{Head, branch_id, finish, header, response_head, write_cancel, write_non_2xx_ack};
@@ -194,9 +194,9 @@ pub enum Match {
 /// Every transaction of a shard. `O` names the owner of a client
 /// transaction; this layer only hands it back.
 pub struct Transactions<O> {
-    server: HashMap<ServerId, ServerEntry>,
+    server: IdMap<ServerId, ServerEntry>,
     index: HashMap<Box<[u8]>, ServerId, Keyed>,
-    client: HashMap<ClientId, ClientEntry<O>>,
+    client: IdMap<ClientId, ClientEntry<O>>,
     /// Every deadline; lingering transactions sit in its FIFOs, so
     /// `timers.fifo_len()` is how many there are.
     timers: TimerQueue<Key>,
@@ -209,9 +209,9 @@ impl<O: Copy> Transactions<O> {
     /// Empty tables; `hasher` keys the index of branches (peer-chosen).
     pub fn new(hasher: Keyed) -> Transactions<O> {
         Transactions {
-            server: HashMap::new(),
+            server: IdMap::default(),
             index: HashMap::with_hasher(hasher),
-            client: HashMap::new(),
+            client: IdMap::default(),
             timers: TimerQueue::default(),
             compact_at: MIN_COMPACT,
             key: Vec::new(),

@@ -199,6 +199,11 @@ impl<'a> Iterator for CommaSplit<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
         let s = self.rest?;
+        // Most values are one element, without quotes or brackets.
+        if memchr::memchr3(b',', b'"', b'<', s).is_none() {
+            self.rest = None;
+            return Some(trim(s));
+        }
         let mut i = 0;
         let mut in_angle = false;
         while i < s.len() {

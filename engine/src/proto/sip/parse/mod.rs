@@ -4,6 +4,7 @@
 //! `memchr`, and typed values (Via, From/To, CSeq, Contact, …) are parsed
 //! only when asked for. Nothing here allocates.
 
+use std::cell::OnceCell;
 use std::fmt;
 
 use memchr::{memchr, memchr2};
@@ -155,13 +156,22 @@ pub struct CSeq<'a> {
 }
 
 /// A parsed message borrowing its datagram.
-#[derive(Clone, Copy)]
+///
+/// The typed values every layer reads (the top Via, From, To, CSeq) are
+/// parsed the first time they are asked for and kept, so that a message
+/// read by the front door, the transaction layer, a transaction user and
+/// the response writer is parsed once.
+#[derive(Clone)]
 pub struct SipMessage<'a> {
     buf: &'a [u8],
     start: StartLine<'a>,
     headers: [Header<'a>; MAX_HEADERS],
     n_headers: usize,
     body: &'a [u8],
+    top_via: OnceCell<Result<Via<'a>, ParseError>>,
+    from: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    to: OnceCell<Result<NameAddr<'a>, ParseError>>,
+    cseq: OnceCell<Result<CSeq<'a>, ParseError>>,
 }
 
 // API CONTRACT (filled in by the parser work; signatures are fixed):
@@ -255,7 +265,17 @@ impl<'a> SipMessage<'a> {
                 rest.get(..cl).ok_or(ParseError::BodyTruncated)?
             }
         };
-        Ok(SipMessage { buf, start, headers, n_headers: n, body })
+        Ok(SipMessage {
+            buf,
+            start,
+            headers,
+            n_headers: n,
+            body,
+            top_via: OnceCell::new(),
+            from: OnceCell::new(),
+            to: OnceCell::new(),
+            cseq: OnceCell::new(),
+        })
     }
     /// The whole datagram.
     pub fn as_bytes(&self) -> &'a [u8] {
@@ -376,23 +396,29 @@ impl<'a> SipMessage<'a> {
         Ok(v)
     }
     pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {
-        CSeq::parse(self.header(HeaderName::CSeq).ok_or(ParseError::Missing(HeaderName::CSeq))?)
+        *self
+            .cseq
+            .get_or_init(|| CSeq::parse(self.header(HeaderName::CSeq).ok_or(ParseError::Missing(HeaderName::CSeq))?))
     }
     /// The first value of the first Via header.
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        self.vias().next().unwrap_or(Err(ParseError::Missing(HeaderName::Via)))
+        *self.top_via.get_or_init(|| self.vias().next().unwrap_or(Err(ParseError::Missing(HeaderName::Via))))
     }
     /// Every Via value of every Via header, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
         self.list(HeaderName::Via).map(Via::parse)
     }
     pub fn from_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
-        let v = self.header(HeaderName::From).ok_or(ParseError::Missing(HeaderName::From))?;
-        NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::From))
+        *self.from.get_or_init(|| {
+            let v = self.header(HeaderName::From).ok_or(ParseError::Missing(HeaderName::From))?;
+            NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::From))
+        })
     }
     pub fn to_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
-        let v = self.header(HeaderName::To).ok_or(ParseError::Missing(HeaderName::To))?;
-        NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::To))
+        *self.to.get_or_init(|| {
+            let v = self.header(HeaderName::To).ok_or(ParseError::Missing(HeaderName::To))?;
+            NameAddr::parse(v).map_err(|_| ParseError::Invalid(HeaderName::To))
+        })
     }
     /// Every Contact value of every Contact header, in order.
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>, ParseError>> + '_ {
@@ -487,7 +513,23 @@ impl std::error::Error for ParseError {}
 
 macro_rules! header_table {
     ($($v:ident => $s:literal),* $(,)?) => {
-        impl HeaderName {
+        /// `name` (made of RFC 3261 token characters, as the parser reads header
+/// names) equals `known` (letters and `-`) in any ASCII case. Among token
+/// characters only letters differ from another by the 0x20 bit, so an OR of
+/// that bit into 8 bytes at a time compares them exactly.
+fn token_eq_ignore_case(known: &[u8], name: &[u8]) -> bool {
+    if known.len() != name.len() {
+        return false;
+    }
+    let lower = |s: &[u8]| -> u64 {
+        let mut w = [0u8; 8];
+        w[..s.len()].copy_from_slice(s);
+        u64::from_le_bytes(w) | u64::from_le_bytes([0x20; 8])
+    };
+    known.chunks(8).zip(name.chunks(8)).all(|(k, n)| lower(k) == lower(n))
+}
+
+impl HeaderName {
             /// Every known name (not [`HeaderName::Other`]).
             pub const ALL: &'static [HeaderName] = &[$(HeaderName::$v),*];
             /// The canonical spelling (`Call-ID`, `CSeq`, …); `""` for
@@ -560,29 +602,34 @@ impl HeaderName {
                 _ => H::Other,
             };
         }
-        let candidates: &[(&[u8], HeaderName)] = match name.len() {
-            2 => &[(b"To", H::To)],
-            3 => &[(b"Via", H::Via)],
-            4 => &[(b"From", H::From), (b"CSeq", H::CSeq)],
-            5 => &[(b"Route", H::Route), (b"Event", H::Event), (b"Allow", H::Allow)],
-            6 => &[(b"Reason", H::Reason)],
-            7 => {
-                &[(b"Call-ID", H::CallId), (b"Contact", H::Contact), (b"Expires", H::Expires), (b"Require", H::Require)]
-            }
-            8 => &[(b"Refer-To", H::ReferTo)],
-            9 => &[(b"Supported", H::Supported)],
-            10 => &[(b"User-Agent", H::UserAgent)],
-            11 => &[(b"Referred-By", H::ReferredBy), (b"Min-Expires", H::MinExpires)],
-            12 => &[
-                (b"Max-Forwards", H::MaxForwards),
-                (b"Content-Type", H::ContentType),
-                (b"Record-Route", H::RecordRoute),
-            ],
-            14 => &[(b"Content-Length", H::ContentLength)],
-            18 => &[(b"Subscription-State", H::SubscriptionState)],
+        // The length and first letter leave one candidate (two for
+        // `Call-ID`/`Contact`), compared once.
+        let first = name.first().map_or(0, u8::to_ascii_lowercase);
+        let candidates: &[(&[u8], HeaderName)] = match (name.len(), first) {
+            (2, b't') => &[(b"To", H::To)],
+            (3, b'v') => &[(b"Via", H::Via)],
+            (4, b'f') => &[(b"From", H::From)],
+            (4, b'c') => &[(b"CSeq", H::CSeq)],
+            (5, b'r') => &[(b"Route", H::Route)],
+            (5, b'e') => &[(b"Event", H::Event)],
+            (5, b'a') => &[(b"Allow", H::Allow)],
+            (6, b'r') => &[(b"Reason", H::Reason)],
+            (7, b'c') => &[(b"Call-ID", H::CallId), (b"Contact", H::Contact)],
+            (7, b'e') => &[(b"Expires", H::Expires)],
+            (7, b'r') => &[(b"Require", H::Require)],
+            (8, b'r') => &[(b"Refer-To", H::ReferTo)],
+            (9, b's') => &[(b"Supported", H::Supported)],
+            (10, b'u') => &[(b"User-Agent", H::UserAgent)],
+            (11, b'r') => &[(b"Referred-By", H::ReferredBy)],
+            (11, b'm') => &[(b"Min-Expires", H::MinExpires)],
+            (12, b'm') => &[(b"Max-Forwards", H::MaxForwards)],
+            (12, b'c') => &[(b"Content-Type", H::ContentType)],
+            (12, b'r') => &[(b"Record-Route", H::RecordRoute)],
+            (14, b'c') => &[(b"Content-Length", H::ContentLength)],
+            (18, b's') => &[(b"Subscription-State", H::SubscriptionState)],
             _ => return H::Other,
         };
-        candidates.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map_or(H::Other, |&(_, h)| h)
+        candidates.iter().find(|(n, _)| token_eq_ignore_case(n, name)).map_or(H::Other, |&(_, h)| h)
     }
 }
 

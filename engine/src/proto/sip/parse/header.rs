@@ -32,6 +32,30 @@ pub(super) static URI_CHAR: [bool; 256] = {
     t
 };
 
+/// Characters of a hostname or IPv4 address.
+pub(super) static HOST_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        i += 1;
+    }
+    t
+};
+
+/// Characters of an unquoted parameter value: visible ASCII but the
+/// delimiters `"`, `,`, `<` and `>`.
+pub(super) static PARAM_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 0x7f {
+        t[i] = !matches!(i as u8, b'"' | b',' | b'<' | b'>');
+        i += 1;
+    }
+    t
+};
+
 /// Linear white space as typed parsers see it (folding included).
 #[inline]
 pub(super) fn is_lws(b: u8) -> bool {
@@ -39,15 +63,23 @@ pub(super) fn is_lws(b: u8) -> bool {
 }
 
 #[inline]
-pub(super) fn trim_start(s: &[u8]) -> &[u8] {
-    let i = s.iter().position(|&b| !is_lws(b)).unwrap_or(s.len());
-    &s[i..]
+pub(super) fn trim_start(mut s: &[u8]) -> &[u8] {
+    while let [b, rest @ ..] = s
+        && is_lws(*b)
+    {
+        s = rest;
+    }
+    s
 }
 
 #[inline]
-pub(super) fn trim_end(s: &[u8]) -> &[u8] {
-    let i = s.iter().rposition(|&b| !is_lws(b)).map_or(0, |i| i + 1);
-    &s[..i]
+pub(super) fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b] = s
+        && is_lws(*b)
+    {
+        s = rest;
+    }
+    s
 }
 
 #[inline]
@@ -88,15 +120,16 @@ pub(super) fn quote_end(s: &[u8], mut from: usize) -> Option<usize> {
 /// Leading decimal digits of `s` as a u32 (overflow is `None`), with the
 /// number of digits consumed.
 pub(super) fn parse_digits_u32(s: &[u8]) -> Option<(u32, usize)> {
-    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    if n == 0 {
-        return None;
-    }
     let mut v: u32 = 0;
-    for &d in &s[..n] {
-        v = v.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+    let mut n = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+        n += 1;
     }
-    Some((v, n))
+    (n > 0).then_some((v, n))
 }
 
 /// A whole (LWS-trimmed) value that is a decimal u32.
@@ -110,11 +143,21 @@ pub(super) fn parse_u32(s: &[u8]) -> Option<u32> {
 
 /// Leading port number of `s` (1 to 5 digits, at most 65535).
 pub(super) fn parse_port(s: &[u8]) -> Option<(u16, usize)> {
-    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    if n == 0 || n > 5 {
+    let mut v: u32 = 0;
+    let mut n = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        if n == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(b - b'0');
+        n += 1;
+    }
+    if n == 0 {
         return None;
     }
-    let (v, _) = parse_digits_u32(&s[..n])?;
     Some((u16::try_from(v).ok()?, n))
 }
 
@@ -132,7 +175,7 @@ pub(super) fn parse_host(s: &[u8]) -> Option<(&[u8], usize)> {
         }
         return Some((&s[..=close], close + 1));
     }
-    let n = s.iter().take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')).count();
+    let n = s.iter().position(|&b| !HOST_CHAR[usize::from(b)]).unwrap_or(s.len());
     (n > 0).then(|| (&s[..n], n))
 }
 
@@ -248,16 +291,24 @@ impl<'a> Iterator for Params<'a> {
             if self.i >= s.len() {
                 return None;
             }
+            // One pass to the segment's end, noting its first `=` (a `;` or
+            // `=` inside a quoted string does not count).
             let start = self.i;
             let mut j = start;
+            let mut eq = None;
             let end = loop {
-                match s.get(j..).and_then(|t| memchr2(b';', b'"', t)) {
+                match s.get(j) {
                     None => break s.len(),
-                    Some(k) if s[j + k] == b';' => break j + k,
-                    Some(k) => match quote_end(s, j + k + 1) {
+                    Some(b';') => break j,
+                    Some(b'=') => {
+                        eq.get_or_insert(j);
+                        j += 1;
+                    }
+                    Some(b'"') => match quote_end(s, j + 1) {
                         Some(q) => j = q + 1,
                         None => break s.len(),
                     },
+                    Some(_) => j += 1,
                 }
             };
             self.i = end + 1;
@@ -265,8 +316,8 @@ impl<'a> Iterator for Params<'a> {
             if seg.is_empty() {
                 continue;
             }
-            return Some(match memchr(b'=', seg) {
-                Some(e) => (trim(&seg[..e]), Some(trim(&seg[e + 1..]))),
+            return Some(match eq {
+                Some(e) => (trim(&s[start..e]), Some(trim(&s[e + 1..end]))),
                 None => (seg, None),
             });
         }
@@ -283,7 +334,7 @@ pub(super) fn param_value_ok(v: &[u8]) -> bool {
     match v.first() {
         None => false,
         Some(b'"') => quote_end(v, 1) == Some(v.len() - 1),
-        Some(_) => v.iter().all(|&b| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b'<' | b'>')),
+        Some(_) => v.iter().all(|&b| PARAM_CHAR[usize::from(b)]),
     }
 }
 

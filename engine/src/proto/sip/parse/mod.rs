@@ -196,7 +196,19 @@ impl<'a> SipMessage<'a> {
         let start = parse_start_line(&buf[pos..nl])?;
         pos = nl + 1;
 
-        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        // Built in place and filled as the lines are read: the header array
+        // is most of the message's size, so it is not moved after.
+        let mut msg = SipMessage {
+            buf,
+            start,
+            headers: [EMPTY_HEADER; MAX_HEADERS],
+            n_headers: 0,
+            body: &[],
+            top_via: OnceCell::new(),
+            from: OnceCell::new(),
+            to: OnceCell::new(),
+            cseq: OnceCell::new(),
+        };
         let mut n = 0;
         let mut content_length: Option<&'a [u8]> = None;
         loop {
@@ -252,7 +264,7 @@ impl<'a> SipMessage<'a> {
             if name == HeaderName::ContentLength && content_length.is_none() {
                 content_length = Some(value);
             }
-            headers[n] = Header { name, raw_name, value };
+            msg.headers[n] = Header { name, raw_name, value };
             n += 1;
         }
 
@@ -265,17 +277,9 @@ impl<'a> SipMessage<'a> {
                 rest.get(..cl).ok_or(ParseError::BodyTruncated)?
             }
         };
-        Ok(SipMessage {
-            buf,
-            start,
-            headers,
-            n_headers: n,
-            body,
-            top_via: OnceCell::new(),
-            from: OnceCell::new(),
-            to: OnceCell::new(),
-            cseq: OnceCell::new(),
-        })
+        msg.n_headers = n;
+        msg.body = body;
+        Ok(msg)
     }
     /// The whole datagram.
     pub fn as_bytes(&self) -> &'a [u8] {
@@ -516,17 +520,9 @@ macro_rules! header_table {
         /// `name` (made of RFC 3261 token characters, as the parser reads header
 /// names) equals `known` (letters and `-`) in any ASCII case. Among token
 /// characters only letters differ from another by the 0x20 bit, so an OR of
-/// that bit into 8 bytes at a time compares them exactly.
+/// that bit into each byte compares them exactly.
 fn token_eq_ignore_case(known: &[u8], name: &[u8]) -> bool {
-    if known.len() != name.len() {
-        return false;
-    }
-    let lower = |s: &[u8]| -> u64 {
-        let mut w = [0u8; 8];
-        w[..s.len()].copy_from_slice(s);
-        u64::from_le_bytes(w) | u64::from_le_bytes([0x20; 8])
-    };
-    known.chunks(8).zip(name.chunks(8)).all(|(k, n)| lower(k) == lower(n))
+    known.len() == name.len() && known.iter().zip(name).all(|(k, n)| k | 0x20 == n | 0x20)
 }
 
 impl HeaderName {

@@ -21,7 +21,21 @@ impl Origin {
 }
 
 fn lines(sdp: &[u8]) -> impl Iterator<Item = &[u8]> {
-    sdp.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).filter(|l| !l.is_empty())
+    let mut rest = sdp;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let (line, tail) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            rest = tail;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                return Some(line);
+            }
+        }
+        None
+    })
 }
 
 /// True if `body` looks like an SDP session description (starts `v=0`).
@@ -51,6 +65,7 @@ pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str)
         return false;
     }
     let mut wrote_origin = false;
+    let has_origin = memchr::memmem::find(sdp, b"\no=").is_some();
     for line in lines(sdp) {
         if line.starts_with(b"o=") {
             write_origin(out, origin, host);
@@ -58,7 +73,7 @@ pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str)
         } else {
             out.extend_from_slice(line);
             out.extend_from_slice(b"\r\n");
-            if line.starts_with(b"v=") && !sdp.windows(3).any(|w| w == b"\no=") {
+            if line.starts_with(b"v=") && !has_origin {
                 write_origin(out, origin, host);
                 wrote_origin = true;
             }

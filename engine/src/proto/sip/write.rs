@@ -31,7 +31,13 @@ pub fn finish(out: &mut Vec<u8>, content_type: &str, body: &[u8]) {
 /// gets its value and `received` the source address (RFC 3581 §4).
 fn write_top_via(out: &mut Vec<u8>, via: Via<'_>, src: SocketAddr) {
     out.extend_from_slice(b"Via: ");
-    let raw = via.raw;
+    write_via_params(out, via.raw, src);
+    write_received(out, src);
+}
+
+/// [`write_top_via`]'s general case: every parameter but `received`, with
+/// `rport` given its value.
+fn write_via_params(out: &mut Vec<u8>, raw: &[u8], src: SocketAddr) {
     let first_param = memchr::memchr(b';', raw).unwrap_or(raw.len());
     out.extend_from_slice(raw[..first_param].trim_ascii_end());
     for param in raw[first_param..].split(|&b| b == b';').map(<[u8]>::trim_ascii) {
@@ -50,6 +56,10 @@ fn write_top_via(out: &mut Vec<u8>, via: Via<'_>, src: SocketAddr) {
         out.push(b';');
         out.extend_from_slice(param);
     }
+}
+
+/// Appends `;received=<source address>` and the line end.
+fn write_received(out: &mut Vec<u8>, src: SocketAddr) {
     out.extend_from_slice(b";received=");
     match src.ip() {
         std::net::IpAddr::V4(ip) => {

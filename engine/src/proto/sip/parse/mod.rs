@@ -196,9 +196,10 @@ impl<'a> SipMessage<'a> {
         let start = parse_start_line(&buf[pos..nl])?;
         pos = nl + 1;
 
-        // Built in place and filled as the lines are read: the header array
-        // is most of the message's size, so it is not moved after.
-        let mut msg = SipMessage {
+        // Built in the place it is returned in and filled as the lines are
+        // read: the header array is most of the message's size, so it is
+        // neither copied nor moved after.
+        let mut out = Ok(SipMessage {
             buf,
             start,
             headers: [EMPTY_HEADER; MAX_HEADERS],
@@ -208,7 +209,19 @@ impl<'a> SipMessage<'a> {
             from: OnceCell::new(),
             to: OnceCell::new(),
             cseq: OnceCell::new(),
-        };
+        });
+        if let Ok(msg) = &mut out
+            && let Err(e) = msg.read_headers(pos)
+        {
+            out = Err(e);
+        }
+        out
+    }
+
+    /// Reads the header lines from `pos` on, and the body after them.
+    fn read_headers(&mut self, mut pos: usize) -> Result<(), ParseError> {
+        let buf = self.buf;
+        let len = buf.len();
         let mut n = 0;
         let mut content_length: Option<&'a [u8]> = None;
         loop {
@@ -264,7 +277,7 @@ impl<'a> SipMessage<'a> {
             if name == HeaderName::ContentLength && content_length.is_none() {
                 content_length = Some(value);
             }
-            msg.headers[n] = Header { name, raw_name, value };
+            self.headers[n] = Header { name, raw_name, value };
             n += 1;
         }
 
@@ -277,9 +290,9 @@ impl<'a> SipMessage<'a> {
                 rest.get(..cl).ok_or(ParseError::BodyTruncated)?
             }
         };
-        msg.n_headers = n;
-        msg.body = body;
-        Ok(msg)
+        self.n_headers = n;
+        self.body = body;
+        Ok(())
     }
     /// The whole datagram.
     pub fn as_bytes(&self) -> &'a [u8] {

@@ -193,7 +193,7 @@ impl Bridge {
         if method == Method::Invite {
             cx.txns.respond(cx.env, cx.now, server, msg, &Response::new(100, "Trying"));
         }
-        cx.txns.keep_request(server, msg.as_bytes());
+        cx.txns.keep_request(server, msg, offer);
         cx.txns.set_call(server, call);
         let body = (!body.is_empty()).then_some((ctype, body.as_slice()));
         let name = std::str::from_utf8(method.as_bytes()).unwrap_or("INFO");
@@ -230,7 +230,7 @@ impl Bridge {
             StartLine::Response { reason, .. } => String::from_utf8_lossy(reason).into_owned(),
             StartLine::Request { .. } => String::new(),
         };
-        let offered = cx.txns.kept_body(relay.server).unwrap_or_default();
+        let offered = cx.txns.kept_body(relay.server).map(<[u8]>::to_vec).unwrap_or_default();
         let (from, to) = (relay.from, relay.from.other());
         let mut body = Vec::new();
         let mut ctype = "";

@@ -52,7 +52,7 @@ impl Park {
         let tag = cx.env.tag();
         let session = cx.env.random();
         let b = Dialog::uas(msg, src, target, tag, session);
-        cx.txns.keep_request(server, msg.as_bytes());
+        cx.txns.keep_request(server, msg, false);
         cx.txns.set_call(server, id);
         let Some(reinvite) = self.reinvite(cx, id, msg.body(), true, Owner::Retrieve { call: id }) else {
             return Ok(());

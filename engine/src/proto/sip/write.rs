@@ -91,57 +91,104 @@ pub fn response_head(
     reason: &str,
     to_tag: Option<&[u8]>,
 ) -> bool {
-    let (Ok(to), Ok(call_id), Some(from), Some(cseq)) =
-        (req.to_hdr(), req.call_id(), req.header(HeaderName::From), req.header(HeaderName::CSeq))
-    else {
-        return false;
-    };
-    out.extend_from_slice(b"SIP/2.0 ");
-    push_dec(out, u64::from(code));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    // Via lines are copied as received (§8.2.6.2), so that even a request
-    // with an unreadable Via can be told so; only a readable top value gets
-    // `received` and `rport` filled in.
-    let top = req.top_via().ok();
-    let mut any_via = false;
-    for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-        let mut value = h.value;
-        if !any_via {
-            any_via = true;
-            if let Some(v) = top.filter(|v| within(v.raw, h.value)) {
-                write_top_via(out, v, src);
-                let end = v.raw.as_ptr() as usize - h.value.as_ptr() as usize + v.raw.len();
-                let rest = h.value[end..].trim_ascii_start();
-                value = rest.strip_prefix(b",").unwrap_or(rest).trim_ascii_start();
+    match ResponseTemplate::of(req, src) {
+        Some(t) => {
+            t.write(out, code, reason, to_tag);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The headers every response to one request copies from it (§8.2.6.2),
+/// written once: the Via lines (the top one with `received` and `rport`
+/// filled in, RFC 3581), From, To (the tag goes in when the response is
+/// written), Call-ID, CSeq, and for an INVITE the Record-Route set, which a
+/// response that can create a dialog carries (§12.1.1). A request answered
+/// later keeps this instead of its own bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseTemplate {
+    bytes: Vec<u8>,
+    /// Where the To value ends (a tag goes there).
+    to_end: u32,
+    /// Where the Record-Route lines start and end.
+    rr: (u32, u32),
+    /// The request's To already has a tag.
+    to_tagged: bool,
+}
+
+impl ResponseTemplate {
+    /// The template of responses to `req`, received from `src`; `None` when
+    /// `req` lacks a header a response must copy.
+    pub fn of(req: &SipMessage<'_>, src: SocketAddr) -> Option<ResponseTemplate> {
+        let (Ok(to), Ok(call_id), Some(from), Some(cseq)) =
+            (req.to_hdr(), req.call_id(), req.header(HeaderName::From), req.header(HeaderName::CSeq))
+        else {
+            return None;
+        };
+        let mut out = Vec::with_capacity(256);
+        // Via lines are copied as received (§8.2.6.2), so that even a request
+        // with an unreadable Via can be told so; only a readable top value gets
+        // `received` and `rport` filled in.
+        let top = req.top_via().ok();
+        let mut any_via = false;
+        for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+            let mut value = h.value;
+            if !any_via {
+                any_via = true;
+                if let Some(v) = top.filter(|v| within(v.raw, h.value)) {
+                    write_top_via(&mut out, v, src);
+                    let end = v.raw.as_ptr() as usize - h.value.as_ptr() as usize + v.raw.len();
+                    let rest = h.value[end..].trim_ascii_start();
+                    value = rest.strip_prefix(b",").unwrap_or(rest).trim_ascii_start();
+                }
+            }
+            if !value.is_empty() {
+                header(&mut out, "Via", value);
             }
         }
-        if !value.is_empty() {
-            header(out, "Via", value);
+        if !any_via {
+            return None;
         }
-    }
-    if !any_via {
-        return false;
-    }
-    header(out, "From", from);
-    out.extend_from_slice(b"To: ");
-    out.extend_from_slice(to.raw);
-    if let (None, Some(tag)) = (to.tag(), to_tag) {
-        out.extend_from_slice(b";tag=");
-        out.extend_from_slice(tag);
-    }
-    out.extend_from_slice(b"\r\n");
-    header(out, "Call-ID", call_id);
-    header(out, "CSeq", cseq);
-    // A response that can create a dialog carries the Record-Route set (§12.1.1).
-    if req.method() == Some(Method::Invite) && (101..300).contains(&code) {
-        for h in req.headers().iter().filter(|h| h.name == HeaderName::RecordRoute) {
-            header(out, "Record-Route", h.value);
+        header(&mut out, "From", from);
+        out.extend_from_slice(b"To: ");
+        out.extend_from_slice(to.raw);
+        let to_end = out.len() as u32;
+        out.extend_from_slice(b"\r\n");
+        header(&mut out, "Call-ID", call_id);
+        header(&mut out, "CSeq", cseq);
+        let rr_start = out.len() as u32;
+        if req.method() == Some(Method::Invite) {
+            for h in req.headers().iter().filter(|h| h.name == HeaderName::RecordRoute) {
+                header(&mut out, "Record-Route", h.value);
+            }
         }
+        let rr = (rr_start, out.len() as u32);
+        Some(ResponseTemplate { bytes: out, to_end, rr, to_tagged: to.tag().is_some() })
     }
-    header(out, "Server", b"sipark");
-    true
+
+    /// Writes the status line and the copied headers of a `code` response;
+    /// `to_tag` goes in To when the request's To had none.
+    pub fn write(&self, out: &mut Vec<u8>, code: u16, reason: &str, to_tag: Option<&[u8]>) {
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_dec(out, u64::from(code));
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let (to_end, (rr_start, rr_end)) = (self.to_end as usize, (self.rr.0 as usize, self.rr.1 as usize));
+        out.extend_from_slice(&self.bytes[..to_end]);
+        if let (false, Some(tag)) = (self.to_tagged, to_tag) {
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(tag);
+        }
+        out.extend_from_slice(&self.bytes[to_end..rr_start]);
+        // A response that can create a dialog carries the Record-Route set (§12.1.1).
+        if (101..300).contains(&code) {
+            out.extend_from_slice(&self.bytes[rr_start..rr_end]);
+        }
+        out.extend_from_slice(&self.bytes[rr_end..]);
+        header(out, "Server", b"sipark");
+    }
 }
 
 /// Is `inner` a sub-slice of `outer`?

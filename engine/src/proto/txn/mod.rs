@@ -43,7 +43,9 @@ use super::env::Env;
 use super::ids::{CallId, ClientId, IdMap, Keyed, ServerId};
 use super::sip::Peer;
 use super::sip::parse::{HeaderName, Method, SipMessage};
-use super::sip::write::{Head, branch_id, finish, header, response_head, write_cancel, write_non_2xx_ack};
+use super::sip::write::{
+    Head, ResponseTemplate, branch_id, finish, header, response_head, write_cancel, write_non_2xx_ack,
+};
 use super::timers::TimerQueue;
 
 /// What a timer asks the owner to do.
@@ -89,11 +91,19 @@ struct ServerEntry {
     txn: ServerTxn,
     /// Key in the index: branch, `|`, method class.
     key: Box<[u8]>,
-    /// The request, kept only while its final answer waits on another leg.
-    request: Vec<u8>,
+    /// What a final answer that waits on another leg needs of the request
+    /// (kept only until then).
+    kept: Option<Box<Kept>>,
     /// The call this INVITE created or refreshed a leg of, told when a 2xx
     /// of sipark's is never ACKed.
     call: Option<CallId>,
+}
+
+/// A request whose final answer comes later.
+struct Kept {
+    response: ResponseTemplate,
+    /// Its body, when asked to keep it (a relayed offer).
+    body: Box<[u8]>,
 }
 
 struct ClientEntry<O> {
@@ -284,7 +294,7 @@ impl<O: Copy> Transactions<O> {
         self.index.insert(key.clone(), id);
         let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };
         let txn = ServerTxn::new(kind, src, now, &env.cfg.timers);
-        self.server.insert(id, ServerEntry { txn, key, request: Vec::new(), call: None });
+        self.server.insert(id, ServerEntry { txn, key, kept: None, call: None });
         id
     }
 
@@ -322,73 +332,80 @@ impl<O: Copy> Transactions<O> {
         }
     }
 
-    /// Keeps the request of `id` until its final response, which waits on
+    /// Keeps what the final response to `req`, the request of `id`, needs
+    /// (and its body, with `body`), until that response, which waits on
     /// another leg ([`Transactions::respond_later`]).
-    pub fn keep_request(&mut self, id: ServerId, request: &[u8]) {
-        if let Some(e) = self.server.get_mut(&id) {
-            e.request = request.to_vec();
+    pub fn keep_request(&mut self, id: ServerId, req: &SipMessage<'_>, body: bool) {
+        let Some(e) = self.server.get_mut(&id) else { return };
+        if let Some(response) = ResponseTemplate::of(req, e.txn.dst.addr) {
+            let body = if body { req.body().into() } else { Box::default() };
+            e.kept = Some(Box::new(Kept { response, body }));
         }
     }
 
-    /// The body of the request kept for `id`.
-    pub fn kept_body(&self, id: ServerId) -> Option<Vec<u8>> {
-        let e = self.server.get(&id)?;
-        SipMessage::parse(&e.request).ok().map(|r| r.body().to_vec())
+    /// The body kept for `id`.
+    pub fn kept_body(&self, id: ServerId) -> Option<&[u8]> {
+        self.server.get(&id)?.kept.as_ref().map(|k| &*k.body)
     }
 
     /// Sends `resp` to the request `req` of transaction `id`.
     pub fn respond(&mut self, env: &mut Env, now: Instant, id: ServerId, req: &SipMessage<'_>, resp: &Response<'_>) {
         let Some(entry) = self.server.get(&id) else { return };
-        let dst = entry.txn.dst;
-        // Every final response gets a To tag (§8.2.6.2); a provisional one
-        // only when the caller gives the dialog's tag.
-        let own_tag;
-        let tag = match resp.tag {
-            None if resp.code > 100 => {
-                own_tag = env.tag();
-                Some(&own_tag[..])
-            }
-            t => t,
-        };
+        let own = Self::own_tag(env, resp);
+        let tag = resp.tag.or(own.as_deref());
         let mut out = env.out.buf();
-        if !response_head(&mut out, req, dst.addr, resp.code, resp.reason, tag) {
+        if !response_head(&mut out, req, entry.txn.dst.addr, resp.code, resp.reason, tag) {
             env.stats.dropped.inc();
             env.out.recycle(out);
             return;
         }
+        self.finish_response(env, now, id, resp, out);
+    }
+
+    /// Sends `resp` to the request kept for `id` ([`Transactions::keep_request`]),
+    /// unless `id` has already sent its final response. The template is
+    /// dropped with the final response: a lingering transaction answers
+    /// retransmissions from the response it stored.
+    pub fn respond_later(&mut self, env: &mut Env, now: Instant, id: ServerId, resp: &Response<'_>) {
+        let Some(entry) = self.server.get_mut(&id) else { return };
+        if entry.txn.is_final() {
+            return;
+        }
+        let Some(kept) = entry.kept.take() else { return };
+        let own = Self::own_tag(env, resp);
+        let mut out = env.out.buf();
+        kept.response.write(&mut out, resp.code, resp.reason, resp.tag.or(own.as_deref()));
+        if resp.code < 200
+            && let Some(entry) = self.server.get_mut(&id)
+        {
+            entry.kept = Some(kept);
+        }
+        self.finish_response(env, now, id, resp, out);
+    }
+
+    /// A fresh To tag for `resp` when it is final and the caller gave none
+    /// (§8.2.6.2); a provisional response only carries the dialog's tag,
+    /// when the caller gives it.
+    fn own_tag(env: &mut Env, resp: &Response<'_>) -> Option<crate::proto::env::Tag> {
+        (resp.tag.is_none() && resp.code > 100).then(|| env.tag())
+    }
+
+    /// `out` holds the status line and copied headers of `resp` for `id`:
+    /// the rest is written, recorded in the transaction and sent.
+    fn finish_response(&mut self, env: &mut Env, now: Instant, id: ServerId, resp: &Response<'_>, mut out: Vec<u8>) {
         for (name, value) in resp.headers {
             header(&mut out, name, value);
         }
         let (ctype, body) = resp.body.unwrap_or(("", b""));
         finish(&mut out, ctype, body);
         let t = env.cfg.timers;
-        if let Some(entry) = self.server.get_mut(&id) {
-            let before = entry.txn.deadline();
-            entry.txn.sent(now, resp.code, &out, &t);
-            let (after, lingering) = (entry.txn.deadline(), entry.txn.lingering());
-            self.reschedule(env, now, Key::Server(id), before, after, lingering);
-        }
-        env.out.push(dst, out);
-    }
-
-    /// Sends `resp` to the request kept for `id` ([`Transactions::keep_request`]),
-    /// unless `id` has already sent its final response.
-    pub fn respond_later(&mut self, env: &mut Env, now: Instant, id: ServerId, resp: &Response<'_>) {
         let Some(entry) = self.server.get_mut(&id) else { return };
-        if entry.txn.is_final() {
-            return;
-        }
-        let request = std::mem::take(&mut entry.request);
-        if let Ok(req) = SipMessage::parse(&request) {
-            self.respond(env, now, id, &req, resp);
-        }
-        // Kept only until the final answer: a lingering transaction answers
-        // retransmissions from its stored response.
-        if let Some(entry) = self.server.get_mut(&id)
-            && !entry.txn.is_final()
-        {
-            entry.request = request;
-        }
+        let dst = entry.txn.dst;
+        let before = entry.txn.deadline();
+        entry.txn.sent(now, resp.code, &out, &t);
+        let (after, lingering) = (entry.txn.deadline(), entry.txn.lingering());
+        self.reschedule(env, now, Key::Server(id), before, after, lingering);
+        env.out.push(dst, out);
     }
 
     /// The ACK for the INVITE `id` arrived: stop retransmitting and queue

@@ -79,9 +79,15 @@ pub struct Registrar {
     aors: Named<Aor>,
     timers: TimerQueue<ExtId>,
     bindings: usize,
-    /// Outbound-proxy mode: where requests to extensions go, and the
-    /// `Route` they carry (`<proxy;lr>`).
-    proxy: Option<(Peer, Arc<[u8]>)>,
+    /// Outbound-proxy mode: where requests to extensions go.
+    proxy: Option<ProxyRoute>,
+}
+
+/// The outbound proxy as requests to it are written.
+struct ProxyRoute {
+    peer: Peer,
+    /// The `Route` every request carries (`<proxy;lr>`).
+    route: Arc<[u8]>,
 }
 
 impl Registrar {
@@ -93,7 +99,7 @@ impl Registrar {
             proxy: cfg.outbound_proxy.as_ref().map(|p| {
                 let lr = Uri::parse(p.uri.as_bytes()).is_ok_and(|u| u.param(b"lr").is_some());
                 let route = format!("<{}{}>", p.uri, if lr { "" } else { ";lr" });
-                (p.peer, route.into_bytes().into())
+                ProxyRoute { peer: p.peer, route: route.into_bytes().into() }
             }),
         }
     }
@@ -294,7 +300,7 @@ impl Registrar {
     /// binding's Path as Route.
     pub fn targets(&mut self, now: Instant, tenant: &[u8], names: &[&[u8]], only: Option<&[u8]>) -> Vec<Target> {
         let mut out = Vec::new();
-        if let Some((proxy, route)) = &self.proxy {
+        if let Some(ProxyRoute { peer: proxy, route }) = &self.proxy {
             if only.is_some() {
                 return out;
             }

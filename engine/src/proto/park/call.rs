@@ -247,7 +247,15 @@ pub enum CallTimer {
     ReferrerHangup,
 }
 
-pub(super) type Timers = [Option<(Instant, CallTimer)>; 2];
+/// A timer a state runs: which, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub at: Instant,
+    pub timer: CallTimer,
+}
+
+/// The timers of a state (at most two run at once: a recall's group and end).
+pub(super) type Timers = [Option<Due>; 2];
 
 impl CallState {
     pub fn phase(&self) -> Phase {
@@ -269,13 +277,14 @@ impl CallState {
     /// The timers this state runs.
     pub(super) fn timers(&self) -> Timers {
         match self {
-            CallState::Parked { timeout_at } => [Some((*timeout_at, CallTimer::ParkTimeout)), None],
-            CallState::Recalling(r) => {
-                [r.group_at.map(|at| (at, CallTimer::RecallGroup)), Some((r.ends_at, CallTimer::RecallEnd))]
-            }
-            CallState::Retrieving(r) => [r.retry_at.map(|at| (at, CallTimer::GlareRetry)), None],
-            CallState::Bridged(b) => [Some((b.max_at, CallTimer::MaxDuration)), None],
-            CallState::Referrer(r) => [Some((r.hangup_at, CallTimer::ReferrerHangup)), None],
+            CallState::Parked { timeout_at } => [Some(Due { at: *timeout_at, timer: CallTimer::ParkTimeout }), None],
+            CallState::Recalling(r) => [
+                r.group_at.map(|at| Due { at, timer: CallTimer::RecallGroup }),
+                Some(Due { at: r.ends_at, timer: CallTimer::RecallEnd }),
+            ],
+            CallState::Retrieving(r) => [r.retry_at.map(|at| Due { at, timer: CallTimer::GlareRetry }), None],
+            CallState::Bridged(b) => [Some(Due { at: b.max_at, timer: CallTimer::MaxDuration }), None],
+            CallState::Referrer(r) => [Some(Due { at: r.hangup_at, timer: CallTimer::ReferrerHangup }), None],
             CallState::Answering(_) | CallState::RecallBridging(_) | CallState::Taken => [None, None],
         }
     }

@@ -31,7 +31,7 @@ use hashbrown::HashMap;
 use tracing::info;
 
 pub use call::{
-    Answering, Call, CallState, CallTimer, End, Fork, Identity, Lifecycle, Next, ParkEvent, Phase, Recall,
+    Answering, Call, CallState, CallTimer, Due, End, Fork, Identity, Lifecycle, Next, ParkEvent, Phase, Recall,
     RecallBridging, Referrer, Retrieving,
 };
 use call::{Timers, leave_reason, lifecycle, park_timeout};
@@ -59,6 +59,13 @@ const MAX_EVENTS: usize = 65_536;
 /// The call timer heap is never compacted below this many entries.
 const MIN_COMPACT: usize = 4096;
 
+/// A call timer's entry in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct TimerKey {
+    call: CallId,
+    timer: CallTimer,
+}
+
 /// The calls parked on one extension.
 #[derive(Debug)]
 pub struct Lot {
@@ -77,7 +84,7 @@ pub struct Park {
     calls: IdMap<CallId, Box<Call>>,
     lots: Named<Lot>,
     dialogs: DialogIndex,
-    timers: TimerQueue<(CallId, CallTimer)>,
+    timers: TimerQueue<TimerKey>,
     compact_at: usize,
     events: VecDeque<ParkEvent>,
     /// Calls listed in park-info.
@@ -300,8 +307,8 @@ impl Park {
         self.bridged = self.bridged + u64::from(bridged(to)) - u64::from(bridged(from));
         // Timers.
         if new_timers != old_timers {
-            for (at, timer) in new_timers.into_iter().flatten() {
-                self.timers.push(at, (id, timer));
+            for due in new_timers.into_iter().flatten().filter(|d| !old_timers.contains(&Some(*d))) {
+                self.timers.push(due.at, TimerKey { call: id, timer: due.timer });
             }
             if self.timers.heap_len() > self.compact_at {
                 self.compact();
@@ -449,8 +456,8 @@ impl Park {
 
     /// Runs the earliest call timer due at `now`, if it is still its call's.
     pub fn handle_timer(&mut self, cx: &mut Ctx<'_>) {
-        let Some((at, (id, timer))) = self.timers.pop_due(cx.now) else { return };
-        let live = self.calls.get(&id).is_some_and(|c| c.state.timers().contains(&Some((at, timer))));
+        let Some((at, TimerKey { call: id, timer })) = self.timers.pop_due(cx.now) else { return };
+        let live = self.calls.get(&id).is_some_and(|c| c.state.timers().contains(&Some(Due { at, timer })));
         if !live {
             return;
         }
@@ -470,8 +477,9 @@ impl Park {
     /// Drops heap entries whose call is gone or no longer runs them.
     fn compact(&mut self) {
         let calls = &self.calls;
-        self.timers
-            .retain_heap(|at, (id, t)| calls.get(&id).is_some_and(|c| c.state.timers().contains(&Some((at, t)))));
+        self.timers.retain_heap(|at, k| {
+            calls.get(&k.call).is_some_and(|c| c.state.timers().contains(&Some(Due { at, timer: k.timer })))
+        });
         self.compact_at = (2 * self.timers.heap_len()).max(MIN_COMPACT);
     }
 

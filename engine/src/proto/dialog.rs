@@ -103,8 +103,16 @@ pub struct Dialog {
 impl Dialog {
     /// The dialog sipark creates as UAS by answering the INVITE `msg` from
     /// `src` (§12.1.1): local tag `tag`, route set from Record-Route, the
-    /// peer's Contact `target` as remote target, `session` its SDP session.
-    pub fn uas(msg: &SipMessage<'_>, src: Peer, target: &[u8], tag: Tag, session: u64) -> Dialog {
+    /// peer's Contact `target` as remote target, `session` its SDP session,
+    /// `remote_sdp` what is kept of the request's SDP.
+    pub fn uas(
+        msg: &SipMessage<'_>,
+        src: Peer,
+        target: &[u8],
+        tag: Tag,
+        session: u64,
+        remote_sdp: Box<[u8]>,
+    ) -> Dialog {
         let call_id = msg.call_id().unwrap_or_default();
         let local = msg.to_hdr().map(|t| t.raw).unwrap_or_default();
         let remote = msg.from_hdr().map(|f| f.raw).unwrap_or_default();
@@ -117,7 +125,7 @@ impl Dialog {
             peer: src,
             pending_ack: None,
             origin: Origin::new(session),
-            remote_sdp: msg.body().into(),
+            remote_sdp,
         }
     }
 
@@ -368,7 +376,7 @@ mod tests {
     fn a_uas_dialog_takes_its_parts_from_the_request() {
         let msg = SipMessage::parse(INVITE).expect("parse");
         let t = tag(b"0123456789abcdef");
-        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, 5);
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, 5, msg.body().into());
         assert_eq!(d.call_id(), b"c1");
         assert_eq!(d.local(), b"<sip:*68103@acme.example>");
         assert_eq!(d.remote(), b"\"Alice\" <sip:alice@acme.example>;tag=a1");
@@ -385,7 +393,8 @@ mod tests {
     #[test]
     fn a_target_refresh_keeps_the_other_parts() {
         let msg = SipMessage::parse(INVITE).expect("parse");
-        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5);
+        let mut d =
+            Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body().into());
         d.set_remote_target(b"sip:alice@192.0.2.7:5070;transport=tcp");
         assert_eq!(d.remote_target(), b"sip:alice@192.0.2.7:5070;transport=tcp");
         assert_eq!((d.call_id(), d.local()), (&b"c1"[..], &b"<sip:*68103@acme.example>"[..]));
@@ -411,7 +420,7 @@ mod tests {
     #[test]
     fn the_index_finds_rehomes_and_forgets_legs() {
         let msg = SipMessage::parse(INVITE).expect("parse");
-        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5);
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body().into());
         let t = d.local_tag;
         let mut index = DialogIndex::new(Seed::from_u64(3).hasher(9));
         let (a, b) = (

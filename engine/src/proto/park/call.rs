@@ -13,6 +13,12 @@ use crate::proto::ids::{CallId, ClientId, ExtId, ServerId};
 use crate::proto::notify::bodies::{LeaveReason, Party, Shown};
 use crate::proto::sip::parse::NameAddr;
 
+/// `secs` in the 32 bits a call keeps them in (Unix seconds until 2106;
+/// timeouts of 136 years).
+pub fn secs32(secs: u64) -> u32 {
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
 /// A party as stored: URI and display name in one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -54,8 +60,8 @@ pub struct Call {
     /// park INVITE's From, the remote party of dialog `a` ([`Call::parked`]).
     pub parker: Option<Identity>,
     /// Unix seconds.
-    pub parked_at: u64,
-    pub timeout_secs: u64,
+    pub parked_at: u32,
+    pub timeout_secs: u32,
     /// The parked party's dialog.
     pub a: Dialog,
     pub(super) state: CallState,
@@ -95,8 +101,8 @@ impl Call {
         Shown {
             call: self.id,
             left,
-            parked_at: self.parked_at,
-            timeout_secs: self.timeout_secs,
+            parked_at: u64::from(self.parked_at),
+            timeout_secs: u64::from(self.timeout_secs),
             parked,
             parker: self.parker.as_ref().map(Identity::party),
             call_id: self.a.call_id(),
@@ -375,5 +381,5 @@ pub(super) fn leave_reason(to: Option<Phase>, end: Option<End>) -> LeaveReason {
 
 /// How long a call stays parked before its recall.
 pub(super) fn park_timeout(call: &Call) -> Duration {
-    Duration::from_secs(call.timeout_secs)
+    Duration::from_secs(u64::from(call.timeout_secs))
 }

@@ -193,7 +193,8 @@ impl Park {
         };
         let tag = cx.env.tag();
         let session = cx.env.random();
-        let mut a = Dialog::uas(msg, src, target, tag, session);
+        // The parked leg keeps what its hold answers need of its SDP.
+        let mut a = Dialog::uas(msg, src, target, tag, session, sdp::hold_basis(msg.body()));
         a.pending_ack = Some(PendingAck { server, cseq });
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
         if offer {
@@ -201,13 +202,13 @@ impl Park {
         } else {
             sdp::hold_offer(&mut answer, a.origin, &cx.env.local.host);
         }
-        let (id, parked_at) = (cx.env.ids.call(), cx.env.unix(cx.now));
+        let (id, parked_at) = (cx.env.ids.call(), super::call::secs32(cx.env.unix(cx.now)));
         self.insert(cx, tenant, ext, |lot| Call {
             id,
             ext: lot,
             parker,
             parked_at,
-            timeout_secs: policy.park_timeout.as_secs(),
+            timeout_secs: super::call::secs32(policy.park_timeout.as_secs()),
             a,
             state: CallState::Answering(Answering { invite: server, cancelled: false }),
         });

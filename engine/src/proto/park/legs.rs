@@ -107,7 +107,7 @@ impl Park {
             a.set_remote_target(target);
         }
         if sdp::is_sdp(msg.body()) {
-            a.remote_sdp = msg.body().into();
+            a.remote_sdp = sdp::hold_basis(msg.body());
             if parked {
                 a.origin.version += 1;
             }
@@ -208,7 +208,7 @@ impl Park {
         if let Some(sdp) = answer
             && d.remote_sdp.is_empty()
         {
-            d.remote_sdp = sdp.into();
+            d.remote_sdp = if leg.side == Side::A { sdp::hold_basis(sdp) } else { sdp.into() };
         }
         let no_media = d.remote_sdp.is_empty();
         cx.txns.acked(cx.env, cx.now, pending.server);

@@ -321,6 +321,8 @@ impl Park {
                 lot.calls.retain(|c| *c != id);
             }
             if !on_list(from) && on_list(to) {
+                // Most extensions hold one call: no room for more until asked.
+                lot.calls.reserve_exact(1);
                 lot.calls.push(id);
             }
             lot.holders = lot.holders + u32::from(from.is_none()) - u32::from(end.is_some());

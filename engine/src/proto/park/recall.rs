@@ -268,7 +268,7 @@ impl Park {
         }
         let cseq = cx.txns.cseq(txn).unwrap_or(c.a.local_cseq);
         cx.ack(&c.a, Some(txn), cseq, None);
-        c.a.remote_sdp = msg.body().into();
+        c.a.remote_sdp = sdp::hold_basis(msg.body());
         let CallState::RecallBridging(r) = &c.state else { return };
         let sent = Bridge::sdp(&c.a, &r.b, msg.body(), &cx.env.local.host);
         let to_b = sent[1].clone();

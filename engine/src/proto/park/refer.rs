@@ -99,14 +99,14 @@ impl Park {
         let (a, b) = (old.a, bridge.b);
         let (referrer, parked) = if from == Side::A { (a, b) } else { (b, a) };
         let (park_id, ref_id) = (cx.env.ids.call(), cx.env.ids.call());
-        let (now, unix) = (cx.now, cx.env.unix(cx.now));
+        let (now, unix) = (cx.now, super::call::secs32(cx.env.unix(cx.now)));
         let timeout = policy.park_timeout;
         self.insert(cx, &tenant, &ext, |lot| Call {
             id: park_id,
             ext: lot,
             parker: Some(parker),
             parked_at: unix,
-            timeout_secs: timeout.as_secs(),
+            timeout_secs: super::call::secs32(timeout.as_secs()),
             a: parked,
             state: CallState::Parked { timeout_at: now + timeout },
         });

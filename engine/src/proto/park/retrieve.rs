@@ -51,7 +51,7 @@ impl Park {
         self.cancel_forks(cx, id);
         let tag = cx.env.tag();
         let session = cx.env.random();
-        let b = Dialog::uas(msg, src, target, tag, session);
+        let b = Dialog::uas(msg, src, target, tag, session, msg.body().into());
         cx.txns.keep_request(server, msg, false);
         cx.txns.set_call(server, id);
         let Some(reinvite) = self.reinvite(cx, id, msg.body(), true, Owner::Retrieve { call: id }) else {
@@ -127,7 +127,7 @@ impl Park {
                 c.a.set_remote_target(target);
             }
             if has_sdp {
-                c.a.remote_sdp = msg.body().into();
+                c.a.remote_sdp = sdp::hold_basis(msg.body());
             }
             let cseq = cx.txns.cseq(txn).unwrap_or(c.a.local_cseq);
             if delayed && (cancelled || !has_sdp) {

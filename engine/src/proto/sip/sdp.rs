@@ -82,6 +82,38 @@ pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str)
     wrote_origin
 }
 
+/// What [`hold_answer`] reads of `sdp`: `v=0`, the m-lines and the
+/// `a=rtpmap`/`a=fmtp` lines after the first. A parked leg keeps this, not
+/// its whole SDP (ICE candidates, crypto and the like go): every hold
+/// answer or hold offer made for it later is the same either way. Anything
+/// that is not SDP is kept as it is.
+pub fn hold_basis(sdp: &[u8]) -> Box<[u8]> {
+    if !is_sdp(sdp) {
+        return sdp.into();
+    }
+    let keep = |m_seen: bool, line: &[u8]| {
+        line.starts_with(b"m=") || (m_seen && (line.starts_with(b"a=rtpmap:") || line.starts_with(b"a=fmtp:")))
+    };
+    let (mut len, mut m_seen) = (5, false);
+    for line in lines(sdp) {
+        m_seen |= line.starts_with(b"m=");
+        if keep(m_seen, line) {
+            len += line.len() + 2;
+        }
+    }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(b"v=0\r\n");
+    m_seen = false;
+    for line in lines(sdp) {
+        m_seen |= line.starts_with(b"m=");
+        if keep(m_seen, line) {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.into()
+}
+
 /// Writes a hold answer to `offer` into `out`: one m-line per offered
 /// m-line, same media and transport and formats, each `a=inactive`; ports
 /// of rejected streams stay 0. Returns false if `offer` is not SDP or has
@@ -158,6 +190,31 @@ pub fn hold_offer(out: &mut Vec<u8>, origin: Origin, host: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hold_basis_gives_the_same_hold_answers() {
+        let offers: [&[u8]; 4] = [
+            b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=ice-ufrag:x\r\n\
+              m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+              a=fmtp:101 0-16\r\na=candidate:1 1 UDP 1 10.0.0.1 4000 typ host\r\na=sendrecv\r\n\
+              m=video 0 RTP/AVP 96\r\nm=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=crypto:1 AES x\r\n",
+            b"v=0\no=a 1 1 IN IP4 10.0.0.1\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+            b"v=0\r\ns=-\r\nm=broken\r\na=rtpmap:0 PCMU/8000\r\n",
+            b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\n",
+        ];
+        let origin = Origin::new(9);
+        for offer in offers {
+            let basis = hold_basis(offer);
+            assert!(basis.len() <= offer.len() + 2, "{}", String::from_utf8_lossy(&basis));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ok = hold_answer(&mut a, offer, origin, "192.0.2.1");
+            assert_eq!(hold_answer(&mut b, &basis, origin, "192.0.2.1"), ok);
+            assert_eq!(a, b, "{}", String::from_utf8_lossy(offer));
+        }
+        assert!(!hold_basis(offers[0]).windows(9).any(|w| w == b"candidate"), "ICE lines are not kept");
+        assert_eq!(&*hold_basis(b"not sdp"), b"not sdp");
+        assert!(hold_basis(b"").is_empty());
+    }
 
     const OFFER: &[u8] = b"v=0\r\no=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\ns=-\r\n\
 c=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\

@@ -1,0 +1,61 @@
+//! What a plan reads besides the flags: the machine's cores, the files the
+//! flags name, the name service and the kernel's randomness. The plan code
+//! asks a [`Sources`] for them and touches nothing itself, so tests hand it
+//! in-memory files and certificates; the binary passes [`System`].
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+
+use crate::io::stream::{self, TlsCert};
+
+/// Where a plan's inputs beyond the flags come from.
+pub trait Sources {
+    /// Usable cores: the default `--workers`.
+    fn cores(&self) -> usize;
+    /// A text file: the tenants file.
+    fn read_to_string(&self, path: &Path) -> io::Result<String>;
+    /// A PEM certificate chain and its key, chosen by SNI `domain` (`None`:
+    /// the default certificate).
+    fn load_cert(&self, domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String>;
+    /// Trust anchors (PEM) for the TLS connections sipark opens.
+    fn load_roots(&self, ca: &Path) -> Result<Arc<RootCertStore>, String>;
+    /// The addresses of `host` (an IP literal or a name) with `port`.
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>>;
+    /// The digest nonce key of this process.
+    fn nonce_secret(&self) -> io::Result<[u8; 32]>;
+}
+
+/// The real sources: this machine, its files, its resolver, `getrandom(2)`
+/// (through [`crate::io::sys::random_bytes`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct System;
+
+impl Sources for System {
+    fn cores(&self) -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    fn read_to_string(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn load_cert(&self, domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String> {
+        stream::load_cert(domain, cert, key)
+    }
+
+    fn load_roots(&self, ca: &Path) -> Result<Arc<RootCertStore>, String> {
+        stream::load_roots(ca)
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        (host, port).to_socket_addrs().map(Iterator::collect)
+    }
+
+    fn nonce_secret(&self) -> io::Result<[u8; 32]> {
+        crate::io::sys::random_bytes()
+    }
+}

@@ -12,7 +12,8 @@ use super::LOG;
 use super::args::{Args, IoArg, SteerArg, XdpModeArg};
 use super::sources::Sources;
 use crate::bpf::{self, XdpConfig, XdpMode};
-use crate::io::stream::{StreamLimits, StreamOptions, TlsCert, TlsListen};
+use crate::io::stream::{StreamLimits, StreamOptions, TlsListen};
+use crate::io::tls::TlsCert;
 use crate::io::{IoChoice, IoOptions, Serve, SteerChoice};
 use crate::proto::config::{
     self, Config, DatapathPolicy, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy, Tenants,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustls::RootCertStore;
 
-use crate::io::stream::{self, TlsCert};
+use crate::io::tls::{self, TlsCert};
 
 /// Where a plan's inputs beyond the flags come from.
 pub trait Sources {
@@ -44,11 +44,11 @@ impl Sources for System {
     }
 
     fn load_cert(&self, domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String> {
-        stream::load_cert(domain, cert, key)
+        tls::load_cert(domain, cert, key)
     }
 
     fn load_roots(&self, ca: &Path) -> Result<Arc<RootCertStore>, String> {
-        stream::load_roots(ca)
+        tls::load_roots(ca)
     }
 
     fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {

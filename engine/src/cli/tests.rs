@@ -14,7 +14,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::PrivateKeyDer;
 
 use super::{Args, Plan, Reloaded, Sources, plan, reload_plan};
-use crate::io::stream::{self, TlsCert};
+use crate::io::tls::{self, TlsCert};
 use crate::io::{IoChoice, Serve, SteerChoice};
 use crate::proto::config::{Admission, Cidr, Config, Limits, RecallTo, TenantMode, TenantPolicy, Timers};
 use crate::proto::sip::Transport;
@@ -74,7 +74,7 @@ impl Sources for Fake {
         let name = domain.clone().unwrap_or_else(|| "default.example".into());
         let ck = rcgen::generate_simple_self_signed(vec![name]).unwrap_or_else(|e| panic!("rcgen: {e}"));
         let der = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap_or_else(|e| panic!("key: {e}"));
-        stream::cert_from_der(domain, vec![ck.cert.der().clone()], der)
+        tls::cert_from_der(domain, vec![ck.cert.der().clone()], der)
     }
 
     fn load_roots(&self, ca: &Path) -> Result<Arc<RootCertStore>, String> {

@@ -22,7 +22,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tracing::{debug, warn};
 
-use super::stream::{CloseReason, DropReason, StreamStats};
+use super::shared::{CloseReason, DropReason, StreamStats};
 use crate::proto::stats::{Kind, ShardStats};
 
 /// Largest request head accepted.

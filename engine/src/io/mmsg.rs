@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
+use super::shared::Waker;
+use super::sys::{eventfd_clear, new_eventfd};
 use super::uring::{read_sockaddr, write_sockaddr};
-use super::worker::{Core, Io, Waker, eventfd_clear, new_eventfd};
+use super::worker::{Core, Io};
 use crate::proto::shard::Transmit;
 use crate::proto::sip::Transport;
 

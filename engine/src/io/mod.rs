@@ -22,13 +22,33 @@
 //! [`Serve::Bare`] (`sipark --bare-io`, hidden) runs the same workers with
 //! the [`bare`] responder instead of shards: the floor that
 //! `cargo xtask bench` compares the engine's CPU per park cycle with.
+//!
+//! # Module graph
+//!
+//! No two modules of `io` import each other: each one below imports only
+//! modules listed after it (the `layering` test of the crate checks that
+//! the graph stays a DAG). Types that cross threads live in the leaf-most
+//! module that all their users can import: [`shared`].
+//!
+//! | module                     | imports, within `io`                      |
+//! |----------------------------|-------------------------------------------|
+//! | `mod` ([`Engine`])         | all but `bare` and `signal`               |
+//! | [`metrics`]                | `shared`                                  |
+//! | [`stream`]                 | `shared`, `signal`, `sys`, `tls`, `uring` |
+//! | [`uring_worker`]           | `worker`, `shared`, `uring`               |
+//! | [`mmsg`]                   | `worker`, `shared`, `sys`, `uring`        |
+//! | [`worker`]                 | `shared`, `bare`, `signal`, `sys`         |
+//! | [`shared`]                 | `sys`, `tls`                              |
+//! | [`bare`], [`signal`], [`sys`], [`tls`], [`uring`] | nothing (leaves) |
 
 pub mod bare;
 pub mod metrics;
 pub mod mmsg;
+pub mod shared;
 pub mod signal;
 pub mod stream;
 pub mod sys;
+pub mod tls;
 pub mod uring;
 pub mod uring_worker;
 pub mod worker;
@@ -49,9 +69,12 @@ use tracing::{debug, info, warn};
 use crate::proto::config::Config;
 use crate::proto::shard::{Seed, WallClock};
 use crate::proto::stats::ShardStats;
-use stream::{SniResolver, StreamOptions, StreamQueue, TlsCert};
+pub use shared::Serve;
+use shared::{INBOX_CAPACITY, Inbox, Peers, StreamQueue, Waker};
+use stream::StreamOptions;
+use tls::{SniResolver, TlsCert};
 use uring::UD_WAKE;
-use worker::{Backend, INBOX_CAPACITY, Inbox, Peers, Waker, WorkerInit};
+use worker::{Backend, WorkerInit};
 
 /// Socket buffer size asked for (each of SO_RCVBUF and SO_SNDBUF).
 pub const SOCKET_BUFFER: usize = 4 << 20;
@@ -82,18 +105,6 @@ pub struct IoOptions {
     pub xdp: Option<crate::bpf::XdpConfig>,
     /// What the workers serve.
     pub serve: Serve,
-}
-
-/// What every worker serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Serve {
-    /// SIP: each worker runs its shard.
-    Sip,
-    /// No SIP: each worker answers every datagram with one of the size it
-    /// asks for ([`bare`]), on the same I/O path. For benchmarks only (the
-    /// floor of `cargo xtask bench`); steer it with [`SteerChoice::Off`] and
-    /// without XDP or stream transports, which expect SIP.
-    Bare,
 }
 
 /// `--steer`: whether the sk_reuseport program steers datagrams to the
@@ -302,7 +313,7 @@ impl Engine {
         let backend = match opts.io {
             IoChoice::Uring => Backend::Uring,
             IoChoice::Mmsg => Backend::Mmsg,
-            IoChoice::Auto => match uring::probe() {
+            IoChoice::Auto => match uring_worker::probe() {
                 Ok(()) => Backend::Uring,
                 Err(cause) => {
                     warn!(%cause, "io_uring unavailable: falling back to recvmmsg/sendmmsg (--io mmsg), which is slower");
@@ -335,7 +346,7 @@ impl Engine {
         let reloads = Arc::new(metrics::ReloadStats::default());
         let wall =
             WallClock { at: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() };
-        let cpus = if opts.pin { worker::allowed_cpus() } else { Vec::new() };
+        let cpus = if opts.pin { sys::allowed_cpus() } else { Vec::new() };
         if opts.pin && cpus.is_empty() {
             warn!("cannot read the CPU affinity mask; workers run unpinned");
         }
@@ -364,7 +375,7 @@ impl Engine {
                 ready: ready_tx.clone(),
                 go: go_rx,
             };
-            let spawned = std::thread::Builder::new().name(format!("sipark-w{i}")).spawn(move || worker::run(init));
+            let spawned = std::thread::Builder::new().name(format!("sipark-w{i}")).spawn(move || run_worker(init));
             match spawned {
                 Ok(h) => {
                     handles.push(h);
@@ -597,7 +608,7 @@ impl Engine {
     }
 
     /// The stream transports' counters, if the stream thread runs.
-    pub fn stream_stats(&self) -> Option<&Arc<stream::StreamStats>> {
+    pub fn stream_stats(&self) -> Option<&Arc<shared::StreamStats>> {
         self.stream.as_ref().map(|(_, q)| &q.stats)
     }
 
@@ -731,6 +742,15 @@ fn retire(
         out.push(Retiring { domain: domain.clone(), rate: *rate, until });
     }
     out
+}
+
+/// A worker thread's body: [`worker::run`] with the backend its `init`
+/// names. Returns an error text if the worker failed.
+fn run_worker(init: WorkerInit) -> Result<(), String> {
+    match init.backend {
+        Backend::Uring => worker::run::<uring_worker::UringIo>(init),
+        Backend::Mmsg => worker::run::<mmsg::MmsgIo>(init),
+    }
 }
 
 /// Tells workers waiting at start-up to exit, and joins them.

@@ -9,6 +9,8 @@
 use std::io;
 use std::time::Duration;
 
+use tracing::warn;
+
 /// A signal [`wait`] took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -76,6 +78,16 @@ pub fn wait(timeout: Duration) -> Option<Signal> {
         libc::SIGTERM => Some(Signal::Term),
         libc::SIGHUP => Some(Signal::Hup),
         _ => None, // EAGAIN (timeout) or EINTR
+    }
+}
+
+/// Blocks SIGINT and SIGTERM on the calling thread (a worker or the
+/// stream thread), so that only the thread waiting for them (the main
+/// thread) receives them; a failure is logged, not fatal.
+pub fn block_shutdown_signals() {
+    if let Err(e) = block() {
+        // The target this line had when it was written in `worker`.
+        warn!(target: "sipark::io::worker", error = %e, "cannot block SIGINT/SIGTERM on a worker thread");
     }
 }
 

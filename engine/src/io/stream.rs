@@ -32,31 +32,27 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use hashbrown::HashMap;
 use io_uring::{IoUring, opcode, types};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
 use tracing::{debug, info, warn};
 
+use super::shared::{CloseReason, DropReason, Handoff, Peers, StreamQueue, StreamStats, Waker, dec, inc};
+use super::signal::block_shutdown_signals;
+use super::sys::eventfd_clear;
+use super::tls::{SniResolver, TlsCert, client_config, server_config};
 use super::uring::UD_WAKE;
-use super::worker::{Handoff, Peers, Waker, eventfd_add, eventfd_clear, new_eventfd};
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::Transmit;
 use crate::proto::sip::Transport;
 use crate::proto::sip::parse::SipMessage;
 use crate::proto::sip::stream::{Frame, FrameError, Framer, PONG};
 
-/// Transmits waiting for the stream thread; past it workers drop them.
-pub const QUEUE_CAPACITY: usize = 16384;
 /// Transmits taken from the queue per loop turn.
 const QUEUE_BATCH: usize = 4096;
 /// Bytes asked of each read.
@@ -109,15 +105,6 @@ impl Default for StreamLimits {
     }
 }
 
-/// One certificate the TLS listener can present: for the SNI name
-/// `domain`, or the default one (`None`).
-#[derive(Debug, Clone)]
-pub struct TlsCert {
-    /// Lowercase server name this certificate is chosen for.
-    pub domain: Option<String>,
-    pub key: Arc<CertifiedKey>,
-}
-
 /// The TLS listener.
 #[derive(Debug, Clone)]
 pub struct TlsListen {
@@ -159,315 +146,9 @@ impl StreamOptions {
     }
 }
 
-/// Reads a PEM certificate chain and private key into a signing key.
-pub fn load_cert(domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", cert.display()));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    cert_from_der(domain, chain, key_der).map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
-}
-
-/// A [`TlsCert`] from DER: checks that the key matches the certificate.
-pub fn cert_from_der(
-    domain: Option<String>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<TlsCert, String> {
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = provider.key_provider.load_private_key(key).map_err(|e| format!("private key: {e}"))?;
-    let ck = CertifiedKey::new(chain, signing);
-    match ck.keys_match() {
-        Ok(()) => {}
-        // Not every key type can tell; only a definite mismatch is refused.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-        Err(e) => return Err(format!("key does not match the certificate: {e}")),
-    }
-    Ok(TlsCert { domain: domain.map(|d| d.to_ascii_lowercase()), key: Arc::new(ck) })
-}
-
-/// Reads trust anchors (PEM) for outbound TLS.
-pub fn load_roots(ca: &Path) -> Result<Arc<RootCertStore>, String> {
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
-        let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate", ca.display()));
-    }
-    Ok(Arc::new(roots))
-}
-
-/// Chooses the certificate by SNI name; the default (the entry without a
-/// domain) when there is no name or no certificate for it. Without a
-/// default such a handshake fails: no tenant's certificate is shown to a
-/// client that asked for another name.
-#[derive(Debug)]
-pub struct SniResolver {
-    default: Option<Arc<CertifiedKey>>,
-    by_name: HashMap<String, Arc<CertifiedKey>>,
-}
-
-impl SniResolver {
-    /// The resolver over `certs`: the first entry of each name wins, and
-    /// the first one without a name is the default. At least one entry.
-    pub fn new(certs: &[TlsCert]) -> Result<SniResolver, String> {
-        if certs.is_empty() {
-            return Err("TLS needs at least one certificate".into());
-        }
-        let default = certs.iter().find(|c| c.domain.is_none()).map(|c| c.key.clone());
-        let mut by_name = HashMap::new();
-        for c in certs {
-            if let Some(d) = &c.domain {
-                by_name.entry(d.to_ascii_lowercase()).or_insert_with(|| c.key.clone());
-            }
-        }
-        Ok(SniResolver { default, by_name })
-    }
-
-    fn pick(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        name.and_then(|n| self.by_name.get(n.to_ascii_lowercase().as_str())).or(self.default.as_ref()).cloned()
-    }
-
-    /// How many names have their own certificate.
-    pub fn names(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// Whether there is a default certificate.
-    pub fn has_default(&self) -> bool {
-        self.default.is_some()
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.pick(hello.server_name())
-    }
-}
-
-/// The listener's rustls configuration (ring provider, TLS 1.2 and 1.3).
-pub fn server_config(certs: &[TlsCert]) -> Result<Arc<ServerConfig>, String> {
-    let resolver = SniResolver::new(certs)?;
-    let cfg = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    Ok(Arc::new(cfg))
-}
-
-/// The configuration of outbound TLS connections.
-pub fn client_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, String> {
-    let cfg = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
-
-/// Why a connection was closed (the `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The peer closed it.
-    Peer,
-    /// No traffic for the idle timeout.
-    Idle,
-    /// Accepted past `max_connections`.
-    Limit,
-    /// A socket or TLS error, or unframeable input.
-    Error,
-    /// A message over the size cap.
-    Oversize,
-    /// The write backlog passed its cap.
-    Backlog,
-    /// The TLS handshake or TCP connect took too long.
-    Handshake,
-    /// sipark stopped.
-    Shutdown,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
-        CloseReason::Peer,
-        CloseReason::Idle,
-        CloseReason::Limit,
-        CloseReason::Error,
-        CloseReason::Oversize,
-        CloseReason::Backlog,
-        CloseReason::Handshake,
-        CloseReason::Shutdown,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::Peer => "peer",
-            CloseReason::Idle => "idle",
-            CloseReason::Limit => "limit",
-            CloseReason::Error => "error",
-            CloseReason::Oversize => "oversize",
-            CloseReason::Backlog => "backlog",
-            CloseReason::Handshake => "handshake",
-            CloseReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Why a message was dropped (the `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Received, but the owner's inbox was full.
-    InboxFull,
-    /// From a worker, but the stream queue was full.
-    QueueFull,
-    /// TLS to a peer with no connection, and no `--tls-ca`.
-    NoTlsClient,
-    /// Queued on a connection that failed or closed before it was written,
-    /// or no connection could be opened.
-    Unsent,
-    /// No connection could be opened: `max_connections` reached.
-    Limit,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 5] =
-        [DropReason::InboxFull, DropReason::QueueFull, DropReason::NoTlsClient, DropReason::Unsent, DropReason::Limit];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            DropReason::InboxFull => "inbox_full",
-            DropReason::QueueFull => "queue_full",
-            DropReason::NoTlsClient => "no_tls_client",
-            DropReason::Unsent => "unsent",
-            DropReason::Limit => "limit",
-        }
-    }
-}
-
 /// `[tcp, tls]` index of a stream transport.
 fn slot(t: Transport) -> usize {
     usize::from(t == Transport::Tls)
-}
-
-/// The stream transports' counters. Written by the stream thread (and
-/// `dropped{queue_full}` by workers), read by the metrics scrape.
-#[derive(Debug, Default)]
-pub struct StreamStats {
-    /// Open connections, `[tcp, tls]` (gauge).
-    pub connections: [AtomicU64; 2],
-    /// Connections accepted, `[tcp, tls]`.
-    pub accepted: [AtomicU64; 2],
-    /// Connections sipark opened, `[tcp, tls]`.
-    pub opened: [AtomicU64; 2],
-    /// Connections closed, by [`CloseReason`] (in `CloseReason::ALL` order).
-    pub closed: [AtomicU64; 8],
-    /// Messages framed and handed to a worker, `[tcp, tls]`.
-    pub messages_in: [AtomicU64; 2],
-    /// Messages queued on a connection for writing, `[tcp, tls]`.
-    pub messages_out: [AtomicU64; 2],
-    /// CRLFCRLF keep-alives answered.
-    pub pings: AtomicU64,
-    /// Messages dropped, by [`DropReason`] (in `DropReason::ALL` order).
-    pub dropped: [AtomicU64; 5],
-}
-
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-fn dec(c: &AtomicU64) {
-    c.fetch_sub(1, Ordering::Relaxed);
-}
-
-impl StreamStats {
-    pub fn closed(&self, r: CloseReason) -> u64 {
-        CloseReason::ALL.iter().position(|&x| x == r).map_or(0, |i| self.closed[i].load(Ordering::Relaxed))
-    }
-
-    pub fn dropped(&self, r: DropReason) -> u64 {
-        DropReason::ALL.iter().position(|&x| x == r).map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
-    }
-
-    fn count_close(&self, r: CloseReason) {
-        if let Some(i) = CloseReason::ALL.iter().position(|&x| x == r) {
-            inc(&self.closed[i]);
-        }
-    }
-
-    fn count_drop(&self, r: DropReason, n: u64) {
-        if let Some(i) = DropReason::ALL.iter().position(|&x| x == r) {
-            self.dropped[i].fetch_add(n, Ordering::Relaxed);
-        }
-    }
-}
-
-/// What workers share with the stream thread: the queue of outgoing stream
-/// messages and how to wake the thread.
-#[derive(Debug)]
-pub struct StreamQueue {
-    queue: ArrayQueue<Transmit>,
-    /// Set by a worker that has written (or is about to write) the eventfd
-    /// the stream thread has not consumed yet.
-    notified: AtomicBool,
-    event: OwnedFd,
-    /// Set once the workers are gone: close everything and exit.
-    stop: AtomicBool,
-    /// A new certificate set from a reload (SIGHUP), for the TLS listener's
-    /// next handshakes; only the newest matters.
-    certs: ArrayQueue<Arc<SniResolver>>,
-    pub stats: Arc<StreamStats>,
-}
-
-impl StreamQueue {
-    pub fn new() -> io::Result<StreamQueue> {
-        Ok(StreamQueue {
-            queue: ArrayQueue::new(QUEUE_CAPACITY),
-            notified: AtomicBool::new(false),
-            event: new_eventfd()?,
-            stop: AtomicBool::new(false),
-            certs: ArrayQueue::new(1),
-            stats: Arc::new(StreamStats::default()),
-        })
-    }
-
-    /// Hands the TLS listener a new certificate set (a reload): handshakes
-    /// from the stream thread's next turn on use it; connections already
-    /// open keep theirs. Nothing happens without a TLS listener.
-    pub fn set_certs(&self, resolver: SniResolver) {
-        let _ = self.certs.force_push(Arc::new(resolver));
-        self.wake();
-    }
-
-    /// Hands a transmit to the stream thread (called by workers). The
-    /// payload is the stream thread's from now on; a full queue drops it.
-    pub fn send(&self, t: Transmit) {
-        if self.queue.push(t).is_err() {
-            self.stats.count_drop(DropReason::QueueFull, 1);
-            return;
-        }
-        if !self.notified.swap(true, Ordering::SeqCst) {
-            self.wake();
-        }
-    }
-
-    /// Wakes the stream thread.
-    pub fn wake(&self) {
-        if let Err(e) = eventfd_add(&self.event, 1) {
-            debug!(error = %e, "cannot wake the stream thread");
-        }
-    }
-
-    /// Asks the stream thread to close every connection and exit.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.wake();
-    }
 }
 
 /// The listeners, bound by [`bind`] before any thread starts.
@@ -882,7 +563,7 @@ struct Front {
 
 /// The stream thread's body.
 pub fn run(init: StreamInit) {
-    super::worker::block_shutdown_signals();
+    block_shutdown_signals();
     let StreamInit { listeners, limits, peers, queue, n } = init;
     // SAFETY: epoll_create1 takes no pointers; a negative return is an error.
     let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -1409,43 +1090,6 @@ fn connect(dst: SocketAddr) -> io::Result<TcpStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn self_signed(names: &[&str]) -> TlsCert {
-        let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-            .unwrap_or_else(|e| panic!("rcgen: {e}"));
-        let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap_or_else(|e| panic!("key: {e}"));
-        cert_from_der(None, vec![ck.cert.der().clone()], key).unwrap_or_else(|e| panic!("cert: {e}"))
-    }
-
-    #[test]
-    fn sni_picks_the_domain_certificate_else_the_default() {
-        let default = self_signed(&["default.example"]);
-        let mut acme = self_signed(&["acme.example"]);
-        acme.domain = Some("acme.example".into());
-        let r = SniResolver::new(&[acme.clone(), default.clone()]).unwrap_or_else(|e| panic!("{e}"));
-        let picked = |name| r.pick(name).unwrap_or_else(|| panic!("no certificate for {name:?}"));
-        assert!(Arc::ptr_eq(&picked(Some("ACME.example")), &acme.key), "by name, case-insensitive");
-        assert!(Arc::ptr_eq(&picked(Some("other.example")), &default.key), "unknown name: the None entry");
-        assert!(Arc::ptr_eq(&picked(None), &default.key), "no SNI: the None entry");
-        assert_eq!((r.names(), r.has_default()), (1, true));
-        // Without a None entry there is no default: only the tenant's own name gets a certificate.
-        let r = SniResolver::new(std::slice::from_ref(&acme)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.pick(Some("acme.example")).is_some_and(|k| Arc::ptr_eq(&k, &acme.key)));
-        assert!(r.pick(None).is_none(), "no SNI and no default: no certificate");
-        assert!(r.pick(Some("other.example")).is_none(), "another name and no default: no certificate");
-        assert!(SniResolver::new(&[]).is_err(), "no certificate at all is an error");
-        assert!(server_config(&[default]).is_ok());
-        assert!(server_config(&[acme]).is_ok(), "tenant certificates alone are a valid listener");
-    }
-
-    #[test]
-    fn mismatched_key_is_refused() {
-        let a = rcgen::generate_simple_self_signed(vec!["a.example".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
-        let b = rcgen::generate_simple_self_signed(vec!["b.example".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
-        let key = PrivateKeyDer::try_from(b.signing_key.serialize_der()).unwrap_or_else(|e| panic!("key: {e}"));
-        let r = cert_from_der(None, vec![a.cert.der().clone()], key);
-        assert!(r.is_err(), "a key that is not the certificate's must be refused");
-    }
 
     #[test]
     fn conn_consume_tracks_partial_writes() {

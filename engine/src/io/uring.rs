@@ -1,6 +1,8 @@
 //! io_uring building blocks for the workers: ring set-up, the provided
 //! buffer ring that multishot receives fill, the slab of in-flight sends,
-//! and `user_data` tags.
+//! `user_data` tags, and `sockaddr` conversions (which the mmsg backend
+//! uses too). A leaf: it imports no other module of `io`; the backend that
+//! drives these is [`super::uring_worker`].
 //!
 //! Kernel requirements (each op names the first kernel that has it):
 //!
@@ -104,40 +106,6 @@ pub fn new_ring(sq_entries: u32, cq_entries: u32) -> io::Result<(IoUring, RingMo
         }
     }
     Err(last)
-}
-
-/// Whether the io_uring backend can run here: one worker's ring and
-/// registered buffer ring, at the workers' sizes (what a seccomp profile,
-/// `kernel.io_uring_disabled`, a memory limit or an old kernel refuses), on
-/// a kernel that has multishot `RECVMSG` (6.0). `Err` says why not.
-pub fn probe() -> Result<(), String> {
-    use super::uring_worker::{CQ_ENTRIES, RECV_BUF_SIZE, RECV_BUFFERS, SQ_ENTRIES};
-    if let Some((major, minor)) = kernel_version()
-        && (major, minor) < (6, 0)
-    {
-        return Err(format!("kernel {major}.{minor} lacks multishot RECVMSG (6.0+)"));
-    }
-    let (ring, _) = new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
-    let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
-    // SAFETY: no operation is ever submitted on this ring, and `ring` is
-    // dropped (closed) before `bufs`.
-    let registered = unsafe { bufs.register(&ring) };
-    drop(ring);
-    registered.map_err(|e| format!("register_buf_ring (kernel 5.19+): {e}"))
-}
-
-/// The running kernel's major and minor version, from `uname`.
-fn kernel_version() -> Option<(u32, u32)> {
-    // SAFETY: all-zero is a valid utsname for uname to fill.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a writable utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let release: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    let mut parts = release.split(|&b| b == b'.' || b == b'-');
-    let num = |p: Option<&[u8]>| std::str::from_utf8(p?).ok()?.parse::<u32>().ok();
-    Some((num(parts.next())?, num(parts.next())?))
 }
 
 /// An anonymous, page-aligned, zeroed memory mapping.

@@ -1,8 +1,10 @@
 //! The io_uring backend of a worker ([`super::worker`] has the common
-//! part): one ring per worker, a multishot `RecvMsg` (kernel 6.0) filling a
-//! provided buffer ring, one `SendMsg` per datagram from a fixed slab,
-//! submitted in one `io_uring_enter` per turn together with the wait, and
-//! `MsgRingData` (kernel 5.18) wake-ups between rings.
+//! part, [`super::uring`] the building blocks): one ring per worker, a
+//! multishot `RecvMsg` (kernel 6.0) filling a provided buffer ring, one
+//! `SendMsg` per datagram from a fixed slab, submitted in one
+//! `io_uring_enter` per turn together with the wait, and `MsgRingData`
+//! (kernel 5.18) wake-ups between rings. [`probe`] tells whether it can
+//! run here.
 
 use std::io;
 use std::net::UdpSocket;
@@ -12,10 +14,11 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use tracing::{debug, warn};
 
+use super::shared::Waker;
 use super::uring::{
     BufRing, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring, read_sockaddr,
 };
-use super::worker::{Core, Io, Waker};
+use super::worker::{Core, Io};
 use crate::proto::sip::Transport;
 
 /// Submission queue entries per worker ring (more than the send slab plus
@@ -50,6 +53,39 @@ fn push_sqe(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
     ring.submit()?;
     // SAFETY: as above.
     unsafe { ring.submission().push(e) }.map_err(|_| io::Error::other("submission queue full"))
+}
+
+/// Whether the io_uring backend can run here: one worker's ring and
+/// registered buffer ring, at the workers' sizes (what a seccomp profile,
+/// `kernel.io_uring_disabled`, a memory limit or an old kernel refuses), on
+/// a kernel that has multishot `RECVMSG` (6.0). `Err` says why not.
+pub fn probe() -> Result<(), String> {
+    if let Some((major, minor)) = kernel_version()
+        && (major, minor) < (6, 0)
+    {
+        return Err(format!("kernel {major}.{minor} lacks multishot RECVMSG (6.0+)"));
+    }
+    let (ring, _) = new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
+    let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
+    // SAFETY: no operation is ever submitted on this ring, and `ring` is
+    // dropped (closed) before `bufs`.
+    let registered = unsafe { bufs.register(&ring) };
+    drop(ring);
+    registered.map_err(|e| format!("register_buf_ring (kernel 5.19+): {e}"))
+}
+
+/// The running kernel's major and minor version, from `uname`.
+fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: all-zero is a valid utsname for uname to fill.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a writable utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let release: Vec<u8> = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let mut parts = release.split(|&b| b == b'.' || b == b'-');
+    let num = |p: Option<&[u8]>| std::str::from_utf8(p?).ok()?.parse::<u32>().ok();
+    Some((num(parts.next())?, num(parts.next())?))
 }
 
 /// A worker's io_uring state. Field order is drop order: the ring is

@@ -1,15 +1,17 @@
 //! What every worker has whatever its I/O backend: the thread start-up
-//! hand-shake, core pinning, the inboxes of cross-shard hand-offs, the
-//! wake-up handles, and [`Core`], the per-turn logic around the [`Shard`]
-//! (routing a received datagram, draining the inbox, timers, shutdown).
+//! hand-shake, core pinning, the [`Io`] trait a backend implements, and
+//! [`Core`], the per-turn logic around the [`Shard`] (routing a received
+//! datagram, draining the inbox, timers, shutdown). The inboxes and wake-up
+//! handles it shares with the other threads are in [`super::shared`].
 //!
 //! A worker is a thread pinned to a core that owns one [`Shard`] and one UDP
 //! socket (an `SO_REUSEPORT` group member). Its I/O backend is either
 //! [`super::uring_worker`] (io_uring: multishot receive into a provided
 //! buffer ring, batched `SendMsg`, `MsgRingData` wake-ups) or
 //! [`super::mmsg`] (`recvmmsg`/`sendmmsg` and `ppoll`, eventfd wake-ups),
-//! chosen engine-wide by `--io`. Both call the same [`Core`] methods in the
-//! same order each turn:
+//! chosen engine-wide by `--io`. Both import this module, which imports
+//! neither: [`run`] is generic over [`Io`] and the engine picks the backend.
+//! Both call the same [`Core`] methods in the same order each turn:
 //! 1. read `Instant::now()` once;
 //! 2. receive: each datagram goes to [`Core::on_datagram`], which hands it
 //!    to the shard or, when another shard owns it ([`route::owner`]),
@@ -29,16 +31,16 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use tracing::{debug, info, warn};
 
-use super::Serve;
 use super::bare::Bare;
+use super::shared::{Handoff, Peers, Serve, Waker};
+use super::signal::block_shutdown_signals;
+use super::sys::pin_to_cpu;
 use crate::proto::config::Config;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::{Seed, Shard, Transmit, WallClock};
@@ -46,8 +48,6 @@ use crate::proto::sip::parse::SipMessage;
 use crate::proto::sip::{Peer, Transport};
 use crate::proto::stats::ShardStats;
 
-/// Hand-offs waiting in one worker's inbox; past it they are dropped.
-pub const INBOX_CAPACITY: usize = 16384;
 /// Hand-offs drained per loop turn (the rest wait for the next turn).
 const INBOX_BATCH: usize = 4096;
 /// Longest single wait, so that a lost wake-up costs at most this.
@@ -60,117 +60,6 @@ pub enum Backend {
     Uring,
     /// `recvmmsg`/`sendmmsg` with `ppoll`: [`super::mmsg`].
     Mmsg,
-}
-
-/// A message for a worker's shard received elsewhere: a datagram received
-/// by another worker, or a message the stream thread framed out of a TCP or
-/// TLS connection (`transport` says which; `src` is the peer's address).
-#[derive(Debug)]
-pub struct Handoff {
-    pub src: SocketAddr,
-    pub transport: Transport,
-    pub data: Box<[u8]>,
-}
-
-/// New configurations waiting in one inbox; a reload past it replaces the
-/// oldest (only the newest matters).
-const CONFIG_SLOTS: usize = 2;
-
-/// One worker's inbox of hand-offs, and of configuration reloads.
-#[derive(Debug)]
-pub struct Inbox {
-    pub queue: ArrayQueue<Handoff>,
-    /// Configurations from a reload (SIGHUP), oldest first; the worker
-    /// gives the newest to its shard at the start of its next drain.
-    pub config: ArrayQueue<Arc<Config>>,
-    /// Set by a sender that has sent (or is about to send) a wake-up the
-    /// owner has not consumed yet; cleared by the owner before draining.
-    pub notified: AtomicBool,
-}
-
-impl Inbox {
-    pub fn new(capacity: usize) -> Inbox {
-        Inbox {
-            queue: ArrayQueue::new(capacity.max(1)),
-            config: ArrayQueue::new(CONFIG_SLOTS),
-            notified: AtomicBool::new(false),
-        }
-    }
-
-    /// Queues a new configuration for the owner (which must then be
-    /// woken); never blocks, and drops the oldest queued one when full.
-    pub fn push_config(&self, cfg: Arc<Config>) {
-        let _ = self.config.force_push(cfg);
-        self.notified.store(true, Ordering::SeqCst);
-    }
-}
-
-/// How to wake a worker that may be blocked waiting for I/O.
-#[derive(Debug)]
-pub enum Waker {
-    /// A duplicate of the worker's io_uring fd: the target of a
-    /// `MsgRingData` (kernel 5.18), which completes in the sleeping ring.
-    Ring(OwnedFd),
-    /// An eventfd the worker polls (the mmsg backend).
-    Event(OwnedFd),
-}
-
-impl Waker {
-    /// Wakes an [`Waker::Event`] worker with one `write`. A ring worker
-    /// can only be woken by a `MsgRingData` from a ring: an error here.
-    pub fn wake_event(&self) -> io::Result<()> {
-        match self {
-            Waker::Event(fd) => eventfd_add(fd, 1),
-            Waker::Ring(_) => Err(io::Error::other("a ring worker is woken with MsgRingData, not a write")),
-        }
-    }
-}
-
-/// Creates a non-blocking eventfd.
-pub fn new_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd takes no pointers; a negative return is an error.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by eventfd and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Adds `n` to an eventfd's counter. A full counter (`EAGAIN`) already
-/// means "wake up", so it counts as success.
-pub fn eventfd_add(fd: &OwnedFd, n: u64) -> io::Result<()> {
-    let v = n.to_ne_bytes();
-    // SAFETY: `v` is 8 readable bytes, as eventfd writes require.
-    let rc = unsafe { libc::write(fd.as_raw_fd(), v.as_ptr().cast(), v.len()) };
-    if rc == 8 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EAGAIN) { Ok(()) } else { Err(e) }
-}
-
-/// Resets an eventfd's counter (non-blocking read).
-pub fn eventfd_clear(fd: &OwnedFd) {
-    let mut v = [0u8; 8];
-    // SAFETY: `v` is 8 writable bytes; the fd is non-blocking, so an
-    // empty counter returns EAGAIN, which is fine.
-    let _ = unsafe { libc::read(fd.as_raw_fd(), v.as_mut_ptr().cast(), v.len()) };
-}
-
-/// What all workers share once they are all set up. Read-only apart from
-/// the atomics and lock-free queues.
-#[derive(Debug)]
-pub struct Peers {
-    /// Set once to ask every worker to shut down.
-    pub stop: AtomicBool,
-    /// Inbox of worker `i`.
-    pub inboxes: Box<[Inbox]>,
-    /// How to wake worker `i`. The fds are duplicates that stay open until
-    /// the last worker is gone, so a late wake never lands on a reused fd.
-    pub wakers: Box<[Waker]>,
-    /// The stream thread's queue (TCP/TLS transmits), if it runs.
-    pub stream: Option<Arc<super::stream::StreamQueue>>,
 }
 
 /// What a worker reports once its backend and shard exist.
@@ -201,44 +90,6 @@ pub struct WorkerInit {
     pub go: mpsc::Receiver<Option<Arc<Peers>>>,
 }
 
-/// Pins the calling thread to `cpu`.
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cpu index past CPU_SETSIZE"));
-    }
-    // SAFETY: all-zero is an empty cpu_set_t.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu < CPU_SETSIZE`, so the bit is inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the
-    // calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// The CPUs this process may run on, in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: all-zero is an empty cpu_set_t.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a writable cpu_set_t of the size passed.
-    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c < CPU_SETSIZE`, inside `set`.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
-
-/// Blocks SIGINT and SIGTERM on the calling thread, so that only the
-/// thread waiting for them (the main thread) receives them.
-pub fn block_shutdown_signals() {
-    if let Err(e) = super::signal::block() {
-        warn!(error = %e, "cannot block SIGINT/SIGTERM on a worker thread");
-    }
-}
-
 /// One I/O backend's per-worker state, driven by [`run`].
 pub trait Io: Sized {
     /// Sets the backend up on the worker thread (rings are bound to the
@@ -250,15 +101,9 @@ pub trait Io: Sized {
     fn finish(self, core: &mut Core);
 }
 
-/// The worker thread's body. Returns an error text if the worker failed.
-pub fn run(init: WorkerInit) -> Result<(), String> {
-    match init.backend {
-        Backend::Uring => run_with::<super::uring_worker::UringIo>(init),
-        Backend::Mmsg => run_with::<super::mmsg::MmsgIo>(init),
-    }
-}
-
-fn run_with<B: Io>(init: WorkerInit) -> Result<(), String> {
+/// The worker thread's body, with backend `B` (the one `init.backend`
+/// names). Returns an error text if the worker failed.
+pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
     let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, ready, go } = init;
     if let Some(cpu) = cpu {

@@ -13,8 +13,7 @@
 //! `io` is checked strictly: `io/mod.rs`, the engine, is a node like its
 //! children. Elsewhere a module's own file may re-export its children and
 //! they may use its items (the usual facade); only siblings must form a
-//! DAG. [`KNOWN`] lists the sibling cycles found in code this check does
-//! not own.
+//! DAG.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -410,17 +409,6 @@ fn engine_sources() -> Vec<Source> {
     read_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
 }
 
-/// Sibling imports that close a cycle in code this check found as it is,
-/// left to that code's owners: (module, from, to). Each must still close
-/// one; the day it does not, its line goes.
-const KNOWN: &[(&str, &str, &str)] = &[
-    // proto::sip::write writes branch and Contact tokens with
-    // route::{BRANCH_PREFIX, CONTACT_PREFIX}, while route reads messages
-    // with sip::parse. Moving the two prefixes into sip (or the token
-    // writers into route) ends the cycle.
-    ("proto", "sip", "route"),
-];
-
 fn display(m: &[String]) -> String {
     if m.is_empty() { "crate".to_owned() } else { m.join("::") }
 }
@@ -428,12 +416,6 @@ fn display(m: &[String]) -> String {
 /// `graph` without the edges from and to the module's own file.
 fn children_only(graph: &Graph) -> Graph {
     graph.iter().filter(|(a, b)| a != OWN && b != OWN).cloned().collect()
-}
-
-/// `graph` without the [`KNOWN`] edges of module `scope`.
-fn without_known(scope: &[String], graph: &Graph) -> Graph {
-    let known = |a: &str, b: &str| KNOWN.iter().any(|&(m, x, y)| m == display(scope) && x == a && y == b);
-    graph.iter().filter(|(a, b)| !known(a, b)).cloned().collect()
 }
 
 #[test]
@@ -457,39 +439,10 @@ fn the_children_of_every_module_import_each_other_without_cycles() {
     let cycles: Vec<String> = graphs
         .iter()
         .filter_map(|(scope, g)| {
-            find_cycle(&without_known(scope, &children_only(g)))
-                .map(|c| format!("in {}: {}", display(scope), c.join(" -> ")))
+            find_cycle(&children_only(g)).map(|c| format!("in {}: {}", display(scope), c.join(" -> ")))
         })
         .collect();
     assert!(cycles.is_empty(), "import cycles between sibling modules:\n{}", cycles.join("\n"));
-}
-
-#[test]
-fn known_cycles_are_still_there() {
-    let graphs = sibling_edges(&engine_sources());
-    for &(scope, from, to) in KNOWN {
-        let g = graphs.iter().find(|(s, _)| display(s) == scope).map(|(_, g)| children_only(g)).unwrap_or_default();
-        let back = Graph::from_iter(g.iter().filter(|(a, b)| !(a == from && b == to)).cloned());
-        let closes = g.contains(&(from.to_owned(), to.to_owned())) && reaches(&back, to, from);
-        assert!(closes, "{scope}: {from} -> {to} closes no cycle any more: delete its line from KNOWN");
-    }
-}
-
-/// Whether `graph` has a path from `a` to `b`.
-fn reaches(graph: &Graph, a: &str, b: &str) -> bool {
-    let mut seen = BTreeSet::from([a.to_owned()]);
-    let mut todo = vec![a.to_owned()];
-    while let Some(n) = todo.pop() {
-        if n == b {
-            return true;
-        }
-        for (_, next) in graph.iter().filter(|(x, _)| *x == n) {
-            if seen.insert(next.clone()) {
-                todo.push(next.clone());
-            }
-        }
-    }
-    false
 }
 
 #[test]

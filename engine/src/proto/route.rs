@@ -14,6 +14,7 @@
 //! `tests/vectors/shard_of.txt` and are shared with the BPF side.
 
 use super::sip::parse::{Method, SipMessage, Uri};
+use super::sip::write::{BRANCH_PREFIX, CONTACT_PREFIX};
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;
@@ -42,11 +43,6 @@ pub fn shard_of(domain: &[u8], n: u16) -> u16 {
 pub fn reduce(hash: u32, n: u16) -> u16 {
     ((u64::from(hash) * u64::from(n.max(1))) >> 32) as u16
 }
-
-/// Prefix of sipark's Via branches: the RFC 3261 magic cookie, then `sp`.
-pub const BRANCH_PREFIX: &[u8] = b"z9hG4bKsp";
-/// Prefix of the user part of sipark's Contact URIs.
-pub const CONTACT_PREFIX: &[u8] = b"sp";
 
 /// Parses `<digits>.` at the start of `s`, returning the shard number.
 fn embedded_shard(s: &[u8]) -> Option<u16> {

@@ -439,9 +439,14 @@ pub fn push_hex16(out: &mut Vec<u8>, n: u64) {
     }
 }
 
+/// Prefix of sipark's Via branches: the RFC 3261 magic cookie, then `sp`.
+pub const BRANCH_PREFIX: &[u8] = b"z9hG4bKsp";
+/// Prefix of the user part of sipark's Contact URIs.
+pub const CONTACT_PREFIX: &[u8] = b"sp";
+
 /// Writes sipark's branch for shard `shard` and transaction `id`.
 pub fn write_branch(out: &mut Vec<u8>, shard: u16, id: u64) {
-    out.extend_from_slice(crate::proto::route::BRANCH_PREFIX);
+    out.extend_from_slice(BRANCH_PREFIX);
     push_dec(out, u64::from(shard));
     out.push(b'.');
     push_hex(out, id);
@@ -449,7 +454,7 @@ pub fn write_branch(out: &mut Vec<u8>, shard: u16, id: u64) {
 
 /// Parses the transaction id out of one of sipark's branches.
 pub fn branch_id(branch: &[u8]) -> Option<u64> {
-    let rest = branch.strip_prefix(crate::proto::route::BRANCH_PREFIX)?;
+    let rest = branch.strip_prefix(BRANCH_PREFIX)?;
     let dot = memchr::memchr(b'.', rest)?;
     let hex = std::str::from_utf8(&rest[dot + 1..]).ok()?;
     u64::from_str_radix(hex, 16).ok()
@@ -459,7 +464,7 @@ pub fn branch_id(branch: &[u8]) -> Option<u64> {
 /// `transport` (`advertise` is that transport's host and port): `sips:`
 /// for TLS, `;transport=tcp` for TCP.
 pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, transport: Transport, advertise: &str) {
-    let prefix = std::str::from_utf8(crate::proto::route::CONTACT_PREFIX).unwrap_or("sp");
+    let prefix = std::str::from_utf8(CONTACT_PREFIX).unwrap_or("sp");
     let _ = match transport {
         Transport::Udp => write!(out, "sip:{prefix}{shard}.sipark@{advertise}"),
         Transport::Tcp => write!(out, "sip:{prefix}{shard}.sipark@{advertise};transport=tcp"),

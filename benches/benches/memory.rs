@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sipark::proto::dialog::Dialog;
-use sipark::proto::park::{Call, CallState, Lot};
+use sipark::proto::park::{Call, CallState, Home};
 use sipark_benches::load::mem::{ParkSim, table_config, table_home};
 
 /// Counts live bytes and allocations on top of the system allocator.
@@ -210,11 +210,11 @@ fn main() {
         );
     }
     println!(
-        "sizes: Call {} B (boxed in the calls map; its state {} B, its dialog {} B), extension list {} B",
+        "sizes: Call {} B (boxed in the calls map; its state {} B, its dialog {} B, its extension and parker {} B); no table of extensions",
         size_of::<Call>(),
         size_of::<CallState>(),
         size_of::<Dialog>(),
-        size_of::<Lot>()
+        size_of::<Home>()
     );
     println!("peak = the most live bytes while parking (transactions alive), over the baseline, per call");
 }

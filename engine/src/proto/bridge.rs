@@ -73,8 +73,8 @@ impl Bridge {
     /// that offered it `b`'s SDP with `a_answer`: to A, `b`'s offer under
     /// A's origin; to B, the answer under B's origin with its version up.
     pub fn sdp(a: &Dialog, b: &Dialog, a_answer: &[u8], host: &str) -> [Vec<u8>; 2] {
-        let mut to_a = Vec::with_capacity(b.remote_sdp.len() + 32);
-        sdp::rewrite_origin(&mut to_a, &b.remote_sdp, a.origin, host);
+        let mut to_a = Vec::with_capacity(b.remote_sdp().len() + 32);
+        sdp::rewrite_origin(&mut to_a, b.remote_sdp(), a.origin, host);
         let mut origin = b.origin;
         origin.version += 1;
         let mut to_b = Vec::with_capacity(a_answer.len() + 32);
@@ -135,7 +135,7 @@ impl Bridge {
         let Some(w) = self.awaiting_answer.take() else { return };
         a.origin.version += 1;
         let mut hold = Vec::new();
-        sdp::hold_answer(&mut hold, &a.remote_sdp, a.origin, &cx.env.local.host);
+        sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin, &cx.env.local.host);
         let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
         cx.ack(a, Some(w.reinvite), w.cseq, body);
     }
@@ -150,7 +150,7 @@ impl Bridge {
             return false;
         };
         self.awaiting_answer = None;
-        self.b.remote_sdp = answer.into();
+        self.b.set_remote_sdp(answer);
         let mut to_a = Vec::with_capacity(answer.len() + 32);
         sdp::rewrite_origin(&mut to_a, answer, a.origin, &cx.env.local.host);
         self.last_sdp[0] = to_a.as_slice().into();
@@ -242,7 +242,7 @@ impl Bridge {
                 y.set_remote_target(target);
             }
             if sdp::is_sdp(msg.body()) {
-                y.remote_sdp = msg.body().into();
+                y.set_remote_sdp(msg.body());
                 self.rewrite(a, from, &mut body, msg.body(), &cx.env.local.host);
                 ctype = "application/sdp";
             } else if !msg.body().is_empty() {
@@ -251,7 +251,7 @@ impl Bridge {
             }
             let x = self.leg(a, from);
             if relay.offer && sdp::is_sdp(&offered) {
-                x.remote_sdp = offered.into();
+                x.set_remote_sdp(&offered);
             }
             if relay.invite {
                 x.pending_ack = Some(PendingAck { server: relay.server, cseq: x.remote_cseq });
@@ -279,7 +279,7 @@ impl Bridge {
         let to = from.other();
         let mut body = Vec::new();
         if let Some(sdp) = answer {
-            self.leg(a, from).remote_sdp = sdp.into();
+            self.leg(a, from).set_remote_sdp(sdp);
             self.rewrite(a, to, &mut body, sdp, &cx.env.local.host);
         }
         let body = (!body.is_empty()).then_some(("application/sdp", body.as_slice()));

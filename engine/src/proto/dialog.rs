@@ -17,7 +17,7 @@ use super::env::{Env, Tag};
 use super::ids::{CallId, Keyed, ServerId};
 use super::sip::parse::{Contact, NameAddr, SipMessage};
 use super::sip::sdp::Origin;
-use super::sip::write::{Head, Request, Routes, write_request};
+use super::sip::write::{Head, Request, Routes, route_values, write_request, write_routes};
 use super::sip::{Peer, Transport};
 
 /// Which leg of a call a dialog is: `A` the parked party's, `B` the
@@ -51,24 +51,36 @@ pub struct PendingAck {
     pub cseq: u32,
 }
 
+/// The parts of a dialog's [`Text`], in the order they are stored.
+const CALL_ID: usize = 0;
+const LOCAL: usize = 1;
+const REMOTE: usize = 2;
+const TARGET: usize = 3;
+const ROUTES: usize = 4;
+const SDP: usize = 5;
+const PARTS: usize = 6;
+
 /// The text of a dialog, in one allocation: Call-ID, sipark's party, the
-/// peer's party, the peer's target.
+/// peer's party, the peer's target, the route set (as the `Route` lines
+/// it is written as) and the peer's last SDP. A part that changes (a
+/// target refresh, a new SDP) writes the whole text again.
 #[derive(Debug, Clone)]
 struct Text {
     buf: Box<[u8]>,
-    /// Where the Call-ID, sipark's party and the peer's party end.
-    ends: [u32; 3],
+    /// Where each part but the last ends.
+    ends: [u32; PARTS - 1],
 }
 
 impl Text {
-    fn new(call_id: &[u8], local: &[u8], remote: &[u8], target: &[u8]) -> Text {
-        let mut buf = Vec::with_capacity(call_id.len() + local.len() + remote.len() + target.len());
-        let mut ends = [0u32; 3];
-        for (i, part) in [call_id, local, remote].into_iter().enumerate() {
+    fn new(parts: [&[u8]; PARTS]) -> Text {
+        let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0u32; PARTS - 1];
+        for (i, part) in parts.into_iter().enumerate() {
             buf.extend_from_slice(part);
-            ends[i] = buf.len() as u32;
+            if let Some(end) = ends.get_mut(i) {
+                *end = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            }
         }
-        buf.extend_from_slice(target);
         Text { buf: buf.into(), ends }
     }
 
@@ -77,16 +89,20 @@ impl Text {
         let end = self.ends.get(i).map_or(self.buf.len(), |e| *e as usize);
         self.buf.get(start..end).unwrap_or_default()
     }
+
+    /// The same text with part `i` replaced by `new`.
+    fn with(&self, i: usize, new: &[u8]) -> Text {
+        Text::new(std::array::from_fn(|j| if j == i { new } else { self.part(j) }))
+    }
 }
 
 /// One dialog sipark holds with a peer (§12), and the session state of
 /// the INVITE usage on it (SDP origin, the peer's last SDP).
 #[derive(Debug, Clone)]
 pub struct Dialog {
+    /// Call-ID, parties, target, route set and the peer's last SDP.
     text: Text,
     pub local_tag: Tag,
-    /// Route set, in the order the Route headers are written.
-    pub route_set: Box<[Box<[u8]>]>,
     pub local_cseq: u32,
     pub remote_cseq: u32,
     /// Where the peer's requests came from (or where its responses came
@@ -96,8 +112,6 @@ pub struct Dialog {
     pub pending_ack: Option<PendingAck>,
     /// sipark's SDP origin towards this peer.
     pub origin: Origin,
-    /// The last SDP the peer sent.
-    pub remote_sdp: Box<[u8]>,
 }
 
 impl Dialog {
@@ -105,27 +119,20 @@ impl Dialog {
     /// `src` (§12.1.1): local tag `tag`, route set from Record-Route, the
     /// peer's Contact `target` as remote target, `session` its SDP session,
     /// `remote_sdp` what is kept of the request's SDP.
-    pub fn uas(
-        msg: &SipMessage<'_>,
-        src: Peer,
-        target: &[u8],
-        tag: Tag,
-        session: u64,
-        remote_sdp: Box<[u8]>,
-    ) -> Dialog {
+    pub fn uas(msg: &SipMessage<'_>, src: Peer, target: &[u8], tag: Tag, session: u64, remote_sdp: &[u8]) -> Dialog {
         let call_id = msg.call_id().unwrap_or_default();
         let local = msg.to_hdr().map(|t| t.raw).unwrap_or_default();
         let remote = msg.from_hdr().map(|f| f.raw).unwrap_or_default();
+        let mut routes = Vec::new();
+        write_routes(&mut routes, msg.record_routes().filter_map(Result::ok).map(|r| r.raw));
         Dialog {
-            text: Text::new(call_id, local, remote, target),
+            text: Text::new([call_id, local, remote, target, &routes, remote_sdp]),
             local_tag: tag,
-            route_set: msg.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect(),
             local_cseq: 0,
             remote_cseq: msg.cseq().map_or(0, |c| c.seq),
             peer: src,
             pending_ack: None,
             origin: Origin::new(session),
-            remote_sdp,
         }
     }
 
@@ -146,38 +153,55 @@ impl Dialog {
     ) -> Option<Dialog> {
         let remote = resp.to_hdr().ok()?.raw;
         let target = first_contact(resp).unwrap_or(request_uri);
-        let mut route_set: Vec<Box<[u8]>> = resp.record_routes().filter_map(Result::ok).map(|r| r.raw.into()).collect();
+        let mut route_set: Vec<&[u8]> = resp.record_routes().filter_map(Result::ok).map(|r| r.raw).collect();
         route_set.reverse();
+        let mut routes = Vec::new();
+        write_routes(&mut routes, route_set);
         Some(Dialog {
-            text: Text::new(call_id, local, remote, target),
+            text: Text::new([call_id, local, remote, target, &routes, resp.body()]),
             local_tag: tag,
-            route_set: route_set.into(),
             local_cseq: 1,
             remote_cseq: 0,
             peer: src,
             pending_ack: None,
             origin: Origin::new(session),
-            remote_sdp: resp.body().into(),
         })
     }
 
     pub fn call_id(&self) -> &[u8] {
-        self.text.part(0)
+        self.text.part(CALL_ID)
     }
 
     /// sipark's party as it goes in From of requests sipark sends (without tag).
     pub fn local(&self) -> &[u8] {
-        self.text.part(1)
+        self.text.part(LOCAL)
     }
 
     /// The peer's party as it goes in To (with the peer's tag).
     pub fn remote(&self) -> &[u8] {
-        self.text.part(2)
+        self.text.part(REMOTE)
     }
 
     /// The peer's Contact URI: the Request-URI of in-dialog requests.
     pub fn remote_target(&self) -> &[u8] {
-        self.text.part(3)
+        self.text.part(TARGET)
+    }
+
+    /// The route set, in the order the Route headers are written.
+    pub fn route_set(&self) -> impl Iterator<Item = &[u8]> {
+        route_values(self.text.part(ROUTES))
+    }
+
+    /// The last SDP the peer sent (for a parked leg, its hold basis).
+    pub fn remote_sdp(&self) -> &[u8] {
+        self.text.part(SDP)
+    }
+
+    /// Keeps `sdp` as the peer's last SDP.
+    pub fn set_remote_sdp(&mut self, sdp: &[u8]) {
+        if sdp != self.remote_sdp() {
+            self.text = self.text.with(SDP, sdp);
+        }
     }
 
     /// The peer's tag.
@@ -188,7 +212,7 @@ impl Dialog {
     /// A target refresh (§12.2): the peer's new Contact.
     pub fn set_remote_target(&mut self, target: &[u8]) {
         if target != self.remote_target() {
-            self.text = Text::new(self.call_id(), self.local(), self.remote(), target);
+            self.text = self.text.with(TARGET, target);
         }
     }
 
@@ -201,7 +225,7 @@ impl Dialog {
     /// literal, else the address the peer last used (symmetric
     /// signalling, which also works for phones behind NAT).
     pub fn destination(&self) -> Peer {
-        first_hop(self.route_set.first().map(|r| &r[..]), self.peer)
+        first_hop(self.route_set().next(), self.peer)
     }
 
     /// Writes the in-dialog request `req` with CSeq `cseq` and branch
@@ -217,7 +241,7 @@ impl Dialog {
                 transport: dst.transport,
                 advertise: env.local.via(dst.transport),
                 branch,
-                routes: Routes::Set(&self.route_set),
+                routes: Routes::Block(self.text.part(ROUTES)),
                 from: self.local(),
                 from_tag: &self.local_tag,
                 to: self.remote(),
@@ -376,15 +400,15 @@ mod tests {
     fn a_uas_dialog_takes_its_parts_from_the_request() {
         let msg = SipMessage::parse(INVITE).expect("parse");
         let t = tag(b"0123456789abcdef");
-        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, 5, msg.body().into());
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, 5, msg.body());
         assert_eq!(d.call_id(), b"c1");
         assert_eq!(d.local(), b"<sip:*68103@acme.example>");
         assert_eq!(d.remote(), b"\"Alice\" <sip:alice@acme.example>;tag=a1");
         assert_eq!(d.remote_tag(), Some(&b"a1"[..]));
         assert_eq!(d.remote_target(), b"sip:alice@10.0.0.1:5062");
         assert_eq!(d.remote_cseq, 4);
-        assert_eq!(&*d.route_set, &[Box::<[u8]>::from(&b"<sip:10.0.0.9;lr>"[..])]);
-        assert_eq!(&*d.remote_sdp, b"v=0\n");
+        assert_eq!(d.route_set().collect::<Vec<_>>(), [&b"<sip:10.0.0.9;lr>"[..]]);
+        assert_eq!(d.remote_sdp(), b"v=0\n");
         assert_eq!(d.destination().addr, "10.0.0.9:5060".parse().expect("addr"), "an IP first hop is used");
         assert!(d.is(b"c1", &t));
         assert!(!d.is(b"c2", &t));
@@ -393,8 +417,7 @@ mod tests {
     #[test]
     fn a_target_refresh_keeps_the_other_parts() {
         let msg = SipMessage::parse(INVITE).expect("parse");
-        let mut d =
-            Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body().into());
+        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body());
         d.set_remote_target(b"sip:alice@192.0.2.7:5070;transport=tcp");
         assert_eq!(d.remote_target(), b"sip:alice@192.0.2.7:5070;transport=tcp");
         assert_eq!((d.call_id(), d.local()), (&b"c1"[..], &b"<sip:*68103@acme.example>"[..]));
@@ -413,14 +436,41 @@ mod tests {
         assert_eq!(d.remote_target(), b"sip:101@10.0.0.1");
         assert_eq!(d.remote(), b"<sip:101@acme.example>;tag=d9");
         assert_eq!(d.local_cseq, 1);
-        let hops: Vec<&[u8]> = d.route_set.iter().map(|r| &r[..]).collect();
+        let hops: Vec<&[u8]> = d.route_set().collect();
         assert_eq!(hops, [&b"<sip:10.0.0.9;lr>"[..], b"<sip:10.0.0.8;lr>"], "reversed (§12.1.2)");
+    }
+
+    #[test]
+    fn a_route_set_is_written_as_received_and_read_back_whole() {
+        // Two values in one header and one more, the first with a folded
+        // display name: each goes out as its own Route line, unchanged.
+        let inv = b"INVITE sip:*68103@acme.example SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK1\r\n\
+            Record-Route: \"Edge\r\n proxy\" <sip:10.0.0.7;lr>, <sip:10.0.0.8;lr>\r\nRecord-Route: <sip:p.example;lr>\r\n\
+            From: <sip:alice@acme.example>;tag=a1\r\nTo: <sip:*68103@acme.example>\r\nCall-ID: c1\r\n\
+            CSeq: 4 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let msg = SipMessage::parse(inv).expect("parse");
+        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, b"");
+        let want: [&[u8]; 3] = [b"\"Edge\r\n proxy\" <sip:10.0.0.7;lr>", b"<sip:10.0.0.8;lr>", b"<sip:p.example;lr>"];
+        assert_eq!(d.route_set().collect::<Vec<_>>(), want);
+        assert_eq!(d.destination().addr, "10.0.0.7:5060".parse().expect("addr"));
+        d.set_remote_sdp(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n");
+        assert_eq!(d.route_set().collect::<Vec<_>>(), want, "a new SDP keeps the route set");
+        assert_eq!((d.call_id(), d.remote_target()), (&b"c1"[..], &b"sip:alice@10.0.0.1:5062"[..]));
+        let seed = Seed::from_u64(1);
+        let wall = crate::proto::env::WallClock { at: std::time::Instant::now(), unix: std::time::Duration::ZERO };
+        let env = Env::new(0, std::sync::Arc::default(), wall, &seed);
+        let mut out = Vec::new();
+        d.write(&env, &mut out, 5, b"z9hG4bKsp0.1", &Outgoing::BYE);
+        let text = String::from_utf8_lossy(&out);
+        let routes: Vec<&str> = text.split("\r\n").filter(|l| l.starts_with("Route:")).collect();
+        assert_eq!(routes, ["Route: \"Edge", "Route: <sip:10.0.0.8;lr>", "Route: <sip:p.example;lr>"]);
+        assert!(text.contains("Route: \"Edge\r\n proxy\" <sip:10.0.0.7;lr>\r\nRoute: <sip:10.0.0.8;lr>\r\n"));
     }
 
     #[test]
     fn the_index_finds_rehomes_and_forgets_legs() {
         let msg = SipMessage::parse(INVITE).expect("parse");
-        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body().into());
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body());
         let t = d.local_tag;
         let mut index = DialogIndex::new(Seed::from_u64(3).hasher(9));
         let (a, b) = (

@@ -1,6 +1,7 @@
 //! A table of values named by an extension of a tenant, `ext@tenant`
-//! (the tenant lowercased), with an id per name. The registrar keeps its
-//! bindings in one, the park its parked calls in another.
+//! (the tenant lowercased, [`write_key`]), with an id per name. The
+//! registrar keeps its bindings in one; the park keys its calls the same
+//! way, without a table of extensions (`park::exts`).
 //!
 //! The name is stored once, in the entry; the index holds only ids and is
 //! keyed by SipHash over the name (a peer chooses it).
@@ -25,6 +26,14 @@ pub struct Named<V> {
     scratch: Vec<u8>,
 }
 
+/// Appends the key of extension `ext` of `tenant`: `ext@tenant`, the
+/// tenant lowercased (a domain is case-insensitive, an extension is not).
+pub fn write_key(out: &mut Vec<u8>, tenant: &[u8], ext: &[u8]) {
+    out.extend_from_slice(ext);
+    out.push(b'@');
+    out.extend(tenant.iter().map(u8::to_ascii_lowercase));
+}
+
 /// The parts of an `ext@tenant` name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Name<'a> {
@@ -34,7 +43,8 @@ pub struct Name<'a> {
 }
 
 impl<'a> Name<'a> {
-    fn split(name: &'a [u8]) -> Name<'a> {
+    /// The parts of a key [`write_key`] wrote.
+    pub fn split(name: &'a [u8]) -> Name<'a> {
         let at = name.iter().position(|&b| b == b'@').unwrap_or(name.len());
         Name { ext: &name[..at], tenant: name.get(at + 1..).unwrap_or_default() }
     }
@@ -65,9 +75,7 @@ impl<V> Named<V> {
 
     fn key(&mut self, tenant: &[u8], ext: &[u8]) -> u64 {
         self.scratch.clear();
-        self.scratch.extend_from_slice(ext);
-        self.scratch.push(b'@');
-        self.scratch.extend(tenant.iter().map(u8::to_ascii_lowercase));
+        write_key(&mut self.scratch, tenant, ext);
         self.hasher.hash_one(&self.scratch[..])
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::proto::bridge::Bridge;
 use crate::proto::dialog::{Dialog, Side};
 use crate::proto::env::Tag;
-use crate::proto::ids::{CallId, ClientId, ExtId, ServerId};
+use crate::proto::ids::{CallId, ClientId, ServerId};
+use crate::proto::named::{Name, write_key};
 use crate::proto::notify::bodies::{LeaveReason, Party, Shown};
 use crate::proto::sip::parse::NameAddr;
 
@@ -19,33 +20,61 @@ pub fn secs32(secs: u64) -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// A party as stored: URI and display name in one allocation.
+/// Where a call is parked and who parked it, in one allocation: the key
+/// of its extension (`ext@tenant`, [`write_key`]), then the parker's URI
+/// and display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub struct Home {
     text: Box<[u8]>,
-    uri_len: u32,
+    /// The `@` of the key, the key's end, the parker's URI's end.
+    at: u32,
+    key_end: u32,
+    uri_end: u32,
+    parker: bool,
 }
 
-impl Identity {
-    pub fn new(uri: &[u8], display: Option<&[u8]>) -> Identity {
-        let mut text = Vec::with_capacity(uri.len() + display.map_or(0, <[u8]>::len));
+impl Home {
+    /// Extension `ext` of `tenant`, parked by `parker` (the park's
+    /// Referred-By) if known.
+    pub fn new(tenant: &[u8], ext: &[u8], parker: Option<Party<'_>>) -> Home {
+        let (uri, display) = parker.map_or((&b""[..], &b""[..]), |p| (p.uri, p.display.unwrap_or_default()));
+        let mut text = Vec::with_capacity(ext.len() + 1 + tenant.len() + uri.len() + display.len());
+        write_key(&mut text, tenant, ext);
+        let key_end = text.len();
         text.extend_from_slice(uri);
-        text.extend_from_slice(display.unwrap_or_default());
-        Identity { text: text.into(), uri_len: uri.len() as u32 }
+        let uri_end = text.len();
+        text.extend_from_slice(display);
+        let end = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Home {
+            at: end(ext.len()),
+            key_end: end(key_end),
+            uri_end: end(uri_end),
+            parker: parker.is_some(),
+            text: text.into(),
+        }
     }
 
-    /// The party of a name-addr (display name without its quotes).
-    pub fn of(na: &NameAddr<'_>) -> Identity {
-        Identity::new(na.uri.raw, na.display.filter(|d| !d.is_empty()))
+    /// `ext@tenant`, tenant lowercased: the same for every call of the
+    /// extension.
+    pub fn key(&self) -> &[u8] {
+        &self.text[..self.key_end as usize]
     }
 
-    pub fn uri(&self) -> &[u8] {
-        &self.text[..self.uri_len as usize]
+    pub fn name(&self) -> Name<'_> {
+        let key = self.key();
+        Name { ext: &key[..self.at as usize], tenant: &key[self.at as usize + 1..] }
     }
 
-    pub fn party(&self) -> Party<'_> {
-        let display = &self.text[self.uri_len as usize..];
-        Party { uri: self.uri(), display: (!display.is_empty()).then_some(display) }
+    pub fn tenant(&self) -> &[u8] {
+        self.name().tenant
+    }
+
+    /// The parker (Referred-By of the park).
+    pub fn parker(&self) -> Option<Party<'_>> {
+        let (key_end, uri_end) = (self.key_end as usize, self.uri_end as usize);
+        let display = &self.text[uri_end..];
+        self.parker
+            .then(|| Party { uri: &self.text[key_end..uri_end], display: (!display.is_empty()).then_some(display) })
     }
 }
 
@@ -54,20 +83,30 @@ impl Identity {
 pub struct Call {
     /// Public id: the `call=` of the retrieve URI.
     pub id: CallId,
-    /// The extension it is parked on.
-    pub ext: ExtId,
-    /// The parker (Referred-By). The parked party is not stored: it is the
-    /// park INVITE's From, the remote party of dialog `a` ([`Call::parked`]).
-    pub parker: Option<Identity>,
+    /// Its extension and its parker. The parked party is not stored: it
+    /// is the park INVITE's From, the remote party of dialog `a`
+    /// ([`Call::parked`]).
+    pub home: Home,
     /// Unix seconds.
     pub parked_at: u32,
     pub timeout_secs: u32,
+    /// The park-info version of its extension's list: the same in every
+    /// call of the extension ([`super::Park`] keeps it so).
+    pub(super) version: u32,
+    /// When it last joined its extension's list: the list is in this order.
+    pub(super) joined: u64,
     /// The parked party's dialog.
     pub a: Dialog,
     pub(super) state: CallState,
 }
 
 impl Call {
+    /// A call in its first state (its list version and place are the
+    /// park's to set).
+    pub fn new(id: CallId, home: Home, parked_at: u32, timeout_secs: u32, a: Dialog, state: CallState) -> Call {
+        Call { id, home, parked_at, timeout_secs, version: 0, joined: 0, a, state }
+    }
+
     /// The parked party: URI and display name of dialog `a`'s peer.
     pub fn parked(&self) -> Party<'_> {
         match NameAddr::parse(self.a.remote()) {
@@ -82,6 +121,13 @@ impl Call {
 
     pub fn phase(&self) -> Phase {
         self.state.phase()
+    }
+
+    /// On its extension's list: answering, parked, recalling or being
+    /// retrieved. A call a change is ending (its state taken out) is on
+    /// none.
+    pub fn on_list(&self) -> bool {
+        !matches!(self.state, CallState::Taken) && self.phase().on_list()
     }
 
     /// The dialog of `side`, where the call has one indexed.
@@ -104,7 +150,7 @@ impl Call {
             parked_at: u64::from(self.parked_at),
             timeout_secs: u64::from(self.timeout_secs),
             parked,
-            parker: self.parker.as_ref().map(Identity::party),
+            parker: self.home.parker(),
             call_id: self.a.call_id(),
             local_tag: &self.a.local_tag,
             remote_tag,

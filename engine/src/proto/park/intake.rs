@@ -2,10 +2,11 @@
 //! retrieve is for, group park, the park itself (answered 200 with a hold
 //! SDP; the ACK parks the call, in `legs`), CANCEL, and Replaces.
 
-use super::{Answering, Call, CallState, Identity, Park};
+use super::{Answering, Call, CallState, Home, Park};
 use crate::proto::config::{TenantPolicy, is_extension};
 use crate::proto::dialog::{Dialog, PendingAck, Side, first_contact};
 use crate::proto::ids::{CallId, ServerId};
+use crate::proto::notify::bodies::Party;
 use crate::proto::reject::Reject;
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{SipMessage, Uri};
@@ -139,7 +140,7 @@ impl Park {
             Some(_) => return Err(Reject::NotOfTenant),
         };
         let group = policy.group_of(parker).ok_or(Reject::NoParkGroup)?;
-        let free = group.iter().find(|m| self.lot_calls(tenant, m.as_bytes()).is_empty());
+        let free = group.iter().find(|m| self.lot_len(tenant, m.as_bytes()) == 0);
         let member = free.ok_or(Reject::ParkGroupFull)?;
         self.park(cx, src, msg, server, tenant, member.as_bytes(), policy)
     }
@@ -154,7 +155,7 @@ impl Park {
         policy: &TenantPolicy,
     ) -> Result<(), Reject> {
         let limits = cx.env.cfg.limits;
-        if self.lot_calls(tenant, ext).len() >= policy.max_parks_per_ext as usize {
+        if self.lot_len(tenant, ext) >= policy.max_parks_per_ext as usize {
             Err(Reject::ExtensionParkFull)
         } else if self.calls.len() >= limits.max_parked || self.dialogs.len() >= limits.max_dialogs {
             Err(Reject::ParkCapacity)
@@ -187,14 +188,13 @@ impl Park {
         let target = first_contact(msg).ok_or(Reject::MissingContact)?;
         self.room(cx, tenant, ext, policy)?;
         let cseq = msg.cseq().map_or(0, |c| c.seq);
-        let parker = match msg.referred_by() {
-            Some(Ok(rb)) => Some(Identity::of(&rb)),
-            _ => None,
-        };
+        let referred_by = msg.referred_by().and_then(Result::ok);
+        let parker =
+            referred_by.as_ref().map(|rb| Party { uri: rb.uri.raw, display: rb.display.filter(|d| !d.is_empty()) });
         let tag = cx.env.tag();
         let session = cx.env.random();
         // The parked leg keeps what its hold answers need of its SDP.
-        let mut a = Dialog::uas(msg, src, target, tag, session, sdp::hold_basis(msg.body()));
+        let mut a = Dialog::uas(msg, src, target, tag, session, &sdp::hold_basis(msg.body()));
         a.pending_ack = Some(PendingAck { server, cseq });
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
         if offer {
@@ -203,15 +203,9 @@ impl Park {
             sdp::hold_offer(&mut answer, a.origin, &cx.env.local.host);
         }
         let (id, parked_at) = (cx.env.ids.call(), super::call::secs32(cx.env.unix(cx.now)));
-        self.insert(cx, tenant, ext, |lot| Call {
-            id,
-            ext: lot,
-            parker,
-            parked_at,
-            timeout_secs: super::call::secs32(policy.park_timeout.as_secs()),
-            a,
-            state: CallState::Answering(Answering { invite: server, cancelled: false }),
-        });
+        let timeout_secs = super::call::secs32(policy.park_timeout.as_secs());
+        let answering = CallState::Answering(Answering { invite: server, cancelled: false });
+        self.insert(cx, Call::new(id, Home::new(tenant, ext, parker), parked_at, timeout_secs, a, answering));
         cx.txns.set_call(server, id);
         let contact = cx.env.local.contact(src.transport).to_vec();
         let headers = [("Contact", &contact[..]), ("Allow", ALLOW)];
@@ -268,7 +262,7 @@ impl Park {
             // Confirmed and no longer (or not yet) waiting in the park.
             return Err(Reject::Busy);
         }
-        let name = self.lots.name(c.ext).ok_or(Reject::ReplacesNoDialog)?;
+        let name = c.home.name();
         let (tenant, ext) = (name.tenant.to_vec(), name.ext.to_vec());
         if !msg.from_hdr().is_ok_and(|f| f.uri.host.eq_ignore_ascii_case(&tenant)) {
             return Err(Reject::NotOfTenant);

@@ -107,7 +107,7 @@ impl Park {
             a.set_remote_target(target);
         }
         if sdp::is_sdp(msg.body()) {
-            a.remote_sdp = sdp::hold_basis(msg.body());
+            a.set_remote_sdp(&sdp::hold_basis(msg.body()));
             if parked {
                 a.origin.version += 1;
             }
@@ -120,8 +120,8 @@ impl Park {
         let answer: Vec<u8> = match &c.state {
             CallState::Referrer(r) => r.last_sdp.to_vec(),
             _ => {
-                let mut hold = Vec::with_capacity(a.remote_sdp.len() + 32);
-                if !sdp::hold_answer(&mut hold, &a.remote_sdp, a.origin, &cx.env.local.host) {
+                let mut hold = Vec::with_capacity(a.remote_sdp().len() + 32);
+                if !sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin, &cx.env.local.host) {
                     hold.clear();
                 }
                 hold
@@ -206,11 +206,15 @@ impl Park {
         // The answer to sipark's offer, when the INVITE had none.
         let answer = sdp::is_sdp(msg.body()).then(|| msg.body());
         if let Some(sdp) = answer
-            && d.remote_sdp.is_empty()
+            && d.remote_sdp().is_empty()
         {
-            d.remote_sdp = if leg.side == Side::A { sdp::hold_basis(sdp) } else { sdp.into() };
+            if leg.side == Side::A {
+                d.set_remote_sdp(&sdp::hold_basis(sdp));
+            } else {
+                d.set_remote_sdp(sdp);
+            }
         }
-        let no_media = d.remote_sdp.is_empty();
+        let no_media = d.remote_sdp().is_empty();
         cx.txns.acked(cx.env, cx.now, pending.server);
         enum Then {
             Hangup,

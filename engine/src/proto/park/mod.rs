@@ -17,6 +17,7 @@
 //! call's dialogs, BYE, shutdown).
 
 mod call;
+mod exts;
 mod intake;
 mod legs;
 mod recall;
@@ -31,17 +32,17 @@ use hashbrown::HashMap;
 use tracing::info;
 
 pub use call::{
-    Answering, Call, CallState, CallTimer, Due, End, Fork, Identity, Lifecycle, Next, ParkEvent, Phase, Recall,
+    Answering, Call, CallState, CallTimer, Due, End, Fork, Home, Lifecycle, Next, ParkEvent, Phase, Recall,
     RecallBridging, Referrer, Retrieving,
 };
 use call::{Timers, leave_reason, lifecycle, park_timeout};
+use exts::Exts;
 pub use intake::{Replaces, parse_replaces};
 
 use super::config::{Config, TenantPolicy};
 use super::dialog::{DialogIndex, Leg, Side};
 use super::env::WallClock;
-use super::ids::{CallId, ExtId, IdMap, Seed};
-use super::named::{Name, Named};
+use super::ids::{CallId, IdMap, Seed};
 use super::notify::Change;
 use super::notify::bodies::{LeaveReason, Shown, Spot};
 use super::timers::TimerQueue;
@@ -66,23 +67,17 @@ struct TimerKey {
     timer: CallTimer,
 }
 
-/// The calls parked on one extension.
-#[derive(Debug)]
-pub struct Lot {
-    /// Oldest first: calls answering, parked, recalling or being retrieved.
-    pub calls: Vec<CallId>,
-    /// park-info version of the last document sent.
-    pub version: u64,
-    /// Calls of any state that are of this extension (bridged ones, and
-    /// referrers, included): the list lives as long as they do.
-    holders: u32,
-}
-
 /// Every call of a shard.
 pub struct Park {
     /// Boxed: the map's spare buckets then cost a pointer each, not a call.
     calls: IdMap<CallId, Box<Call>>,
-    lots: Named<Lot>,
+    /// The calls of each extension. An extension's list is its calls
+    /// answering, parked, recalling or being retrieved, in the order they
+    /// joined it ([`Call::joined`]); its park-info version is in each of
+    /// its calls.
+    exts: Exts,
+    /// The order calls join their lists in.
+    joins: u64,
     dialogs: DialogIndex,
     timers: TimerQueue<TimerKey>,
     compact_at: usize,
@@ -92,7 +87,7 @@ pub struct Park {
     /// Calls bridged.
     bridged: u64,
     /// No extension's park-info version is above this; new lists start here.
-    version_floor: u64,
+    version_floor: u32,
     shutting_down: bool,
     /// Tenants removed by a reload that still had calls here: their calls
     /// can still be retrieved (domain lowercase → old policy).
@@ -103,14 +98,15 @@ impl Park {
     pub fn new(wall: WallClock, seed: &Seed) -> Park {
         Park {
             calls: IdMap::default(),
-            lots: Named::new(seed.hasher(3)),
+            exts: Exts::new(seed.hasher(3)),
+            joins: 0,
             dialogs: DialogIndex::new(seed.hasher(4)),
             timers: TimerQueue::default(),
             compact_at: MIN_COMPACT,
             events: VecDeque::new(),
             listed: 0,
             bridged: 0,
-            version_floor: wall.unix.as_secs().saturating_sub(VERSION_EPOCH),
+            version_floor: call::secs32(wall.unix.as_secs().saturating_sub(VERSION_EPOCH)),
             shutting_down: false,
             retired: Arc::default(),
         }
@@ -172,9 +168,10 @@ impl Park {
     /// still have calls here keep `old`'s policy for those calls.
     pub fn reconfigure(&mut self, old: &Config, new: &Config) -> usize {
         let mut retired: HashMap<Box<str>, TenantPolicy> = HashMap::new();
-        for (_, name, lot) in self.lots.iter() {
+        for c in self.calls.values().filter(|c| c.on_list()) {
+            let name = c.home.name();
             let domain = name.tenant_str();
-            if lot.calls.is_empty() || new.tenant(name.tenant).is_some() || retired.contains_key(domain) {
+            if new.tenant(name.tenant).is_some() || retired.contains_key(domain) {
                 continue;
             }
             if let Some(p) = self.policy(old, name.tenant) {
@@ -192,40 +189,40 @@ impl Park {
         self.dialogs.find(call_id, local_tag, |leg| calls.get(&leg.call).and_then(|c| c.leg(leg.side)))
     }
 
-    /// The name of extension `ext`.
-    pub fn lot_name(&self, ext: ExtId) -> Option<Name<'_>> {
-        self.lots.name(ext)
+    /// The list of extension `ext` of `tenant`, oldest first.
+    pub fn lot_calls(&mut self, tenant: &[u8], ext: &[u8]) -> Vec<CallId> {
+        let mut list: Vec<&Call> = self.exts.calls_of(tenant, ext, &self.calls).filter(|c| c.on_list()).collect();
+        list.sort_unstable_by_key(|c| c.joined);
+        list.iter().map(|c| c.id).collect()
     }
 
-    /// The calls on extension `ext` of `tenant`, oldest first.
-    pub fn lot_calls(&mut self, tenant: &[u8], ext: &[u8]) -> &[CallId] {
-        match self.lots.find(tenant, ext).and_then(|id| self.lots.get(id)) {
-            Some(lot) => &lot.calls,
-            None => &[],
-        }
+    /// How many calls the list of extension `ext` of `tenant` has.
+    fn lot_len(&mut self, tenant: &[u8], ext: &[u8]) -> usize {
+        self.exts.calls_of(tenant, ext, &self.calls).filter(|c| c.on_list()).count()
     }
 
-    /// The extension `ext` of `tenant` if anything listed in park-info is
-    /// parked on it.
-    pub fn showing(&mut self, tenant: &[u8], ext: &[u8]) -> Option<ExtId> {
-        let id = self.lots.find(tenant, ext)?;
-        let lot = self.lots.get(id)?;
-        lot.calls.iter().any(|c| self.calls.get(c).is_some_and(|c| c.phase().listed())).then_some(id)
+    /// A call listed in park-info on extension `ext` of `tenant`, if any:
+    /// [`Park::notify`] finds the extension through it.
+    pub fn showing(&mut self, tenant: &[u8], ext: &[u8]) -> Option<CallId> {
+        self.exts.calls_of(tenant, ext, &self.calls).find(|c| c.on_list() && c.phase().listed()).map(|c| c.id)
+    }
+
+    /// The list of the extension whose key is `key`, oldest first.
+    fn list(&self, key: &[u8]) -> Vec<&Call> {
+        let mut list: Vec<&Call> = self.exts.calls(key, &self.calls).filter(|c| c.on_list()).collect();
+        list.sort_unstable_by_key(|c| c.joined);
+        list
     }
 
     // ----- the one place a call changes -----------------------------------
 
-    /// Adds the call `make` builds (in its first state) on extension `ext`
-    /// of `tenant`.
-    fn insert(&mut self, cx: &mut Ctx<'_>, tenant: &[u8], ext: &[u8], make: impl FnOnce(ExtId) -> Call) -> CallId {
-        let floor = self.version_floor;
-        let lot = self.lots.find_or_insert(&mut cx.env.ids, tenant, ext, || Lot {
-            calls: Vec::new(),
-            version: floor,
-            holders: 0,
-        });
-        let call = make(lot);
+    /// Adds `call`, in its first state. It takes its extension's
+    /// park-info version: its other calls', or the floor for a new list.
+    fn insert(&mut self, cx: &mut Ctx<'_>, mut call: Call) -> CallId {
+        call.version =
+            self.exts.calls(call.home.key(), &self.calls).map(|c| c.version).max().unwrap_or(self.version_floor);
         let id = call.id;
+        self.exts.insert(&call, &self.calls);
         self.calls.insert(id, Box::new(call));
         self.settle(cx, id, None, [None, None], None, None);
         id
@@ -274,10 +271,10 @@ impl Park {
         b_hash: Option<u64>,
         end: Option<End>,
     ) -> Option<Box<Call>> {
-        let (to, new_timers, ext) = {
+        let (to, new_timers) = {
             let call = self.calls.get(&id)?;
             let to = end.is_none().then(|| call.state.phase());
-            (to, if end.is_none() { call.state.timers() } else { [None, None] }, call.ext)
+            (to, if end.is_none() { call.state.timers() } else { [None, None] })
         };
         // The dialog index.
         let calls = &self.calls;
@@ -314,26 +311,22 @@ impl Park {
                 self.compact();
             }
         }
-        // The extension's list, and its NOTIFY.
+        // The extension's list (a call joining goes last), and its NOTIFY.
         let on_list = |p: Option<Phase>| p.is_some_and(Phase::on_list);
-        if let Some(lot) = self.lots.get_mut(ext) {
-            if on_list(from) && !on_list(to) {
-                lot.calls.retain(|c| *c != id);
-            }
-            if !on_list(from) && on_list(to) {
-                // Most extensions hold one call: no room for more until asked.
-                lot.calls.reserve_exact(1);
-                lot.calls.push(id);
-            }
-            lot.holders = lot.holders + u32::from(from.is_none()) - u32::from(end.is_some());
+        if !on_list(from)
+            && on_list(to)
+            && let Some(c) = self.calls.get_mut(&id)
+        {
+            c.joined = self.joins;
+            self.joins += 1;
         }
         let what = lifecycle(from, to, end);
         if let Some(what) = what {
             self.count(cx, id, what);
         }
         match (listed(from), listed(to)) {
-            (false, true) => self.changed(cx, ext, None),
-            (true, false) => self.changed(cx, ext, Some((id, leave_reason(to, end)))),
+            (false, true) => self.changed(cx, id, None),
+            (true, false) => self.changed(cx, id, Some((id, leave_reason(to, end)))),
             _ => {}
         }
         if let Some(what) = what {
@@ -347,9 +340,7 @@ impl Park {
         let ended = end.and_then(|_| self.calls.remove(&id));
         if let Some(c) = &ended {
             self.dialogs.remove(Leg { call: id, side: Side::A }, &c.a);
-        }
-        if self.lots.get(ext).is_some_and(|l| l.holders == 0) {
-            self.lots.remove(ext);
+            self.exts.remove(c);
         }
         ended
     }
@@ -366,17 +357,15 @@ impl Park {
             Lifecycle::TimedOut => s.park_timeouts.inc(),
             Lifecycle::RetrieveStarted | Lifecycle::RetrieveFailed | Lifecycle::Shutdown => {}
         }
-        let (Some(c), Some(name)) = (self.calls.get(&id), self.calls.get(&id).and_then(|c| self.lots.name(c.ext)))
-        else {
-            return;
-        };
+        let Some(c) = self.calls.get(&id) else { return };
+        let name = c.home.name();
         match what {
             Lifecycle::Parked => info!(
                 tenant = name.tenant_str(),
                 extension = name.ext_str(),
                 call = %id.token(),
                 parked = %String::from_utf8_lossy(c.parked().uri),
-                parker = %c.parker.as_ref().map_or("unknown".into(), |p| String::from_utf8_lossy(p.uri())),
+                parker = %c.home.parker().map_or("unknown".into(), |p| String::from_utf8_lossy(p.uri)),
                 "call parked"
             ),
             Lifecycle::Retrieved
@@ -392,20 +381,30 @@ impl Park {
 
     // ----- notifications --------------------------------------------------
 
-    /// The list of `ext` changed: bump its version and NOTIFY its devices.
-    /// `left` is the call that just left, shown once as terminated.
-    fn changed(&mut self, cx: &mut Ctx<'_>, ext: ExtId, left: Option<(CallId, LeaveReason)>) {
-        let Some(lot) = self.lots.get_mut(ext) else { return };
-        lot.version += 1;
-        self.version_floor = self.version_floor.max(lot.version);
-        self.notify(cx, ext, left, None);
+    /// The list of the extension of call `via` changed: bump its version
+    /// (in each of its calls) and NOTIFY its devices. `left` is the call
+    /// that just left, shown once as terminated.
+    fn changed(&mut self, cx: &mut Ctx<'_>, via: CallId, left: Option<(CallId, LeaveReason)>) {
+        let Some(c) = self.calls.get(&via) else { return };
+        let (version, key) = (c.version.saturating_add(1), c.home.key());
+        let ids: Vec<CallId> = self.exts.calls(key, &self.calls).map(|c| c.id).collect();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.version = version;
+            }
+        }
+        self.version_floor = self.version_floor.max(version);
+        self.notify(cx, via, left, None);
     }
 
-    /// Sends the current documents of `ext` to every device that shows it
-    /// (or only to the contact `only`, for a device that just registered).
-    pub fn notify(&mut self, cx: &mut Ctx<'_>, ext: ExtId, left: Option<(CallId, LeaveReason)>, only: Option<&[u8]>) {
+    /// Sends the current documents of the extension of call `via` to every
+    /// device that shows it (or only to the contact `only`, for a device
+    /// that just registered).
+    pub fn notify(&mut self, cx: &mut Ctx<'_>, via: CallId, left: Option<(CallId, LeaveReason)>, only: Option<&[u8]>) {
         let cfg = Arc::clone(&cx.env.cfg);
-        let Some((name, lot)) = self.lots.entry(ext) else { return };
+        let Some(via) = self.calls.get(&via) else { return };
+        let (name, version) = (via.home.name(), via.version);
+        let list = self.list(via.home.key());
         let policy = cfg.tenant(name.tenant);
         // Every device that shows this extension's parks: its own, then its
         // watchers' (park group members, parkers), each addressed to the
@@ -416,10 +415,9 @@ impl Park {
                 names.extend(group.iter().map(|m| m.as_bytes()).filter(|m| *m != name.ext));
             }
             if p.notify_parker {
-                let shown =
-                    lot.calls.iter().copied().chain(left.map(|(id, _)| id)).filter_map(|id| self.calls.get(&id));
+                let shown = list.iter().copied().chain(left.and_then(|(id, _)| self.calls.get(&id)).map(|c| &**c));
                 for c in shown {
-                    let Some(uri) = c.parker.as_ref().and_then(|p| super::sip::parse::Uri::parse(p.uri()).ok()) else {
+                    let Some(uri) = c.home.parker().and_then(|p| super::sip::parse::Uri::parse(p.uri).ok()) else {
                         continue;
                     };
                     if let Some(user) = uri.user
@@ -436,11 +434,11 @@ impl Park {
         if targets.is_empty() {
             return;
         }
-        let listed = lot.calls.iter().filter_map(|id| self.calls.get(id)).filter(|c| c.phase().listed());
+        let listed = list.iter().filter(|c| c.phase().listed());
         let departed = left.and_then(|(id, r)| Some(self.calls.get(&id)?.shown(Some(r))));
         let calls: Vec<Shown<'_>> = listed.map(|c| c.shown(None)).chain(departed).collect();
         let change = Change {
-            spot: Spot { ext: name.ext, tenant: name.tenant, version: lot.version },
+            spot: Spot { ext: name.ext, tenant: name.tenant, version: u64::from(version) },
             calls: &calls,
             names: &names,
             targets: &targets,

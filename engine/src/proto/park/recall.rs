@@ -23,7 +23,7 @@ impl Park {
     /// keeps its old one for its last calls; the defaults otherwise).
     fn tenant_of(&self, cx: &Ctx<'_>, id: CallId) -> Option<(Vec<u8>, TenantPolicy)> {
         let c = self.calls.get(&id)?;
-        let tenant = self.lots.name(c.ext)?.tenant.to_vec();
+        let tenant = c.home.tenant().to_vec();
         let policy = self.policy(&cx.env.cfg, &tenant).unwrap_or(&cx.env.cfg.defaults).clone();
         Some((tenant, policy))
     }
@@ -32,8 +32,8 @@ impl Park {
     pub(super) fn start_recall(&mut self, cx: &mut Ctx<'_>, id: CallId) {
         let Some((tenant, policy)) = self.tenant_of(cx, id) else { return };
         let Some(c) = self.calls.get(&id) else { return };
-        let parker = c.parker.as_ref().and_then(|p| {
-            let uri = Uri::parse(p.uri()).ok()?;
+        let parker = c.home.parker().and_then(|p| {
+            let uri = Uri::parse(p.uri).ok()?;
             uri.host.eq_ignore_ascii_case(&tenant).then_some(uri.user?.to_vec())
         });
         let from = recall_from(c.parked(), &policy);
@@ -268,7 +268,7 @@ impl Park {
         }
         let cseq = cx.txns.cseq(txn).unwrap_or(c.a.local_cseq);
         cx.ack(&c.a, Some(txn), cseq, None);
-        c.a.remote_sdp = sdp::hold_basis(msg.body());
+        c.a.set_remote_sdp(&sdp::hold_basis(msg.body()));
         let CallState::RecallBridging(r) = &c.state else { return };
         let sent = Bridge::sdp(&c.a, &r.b, msg.body(), &cx.env.local.host);
         let to_b = sent[1].clone();

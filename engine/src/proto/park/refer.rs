@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use super::intake::names_own_extension;
-use super::{Call, CallState, End, Identity, Next, Park, Referrer};
+use super::{Call, CallState, End, Home, Next, Park, Referrer};
 use crate::proto::bridge::Bridge;
 use crate::proto::config::is_extension;
 use crate::proto::dialog::{Outgoing, Side};
 use crate::proto::ids::{CallId, ServerId};
+use crate::proto::notify::bodies::Party;
 use crate::proto::reject::Reject;
 use crate::proto::sip::parse::{NameAddr, SipMessage, Uri};
 use crate::proto::tu::{Ctx, Owner};
@@ -48,21 +49,24 @@ impl Park {
         let cfg = std::sync::Arc::clone(&cx.env.cfg);
         let Some(Ok(refer_to)) = msg.refer_to() else { return Err(Reject::BadReferTo) };
         let c = self.calls.get(&id).ok_or(Reject::NoDialog)?;
-        let tenant = self.lots.name(c.ext).map(|n| n.tenant.to_vec()).unwrap_or_default();
+        let tenant = c.home.tenant().to_vec();
         let policy = cfg.tenant(&tenant).filter(|_| refer_to.uri.host.eq_ignore_ascii_case(&tenant));
         let policy = policy.ok_or(Reject::NotOfTenant)?;
         let CallState::Bridged(br) = &c.state else { return Err(Reject::NotBridged) };
         // The referrer: Referred-By when it is of this tenant, else the peer of its leg.
         let referrer_leg = if from == Side::A { &c.a } else { &br.b };
-        let parker = match msg.referred_by() {
-            Some(Ok(rb)) if rb.uri.host.eq_ignore_ascii_case(&tenant) => Identity::of(&rb),
+        // Kept (the bridge is taken apart below): its URI and display name.
+        let (parker_uri, parker_display): (Vec<u8>, Option<Vec<u8>>) = match msg.referred_by() {
+            Some(Ok(rb)) if rb.uri.host.eq_ignore_ascii_case(&tenant) => {
+                (rb.uri.raw.to_vec(), rb.display.filter(|d| !d.is_empty()).map(<[u8]>::to_vec))
+            }
             _ => match NameAddr::parse(referrer_leg.remote()) {
-                Ok(na) => Identity::new(na.uri.raw, None),
-                Err(_) => Identity::new(referrer_leg.remote(), None),
+                Ok(na) => (na.uri.raw.to_vec(), None),
+                Err(_) => (referrer_leg.remote().to_vec(), None),
             },
         };
         let ext: Vec<u8> = if names_own_extension(rest) {
-            match Uri::parse(parker.uri()).ok().filter(|u| u.host.eq_ignore_ascii_case(&tenant)) {
+            match Uri::parse(&parker_uri).ok().filter(|u| u.host.eq_ignore_ascii_case(&tenant)) {
                 Some(Uri { user: Some(u), .. }) if is_extension(u) => u.to_vec(),
                 _ => return Err(Reject::OwnExtensionUnknown),
             }
@@ -101,24 +105,15 @@ impl Park {
         let (park_id, ref_id) = (cx.env.ids.call(), cx.env.ids.call());
         let (now, unix) = (cx.now, super::call::secs32(cx.env.unix(cx.now)));
         let timeout = policy.park_timeout;
-        self.insert(cx, &tenant, &ext, |lot| Call {
-            id: park_id,
-            ext: lot,
-            parker: Some(parker),
-            parked_at: unix,
-            timeout_secs: super::call::secs32(timeout.as_secs()),
-            a: parked,
-            state: CallState::Parked { timeout_at: now + timeout },
-        });
-        self.insert(cx, &tenant, &ext, |lot| Call {
-            id: ref_id,
-            ext: lot,
-            parker: None,
-            parked_at: unix,
-            timeout_secs: 0,
-            a: referrer,
-            state: CallState::Referrer(Box::new(Referrer { hangup_at: now + REFERRER_LINGER, last_sdp })),
-        });
+        let parker = Party { uri: &parker_uri, display: parker_display.as_deref() };
+        let (timeout_secs, parked_state) =
+            (super::call::secs32(timeout.as_secs()), CallState::Parked { timeout_at: now + timeout });
+        self.insert(
+            cx,
+            Call::new(park_id, Home::new(&tenant, &ext, Some(parker)), unix, timeout_secs, parked, parked_state),
+        );
+        let referrer_state = CallState::Referrer(Box::new(Referrer { hangup_at: now + REFERRER_LINGER, last_sdp }));
+        self.insert(cx, Call::new(ref_id, Home::new(&tenant, &ext, None), unix, 0, referrer, referrer_state));
         // The parked leg stops sending media to the referrer: hold.
         self.rehold(cx, park_id);
         for (frag, state) in [

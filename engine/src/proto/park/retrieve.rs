@@ -34,13 +34,12 @@ impl Park {
         ext: &[u8],
         want: Option<CallId>,
     ) -> Result<(), Reject> {
-        let lot = self.lots.find(tenant, ext).and_then(|l| self.lots.get(l));
-        let id = lot
-            .and_then(|lot| {
-                lot.calls.iter().copied().find(|c| {
-                    want.is_none_or(|w| w == *c) && self.calls.get(c).is_some_and(|c| c.phase().retrievable())
-                })
-            })
+        let id = self
+            .exts
+            .calls_of(tenant, ext, &self.calls)
+            .filter(|c| want.is_none_or(|w| w == c.id) && c.on_list() && c.phase().retrievable())
+            .min_by_key(|c| c.joined)
+            .map(|c| c.id)
             .ok_or(Reject::NoParkedCall)?;
         let delayed = msg.body().is_empty();
         if !delayed && !sdp::is_sdp(msg.body()) {
@@ -51,7 +50,7 @@ impl Park {
         self.cancel_forks(cx, id);
         let tag = cx.env.tag();
         let session = cx.env.random();
-        let b = Dialog::uas(msg, src, target, tag, session, msg.body().into());
+        let b = Dialog::uas(msg, src, target, tag, session, msg.body());
         cx.txns.keep_request(server, msg, false);
         cx.txns.set_call(server, id);
         let Some(reinvite) = self.reinvite(cx, id, msg.body(), true, Owner::Retrieve { call: id }) else {
@@ -93,7 +92,7 @@ impl Park {
         let mut origin = c.a.origin;
         origin.version += 1;
         let mut hold = Vec::new();
-        if sdp::hold_answer(&mut hold, &c.a.remote_sdp, origin, &cx.env.local.host) {
+        if sdp::hold_answer(&mut hold, c.a.remote_sdp(), origin, &cx.env.local.host) {
             self.reinvite(cx, id, &hold, false, Owner::Rehold { call: id });
         }
     }
@@ -127,7 +126,7 @@ impl Park {
                 c.a.set_remote_target(target);
             }
             if has_sdp {
-                c.a.remote_sdp = sdp::hold_basis(msg.body());
+                c.a.set_remote_sdp(&sdp::hold_basis(msg.body()));
             }
             let cseq = cx.txns.cseq(txn).unwrap_or(c.a.local_cseq);
             if delayed && (cancelled || !has_sdp) {
@@ -135,7 +134,7 @@ impl Park {
                 // the ACK, and it stays parked.
                 c.a.origin.version += 1;
                 let mut hold = Vec::new();
-                sdp::hold_answer(&mut hold, &c.a.remote_sdp, c.a.origin, &cx.env.local.host);
+                sdp::hold_answer(&mut hold, c.a.remote_sdp(), c.a.origin, &cx.env.local.host);
                 let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
                 cx.ack(&c.a, Some(txn), cseq, body);
                 if has_sdp {
@@ -222,7 +221,7 @@ impl Park {
             self.back_to_parked(cx, id);
             return;
         }
-        let offer = r.b.remote_sdp.clone();
+        let offer = r.b.remote_sdp().to_vec();
         let Some(reinvite) = self.reinvite(cx, id, &offer, true, Owner::Retrieve { call: id }) else { return };
         if let Some(c) = self.calls.get_mut(&id)
             && let CallState::Retrieving(r) = &mut c.state

@@ -15,6 +15,35 @@ pub fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends one `Route` line per value, in order: a route set as
+/// [`Routes::Block`] writes it.
+pub fn write_routes<'v>(out: &mut Vec<u8>, values: impl IntoIterator<Item = &'v [u8]>) {
+    for v in values {
+        header(out, "Route", v);
+    }
+}
+
+/// The values of the `Route` lines [`write_routes`] wrote, in order. A
+/// line ends where `\r\nRoute: ` starts the next one: a folded value's
+/// own line breaks are followed by whitespace.
+pub fn route_values(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    const NEXT: &[u8] = b"\r\nRoute: ";
+    let mut rest = block.strip_prefix(b"Route: ").and_then(|b| b.strip_suffix(b"\r\n"));
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memmem::find(r, NEXT) {
+            Some(i) => {
+                rest = Some(&r[i + NEXT.len()..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// Appends `Content-Type` (when there is a body), `Content-Length`, the
 /// blank line and the body.
 pub fn finish(out: &mut Vec<u8>, content_type: &str, body: &[u8]) {
@@ -219,8 +248,9 @@ pub enum Routes<'a> {
     /// One `Route` line with this value (a registration's Path, or the
     /// outbound proxy).
     One(&'a [u8]),
-    /// One `Route` line per entry (a dialog's route set).
-    Set(&'a [Box<[u8]>]),
+    /// `Route` lines written already (a dialog's route set, by
+    /// [`write_routes`]), copied as they are.
+    Block(&'a [u8]),
 }
 
 /// A request sipark sends, field by field (§8.1.1). Written by
@@ -318,11 +348,7 @@ pub fn write_request(out: &mut Vec<u8>, r: &Request<'_>) -> Head {
     match r.routes {
         Routes::None => {}
         Routes::One(v) => header(out, "Route", v),
-        Routes::Set(set) => {
-            for v in set {
-                header(out, "Route", v);
-            }
-        }
+        Routes::Block(block) => out.extend_from_slice(block),
     }
     head.routes = rel(out, at);
     out.extend_from_slice(b"From: ");

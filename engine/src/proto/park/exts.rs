@@ -57,6 +57,21 @@ impl Exts {
             .filter(move |c| c.home.key() == key)
     }
 
+    /// Runs `f` on every call of the extension of call `via`, `via`
+    /// included.
+    pub fn each_mut(&mut self, via: CallId, calls: &mut IdMap<CallId, Box<Call>>, mut f: impl FnMut(&mut Call)) {
+        let Some(c) = calls.get(&via) else { return };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(c.home.key());
+        for id in self.table.iter_hash(self.hasher.hash_one(&self.scratch[..])) {
+            if let Some(c) = calls.get_mut(id)
+                && c.home.key() == self.scratch
+            {
+                f(c);
+            }
+        }
+    }
+
     /// The calls of extension `ext` of `tenant` (any case), in no order.
     pub fn calls_of<'c>(
         &mut self,

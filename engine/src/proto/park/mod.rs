@@ -385,14 +385,8 @@ impl Park {
     /// (in each of its calls) and NOTIFY its devices. `left` is the call
     /// that just left, shown once as terminated.
     fn changed(&mut self, cx: &mut Ctx<'_>, via: CallId, left: Option<(CallId, LeaveReason)>) {
-        let Some(c) = self.calls.get(&via) else { return };
-        let (version, key) = (c.version.saturating_add(1), c.home.key());
-        let ids: Vec<CallId> = self.exts.calls(key, &self.calls).map(|c| c.id).collect();
-        for id in ids {
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.version = version;
-            }
-        }
+        let Some(version) = self.calls.get(&via).map(|c| c.version.saturating_add(1)) else { return };
+        self.exts.each_mut(via, &mut self.calls, |c| c.version = version);
         self.version_floor = self.version_floor.max(version);
         self.notify(cx, via, left, None);
     }

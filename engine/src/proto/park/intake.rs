@@ -140,7 +140,7 @@ impl Park {
             Some(_) => return Err(Reject::NotOfTenant),
         };
         let group = policy.group_of(parker).ok_or(Reject::NoParkGroup)?;
-        let free = group.iter().find(|m| self.lot_len(tenant, m.as_bytes()) == 0);
+        let free = group.iter().find(|m| self.list_len(tenant, m.as_bytes()) == 0);
         let member = free.ok_or(Reject::ParkGroupFull)?;
         self.park(cx, src, msg, server, tenant, member.as_bytes(), policy)
     }
@@ -155,7 +155,7 @@ impl Park {
         policy: &TenantPolicy,
     ) -> Result<(), Reject> {
         let limits = cx.env.cfg.limits;
-        if self.lot_len(tenant, ext) >= policy.max_parks_per_ext as usize {
+        if self.list_len(tenant, ext) >= policy.max_parks_per_ext as usize {
             Err(Reject::ExtensionParkFull)
         } else if self.calls.len() >= limits.max_parked || self.dialogs.len() >= limits.max_dialogs {
             Err(Reject::ParkCapacity)

@@ -43,6 +43,7 @@ use super::config::{Config, TenantPolicy};
 use super::dialog::{DialogIndex, Leg, Side};
 use super::env::WallClock;
 use super::ids::{CallId, IdMap, Seed};
+use super::named::write_key;
 use super::notify::Change;
 use super::notify::bodies::{LeaveReason, Shown, Spot};
 use super::timers::TimerQueue;
@@ -190,14 +191,14 @@ impl Park {
     }
 
     /// The list of extension `ext` of `tenant`, oldest first.
-    pub fn lot_calls(&mut self, tenant: &[u8], ext: &[u8]) -> Vec<CallId> {
-        let mut list: Vec<&Call> = self.exts.calls_of(tenant, ext, &self.calls).filter(|c| c.on_list()).collect();
-        list.sort_unstable_by_key(|c| c.joined);
-        list.iter().map(|c| c.id).collect()
+    pub fn list_of(&self, tenant: &[u8], ext: &[u8]) -> Vec<CallId> {
+        let mut key = Vec::new();
+        write_key(&mut key, tenant, ext);
+        self.list(&key).iter().map(|c| c.id).collect()
     }
 
     /// How many calls the list of extension `ext` of `tenant` has.
-    fn lot_len(&mut self, tenant: &[u8], ext: &[u8]) -> usize {
+    fn list_len(&mut self, tenant: &[u8], ext: &[u8]) -> usize {
         self.exts.calls_of(tenant, ext, &self.calls).filter(|c| c.on_list()).count()
     }
 

@@ -133,7 +133,7 @@ fn a_park_answers_then_parks_at_the_ack_and_times_out_without_a_parker() {
     assert!(sent[0].starts_with("SIP/2.0 200 OK\r\n") && sent[0].contains("a=inactive"), "{sent:?}");
     assert_eq!(rig.only_call().phase(), Phase::Answering);
     assert_eq!((rig.park.listed(), rig.events()), (0, vec![]), "answered is not parked");
-    assert_eq!(rig.park.lot_calls(b"acme.example", b"103").len(), 1, "but it holds its place on 103");
+    assert_eq!(rig.park.list_of(b"acme.example", b"103").len(), 1, "but it holds its place on 103");
 
     let tag = rig.only_call().a.local_tag;
     rig.ack(1, &tag);
@@ -148,7 +148,7 @@ fn a_park_answers_then_parks_at_the_ack_and_times_out_without_a_parker() {
     assert!(rig.park.is_empty());
     assert_eq!(rig.events(), [Lifecycle::TimedOut]);
     assert_eq!((rig.park.listed(), rig.env.stats.park_timeouts.get()), (0, 1));
-    assert!(rig.park.lot_calls(b"acme.example", b"103").is_empty(), "the list is gone with its last call");
+    assert!(rig.park.list_of(b"acme.example", b"103").is_empty(), "the list is gone with its last call");
     assert!(rig.sent().iter().any(|m| m.starts_with("BYE sip:101@10.0.0.1:5062 ")), "the parked party gets BYE");
     assert_eq!(rig.park.dialogs(), 0, "its dialog left the index");
 }

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use sipark::proto::config::BodyKind;
+use sipark::proto::env::Tag;
 use sipark::proto::ids::CallId;
 use sipark::proto::notify::bodies::{LeaveReason, Party, Shown, Spot, write};
 use sipark::proto::sip::parse::NameAddr;
@@ -159,7 +160,7 @@ impl Call {
             parked: Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) },
             parker: self.parker.as_ref().map(|(uri, display)| Party { uri, display: display.as_deref() }),
             call_id: b"c1@127.0.0.1",
-            local_tag: b"lt",
+            local_tag: Tag::parse(b"0123456789abcdef").expect("a tag"),
             remote_tag: na.tag(),
         }
     }

@@ -74,8 +74,8 @@ impl Bridge {
     /// A's origin; to B, the answer under B's origin with its version up.
     pub fn sdp(a: &Dialog, b: &Dialog, a_answer: &[u8], host: &str) -> [Vec<u8>; 2] {
         let mut to_a = Vec::with_capacity(b.remote_sdp().len() + 32);
-        sdp::rewrite_origin(&mut to_a, b.remote_sdp(), a.origin, host);
-        let mut origin = b.origin;
+        sdp::rewrite_origin(&mut to_a, b.remote_sdp(), a.origin(), host);
+        let mut origin = b.origin();
         origin.version += 1;
         let mut to_b = Vec::with_capacity(a_answer.len() + 32);
         sdp::rewrite_origin(&mut to_b, a_answer, origin, host);
@@ -85,7 +85,7 @@ impl Bridge {
     /// The bridge of `b`, once [`Bridge::sdp`]'s `sent` went out (`b`'s
     /// origin version goes up with it).
     pub fn new(mut b: Dialog, max_at: Instant, sent: [Vec<u8>; 2]) -> Bridge {
-        b.origin.version += 1;
+        b.bump_origin();
         let [to_a, to_b] = sent;
         Bridge { b, max_at, last_sdp: [to_a.into(), to_b.into()], offer: None, relay_ack: None, awaiting_answer: None }
     }
@@ -118,13 +118,13 @@ impl Bridge {
             Side::A => a,
             Side::B => &mut self.b,
         };
-        sdp::rewrite_origin(out, sdp, leg.origin, host);
+        sdp::rewrite_origin(out, sdp, leg.origin(), host);
         if *out == *self.last_sdp[i] {
             return;
         }
         out.clear();
-        leg.origin.version += 1;
-        sdp::rewrite_origin(out, sdp, leg.origin, host);
+        leg.bump_origin();
+        sdp::rewrite_origin(out, sdp, leg.origin(), host);
         self.last_sdp[i] = out.as_slice().into();
     }
 
@@ -133,9 +133,9 @@ impl Bridge {
     /// follows goes on a confirmed dialog.
     pub fn settle_awaiting(&mut self, cx: &mut Ctx<'_>, a: &mut Dialog) {
         let Some(w) = self.awaiting_answer.take() else { return };
-        a.origin.version += 1;
+        a.bump_origin();
         let mut hold = Vec::new();
-        sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin, &cx.env.local.host);
+        sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin(), &cx.env.local.host);
         let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
         cx.ack(a, Some(w.reinvite), w.cseq, body);
     }
@@ -152,7 +152,7 @@ impl Bridge {
         self.awaiting_answer = None;
         self.b.set_remote_sdp(answer);
         let mut to_a = Vec::with_capacity(answer.len() + 32);
-        sdp::rewrite_origin(&mut to_a, answer, a.origin, &cx.env.local.host);
+        sdp::rewrite_origin(&mut to_a, answer, a.origin(), &cx.env.local.host);
         self.last_sdp[0] = to_a.as_slice().into();
         cx.ack(a, Some(w.reinvite), w.cseq, Some(("application/sdp", &to_a)));
         true
@@ -260,7 +260,7 @@ impl Bridge {
                 }
             }
         }
-        let transport = self.leg(a, from).peer.transport;
+        let transport = self.leg(a, from).transport();
         // Copied: `respond_later` borrows the environment mutably.
         let contact = cx.env.local.contact(transport).to_vec();
         let extra: &[(&str, &[u8])] =

@@ -16,6 +16,7 @@ use hashbrown::HashTable;
 use super::env::{Env, Tag};
 use super::ids::{CallId, Keyed, ServerId};
 use super::sip::parse::{Contact, NameAddr, SipMessage};
+use super::sip::peer::PackedPeer;
 use super::sip::sdp::Origin;
 use super::sip::write::{Head, Request, Routes, route_values, write_request, write_routes};
 use super::sip::{Peer, Transport};
@@ -102,24 +103,26 @@ impl Text {
 pub struct Dialog {
     /// Call-ID, parties, target, route set and the peer's last SDP.
     text: Text,
-    pub local_tag: Tag,
+    /// sipark's tag ([`Dialog::local_tag`]), as its 64 bits.
+    tag: u64,
     pub local_cseq: u32,
     pub remote_cseq: u32,
     /// Where the peer's requests came from (or where its responses came
     /// from): where in-dialog requests go unless the route set says else.
-    pub peer: Peer,
+    peer: PackedPeer,
     /// A 2xx to the peer's INVITE waiting for its ACK.
     pub pending_ack: Option<PendingAck>,
-    /// sipark's SDP origin towards this peer.
-    pub origin: Origin,
+    /// The version of sipark's SDP origin towards this peer; its session
+    /// id is the local tag's bits ([`Dialog::origin`]).
+    sdp_version: u32,
 }
 
 impl Dialog {
     /// The dialog sipark creates as UAS by answering the INVITE `msg` from
     /// `src` (§12.1.1): local tag `tag`, route set from Record-Route, the
-    /// peer's Contact `target` as remote target, `session` its SDP session,
-    /// `remote_sdp` what is kept of the request's SDP.
-    pub fn uas(msg: &SipMessage<'_>, src: Peer, target: &[u8], tag: Tag, session: u64, remote_sdp: &[u8]) -> Dialog {
+    /// peer's Contact `target` as remote target, `remote_sdp` what is kept
+    /// of the request's SDP.
+    pub fn uas(msg: &SipMessage<'_>, src: Peer, target: &[u8], tag: Tag, remote_sdp: &[u8]) -> Dialog {
         let call_id = msg.call_id().unwrap_or_default();
         let local = msg.to_hdr().map(|t| t.raw).unwrap_or_default();
         let remote = msg.from_hdr().map(|f| f.raw).unwrap_or_default();
@@ -127,12 +130,12 @@ impl Dialog {
         write_routes(&mut routes, msg.record_routes().filter_map(Result::ok).map(|r| r.raw));
         Dialog {
             text: Text::new([call_id, local, remote, target, &routes, remote_sdp]),
-            local_tag: tag,
+            tag: tag.bits(),
             local_cseq: 0,
             remote_cseq: msg.cseq().map_or(0, |c| c.seq),
-            peer: src,
+            peer: PackedPeer::new(src),
             pending_ack: None,
-            origin: Origin::new(session),
+            sdp_version: 1,
         }
     }
 
@@ -149,7 +152,6 @@ impl Dialog {
         local: &[u8],
         tag: Tag,
         request_uri: &[u8],
-        session: u64,
     ) -> Option<Dialog> {
         let remote = resp.to_hdr().ok()?.raw;
         let target = first_contact(resp).unwrap_or(request_uri);
@@ -159,12 +161,12 @@ impl Dialog {
         write_routes(&mut routes, route_set);
         Some(Dialog {
             text: Text::new([call_id, local, remote, target, &routes, resp.body()]),
-            local_tag: tag,
+            tag: tag.bits(),
             local_cseq: 1,
             remote_cseq: 0,
-            peer: src,
+            peer: PackedPeer::new(src),
             pending_ack: None,
-            origin: Origin::new(session),
+            sdp_version: 1,
         })
     }
 
@@ -204,6 +206,40 @@ impl Dialog {
         }
     }
 
+    /// Where the peer's requests came from (or its responses): where
+    /// in-dialog requests go unless the route set says else.
+    pub fn peer(&self) -> Peer {
+        self.peer.get()
+    }
+
+    /// The peer's transport.
+    pub fn transport(&self) -> Transport {
+        self.peer.transport()
+    }
+
+    /// The peer was last heard from `src`.
+    pub fn set_peer(&mut self, src: Peer) {
+        self.peer = PackedPeer::new(src);
+    }
+
+    /// sipark's SDP origin towards this peer: a session id as random as
+    /// the local tag (its bits, 63 of them) and the version of the last
+    /// description sipark sent.
+    pub fn origin(&self) -> Origin {
+        Origin { session: Origin::new(self.tag).session, version: u64::from(self.sdp_version) }
+    }
+
+    /// The origin of a new description towards this peer: its version up.
+    pub fn bump_origin(&mut self) -> Origin {
+        self.sdp_version = self.sdp_version.wrapping_add(1);
+        self.origin()
+    }
+
+    /// sipark's tag in this dialog.
+    pub fn local_tag(&self) -> Tag {
+        Tag::from_bits(self.tag)
+    }
+
     /// The peer's tag.
     pub fn remote_tag(&self) -> Option<&[u8]> {
         NameAddr::parse(self.remote()).ok()?.tag()
@@ -218,14 +254,14 @@ impl Dialog {
 
     /// Is this the dialog of `(call_id, local_tag)`?
     pub fn is(&self, call_id: &[u8], local_tag: &[u8]) -> bool {
-        *self.local_tag == *local_tag && self.call_id() == call_id
+        Tag::parse(local_tag).is_some_and(|t| t.bits() == self.tag) && self.call_id() == call_id
     }
 
     /// Where in-dialog requests go: the first Route hop when it is an IP
     /// literal, else the address the peer last used (symmetric
     /// signalling, which also works for phones behind NAT).
     pub fn destination(&self) -> Peer {
-        first_hop(self.route_set().next(), self.peer)
+        first_hop(self.route_set().next(), self.peer.get())
     }
 
     /// Writes the in-dialog request `req` with CSeq `cseq` and branch
@@ -243,7 +279,7 @@ impl Dialog {
                 branch,
                 routes: Routes::Block(self.text.part(ROUTES)),
                 from: self.local(),
-                from_tag: &self.local_tag,
+                from_tag: &self.local_tag(),
                 to: self.remote(),
                 call_id: self.call_id(),
                 cseq,
@@ -274,10 +310,28 @@ impl<'a> Outgoing<'a> {
     }
 }
 
+/// A [`Leg`] in 8 bytes, as the dialog index keeps it: the call id, and
+/// the side in the top bit (ids stay below 2^63: [`crate::proto::ids::Ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot(u64);
+
+const SIDE_B: u64 = 1 << 63;
+
+impl Slot {
+    fn of(leg: Leg) -> Slot {
+        Slot(leg.call.get() | if leg.side == Side::B { SIDE_B } else { 0 })
+    }
+
+    fn leg(self) -> Option<Leg> {
+        let side = if self.0 & SIDE_B != 0 { Side::B } else { Side::A };
+        CallId::new(self.0 & !SIDE_B).map(|call| Leg { call, side })
+    }
+}
+
 /// The dialog index: `(Call-ID, local tag)` → the [`Leg`] holding the
 /// dialog. Keyed SipHash, as a peer chooses Call-IDs.
 pub struct DialogIndex {
-    table: HashTable<Leg>,
+    table: HashTable<Slot>,
     hasher: Keyed,
 }
 
@@ -301,12 +355,13 @@ impl DialogIndex {
     /// The hash `dialog` is indexed under (for [`DialogIndex::remove_hashed`]
     /// once the dialog itself is gone).
     pub fn hash(&self, dialog: &Dialog) -> u64 {
-        self.hash_of(dialog.call_id(), &dialog.local_tag)
+        self.hash_of(dialog.call_id(), &dialog.local_tag())
     }
 
     /// Removes `leg`, indexed under `hash`.
     pub fn remove_hashed(&mut self, hash: u64, leg: Leg) {
-        if let Ok(e) = self.table.find_entry(hash, |&l| l == leg) {
+        let slot = Slot::of(leg);
+        if let Ok(e) = self.table.find_entry(hash, |&s| s == slot) {
             e.remove();
         }
     }
@@ -320,7 +375,8 @@ impl DialogIndex {
         lookup: impl Fn(Leg) -> Option<&'d Dialog>,
     ) -> Option<Leg> {
         let hash = self.hash_of(call_id, local_tag);
-        self.table.find(hash, |&leg| lookup(leg).is_some_and(|d| d.is(call_id, local_tag))).copied()
+        let found = self.table.find(hash, |s| s.leg().and_then(&lookup).is_some_and(|d| d.is(call_id, local_tag)));
+        found.and_then(|s| s.leg())
     }
 
     /// Indexes `dialog`, held by `leg`; `lookup` reads the dialogs of the
@@ -328,8 +384,9 @@ impl DialogIndex {
     pub fn insert<'d>(&mut self, leg: Leg, dialog: &Dialog, lookup: impl Fn(Leg) -> Option<&'d Dialog>) {
         let hash = self.hash(dialog);
         let hasher = self.hasher;
-        self.table
-            .insert_unique(hash, leg, |&l| lookup(l).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag[..]))));
+        self.table.insert_unique(hash, Slot::of(leg), |s| {
+            s.leg().and_then(&lookup).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag()[..])))
+        });
     }
 
     /// Removes `leg`, whose dialog is `dialog`.
@@ -341,8 +398,9 @@ impl DialogIndex {
     /// that changes hands, as when a REFER splits a bridge).
     pub fn rehome(&mut self, from: Leg, to: Leg, dialog: &Dialog) {
         let hash = self.hash(dialog);
-        if let Some(l) = self.table.find_mut(hash, |&l| l == from) {
-            *l = to;
+        let from = Slot::of(from);
+        if let Some(s) = self.table.find_mut(hash, |&s| s == from) {
+            *s = Slot::of(to);
         }
     }
 }
@@ -393,14 +451,14 @@ mod tests {
         Contact: <sip:alice@10.0.0.1:5062>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n";
 
     fn tag(s: &[u8; 16]) -> Tag {
-        Tag::new(*s)
+        Tag::parse(s).expect("a tag sipark writes")
     }
 
     #[test]
     fn a_uas_dialog_takes_its_parts_from_the_request() {
         let msg = SipMessage::parse(INVITE).expect("parse");
         let t = tag(b"0123456789abcdef");
-        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, 5, msg.body());
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", t, msg.body());
         assert_eq!(d.call_id(), b"c1");
         assert_eq!(d.local(), b"<sip:*68103@acme.example>");
         assert_eq!(d.remote(), b"\"Alice\" <sip:alice@acme.example>;tag=a1");
@@ -417,7 +475,7 @@ mod tests {
     #[test]
     fn a_target_refresh_keeps_the_other_parts() {
         let msg = SipMessage::parse(INVITE).expect("parse");
-        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body());
+        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), msg.body());
         d.set_remote_target(b"sip:alice@192.0.2.7:5070;transport=tcp");
         assert_eq!(d.remote_target(), b"sip:alice@192.0.2.7:5070;transport=tcp");
         assert_eq!((d.call_id(), d.local()), (&b"c1"[..], &b"<sip:*68103@acme.example>"[..]));
@@ -431,7 +489,7 @@ mod tests {
             Call-ID: r1@sipark\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         let msg = SipMessage::parse(ok).expect("parse");
         let t = tag(b"0123456789abcdef");
-        let d = Dialog::uac(&msg, peer(), b"r1@sipark", b"<sip:park@acme.example>", t, b"sip:101@10.0.0.1", 1)
+        let d = Dialog::uac(&msg, peer(), b"r1@sipark", b"<sip:park@acme.example>", t, b"sip:101@10.0.0.1")
             .expect("a dialog");
         assert_eq!(d.remote_target(), b"sip:101@10.0.0.1");
         assert_eq!(d.remote(), b"<sip:101@acme.example>;tag=d9");
@@ -449,7 +507,7 @@ mod tests {
             From: <sip:alice@acme.example>;tag=a1\r\nTo: <sip:*68103@acme.example>\r\nCall-ID: c1\r\n\
             CSeq: 4 INVITE\r\nContent-Length: 0\r\n\r\n";
         let msg = SipMessage::parse(inv).expect("parse");
-        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, b"");
+        let mut d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), b"");
         let want: [&[u8]; 3] = [b"\"Edge\r\n proxy\" <sip:10.0.0.7;lr>", b"<sip:10.0.0.8;lr>", b"<sip:p.example;lr>"];
         assert_eq!(d.route_set().collect::<Vec<_>>(), want);
         assert_eq!(d.destination().addr, "10.0.0.7:5060".parse().expect("addr"));
@@ -470,18 +528,18 @@ mod tests {
     #[test]
     fn the_index_finds_rehomes_and_forgets_legs() {
         let msg = SipMessage::parse(INVITE).expect("parse");
-        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), 5, msg.body());
-        let t = d.local_tag;
+        let d = Dialog::uas(&msg, peer(), b"sip:alice@10.0.0.1:5062", tag(b"0123456789abcdef"), msg.body());
+        let t = d.local_tag();
         let mut index = DialogIndex::new(Seed::from_u64(3).hasher(9));
         let (a, b) = (
             Leg { call: CallId::new(1).expect("id"), side: Side::A },
-            Leg { call: CallId::new(2).expect("id"), side: Side::A },
+            Leg { call: CallId::new((1 << 63) - 1).expect("id"), side: Side::B },
         );
         index.insert(a, &d, |_| Some(&d));
         assert_eq!(index.find(b"c1", &t, |_| Some(&d)), Some(a));
         assert_eq!(index.find(b"c1", b"other", |_| Some(&d)), None);
         index.rehome(a, b, &d);
-        assert_eq!(index.find(b"c1", &t, |_| Some(&d)), Some(b));
+        assert_eq!(index.find(b"c1", &t, |_| Some(&d)), Some(b), "the largest id and side B are kept whole");
         index.remove(b, &d);
         assert!(index.is_empty());
     }

@@ -132,22 +132,45 @@ fn advertise_host(adv: &str) -> &str {
     adv.rsplit_once(':').map_or(adv, |(h, _)| h)
 }
 
-/// A tag sipark wrote: 16 hexadecimal digits, kept inline.
+/// A tag sipark wrote: 16 lowercase hexadecimal digits, kept inline
+/// (64 random bits, which a dialog keeps as a `u64`: [`Tag::bits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag([u8; 16]);
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 impl Tag {
-    pub fn new(bytes: [u8; 16]) -> Tag {
-        Tag(bytes)
+    /// The tag that writes `bits`.
+    pub fn from_bits(bits: u64) -> Tag {
+        let mut t = [0u8; 16];
+        for (i, d) in t.iter_mut().enumerate() {
+            *d = HEX[((bits >> (4 * (15 - i))) & 0xf) as usize];
+        }
+        Tag(t)
     }
 
-    /// One of sipark's tags, read back.
+    /// The 64 bits this tag writes.
+    pub fn bits(&self) -> u64 {
+        self.0.iter().fold(0, |n, &d| (n << 4) | u64::from(hex_digit(d).unwrap_or(0)))
+    }
+
+    /// One of sipark's tags, read back: `None` for anything sipark would
+    /// not have written.
     pub fn parse(bytes: &[u8]) -> Option<Tag> {
-        bytes.try_into().ok().map(Tag)
+        let t: [u8; 16] = bytes.try_into().ok()?;
+        t.iter().all(|&d| hex_digit(d).is_some()).then_some(Tag(t))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+}
+
+fn hex_digit(d: u8) -> Option<u8> {
+    match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
     }
 }
 
@@ -189,12 +212,7 @@ impl Env {
 
     /// A fresh tag.
     pub fn tag(&mut self) -> Tag {
-        let r = self.rng.next_u64();
-        let mut t = [0u8; 16];
-        for (i, d) in t.iter_mut().enumerate() {
-            *d = b"0123456789abcdef"[((r >> (4 * (15 - i))) & 0xf) as usize];
-        }
-        Tag(t)
+        Tag::from_bits(self.rng.next_u64())
     }
 
     /// A fresh Call-ID for a dialog sipark starts.
@@ -225,6 +243,19 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_is_its_64_bits_written_in_hex() {
+        for bits in [0, 1, 0x0123_4567_89ab_cdef, u64::MAX] {
+            let t = Tag::from_bits(bits);
+            assert_eq!(t.bits(), bits);
+            assert_eq!(Tag::parse(t.as_bytes()), Some(t));
+        }
+        assert_eq!(Tag::from_bits(0x0123_4567_89ab_cdef).as_bytes(), b"0123456789abcdef");
+        assert_eq!(Tag::parse(b"0123456789ABCDEF"), None, "sipark writes lowercase");
+        assert_eq!(Tag::parse(b"0123456789abcdeg"), None);
+        assert_eq!(Tag::parse(b"0123456789abcde"), None);
+    }
 
     #[test]
     fn tags_and_call_ids_are_unique_and_repeat_with_the_seed() {

@@ -22,24 +22,78 @@ use std::time::{Duration, Instant};
 /// At most this many distinct FIFO spans; others go to the heap.
 const MAX_SPANS: usize = 8;
 
+/// Tables below this many slots keep their capacity.
+pub(crate) const MIN_SHRINK: usize = 1024;
+
+/// Is a table of `cap` slots holding `len` three-quarters empty? It then
+/// shrinks to twice `len`, so a table shrinks again only after it has
+/// halved once more, and grows again only after it has doubled: each
+/// rehash is paid for by as many inserts or removals as it moves entries.
+pub fn sparse(len: usize, cap: usize) -> bool {
+    cap > MIN_SHRINK && len < cap / 4
+}
+
+/// How far before the first deadline the epoch is put, so that a later
+/// deadline earlier than the first (a caller whose clock stepped back, a
+/// shorter timer set later) rarely needs a rebase.
+const EPOCH_MARGIN: Duration = Duration::from_secs(3600);
+
 /// Deadlines keyed by `K`.
+///
+/// A deadline is kept as nanoseconds since the queue's epoch (8 bytes,
+/// where an `Instant` takes 16): an entry keyed by an id is 16 bytes. The
+/// epoch is set before the first deadline; a deadline before it moves the
+/// epoch back and every entry with it (O(n), and only for a deadline more
+/// than [`EPOCH_MARGIN`] before the first).
 #[derive(Debug)]
 pub struct TimerQueue<K> {
-    heap: BinaryHeap<Reverse<(Instant, K)>>,
-    fifos: Vec<(Duration, VecDeque<(Instant, K)>)>,
+    epoch: Option<Instant>,
+    heap: BinaryHeap<Reverse<(u64, K)>>,
+    fifos: Vec<(Duration, VecDeque<(u64, K)>)>,
     fifo_len: usize,
 }
 
 impl<K: Ord + Copy> Default for TimerQueue<K> {
     fn default() -> Self {
-        TimerQueue { heap: BinaryHeap::new(), fifos: Vec::new(), fifo_len: 0 }
+        TimerQueue { epoch: None, heap: BinaryHeap::new(), fifos: Vec::new(), fifo_len: 0 }
     }
 }
 
 impl<K: Ord + Copy> TimerQueue<K> {
+    /// `at` in ticks since the epoch, which it moves back if it must.
+    fn tick(&mut self, at: Instant) -> u64 {
+        let before = |at: Instant| at.checked_sub(EPOCH_MARGIN).unwrap_or(at);
+        let mut epoch = *self.epoch.get_or_insert_with(|| before(at));
+        if at < epoch {
+            epoch = before(at);
+            self.rebase(epoch);
+        }
+        nanos(at - epoch)
+    }
+
+    fn instant(&self, tick: u64) -> Instant {
+        // An entry exists only once the epoch is set.
+        let epoch = self.epoch.unwrap_or_else(Instant::now);
+        epoch + Duration::from_nanos(tick)
+    }
+
+    /// Moves the epoch back to `to`, and every entry with it.
+    fn rebase(&mut self, to: Instant) {
+        let Some(epoch) = self.epoch.replace(to) else { return };
+        let shift = nanos(epoch - to);
+        let heap = std::mem::take(&mut self.heap).into_vec();
+        self.heap = heap.into_iter().map(|Reverse((t, k))| Reverse((t.saturating_add(shift), k))).collect();
+        for (_, q) in &mut self.fifos {
+            for (t, _) in q.iter_mut() {
+                *t = t.saturating_add(shift);
+            }
+        }
+    }
+
     /// Queues `key` at `at`, in the heap.
     pub fn push(&mut self, at: Instant, key: K) {
-        self.heap.push(Reverse((at, key)));
+        let t = self.tick(at);
+        self.heap.push(Reverse((t, key)));
     }
 
     /// Queues `key` at `now + span` in the FIFO for `span` (the heap when
@@ -58,37 +112,51 @@ impl<K: Ord + Copy> TimerQueue<K> {
                 return false;
             }
         };
-        self.fifos[i].1.push_back((at, key));
+        let t = self.tick(at);
+        self.fifos[i].1.push_back((t, key));
         self.fifo_len += 1;
         true
     }
 
     /// The earliest deadline queued.
     pub fn peek(&self) -> Option<Instant> {
-        let heap = self.heap.peek().map(|Reverse((at, _))| *at);
-        self.fifos.iter().filter_map(|(_, q)| q.front().map(|(at, _)| *at)).chain(heap).min()
+        let heap = self.heap.peek().map(|Reverse((t, _))| *t);
+        let t = self.fifos.iter().filter_map(|(_, q)| q.front().map(|(t, _)| *t)).chain(heap).min()?;
+        Some(self.instant(t))
     }
 
     /// Removes and returns the earliest entry due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
-        let heap = self.heap.peek().map(|Reverse((at, _))| *at);
-        match self.earliest_fifo() {
-            Some((i, at)) if at <= now && heap.is_none_or(|h| at <= h) => self.pop_fifo(i),
+        let now = match self.epoch {
+            Some(epoch) if now >= epoch => nanos(now - epoch),
+            _ => return None,
+        };
+        let heap = self.heap.peek().map(|Reverse((t, _))| *t);
+        let (t, key) = match self.earliest_fifo() {
+            Some((i, t)) if t <= now && heap.is_none_or(|h| t <= h) => self.pop_fifo(i),
             _ if heap.is_some_and(|h| h <= now) => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
-        }
+        }?;
+        Some((self.instant(t), key))
     }
 
     /// Removes and returns the FIFO entry with the earliest deadline, due
     /// or not (for evicting the oldest lingering entry).
     pub fn pop_oldest_fifo(&mut self) -> Option<(Instant, K)> {
         let (i, _) = self.earliest_fifo()?;
-        self.pop_fifo(i)
+        let (t, key) = self.pop_fifo(i)?;
+        Some((self.instant(t), key))
     }
 
     /// Entries in the FIFOs.
     pub fn fifo_len(&self) -> usize {
         self.fifo_len
+    }
+
+    /// Entries the heap and the FIFOs have room for.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.heap.capacity() + self.fifos.iter().map(|(_, q)| q.capacity()).sum::<usize>()
     }
 
     /// Entries in the heap, stale ones included.
@@ -98,22 +166,37 @@ impl<K: Ord + Copy> TimerQueue<K> {
 
     /// Keeps only the heap entries for which `live(at, key)` holds.
     pub fn retain_heap(&mut self, mut live: impl FnMut(Instant, K) -> bool) {
-        self.heap.retain(|Reverse((at, key))| live(*at, *key));
+        let Some(epoch) = self.epoch else { return };
+        self.heap.retain(|Reverse((t, key))| live(epoch + Duration::from_nanos(*t), *key));
     }
 
-    fn earliest_fifo(&self) -> Option<(usize, Instant)> {
-        self.fifos
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, q))| q.front().map(|(at, _)| (i, *at)))
-            .min_by_key(|(_, at)| *at)
+    /// Gives back the capacity the heap and the FIFOs kept from a busier
+    /// moment, once one is three-quarters empty ([`sparse`]).
+    pub fn give_back(&mut self) {
+        if sparse(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
+        for (_, q) in &mut self.fifos {
+            if sparse(q.len(), q.capacity()) {
+                q.shrink_to(2 * q.len());
+            }
+        }
     }
 
-    fn pop_fifo(&mut self, i: usize) -> Option<(Instant, K)> {
+    fn earliest_fifo(&self) -> Option<(usize, u64)> {
+        self.fifos.iter().enumerate().filter_map(|(i, (_, q))| q.front().map(|(t, _)| (i, *t))).min_by_key(|(_, t)| *t)
+    }
+
+    fn pop_fifo(&mut self, i: usize) -> Option<(u64, K)> {
         let e = self.fifos.get_mut(i)?.1.pop_front()?;
         self.fifo_len -= 1;
         Some(e)
     }
+}
+
+/// A span in nanoseconds (saturating: 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -122,6 +205,28 @@ mod tests {
 
     fn drain(q: &mut TimerQueue<u32>, now: Instant) -> Vec<u32> {
         std::iter::from_fn(|| q.pop_due(now).map(|(_, k)| k)).collect()
+    }
+
+    #[test]
+    fn a_deadline_before_the_epoch_moves_it_and_keeps_every_instant() {
+        let t0 = Instant::now();
+        let h = Duration::from_secs(3600);
+        let mut q = TimerQueue::default();
+        q.push(t0 + 3 * h, 1);
+        q.push_after(t0 + 3 * h, Duration::from_secs(32), 2);
+        q.push(t0, 3); // before the epoch (t0 + 2h): a rebase
+        q.push_after(t0, Duration::from_millis(1), 4);
+        assert_eq!(q.peek(), Some(t0));
+        let all: Vec<_> = std::iter::from_fn(|| q.pop_due(t0 + 4 * h)).collect();
+        assert_eq!(
+            all,
+            vec![
+                (t0, 3),
+                (t0 + Duration::from_millis(1), 4),
+                (t0 + 3 * h, 1),
+                (t0 + 3 * h + Duration::from_secs(32), 2)
+            ]
+        );
     }
 
     #[test]

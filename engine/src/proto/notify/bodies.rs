@@ -15,6 +15,7 @@
 use std::io::Write;
 
 use crate::proto::config::BodyKind;
+use crate::proto::env::Tag;
 use crate::proto::ids::CallId;
 
 /// Why a call left the park, as written in `reason=`.
@@ -70,7 +71,7 @@ pub struct Shown<'a> {
     /// The parked leg's dialog as sipark holds it, so that a BLF pickup can
     /// name it in `Replaces`: Call-ID, sipark's tag, the parked party's tag.
     pub call_id: &'a [u8],
-    pub local_tag: &'a [u8],
+    pub local_tag: Tag,
     pub remote_tag: Option<&'a [u8]>,
 }
 
@@ -328,7 +329,7 @@ pub fn write_dialog_info<'a>(
         out.extend_from_slice(b"\" call-id=\"");
         xml_text(out, view.call_id);
         out.extend_from_slice(b"\" local-tag=\"");
-        xml_text(out, view.local_tag);
+        xml_text(out, &view.local_tag);
         if let Some(tag) = view.remote_tag {
             out.extend_from_slice(b"\" remote-tag=\"");
             xml_text(out, tag);
@@ -402,7 +403,7 @@ mod tests {
                 parked: Party { uri: na.uri.raw, display: na.display.filter(|d| !d.is_empty()) },
                 parker: self.parker.as_ref().map(|(uri, display)| Party { uri, display: display.as_deref() }),
                 call_id: b"c1@192.0.2.10",
-                local_tag: b"lt",
+                local_tag: Tag::parse(b"0123456789abcdef").expect("a tag"),
                 remote_tag: na.tag(),
             }
         }
@@ -443,7 +444,7 @@ mod tests {
         let want = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"59857077\" state=\"full\" entity=\"sip:103@acme.example\">\n\
-             \x20 <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"a1\" direction=\"recipient\">\n\
+             \x20 <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"0123456789abcdef\" remote-tag=\"a1\" direction=\"recipient\">\n\
              \x20   <state>confirmed</state>\n\
              \x20   <referred-by display=\"Bob\">sip:102@acme.example</referred-by>\n\
              \x20   <local>\n\
@@ -479,7 +480,7 @@ mod tests {
         let got = render(BodyKind::DialogInfo, &ext(8), vec![b.shown(None), a.shown(Some(LeaveReason::Retrieved))]);
         let t = token(a.id);
         let departed = format!(
-            "  <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"a1\" direction=\"recipient\">\n\
+            "  <dialog id=\"{t}\" call-id=\"c1@192.0.2.10\" local-tag=\"0123456789abcdef\" remote-tag=\"a1\" direction=\"recipient\">\n\
              \x20   <state event=\"replaced\">terminated</state>\n\
              \x20   <referred-by display=\"Bob\">sip:102@acme.example</referred-by>\n\
              \x20   <local>\n\
@@ -492,7 +493,7 @@ mod tests {
              </dialog-info>\n"
         );
         assert!(got.ends_with(&departed), "terminated dialog last, without targets:\n{got}");
-        let still = "  <dialog id=\"5\" call-id=\"c1@192.0.2.10\" local-tag=\"lt\" remote-tag=\"b\" direction=\"recipient\">\n    <state>confirmed</state>\n    <local>\n      \
+        let still = "  <dialog id=\"5\" call-id=\"c1@192.0.2.10\" local-tag=\"0123456789abcdef\" remote-tag=\"b\" direction=\"recipient\">\n    <state>confirmed</state>\n    <local>\n      \
                      <identity>sip:103@acme.example</identity>\n      \
                      <target uri=\"sip:*88103@acme.example;call=5\"/>\n    </local>\n    <remote>\n      \
                      <identity>sip:+15551230000@acme.example</identity>\n      \

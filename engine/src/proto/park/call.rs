@@ -27,24 +27,29 @@ pub fn secs32(secs: u64) -> u32 {
 pub struct Home {
     text: Box<[u8]>,
     /// The `@` of the key, the key's end, the parker's URI's end.
-    at: u32,
-    key_end: u32,
-    uri_end: u32,
+    at: u16,
+    key_end: u16,
+    uri_end: u16,
     parker: bool,
 }
 
 impl Home {
     /// Extension `ext` of `tenant`, parked by `parker` (the park's
-    /// Referred-By) if known.
+    /// Referred-By) if known. The text is at most 64 KiB: a parker whose
+    /// display name would pass that is kept without it, and one whose URI
+    /// would is not kept (a key is at most 64 + 1 + 253 bytes).
     pub fn new(tenant: &[u8], ext: &[u8], parker: Option<Party<'_>>) -> Home {
+        let room = usize::from(u16::MAX).saturating_sub(ext.len() + 1 + tenant.len());
+        let parker = parker.filter(|p| p.uri.len() <= room);
         let (uri, display) = parker.map_or((&b""[..], &b""[..]), |p| (p.uri, p.display.unwrap_or_default()));
+        let display = if uri.len() + display.len() <= room { display } else { &b""[..] };
         let mut text = Vec::with_capacity(ext.len() + 1 + tenant.len() + uri.len() + display.len());
         write_key(&mut text, tenant, ext);
         let key_end = text.len();
         text.extend_from_slice(uri);
         let uri_end = text.len();
         text.extend_from_slice(display);
-        let end = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let end = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         Home {
             at: end(ext.len()),
             key_end: end(key_end),
@@ -152,7 +157,7 @@ impl Call {
             parked,
             parker: self.home.parker(),
             call_id: self.a.call_id(),
-            local_tag: &self.a.local_tag,
+            local_tag: self.a.local_tag(),
             remote_tag,
         }
     }
@@ -339,6 +344,13 @@ impl CallState {
             CallState::Referrer(r) => [Some(Due { at: r.hangup_at, timer: CallTimer::ReferrerHangup }), None],
             CallState::Answering(_) | CallState::RecallBridging(_) | CallState::Taken => [None, None],
         }
+    }
+
+    /// The timer this state runs at `at`, if any (a recall's group and
+    /// end, when at the same instant, fire in that order: the group's
+    /// firing clears it).
+    pub(super) fn timer_at(&self, at: Instant) -> Option<CallTimer> {
+        self.timers().into_iter().flatten().find(|d| d.at == at).map(|d| d.timer)
     }
 
     /// The second dialog, when it is in the dialog index.

@@ -12,7 +12,8 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use super::call::Call;
-use crate::proto::ids::{CallId, IdMap, Keyed};
+use super::calls::Calls;
+use crate::proto::ids::{CallId, Keyed};
 use crate::proto::named::write_key;
 
 /// The calls of a shard, by extension.
@@ -34,7 +35,7 @@ impl Exts {
 
     /// Indexes `call` under its extension; `calls` holds the calls already
     /// indexed (read back when the table grows).
-    pub fn insert(&mut self, call: &Call, calls: &IdMap<CallId, Box<Call>>) {
+    pub fn insert(&mut self, call: &Call, calls: &Calls) {
         let hasher = self.hasher;
         self.table.insert_unique(self.hash(call.home.key()), call.id, |id| {
             calls.get(id).map_or(0, |c| hasher.hash_one(c.home.key()))
@@ -49,17 +50,13 @@ impl Exts {
     }
 
     /// The calls of the extension whose key is `key`, in no order.
-    pub fn calls<'c>(&self, key: &[u8], calls: &'c IdMap<CallId, Box<Call>>) -> impl Iterator<Item = &'c Call> {
-        self.table
-            .iter_hash(self.hash(key))
-            .filter_map(|id| calls.get(id))
-            .map(|c| &**c)
-            .filter(move |c| c.home.key() == key)
+    pub fn calls<'c>(&self, key: &[u8], calls: &'c Calls) -> impl Iterator<Item = &'c Call> {
+        self.table.iter_hash(self.hash(key)).filter_map(|id| calls.get(id)).filter(move |c| c.home.key() == key)
     }
 
     /// Runs `f` on every call of the extension of call `via`, `via`
     /// included.
-    pub fn each_mut(&mut self, via: CallId, calls: &mut IdMap<CallId, Box<Call>>, mut f: impl FnMut(&mut Call)) {
+    pub fn each_mut(&mut self, via: CallId, calls: &mut Calls, mut f: impl FnMut(&mut Call)) {
         let Some(c) = calls.get(&via) else { return };
         self.scratch.clear();
         self.scratch.extend_from_slice(c.home.key());
@@ -73,12 +70,7 @@ impl Exts {
     }
 
     /// The calls of extension `ext` of `tenant` (any case), in no order.
-    pub fn calls_of<'c>(
-        &mut self,
-        tenant: &[u8],
-        ext: &[u8],
-        calls: &'c IdMap<CallId, Box<Call>>,
-    ) -> impl Iterator<Item = &'c Call> {
+    pub fn calls_of<'c>(&mut self, tenant: &[u8], ext: &[u8], calls: &'c Calls) -> impl Iterator<Item = &'c Call> {
         self.scratch.clear();
         write_key(&mut self.scratch, tenant, ext);
         let this = &*self;

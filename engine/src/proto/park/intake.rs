@@ -192,15 +192,14 @@ impl Park {
         let parker =
             referred_by.as_ref().map(|rb| Party { uri: rb.uri.raw, display: rb.display.filter(|d| !d.is_empty()) });
         let tag = cx.env.tag();
-        let session = cx.env.random();
         // The parked leg keeps what its hold answers need of its SDP.
-        let mut a = Dialog::uas(msg, src, target, tag, session, &sdp::hold_basis(msg.body()));
+        let mut a = Dialog::uas(msg, src, target, tag, &sdp::hold_basis(msg.body()));
         a.pending_ack = Some(PendingAck { server, cseq });
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
         if offer {
-            sdp::hold_answer(&mut answer, msg.body(), a.origin, &cx.env.local.host);
+            sdp::hold_answer(&mut answer, msg.body(), a.origin(), &cx.env.local.host);
         } else {
-            sdp::hold_offer(&mut answer, a.origin, &cx.env.local.host);
+            sdp::hold_offer(&mut answer, a.origin(), &cx.env.local.host);
         }
         let (id, parked_at) = (cx.env.ids.call(), super::call::secs32(cx.env.unix(cx.now)));
         let timeout_secs = super::call::secs32(policy.park_timeout.as_secs());

@@ -54,7 +54,7 @@ impl Park {
         // the peer has moved on, so stop resending the 2xx.
         let lost_ack = if method == Method::Bye { d.pending_ack.take() } else { None };
         d.remote_cseq = cseq;
-        d.peer = src;
+        d.set_peer(src);
         if let Some(p) = lost_ack {
             cx.txns.acked(cx.env, cx.now, p.server);
         }
@@ -109,7 +109,7 @@ impl Park {
         if sdp::is_sdp(msg.body()) {
             a.set_remote_sdp(&sdp::hold_basis(msg.body()));
             if parked {
-                a.origin.version += 1;
+                a.bump_origin();
             }
         }
         if method == Method::Invite {
@@ -121,13 +121,13 @@ impl Park {
             CallState::Referrer(r) => r.last_sdp.to_vec(),
             _ => {
                 let mut hold = Vec::with_capacity(a.remote_sdp().len() + 32);
-                if !sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin, &cx.env.local.host) {
+                if !sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin(), &cx.env.local.host) {
                     hold.clear();
                 }
                 hold
             }
         };
-        let contact = cx.env.local.contact(a.peer.transport).to_vec();
+        let contact = cx.env.local.contact(a.transport()).to_vec();
         let headers = [("Contact", &contact[..])];
         let resp = Response::new(200, "OK").headers(&headers).sdp(&answer);
         cx.txns.respond(cx.env, cx.now, server, msg, &resp);
@@ -200,7 +200,7 @@ impl Park {
             (Side::B, CallState::Bridged(br)) => &mut br.b,
             _ => return,
         };
-        d.peer = src;
+        d.set_peer(src);
         let Some(pending) = d.pending_ack.filter(|p| p.cseq == cseq) else { return };
         d.pending_ack = None;
         // The answer to sipark's offer, when the INVITE had none.
@@ -249,13 +249,11 @@ impl Park {
                 self.set(cx, id, CallState::Parked { timeout_at });
             }
             Then::RelayAck => {
-                let c = &mut **c;
                 if let CallState::Bridged(br) = &mut c.state {
                     br.relay_ack(cx, &mut c.a, leg.side, answer);
                 }
             }
             Then::Answer => {
-                let c = &mut **c;
                 let ok = match &mut c.state {
                     CallState::Bridged(br) => br.answer_from_retriever(cx, &mut c.a, answer),
                     _ => true,

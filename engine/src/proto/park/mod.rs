@@ -17,6 +17,7 @@
 //! call's dialogs, BYE, shutdown).
 
 mod call;
+mod calls;
 mod exts;
 mod intake;
 mod legs;
@@ -42,12 +43,13 @@ pub use intake::{Replaces, parse_replaces};
 use super::config::{Config, TenantPolicy};
 use super::dialog::{DialogIndex, Leg, Side};
 use super::env::WallClock;
-use super::ids::{CallId, IdMap, Seed};
+use super::ids::{CallId, Seed};
 use super::named::write_key;
 use super::notify::Change;
 use super::notify::bodies::{LeaveReason, Shown, Spot};
 use super::timers::TimerQueue;
 use super::tu::{Ctx, Owner};
+use calls::Calls;
 
 /// park-info versions start from the seconds since 2025-01-01 at start-up,
 /// so that a restarted engine never goes back below a version a phone has
@@ -61,17 +63,10 @@ const MAX_EVENTS: usize = 65_536;
 /// The call timer heap is never compacted below this many entries.
 const MIN_COMPACT: usize = 4096;
 
-/// A call timer's entry in the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct TimerKey {
-    call: CallId,
-    timer: CallTimer,
-}
-
 /// Every call of a shard.
 pub struct Park {
     /// Boxed: the map's spare buckets then cost a pointer each, not a call.
-    calls: IdMap<CallId, Box<Call>>,
+    calls: Calls,
     /// The calls of each extension. An extension's list is its calls
     /// answering, parked, recalling or being retrieved, in the order they
     /// joined it ([`Call::joined`]); its park-info version is in each of
@@ -80,7 +75,9 @@ pub struct Park {
     /// The order calls join their lists in.
     joins: u64,
     dialogs: DialogIndex,
-    timers: TimerQueue<TimerKey>,
+    /// Each call timer's deadline, keyed by its call: which timer it is
+    /// comes from the call's state when it fires (16 bytes an entry).
+    timers: TimerQueue<CallId>,
     compact_at: usize,
     events: VecDeque<ParkEvent>,
     /// Calls listed in park-info.
@@ -98,7 +95,7 @@ pub struct Park {
 impl Park {
     pub fn new(wall: WallClock, seed: &Seed) -> Park {
         Park {
-            calls: IdMap::default(),
+            calls: Calls::default(),
             exts: Exts::new(seed.hasher(3)),
             joins: 0,
             dialogs: DialogIndex::new(seed.hasher(4)),
@@ -138,7 +135,7 @@ impl Park {
     }
 
     pub fn call(&self, id: CallId) -> Option<&Call> {
-        self.calls.get(&id).map(|c| &**c)
+        self.calls.get(&id)
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -224,7 +221,7 @@ impl Park {
             self.exts.calls(call.home.key(), &self.calls).map(|c| c.version).max().unwrap_or(self.version_floor);
         let id = call.id;
         self.exts.insert(&call, &self.calls);
-        self.calls.insert(id, Box::new(call));
+        self.calls.insert(Box::new(call));
         self.settle(cx, id, None, [None, None], None, None);
         id
     }
@@ -306,7 +303,7 @@ impl Park {
         // Timers.
         if new_timers != old_timers {
             for due in new_timers.into_iter().flatten().filter(|d| !old_timers.contains(&Some(*d))) {
-                self.timers.push(due.at, TimerKey { call: id, timer: due.timer });
+                self.timers.push(due.at, id);
             }
             if self.timers.heap_len() > self.compact_at {
                 self.compact();
@@ -410,7 +407,7 @@ impl Park {
                 names.extend(group.iter().map(|m| m.as_bytes()).filter(|m| *m != name.ext));
             }
             if p.notify_parker {
-                let shown = list.iter().copied().chain(left.and_then(|(id, _)| self.calls.get(&id)).map(|c| &**c));
+                let shown = list.iter().copied().chain(left.and_then(|(id, _)| self.calls.get(&id)));
                 for c in shown {
                     let Some(uri) = c.home.parker().and_then(|p| super::sip::parse::Uri::parse(p.uri).ok()) else {
                         continue;
@@ -451,11 +448,8 @@ impl Park {
 
     /// Runs the earliest call timer due at `now`, if it is still its call's.
     pub fn handle_timer(&mut self, cx: &mut Ctx<'_>) {
-        let Some((at, TimerKey { call: id, timer })) = self.timers.pop_due(cx.now) else { return };
-        let live = self.calls.get(&id).is_some_and(|c| c.state.timers().contains(&Some(Due { at, timer })));
-        if !live {
-            return;
-        }
+        let Some((at, id)) = self.timers.pop_due(cx.now) else { return };
+        let Some(timer) = self.calls.get(&id).and_then(|c| c.state.timer_at(at)) else { return };
         match timer {
             CallTimer::ParkTimeout => self.start_recall(cx, id),
             CallTimer::RecallGroup => self.recall_group_joins(cx, id),
@@ -472,9 +466,7 @@ impl Park {
     /// Drops heap entries whose call is gone or no longer runs them.
     fn compact(&mut self) {
         let calls = &self.calls;
-        self.timers.retain_heap(|at, k| {
-            calls.get(&k.call).is_some_and(|c| c.state.timers().contains(&Some(Due { at, timer: k.timer })))
-        });
+        self.timers.retain_heap(|at, id| calls.get(&id).is_some_and(|c| c.state.timer_at(at).is_some()));
         self.compact_at = (2 * self.timers.heap_len()).max(MIN_COMPACT);
     }
 

@@ -192,8 +192,7 @@ impl Park {
         }
         let Some(CallState::Recalling(r)) = self.calls.get(&id).map(|c| &c.state) else { return };
         let Some(fork) = r.forks.iter().find(|f| f.txn == txn) else { return };
-        let session = cx.env.random();
-        let Some(b) = Dialog::uac(msg, src, &fork.call_id, &r.from, fork.tag, &fork.uri, session) else {
+        let Some(b) = Dialog::uac(msg, src, &fork.call_id, &r.from, fork.tag, &fork.uri) else {
             warn!(call = %id.token(), "recall 200 OK without a readable To: branch ended");
             self.fork_done(cx, id, txn);
             return;
@@ -212,7 +211,7 @@ impl Park {
     fn ack_and_bye(&mut self, cx: &mut Ctx<'_>, src: Peer, txn: ClientId, msg: &SipMessage<'_>) {
         let Some(sent) = cx.txns.sent(txn) else { return };
         let Some(tag) = Tag::parse(sent.from_tag) else { return };
-        let Some(mut d) = Dialog::uac(msg, src, sent.call_id, sent.from_party, tag, sent.uri, 0) else { return };
+        let Some(mut d) = Dialog::uac(msg, src, sent.call_id, sent.from_party, tag, sent.uri) else { return };
         cx.ack(&d, Some(txn), 1, None);
         cx.request(&mut d, &Outgoing::BYE, Owner::Detached);
     }

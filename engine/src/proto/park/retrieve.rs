@@ -49,8 +49,7 @@ impl Park {
         cx.txns.respond(cx.env, cx.now, server, msg, &Response::new(100, "Trying"));
         self.cancel_forks(cx, id);
         let tag = cx.env.tag();
-        let session = cx.env.random();
-        let b = Dialog::uas(msg, src, target, tag, session, msg.body());
+        let b = Dialog::uas(msg, src, target, tag, msg.body());
         cx.txns.keep_request(server, msg, false);
         cx.txns.set_call(server, id);
         let Some(reinvite) = self.reinvite(cx, id, msg.body(), true, Owner::Retrieve { call: id }) else {
@@ -74,10 +73,10 @@ impl Park {
         owner: Owner,
     ) -> Option<ClientId> {
         let c = self.calls.get_mut(&id)?;
-        c.a.origin.version += 1;
+        c.a.bump_origin();
         let mut sdp_out = Vec::with_capacity(body.len() + 32);
         if rewrite {
-            sdp::rewrite_origin(&mut sdp_out, body, c.a.origin, &cx.env.local.host);
+            sdp::rewrite_origin(&mut sdp_out, body, c.a.origin(), &cx.env.local.host);
         } else {
             sdp_out.extend_from_slice(body);
         }
@@ -89,7 +88,7 @@ impl Park {
     /// from the last SDP it sent.
     pub(super) fn rehold(&mut self, cx: &mut Ctx<'_>, id: CallId) {
         let Some(c) = self.calls.get(&id) else { return };
-        let mut origin = c.a.origin;
+        let mut origin = c.a.origin();
         origin.version += 1;
         let mut hold = Vec::new();
         if sdp::hold_answer(&mut hold, c.a.remote_sdp(), origin, &cx.env.local.host) {
@@ -132,9 +131,9 @@ impl Park {
             if delayed && (cancelled || !has_sdp) {
                 // The parked leg offered (or failed to): answer with hold in
                 // the ACK, and it stays parked.
-                c.a.origin.version += 1;
+                c.a.bump_origin();
                 let mut hold = Vec::new();
-                sdp::hold_answer(&mut hold, c.a.remote_sdp(), c.a.origin, &cx.env.local.host);
+                sdp::hold_answer(&mut hold, c.a.remote_sdp(), c.a.origin(), &cx.env.local.host);
                 let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
                 cx.ack(&c.a, Some(txn), cseq, body);
                 if has_sdp {
@@ -189,7 +188,7 @@ impl Park {
         // offer goes to it; the answer comes in its ACK.
         let sent = Bridge::sdp(&c.a, &r.b, answer, &cx.env.local.host);
         let to_b = sent[1].clone();
-        let (invite, tag, transport, delayed) = (r.invite, r.b.local_tag, r.b.peer.transport, r.delayed);
+        let (invite, tag, transport, delayed) = (r.invite, r.b.local_tag(), r.b.transport(), r.delayed);
         let max_at = cx.now + cx.env.cfg.limits.max_call_duration;
         self.change(cx, id, |old| match old {
             CallState::Retrieving(r) => {

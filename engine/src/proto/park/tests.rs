@@ -135,7 +135,7 @@ fn a_park_answers_then_parks_at_the_ack_and_times_out_without_a_parker() {
     assert_eq!((rig.park.listed(), rig.events()), (0, vec![]), "answered is not parked");
     assert_eq!(rig.park.list_of(b"acme.example", b"103").len(), 1, "but it holds its place on 103");
 
-    let tag = rig.only_call().a.local_tag;
+    let tag = rig.only_call().a.local_tag();
     rig.ack(1, &tag);
     assert_eq!(rig.only_call().phase(), Phase::Parked);
     assert_eq!((rig.park.listed(), rig.events()), (1, vec![Lifecycle::Parked]));

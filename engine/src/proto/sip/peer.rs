@@ -1,6 +1,6 @@
 //! Where a message comes from or goes: address and transport.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// The transport a message arrived on or leaves on (RFC 3261 §18).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -68,5 +68,64 @@ impl std::fmt::Display for Peer {
             Transport::Udp => write!(f, "{}", self.addr),
             t => write!(f, "{}/{}", self.addr, t.via_token()),
         }
+    }
+}
+
+/// A [`Peer`] in 24 bytes, for what is kept per call (a `SocketAddr` alone
+/// takes 32): the address, its port, an IPv6 scope, the family and the
+/// transport. An IPv6 flow label is not kept; sipark sends with none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedPeer {
+    ip: [u8; 16],
+    scope_id: u32,
+    port: u16,
+    v6: bool,
+    transport: Transport,
+}
+
+impl PackedPeer {
+    pub fn new(peer: Peer) -> PackedPeer {
+        let (ip, scope_id, v6) = match peer.addr {
+            SocketAddr::V4(a) => {
+                let mut ip = [0u8; 16];
+                ip[..4].copy_from_slice(&a.ip().octets());
+                (ip, 0, false)
+            }
+            SocketAddr::V6(a) => (a.ip().octets(), a.scope_id(), true),
+        };
+        PackedPeer { ip, scope_id, port: peer.addr.port(), v6, transport: peer.transport }
+    }
+
+    pub fn get(&self) -> Peer {
+        let addr = if self.v6 {
+            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(self.ip), self.port, 0, self.scope_id))
+        } else {
+            let [a, b, c, d, ..] = self.ip;
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), self.port))
+        };
+        Peer { addr, transport: self.transport }
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_peer_gives_back_the_peer() {
+        for (addr, transport) in [
+            ("192.0.2.7:5060", Transport::Udp),
+            ("[2001:db8::1]:5061", Transport::Tls),
+            ("[fe80::1%3]:5062", Transport::Tcp),
+            ("[::ffff:192.0.2.7]:5060", Transport::Udp),
+        ] {
+            let peer = Peer { addr: addr.parse().expect("addr"), transport };
+            assert_eq!(PackedPeer::new(peer).get(), peer, "{addr}");
+        }
+        assert_eq!(size_of::<PackedPeer>(), 24);
     }
 }

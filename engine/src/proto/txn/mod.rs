@@ -46,7 +46,7 @@ use super::sip::parse::{HeaderName, Method, SipMessage};
 use super::sip::write::{
     Head, ResponseTemplate, branch_id, finish, header, response_head, write_cancel, write_non_2xx_ack,
 };
-use super::timers::TimerQueue;
+use super::timers::{TimerQueue, sparse};
 
 /// What a timer asks the owner to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -588,6 +588,7 @@ impl<O: Copy> Transactions<O> {
                     TimerAction::Terminate { timed_out } => {
                         let e = self.server.remove(&id)?;
                         self.index.remove(&e.key);
+                        self.give_back();
                         let not_acked = timed_out && (200..300).contains(&e.txn.final_code);
                         e.call.filter(|_| not_acked).map(|call| TxnEvent::NotAcked { server: id, call })
                     }
@@ -611,6 +612,7 @@ impl<O: Copy> Transactions<O> {
                     }
                     TimerAction::Terminate { timed_out } => {
                         let e = self.client.remove(&id)?;
+                        self.give_back();
                         timed_out.then_some(TxnEvent::TimedOut { id, owner: e.owner })
                     }
                 }
@@ -675,6 +677,22 @@ impl<O: Copy> Transactions<O> {
         if evicted {
             env.stats.transactions_evicted.inc();
         }
+    }
+
+    /// Gives back the capacity the tables kept from a busier moment, once
+    /// they are three-quarters empty ([`sparse`]): a burst of load does not
+    /// stay resident after it has passed.
+    fn give_back(&mut self) {
+        if sparse(self.server.len(), self.server.capacity()) {
+            self.server.shrink_to(2 * self.server.len());
+        }
+        if sparse(self.index.len(), self.index.capacity()) {
+            self.index.shrink_to(2 * self.index.len());
+        }
+        if sparse(self.client.len(), self.client.capacity()) {
+            self.client.shrink_to(2 * self.client.len());
+        }
+        self.timers.give_back();
     }
 
     /// Drops heap entries whose transaction is gone or has moved its

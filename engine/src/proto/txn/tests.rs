@@ -350,3 +350,34 @@ fn lingering_transactions_past_the_cap_end_oldest_first() {
     assert_eq!(txns.on_request(&mut env, now, Method::Options, b"z9hG4bKo0"), Match::New, "the oldest is gone");
     assert_eq!(txns.on_request(&mut env, now, Method::Options, b"z9hG4bKo2"), Match::Retransmission);
 }
+
+#[test]
+fn tables_give_back_what_a_burst_left_once_it_has_passed() {
+    use crate::proto::timers::MIN_SHRINK;
+    let (mut env, mut txns, now) = (env(), table(), Instant::now());
+    let burst = 5000;
+    for i in 0..burst {
+        let branch = format!("z9hG4bKb{i}");
+        let req = request(&branch, "OPTIONS");
+        let msg = SipMessage::parse(&req).expect("parse");
+        let id = txns.create(&mut env, now, addr(), Method::Options, branch.as_bytes());
+        txns.respond(&mut env, now, id, &msg, &Response::new(200, "OK"));
+    }
+    let peak = (txns.server.capacity(), txns.index.capacity(), txns.timers.capacity());
+    assert!(peak.0 >= burst && peak.1 >= burst && peak.2 >= burst, "{peak:?}");
+    // One transaction outlives the burst by starting later.
+    let later = now + Duration::from_secs(1);
+    let req = request("z9hG4bKlast", "OPTIONS");
+    let msg = SipMessage::parse(&req).expect("parse");
+    let last = txns.create(&mut env, later, addr(), Method::Options, b"z9hG4bKlast");
+    txns.respond(&mut env, later, last, &msg, &Response::new(200, "OK"));
+    while txns.lingering() > 1 {
+        let at = txns.next_timeout().expect("a lingering transaction has a deadline");
+        txns.handle_timer(&mut env, at);
+    }
+    assert_eq!(txns.lingering(), 1, "the burst has ended, the last one lingers");
+    let left = (txns.server.capacity(), txns.index.capacity(), txns.timers.capacity());
+    assert!(left.0 <= MIN_SHRINK && left.1 <= MIN_SHRINK, "{left:?} after a peak of {peak:?}");
+    assert!(left.2 <= MIN_SHRINK, "{left:?}");
+    assert_eq!(txns.on_request(&mut env, later, Method::Options, b"z9hG4bKlast"), Match::Retransmission);
+}

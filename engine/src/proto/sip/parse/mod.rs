@@ -7,6 +7,7 @@
 use std::cell::OnceCell;
 use std::fmt;
 
+use arrayvec::ArrayVec;
 use memchr::{memchr, memchr2};
 
 /// Most header lines a message may carry; more is [`ParseError::TooManyHeaders`].
@@ -165,8 +166,9 @@ pub struct CSeq<'a> {
 pub struct SipMessage<'a> {
     buf: &'a [u8],
     start: StartLine<'a>,
-    headers: [Header<'a>; MAX_HEADERS],
-    n_headers: usize,
+    /// Not initialised beyond the lines read (an array of 64 slots set
+    /// up front cost more than reading a message's dozen lines).
+    headers: ArrayVec<Header<'a>, MAX_HEADERS>,
     body: &'a [u8],
     top_via: OnceCell<Result<Via<'a>, ParseError>>,
     from: OnceCell<Result<NameAddr<'a>, ParseError>>,
@@ -197,13 +199,13 @@ impl<'a> SipMessage<'a> {
         pos = nl + 1;
 
         // Built in the place it is returned in and filled as the lines are
-        // read: the header array is most of the message's size, so it is
-        // neither copied nor moved after.
+        // read: the header slots are most of the message's size, so it is
+        // neither copied nor moved after (and only the slots used are
+        // written).
         let mut out = Ok(SipMessage {
             buf,
             start,
-            headers: [EMPTY_HEADER; MAX_HEADERS],
-            n_headers: 0,
+            headers: ArrayVec::new(),
             body: &[],
             top_via: OnceCell::new(),
             from: OnceCell::new(),
@@ -222,7 +224,6 @@ impl<'a> SipMessage<'a> {
     fn read_headers(&mut self, mut pos: usize) -> Result<(), ParseError> {
         let buf = self.buf;
         let len = buf.len();
-        let mut n = 0;
         let mut content_length: Option<&'a [u8]> = None;
         loop {
             // Blank line: end of the header section.
@@ -269,16 +270,12 @@ impl<'a> SipMessage<'a> {
                     break end;
                 }
             };
-            if n == MAX_HEADERS {
-                return Err(ParseError::TooManyHeaders);
-            }
             let name = HeaderName::from_bytes(raw_name);
             let value = trim(&buf[value_start..value_end]);
             if name == HeaderName::ContentLength && content_length.is_none() {
                 content_length = Some(value);
             }
-            self.headers[n] = Header { name, raw_name, value };
-            n += 1;
+            self.headers.try_push(Header { name, raw_name, value }).map_err(|_| ParseError::TooManyHeaders)?;
         }
 
         let rest = &buf[pos..];
@@ -290,7 +287,6 @@ impl<'a> SipMessage<'a> {
                 rest.get(..cl).ok_or(ParseError::BodyTruncated)?
             }
         };
-        self.n_headers = n;
         self.body = body;
         Ok(())
     }
@@ -334,7 +330,7 @@ impl<'a> SipMessage<'a> {
         }
     }
     pub fn headers(&self) -> &[Header<'a>] {
-        &self.headers[..self.n_headers]
+        &self.headers
     }
     pub fn body(&self) -> &'a [u8] {
         self.body
@@ -499,8 +495,6 @@ impl fmt::Debug for SipMessage<'_> {
             .finish()
     }
 }
-
-const EMPTY_HEADER: Header<'static> = Header { name: HeaderName::Other, raw_name: b"", value: b"" };
 
 impl ParseError {
     /// A short phrase for the reason phrase of a 400 response.

@@ -15,6 +15,7 @@
 //! fires, that it is still its deadline (lazy deletion); heap entries that
 //! went stale are dropped by [`TimerQueue::retain_heap`].
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
@@ -48,6 +49,12 @@ const EPOCH_MARGIN: Duration = Duration::from_secs(3600);
 #[derive(Debug)]
 pub struct TimerQueue<K> {
     epoch: Option<Instant>,
+    /// The last instant [`TimerQueue::pop_due`] was asked about, in ticks
+    /// (a shard pops until nothing is due, with the same `now`).
+    last_now: Option<(Instant, u64)>,
+    /// The last deadline [`TimerQueue::peek`] gave, as an instant (asked
+    /// after every datagram, it rarely changes between two).
+    last_peek: Cell<Option<(u64, Instant)>>,
     heap: BinaryHeap<Reverse<(u64, K)>>,
     fifos: Vec<(Duration, VecDeque<(u64, K)>)>,
     fifo_len: usize,
@@ -55,7 +62,14 @@ pub struct TimerQueue<K> {
 
 impl<K: Ord + Copy> Default for TimerQueue<K> {
     fn default() -> Self {
-        TimerQueue { epoch: None, heap: BinaryHeap::new(), fifos: Vec::new(), fifo_len: 0 }
+        TimerQueue {
+            epoch: None,
+            last_now: None,
+            last_peek: Cell::new(None),
+            heap: BinaryHeap::new(),
+            fifos: Vec::new(),
+            fifo_len: 0,
+        }
     }
 }
 
@@ -80,6 +94,8 @@ impl<K: Ord + Copy> TimerQueue<K> {
     /// Moves the epoch back to `to`, and every entry with it.
     fn rebase(&mut self, to: Instant) {
         let Some(epoch) = self.epoch.replace(to) else { return };
+        self.last_now = None;
+        self.last_peek.set(None);
         let shift = nanos(epoch - to);
         let heap = std::mem::take(&mut self.heap).into_vec();
         self.heap = heap.into_iter().map(|Reverse((t, k))| Reverse((t.saturating_add(shift), k))).collect();
@@ -122,13 +138,25 @@ impl<K: Ord + Copy> TimerQueue<K> {
     pub fn peek(&self) -> Option<Instant> {
         let heap = self.heap.peek().map(|Reverse((t, _))| *t);
         let t = self.fifos.iter().filter_map(|(_, q)| q.front().map(|(t, _)| *t)).chain(heap).min()?;
-        Some(self.instant(t))
+        match self.last_peek.get() {
+            Some((last, at)) if last == t => Some(at),
+            _ => {
+                let at = self.instant(t);
+                self.last_peek.set(Some((t, at)));
+                Some(at)
+            }
+        }
     }
 
     /// Removes and returns the earliest entry due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
-        let now = match self.epoch {
-            Some(epoch) if now >= epoch => nanos(now - epoch),
+        let now = match (self.last_now, self.epoch) {
+            (Some((last, t)), _) if last == now => t,
+            (_, Some(epoch)) if now >= epoch => {
+                let t = nanos(now - epoch);
+                self.last_now = Some((now, t));
+                t
+            }
             _ => return None,
         };
         let heap = self.heap.peek().map(|Reverse((t, _))| *t);

@@ -77,6 +77,9 @@ pub const TIMER_C: Duration = Duration::from_secs(180);
 /// Timer D for UDP.
 pub const TIMER_D: Duration = Duration::from_secs(32);
 
+/// Removals between two checks for capacity to give back.
+const GIVE_BACK_EVERY: u32 = 256;
+
 /// The timer heap is never compacted below this many entries.
 const MIN_COMPACT: usize = 4096;
 
@@ -212,6 +215,8 @@ pub struct Transactions<O> {
     timers: TimerQueue<Key>,
     /// Heap size that triggers the next compaction.
     compact_at: usize,
+    /// Removals until the tables are next checked for capacity to give back.
+    give_back_in: u32,
     key: Vec<u8>,
 }
 
@@ -224,6 +229,7 @@ impl<O: Copy> Transactions<O> {
             client: IdMap::default(),
             timers: TimerQueue::default(),
             compact_at: MIN_COMPACT,
+            give_back_in: GIVE_BACK_EVERY,
             key: Vec::new(),
         }
     }
@@ -681,8 +687,14 @@ impl<O: Copy> Transactions<O> {
 
     /// Gives back the capacity the tables kept from a busier moment, once
     /// they are three-quarters empty ([`sparse`]): a burst of load does not
-    /// stay resident after it has passed.
+    /// stay resident after it has passed. Checked every
+    /// [`GIVE_BACK_EVERY`] removals.
     fn give_back(&mut self) {
+        self.give_back_in -= 1;
+        if self.give_back_in > 0 {
+            return;
+        }
+        self.give_back_in = GIVE_BACK_EVERY;
         if sparse(self.server.len(), self.server.capacity()) {
             self.server.shrink_to(2 * self.server.len());
         }

@@ -283,6 +283,36 @@ impl<'a> Params<'a> {
     }
 }
 
+/// Bits 7 of each byte of `x` that equals `b`, and possibly of bytes
+/// after the first such byte (the lowest one set is always exact).
+#[inline]
+fn bytes_eq(x: u64, b: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let y = x ^ (ONES * u64::from(b));
+    y.wrapping_sub(ONES) & !y & (ONES << 7)
+}
+
+/// The first index at or after `j` of a `;`, `=` or `"` in `s`, or its
+/// length: eight bytes a step, as parameters are short and a call into a
+/// SIMD search costs more than it saves.
+#[inline]
+pub(super) fn param_stop(s: &[u8], mut j: usize) -> usize {
+    while let Some(chunk) = s.get(j..j + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let hit = bytes_eq(x, b';') | bytes_eq(x, b'=') | bytes_eq(x, b'"');
+        if hit != 0 {
+            return j + (hit.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    while j < s.len() && !matches!(s[j], b';' | b'=' | b'"') {
+        j += 1;
+    }
+    j
+}
+
 impl<'a> Iterator for Params<'a> {
     type Item = (&'a [u8], Option<&'a [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
@@ -297,9 +327,9 @@ impl<'a> Iterator for Params<'a> {
             let mut j = start;
             let mut eq = None;
             let end = loop {
+                j = param_stop(s, j);
                 match s.get(j) {
                     None => break s.len(),
-                    Some(b';') => break j,
                     Some(b'=') => {
                         eq.get_or_insert(j);
                         j += 1;
@@ -308,7 +338,7 @@ impl<'a> Iterator for Params<'a> {
                         Some(q) => j = q + 1,
                         None => break s.len(),
                     },
-                    Some(_) => j += 1,
+                    Some(_) => break j,
                 }
             };
             self.i = end + 1;

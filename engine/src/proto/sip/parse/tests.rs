@@ -852,3 +852,27 @@ fn mutations_never_panic() {
     // accessors, and break enough to exercise the errors.
     assert!(parsed > 2_000 && parsed < 19_000, "parsed {parsed} of 20000");
 }
+
+#[test]
+fn param_stop_finds_the_first_separator_from_every_offset() {
+    // Every length up to 40 and every place of one or two separators,
+    // next to bytes one bit away from them (`:`, `<`, `>`, `#`, 0x80+).
+    let fill = b"ab:<>#\xbb\xbd\xa2z";
+    for len in 0..40 {
+        for first in 0..=len {
+            for stop in [b';', b'=', b'"'] {
+                let mut s: Vec<u8> = (0..len).map(|i| fill[i % fill.len()]).collect();
+                if first < len {
+                    s[first] = stop;
+                    if first + 3 < len {
+                        s[first + 3] = b';';
+                    }
+                }
+                for from in 0..=len {
+                    let naive = (from..len).find(|&i| matches!(s[i], b';' | b'=' | b'"')).unwrap_or(len);
+                    assert_eq!(param_stop(&s, from), naive, "{:?} from {from}", String::from_utf8_lossy(&s));
+                }
+            }
+        }
+    }
+}

@@ -56,6 +56,19 @@ pub(super) static PARAM_CHAR: [bool; 256] = {
     t
 };
 
+/// Are all bytes of `s` in `class`? Eight bytes a step without a branch
+/// per byte: the values checked are short, and most are valid.
+#[inline]
+pub(super) fn all_in(class: &[bool; 256], s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        if !c.iter().fold(true, |ok, &b| ok & class[usize::from(b)]) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| class[usize::from(b)])
+}
+
 /// Linear white space as typed parsers see it (folding included).
 #[inline]
 pub(super) fn is_lws(b: u8) -> bool {
@@ -364,7 +377,7 @@ pub(super) fn param_value_ok(v: &[u8]) -> bool {
     match v.first() {
         None => false,
         Some(b'"') => quote_end(v, 1) == Some(v.len() - 1),
-        Some(_) => v.iter().all(|&b| PARAM_CHAR[usize::from(b)]),
+        Some(_) => all_in(&PARAM_CHAR, v),
     }
 }
 
@@ -379,14 +392,14 @@ pub(super) fn header_params_ok(s: &[u8]) -> bool {
 
 /// One header parameter: a token name and an optional valid value.
 pub(super) fn param_ok(name: &[u8], value: Option<&[u8]>) -> bool {
-    !name.is_empty() && name.iter().all(|&b| TOKEN[usize::from(b)]) && value.is_none_or(param_value_ok)
+    !name.is_empty() && all_in(&TOKEN, name) && value.is_none_or(param_value_ok)
 }
 
 // ---------------------------------------------------------------------------
 // URI, name-addr, Via.
 
 pub(super) fn parse_uri(raw: &[u8]) -> Option<Uri<'_>> {
-    if raw.is_empty() || !raw.iter().all(|&b| URI_CHAR[usize::from(b)]) {
+    if raw.is_empty() || !all_in(&URI_CHAR, raw) {
         return None;
     }
     // Every escape is `%` HEX HEX.

@@ -876,3 +876,18 @@ fn param_stop_finds_the_first_separator_from_every_offset() {
         }
     }
 }
+
+#[test]
+fn all_in_agrees_with_a_byte_at_a_time_check() {
+    for len in 0..30 {
+        for bad in 0..=len {
+            let mut s = vec![b'a'; len];
+            if bad < len {
+                s[bad] = b'<';
+            }
+            for class in [&TOKEN, &URI_CHAR, &PARAM_CHAR] {
+                assert_eq!(all_in(class, &s), s.iter().all(|&b| class[usize::from(b)]), "{len} {bad}");
+            }
+        }
+    }
+}

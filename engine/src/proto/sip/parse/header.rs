@@ -510,6 +510,95 @@ pub(super) fn parse_name_addr(raw: &[u8]) -> Option<NameAddr<'_>> {
 }
 
 pub(super) fn parse_via(raw: &[u8]) -> Option<Via<'_>> {
+    via_canonical(raw).or_else(|| via_general(raw))
+}
+
+/// The end of the run of `class` bytes in `s` from `i`.
+#[inline]
+fn run(class: &[bool; 256], s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && class[usize::from(s[i])] {
+        i += 1;
+    }
+    i
+}
+
+/// A Via in the form nearly every element writes, read in one pass:
+/// `SIP/2.0/<transport> <host>[:<port>]` and `;name[=value]` parameters,
+/// with no white space beyond the one space, no quoted strings and no IPv6
+/// reference. `None` for anything else, which [`via_general`] then reads;
+/// what this accepts, it reads as that does (a test holds them together).
+pub(super) fn via_canonical(s: &[u8]) -> Option<Via<'_>> {
+    let prefix = s.get(..8)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(prefix);
+    // The three letters lowercased, the rest compared as they are.
+    if u64::from_le_bytes(word) | 0x20_2020 != u64::from_le_bytes(*b"sip/2.0/") {
+        return None;
+    }
+    let t_end = run(&TOKEN, s, 8);
+    if t_end == 8 || s.get(t_end) != Some(&b' ') {
+        return None;
+    }
+    let h = t_end + 1;
+    let h_end = run(&HOST_CHAR, s, h);
+    if h_end == h {
+        return None;
+    }
+    let mut i = h_end;
+    let mut port = None;
+    if s.get(i) == Some(&b':') {
+        let (p, n) = parse_port(&s[i + 1..])?;
+        port = Some(p);
+        i += 1 + n;
+    }
+    let (mut branch, mut received, mut rport) = (None, None, None);
+    while i < s.len() {
+        if s[i] != b';' {
+            return None;
+        }
+        let n = i + 1;
+        let n_end = run(&TOKEN, s, n);
+        if n_end == n {
+            return None;
+        }
+        let name = &s[n..n_end];
+        let (value, end) = match s.get(n_end) {
+            None | Some(b';') => (None, n_end),
+            Some(b'=') => {
+                let v = n_end + 1;
+                let mut v_end = v;
+                while v_end < s.len() && s[v_end] != b';' && PARAM_CHAR[usize::from(s[v_end])] {
+                    v_end += 1;
+                }
+                if v_end == v || (v_end < s.len() && s[v_end] != b';') {
+                    return None;
+                }
+                (Some(&s[v..v_end]), v_end)
+            }
+            Some(_) => return None,
+        };
+        match name.len() {
+            6 if branch.is_none() && name.eq_ignore_ascii_case(b"branch") => branch = Some(value?),
+            8 if received.is_none() && name.eq_ignore_ascii_case(b"received") => received = Some(value?),
+            5 if rport.is_none() && name.eq_ignore_ascii_case(b"rport") => {
+                rport = Some(match value {
+                    None => None,
+                    Some(v) => match parse_port(v)? {
+                        (p, n) if n == v.len() => Some(p),
+                        _ => return None,
+                    },
+                });
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    let transport = &s[8..t_end];
+    Some(Via { transport, host: &s[h..h_end], port, branch, received, rport, raw: s })
+}
+
+/// Any Via (RFC 3261 §20.42, white space and quoted values included).
+pub(super) fn via_general(raw: &[u8]) -> Option<Via<'_>> {
     let s = trim(raw);
     let mut i = 0;
     let proto = take_token(s, &mut i)?;

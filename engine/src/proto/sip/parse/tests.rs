@@ -891,3 +891,46 @@ fn all_in_agrees_with_a_byte_at_a_time_check() {
         }
     }
 }
+
+/// Vias to read both ways, and every one-byte insertion into and deletion
+/// from them.
+const VIAS: &[&[u8]] = &[
+    b"SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-p0.1;rport",
+    b"sip/2.0/tcp host.example;branch=z9hG4bKa;received=192.0.2.7;rport=6000",
+    b"SIP/2.0/TLS h:5061;rport=1;branch=z9hG4bKb;branch=x;rport=2;received=a;received=b",
+    b"SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bKx;received=2001:db8::7;rport=1;ttl=16",
+    b"SIP/2.0/UDP h;maddr=a=b;x;branch=\"q;x\"",
+    b"SIP / 2.0 / UDP h ; branch = z9hG4bK1",
+    b"SIP/2.0/UDP h:65536;branch=z9hG4bK2",
+    b"SIP/2.0/UDP h;rport=x",
+    b"SIP/2.0/UDP h;branch",
+];
+
+#[test]
+fn a_canonical_via_reads_as_the_general_reader_reads_it() {
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for via in VIAS {
+        cases.push(via.to_vec());
+        for i in 0..=via.len() {
+            for b in [b' ', b'\t', b';', b'=', b'"', b':', b'[', b',', b'A', b'0', b'\r', b'<', 0x80] {
+                let mut v = via.to_vec();
+                v.insert(i, b);
+                cases.push(v);
+            }
+            if i < via.len() {
+                let mut v = via.to_vec();
+                v.remove(i);
+                cases.push(v);
+            }
+        }
+    }
+    let mut canonical = 0;
+    for c in &cases {
+        if let Some(fast) = via_canonical(c) {
+            canonical += 1;
+            assert_eq!(Some(fast), via_general(c), "{:?}", String::from_utf8_lossy(c));
+        }
+    }
+    assert!(canonical > cases.len() / 10, "{canonical} of {} read the canonical way", cases.len());
+    assert!(via_canonical(VIAS[0]).is_some() && via_canonical(VIAS[1]).is_some() && via_canonical(VIAS[2]).is_some());
+}

@@ -398,7 +398,113 @@ pub(super) fn param_ok(name: &[u8], value: Option<&[u8]>) -> bool {
 // ---------------------------------------------------------------------------
 // URI, name-addr, Via.
 
+/// URI characters but `@ : ; ? % =`: the user or host of a canonical URI.
+static USER_RUN: [bool; 256] = {
+    let mut t = URI_CHAR;
+    t[b'@' as usize] = false;
+    t[b':' as usize] = false;
+    t[b';' as usize] = false;
+    t[b'?' as usize] = false;
+    t[b'%' as usize] = false;
+    t[b'=' as usize] = false;
+    t
+};
+
+/// URI characters but `@ ; ? % =`: a URI parameter's name or value.
+static URI_PARAM_RUN: [bool; 256] = {
+    let mut t = USER_RUN;
+    t[b':' as usize] = true;
+    t
+};
+
+/// Header parameters in the canonical form, `;name[=value]` with token
+/// names, unquoted values and no white space, from `i` to the end of `s`:
+/// `None` when they are anything else (the general reader decides then).
+fn canonical_params(s: &[u8], mut i: usize) -> Option<()> {
+    while i < s.len() {
+        if s[i] != b';' {
+            return None;
+        }
+        let n = i + 1;
+        i = run(&TOKEN, s, n);
+        if i == n {
+            return None;
+        }
+        if s.get(i) == Some(&b'=') {
+            let v = i + 1;
+            i = v;
+            while i < s.len() && s[i] != b';' && PARAM_CHAR[usize::from(s[i])] {
+                i += 1;
+            }
+            if i == v || (i < s.len() && s[i] != b';') {
+                return None;
+            }
+        } else if i < s.len() && s[i] != b';' {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// A `sip:`/`sips:` URI in the form nearly every element writes, read in
+/// one pass: `[user@]host[:port][;name[=value]]...` with no escapes, no
+/// password, no IPv6 reference and no `?headers`. `None` for anything
+/// else, which [`uri_general`] then reads; what this accepts, it reads as
+/// that does (a test holds them together).
+pub(super) fn uri_canonical(raw: &[u8]) -> Option<Uri<'_>> {
+    let colon = match raw.get(..5)? {
+        [s, i, p, b':', _] if [*s, *i, *p].eq_ignore_ascii_case(b"sip") => 3,
+        [s, i, p, ss, b':'] if [*s, *i, *p, *ss].eq_ignore_ascii_case(b"sips") => 4,
+        _ => return None,
+    };
+    let start = colon + 1;
+    let a = run(&USER_RUN, raw, start);
+    let (user, h) = if raw.get(a) == Some(&b'@') {
+        if a == start {
+            return None;
+        }
+        (Some(&raw[start..a]), a + 1)
+    } else {
+        (None, start)
+    };
+    let h_end = run(&HOST_CHAR, raw, h);
+    if h_end == h {
+        return None;
+    }
+    let mut i = h_end;
+    let mut port = None;
+    if raw.get(i) == Some(&b':') {
+        let (p, n) = parse_port(&raw[i + 1..])?;
+        port = Some(p);
+        i += 1 + n;
+    }
+    let params = &raw[i..];
+    while i < raw.len() {
+        if raw[i] != b';' {
+            return None;
+        }
+        let n = i + 1;
+        i = run(&URI_PARAM_RUN, raw, n);
+        if i == n {
+            return None;
+        }
+        if raw.get(i) == Some(&b'=') {
+            let v = i + 1;
+            i = run(&URI_PARAM_RUN, raw, v);
+            if i == v {
+                return None;
+            }
+        }
+    }
+    Some(Uri { scheme: &raw[..colon], user, host: &raw[h..h_end], port, params, headers: None, raw })
+}
+
 pub(super) fn parse_uri(raw: &[u8]) -> Option<Uri<'_>> {
+    uri_canonical(raw).or_else(|| uri_general(raw))
+}
+
+/// Any SIP, SIPS or tel URI.
+pub(super) fn uri_general(raw: &[u8]) -> Option<Uri<'_>> {
     if raw.is_empty() || !all_in(&URI_CHAR, raw) {
         return None;
     }
@@ -473,6 +579,43 @@ pub(super) fn uri_params_ok(s: &[u8]) -> bool {
 }
 
 pub(super) fn parse_name_addr(raw: &[u8]) -> Option<NameAddr<'_>> {
+    name_addr_canonical(raw).or_else(|| name_addr_general(raw))
+}
+
+/// A name-addr in the form nearly every element writes, read in one pass:
+/// `<uri>` or `"display" <uri>` (no escapes in the display name), then
+/// canonical header parameters, with a canonical URI ([`uri_canonical`])
+/// and no white space but the one space. `None` for anything else, which
+/// [`name_addr_general`] then reads; what this accepts, it reads as that
+/// does (a test holds them together).
+pub(super) fn name_addr_canonical(s: &[u8]) -> Option<NameAddr<'_>> {
+    let (display, lt) = match s.first()? {
+        b'<' => (None, 0),
+        b'"' => {
+            let close = 1 + memchr2(b'"', b'\\', &s[1..])?;
+            if s[close] != b'"' {
+                return None;
+            }
+            let lt = match s.get(close + 1..close + 3)? {
+                [b'<', _] => close + 1,
+                [b' ', b'<'] => close + 2,
+                _ => return None,
+            };
+            (Some(trim(&s[1..close])), lt)
+        }
+        _ => return None,
+    };
+    let gt = run(&URI_CHAR, s, lt + 1);
+    if s.get(gt) != Some(&b'>') {
+        return None;
+    }
+    let uri = uri_canonical(&s[lt + 1..gt])?;
+    canonical_params(s, gt + 1)?;
+    Some(NameAddr { display: display.filter(|d| !d.is_empty()), uri, params: &s[gt + 1..], raw: s })
+}
+
+/// Any name-addr or addr-spec with header parameters.
+pub(super) fn name_addr_general(raw: &[u8]) -> Option<NameAddr<'_>> {
     let s = trim(raw);
     let (display, lt) = if s.first() == Some(&b'"') {
         let close = quote_end(s, 1)?;

@@ -934,3 +934,77 @@ fn a_canonical_via_reads_as_the_general_reader_reads_it() {
     assert!(canonical > cases.len() / 10, "{canonical} of {} read the canonical way", cases.len());
     assert!(via_canonical(VIAS[0]).is_some() && via_canonical(VIAS[1]).is_some() && via_canonical(VIAS[2]).is_some());
 }
+
+/// Every one-byte insertion into and deletion from each of `bases`.
+fn mutations(bases: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    for base in bases {
+        cases.push(base.to_vec());
+        for i in 0..=base.len() {
+            for b in
+                [b' ', b'\t', b';', b'=', b'"', b':', b'@', b'?', b'%', b'[', b'<', b'>', b'\\', b',', b'A', b'0', 0x80]
+            {
+                let mut v = base.to_vec();
+                v.insert(i, b);
+                cases.push(v);
+            }
+            if i < base.len() {
+                let mut v = base.to_vec();
+                v.remove(i);
+                cases.push(v);
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn a_canonical_uri_reads_as_the_general_reader_reads_it() {
+    let uris: &[&[u8]] = &[
+        b"sip:101@acme.example",
+        b"SIPS:alice@10.0.0.1:5061;transport=tls;lr",
+        b"sip:proxy.example;lr;maddr=192.0.2.1:5060",
+        b"sip:host;x=a@b",
+        b"sip:a%20b@h",
+        b"sip:u:pw@h;a=b=c;;d",
+        b"sip:[2001:db8::1]:5060",
+        b"sip:h?subject=x",
+        b"tel:+1-201-555-0123;phone-context=x",
+        b"sip:*68103@t63.load.example",
+    ];
+    let cases = mutations(uris);
+    let mut canonical = 0;
+    for c in &cases {
+        if let Some(fast) = uri_canonical(c) {
+            canonical += 1;
+            assert_eq!(Some(fast), uri_general(c), "{:?}", String::from_utf8_lossy(c));
+        }
+    }
+    assert!(canonical > cases.len() / 10, "{canonical} of {}", cases.len());
+    assert!(uri_canonical(uris[0]).is_some() && uri_canonical(uris[1]).is_some() && uri_canonical(uris[2]).is_some());
+}
+
+#[test]
+fn a_canonical_name_addr_reads_as_the_general_reader_reads_it() {
+    let name_addrs: &[&[u8]] = &[
+        b"<sip:pk0@t63.load.example>;tag=p0.1",
+        b"\"Alice\" <sip:alice@acme.example;user=phone>;tag=a1;x",
+        b"\"\"<sip:a@h>",
+        b"\"A \\\"q\\\"\" <sip:a@h>",
+        b"Bob <sip:bob@h>;tag=b",
+        b"sip:bare@h;tag=t",
+        b"<sip:a@h>;p=\"quoted;value\"",
+        b"  <sip:a@h> ; tag = 1 ",
+        b"<sip:a@h;lr>;expires=3600;q=0.5;+sip.instance=\"<urn:uuid:1>\"",
+    ];
+    let cases = mutations(name_addrs);
+    let mut canonical = 0;
+    for c in &cases {
+        if let Some(fast) = name_addr_canonical(c) {
+            canonical += 1;
+            assert_eq!(Some(fast), name_addr_general(c), "{:?}", String::from_utf8_lossy(c));
+        }
+    }
+    assert!(canonical > cases.len() / 10, "{canonical} of {}", cases.len());
+    assert!(name_addr_canonical(name_addrs[0]).is_some() && name_addr_canonical(name_addrs[1]).is_some());
+}

@@ -254,7 +254,7 @@ impl Dialog {
 
     /// Is this the dialog of `(call_id, local_tag)`?
     pub fn is(&self, call_id: &[u8], local_tag: &[u8]) -> bool {
-        Tag::parse(local_tag).is_some_and(|t| t.bits() == self.tag) && self.call_id() == call_id
+        *self.local_tag() == *local_tag && self.call_id() == call_id
     }
 
     /// Where in-dialog requests go: the first Route hop when it is an IP

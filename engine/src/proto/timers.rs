@@ -128,7 +128,12 @@ impl<K: Ord + Copy> TimerQueue<K> {
                 return false;
             }
         };
-        let t = self.tick(at);
+        let t = match self.last_now {
+            // The common case: `now` is the instant the queue was last
+            // asked about, already in ticks.
+            Some((last, t)) if last == now => t.saturating_add(nanos(span)),
+            _ => self.tick(at),
+        };
         self.fifos[i].1.push_back((t, key));
         self.fifo_len += 1;
         true

@@ -32,9 +32,10 @@
 pub mod client;
 pub mod server;
 
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
 pub use client::{ClientState, ClientTxn, ResponseEffect};
 pub use server::{ServerState, ServerTxn};
@@ -208,7 +209,10 @@ pub enum Match {
 /// transaction; this layer only hands it back.
 pub struct Transactions<O> {
     server: IdMap<ServerId, ServerEntry>,
-    index: HashMap<Box<[u8]>, ServerId, Keyed>,
+    /// Server transactions by their key ([`ServerEntry::key`], kept once,
+    /// in the entry), hashed with `hasher` (peer-chosen branches).
+    index: HashTable<ServerId>,
+    hasher: Keyed,
     client: IdMap<ClientId, ClientEntry<O>>,
     /// Every deadline; lingering transactions sit in its FIFOs, so
     /// `timers.fifo_len()` is how many there are.
@@ -225,7 +229,8 @@ impl<O: Copy> Transactions<O> {
     pub fn new(hasher: Keyed) -> Transactions<O> {
         Transactions {
             server: IdMap::default(),
-            index: HashMap::with_hasher(hasher),
+            index: HashTable::new(),
+            hasher,
             client: IdMap::default(),
             timers: TimerQueue::default(),
             compact_at: MIN_COMPACT,
@@ -273,7 +278,7 @@ impl<O: Copy> Transactions<O> {
     /// (a 2xx's ACK) is [`Match::New`]: it belongs to the dialog.
     pub fn on_request(&mut self, env: &mut Env, now: Instant, method: Method<'_>, branch: &[u8]) -> Match {
         self.index_key(branch, Self::class(method));
-        let Some(&id) = self.index.get(self.key.as_slice()) else { return Match::New };
+        let Some(id) = self.find_key() else { return Match::New };
         if method == Method::Ack {
             let completed = self.server.get(&id).is_some_and(|e| e.txn.state == ServerState::Completed);
             if !completed {
@@ -289,7 +294,21 @@ impl<O: Copy> Transactions<O> {
     /// The INVITE transaction a CANCEL with `branch` names, if it exists.
     pub fn invite_of_cancel(&mut self, branch: &[u8]) -> Option<ServerId> {
         self.index_key(branch, b"INVITE");
-        self.index.get(self.key.as_slice()).copied()
+        self.find_key()
+    }
+
+    /// The server transaction whose key is the one [`Self::index_key`] wrote.
+    fn find_key(&self) -> Option<ServerId> {
+        let (server, key) = (&self.server, self.key.as_slice());
+        let found = self.index.find(self.hasher.hash_one(key), |id| server.get(id).is_some_and(|e| *e.key == *key));
+        found.copied()
+    }
+
+    /// Drops `id`, whose key is `key`, from the index.
+    fn unindex(&mut self, id: ServerId, key: &[u8]) {
+        if let Ok(e) = self.index.find_entry(self.hasher.hash_one(key), |x| *x == id) {
+            e.remove();
+        }
     }
 
     /// Starts the server transaction of a new request (not ACK) from `src`.
@@ -297,10 +316,12 @@ impl<O: Copy> Transactions<O> {
         let id = env.ids.server();
         self.index_key(branch, Self::class(method));
         let key: Box<[u8]> = self.key.as_slice().into();
-        self.index.insert(key.clone(), id);
+        let hash = self.hasher.hash_one(&*key);
         let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };
         let txn = ServerTxn::new(kind, src, now, &env.cfg.timers);
         self.server.insert(id, ServerEntry { txn, key, kept: None, call: None });
+        let (server, hasher) = (&self.server, self.hasher);
+        self.index.insert_unique(hash, id, |id| server.get(id).map_or(0, |e| hasher.hash_one(&*e.key)));
         id
     }
 
@@ -593,7 +614,7 @@ impl<O: Copy> Transactions<O> {
                     }
                     TimerAction::Terminate { timed_out } => {
                         let e = self.server.remove(&id)?;
-                        self.index.remove(&e.key);
+                        self.unindex(id, &e.key);
                         self.give_back();
                         let not_acked = timed_out && (200..300).contains(&e.txn.final_code);
                         e.call.filter(|_| not_acked).map(|call| TxnEvent::NotAcked { server: id, call })
@@ -670,7 +691,7 @@ impl<O: Copy> Transactions<O> {
         let evicted = match key {
             Key::Server(id) if self.server.get(&id).is_some_and(|e| e.txn.deadline() == Some(at)) => {
                 if let Some(e) = self.server.remove(&id) {
-                    self.index.remove(&e.key);
+                    self.unindex(id, &e.key);
                 }
                 true
             }
@@ -699,7 +720,8 @@ impl<O: Copy> Transactions<O> {
             self.server.shrink_to(2 * self.server.len());
         }
         if sparse(self.index.len(), self.index.capacity()) {
-            self.index.shrink_to(2 * self.index.len());
+            let (server, hasher) = (&self.server, self.hasher);
+            self.index.shrink_to(2 * self.index.len(), |id| server.get(id).map_or(0, |e| hasher.hash_one(&*e.key)));
         }
         if sparse(self.client.len(), self.client.capacity()) {
             self.client.shrink_to(2 * self.client.len());

@@ -398,6 +398,14 @@ pub(super) fn param_ok(name: &[u8], value: Option<&[u8]>) -> bool {
 // ---------------------------------------------------------------------------
 // URI, name-addr, Via.
 
+/// Parameter value characters but `;`: an unquoted value up to the next
+/// parameter.
+static PARAM_VALUE_RUN: [bool; 256] = {
+    let mut t = PARAM_CHAR;
+    t[b';' as usize] = false;
+    t
+};
+
 /// URI characters but `@ : ; ? % =`: the user or host of a canonical URI.
 static USER_RUN: [bool; 256] = {
     let mut t = URI_CHAR;
@@ -432,10 +440,7 @@ fn canonical_params(s: &[u8], mut i: usize) -> Option<()> {
         }
         if s.get(i) == Some(&b'=') {
             let v = i + 1;
-            i = v;
-            while i < s.len() && s[i] != b';' && PARAM_CHAR[usize::from(s[i])] {
-                i += 1;
-            }
+            i = run(&PARAM_VALUE_RUN, s, v);
             if i == v || (i < s.len() && s[i] != b';') {
                 return None;
             }
@@ -656,9 +661,15 @@ pub(super) fn parse_via(raw: &[u8]) -> Option<Via<'_>> {
     via_canonical(raw).or_else(|| via_general(raw))
 }
 
-/// The end of the run of `class` bytes in `s` from `i`.
+/// The end of the run of `class` bytes in `s` from `i`: eight bytes a
+/// step while all eight are in it (as [`all_in`]), then a byte at a time.
 #[inline]
-fn run(class: &[bool; 256], s: &[u8], mut i: usize) -> usize {
+pub(super) fn run(class: &[bool; 256], s: &[u8], mut i: usize) -> usize {
+    while let Some(c) = s.get(i..i + 8)
+        && c.iter().fold(true, |ok, &b| ok & class[usize::from(b)])
+    {
+        i += 8;
+    }
     while i < s.len() && class[usize::from(s[i])] {
         i += 1;
     }
@@ -709,10 +720,7 @@ pub(super) fn via_canonical(s: &[u8]) -> Option<Via<'_>> {
             None | Some(b';') => (None, n_end),
             Some(b'=') => {
                 let v = n_end + 1;
-                let mut v_end = v;
-                while v_end < s.len() && s[v_end] != b';' && PARAM_CHAR[usize::from(s[v_end])] {
-                    v_end += 1;
-                }
+                let v_end = run(&PARAM_VALUE_RUN, s, v);
                 if v_end == v || (v_end < s.len() && s[v_end] != b';') {
                     return None;
                 }

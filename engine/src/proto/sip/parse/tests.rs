@@ -878,7 +878,7 @@ fn param_stop_finds_the_first_separator_from_every_offset() {
 }
 
 #[test]
-fn all_in_agrees_with_a_byte_at_a_time_check() {
+fn all_in_and_run_agree_with_a_byte_at_a_time_check() {
     for len in 0..30 {
         for bad in 0..=len {
             let mut s = vec![b'a'; len];
@@ -887,6 +887,10 @@ fn all_in_agrees_with_a_byte_at_a_time_check() {
             }
             for class in [&TOKEN, &URI_CHAR, &PARAM_CHAR] {
                 assert_eq!(all_in(class, &s), s.iter().all(|&b| class[usize::from(b)]), "{len} {bad}");
+                for from in 0..=len {
+                    let naive = (from..len).find(|&i| !class[usize::from(s[i])]).unwrap_or(len);
+                    assert_eq!(run(class, &s, from), naive, "{len} {bad} {from}");
+                }
             }
         }
     }

@@ -120,13 +120,94 @@ pub fn response_head(
     reason: &str,
     to_tag: Option<&[u8]>,
 ) -> bool {
-    match ResponseTemplate::of(req, src) {
-        Some(t) => {
-            t.write(out, code, reason, to_tag);
-            true
-        }
-        None => false,
+    status_line(out, code, reason);
+    let ok = copy_headers(out, req, src, Some((code, to_tag))).is_some();
+    if ok {
+        header(out, "Server", b"sipark");
     }
+    ok
+}
+
+fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_dec(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Where [`copy_headers`] put what a template fills in later, as offsets
+/// from where it started writing.
+struct Copied {
+    to_end: u32,
+    rr: (u32, u32),
+    to_tagged: bool,
+}
+
+/// Writes the headers a response copies from `req` (see
+/// [`ResponseTemplate`]). For a response written now (`now`: its code and
+/// the tag for a To without one) the tag goes in To and the Record-Route
+/// lines only where the code calls for them; for a template, both are left
+/// to [`ResponseTemplate::write`] and every Record-Route line is written.
+/// `None` when `req` lacks a header a response must copy (`out` then holds
+/// a part of the headers).
+fn copy_headers(
+    out: &mut Vec<u8>,
+    req: &SipMessage<'_>,
+    src: SocketAddr,
+    now: Option<(u16, Option<&[u8]>)>,
+) -> Option<Copied> {
+    let (Ok(to), Ok(call_id), Some(from), Some(cseq)) =
+        (req.to_hdr(), req.call_id(), req.header(HeaderName::From), req.header(HeaderName::CSeq))
+    else {
+        return None;
+    };
+    let start = out.len();
+    let at = |out: &Vec<u8>| u32::try_from(out.len() - start).unwrap_or(u32::MAX);
+    // Via lines are copied as received (§8.2.6.2), so that even a request
+    // with an unreadable Via can be told so; only a readable top value gets
+    // `received` and `rport` filled in.
+    let top = req.top_via().ok();
+    let mut any_via = false;
+    for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
+        let mut value = h.value;
+        if !any_via {
+            any_via = true;
+            if let Some(v) = top.filter(|v| within(v.raw, h.value)) {
+                write_top_via(out, v, src);
+                let end = v.raw.as_ptr() as usize - h.value.as_ptr() as usize + v.raw.len();
+                let rest = h.value[end..].trim_ascii_start();
+                value = rest.strip_prefix(b",").unwrap_or(rest).trim_ascii_start();
+            }
+        }
+        if !value.is_empty() {
+            header(out, "Via", value);
+        }
+    }
+    if !any_via {
+        return None;
+    }
+    header(out, "From", from);
+    out.extend_from_slice(b"To: ");
+    out.extend_from_slice(to.raw);
+    let to_end = at(out);
+    let to_tagged = to.tag().is_some();
+    if let (false, Some((_, Some(tag)))) = (to_tagged, now) {
+        out.extend_from_slice(b";tag=");
+        out.extend_from_slice(tag);
+    }
+    out.extend_from_slice(b"\r\n");
+    header(out, "Call-ID", call_id);
+    header(out, "CSeq", cseq);
+    let rr_start = at(out);
+    // A response that can create a dialog carries the Record-Route set (§12.1.1).
+    let dialog = now.is_none_or(|(code, _)| (101..300).contains(&code));
+    if dialog && req.method() == Some(Method::Invite) {
+        for h in req.headers().iter().filter(|h| h.name == HeaderName::RecordRoute) {
+            header(out, "Record-Route", h.value);
+        }
+    }
+    Some(Copied { to_end, rr: (rr_start, at(out)), to_tagged })
 }
 
 /// The headers every response to one request copies from it (§8.2.6.2),
@@ -150,60 +231,15 @@ impl ResponseTemplate {
     /// The template of responses to `req`, received from `src`; `None` when
     /// `req` lacks a header a response must copy.
     pub fn of(req: &SipMessage<'_>, src: SocketAddr) -> Option<ResponseTemplate> {
-        let (Ok(to), Ok(call_id), Some(from), Some(cseq)) =
-            (req.to_hdr(), req.call_id(), req.header(HeaderName::From), req.header(HeaderName::CSeq))
-        else {
-            return None;
-        };
         let mut out = Vec::with_capacity(256);
-        // Via lines are copied as received (§8.2.6.2), so that even a request
-        // with an unreadable Via can be told so; only a readable top value gets
-        // `received` and `rport` filled in.
-        let top = req.top_via().ok();
-        let mut any_via = false;
-        for h in req.headers().iter().filter(|h| h.name == HeaderName::Via) {
-            let mut value = h.value;
-            if !any_via {
-                any_via = true;
-                if let Some(v) = top.filter(|v| within(v.raw, h.value)) {
-                    write_top_via(&mut out, v, src);
-                    let end = v.raw.as_ptr() as usize - h.value.as_ptr() as usize + v.raw.len();
-                    let rest = h.value[end..].trim_ascii_start();
-                    value = rest.strip_prefix(b",").unwrap_or(rest).trim_ascii_start();
-                }
-            }
-            if !value.is_empty() {
-                header(&mut out, "Via", value);
-            }
-        }
-        if !any_via {
-            return None;
-        }
-        header(&mut out, "From", from);
-        out.extend_from_slice(b"To: ");
-        out.extend_from_slice(to.raw);
-        let to_end = out.len() as u32;
-        out.extend_from_slice(b"\r\n");
-        header(&mut out, "Call-ID", call_id);
-        header(&mut out, "CSeq", cseq);
-        let rr_start = out.len() as u32;
-        if req.method() == Some(Method::Invite) {
-            for h in req.headers().iter().filter(|h| h.name == HeaderName::RecordRoute) {
-                header(&mut out, "Record-Route", h.value);
-            }
-        }
-        let rr = (rr_start, out.len() as u32);
-        Some(ResponseTemplate { bytes: out, to_end, rr, to_tagged: to.tag().is_some() })
+        let Copied { to_end, rr, to_tagged } = copy_headers(&mut out, req, src, None)?;
+        Some(ResponseTemplate { bytes: out, to_end, rr, to_tagged })
     }
 
     /// Writes the status line and the copied headers of a `code` response;
     /// `to_tag` goes in To when the request's To had none.
     pub fn write(&self, out: &mut Vec<u8>, code: u16, reason: &str, to_tag: Option<&[u8]>) {
-        out.extend_from_slice(b"SIP/2.0 ");
-        push_dec(out, u64::from(code));
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        status_line(out, code, reason);
         let (to_end, (rr_start, rr_end)) = (self.to_end as usize, (self.rr.0 as usize, self.rr.1 as usize));
         out.extend_from_slice(&self.bytes[..to_end]);
         if let (false, Some(tag)) = (self.to_tagged, to_tag) {

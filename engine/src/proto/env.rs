@@ -217,16 +217,21 @@ impl Env {
 
     /// A fresh Call-ID for a dialog sipark starts.
     pub fn call_id(&mut self) -> Box<[u8]> {
+        let mut out = Vec::with_capacity(48);
+        self.write_call_id(&mut out);
+        out.into()
+    }
+
+    /// Appends a fresh Call-ID ([`Env::call_id`]) to `out`.
+    pub fn write_call_id(&mut self, out: &mut Vec<u8>) {
         let r = self.rng.next_u64();
         let n = self.ids.client().get();
-        let mut out = Vec::with_capacity(48);
-        push_hex16(&mut out, r);
+        push_hex16(out, r);
         out.push(b'-');
-        push_dec(&mut out, u64::from(self.shard));
+        push_dec(out, u64::from(self.shard));
         out.push(b'-');
-        push_hex(&mut out, n);
+        push_hex(out, n);
         out.extend_from_slice(b"@sipark");
-        out.into()
     }
 
     /// A random number (SDP session ids, retry delays).

@@ -40,6 +40,9 @@ pub struct Change<'a> {
 pub struct Notifier {
     /// One buffer per document kind, kept between changes.
     docs: [Vec<u8>; 3],
+    /// From, To, branch and Call-ID of the NOTIFY being written, kept
+    /// between changes.
+    scratch: [Vec<u8>; 4],
 }
 
 impl Notifier {
@@ -69,12 +72,11 @@ impl Notifier {
             }
         }
         let tenant = change.spot.tenant;
-        let mut from = Vec::with_capacity(16 + tenant.len());
+        let [from, to, branch, call_id] = &mut self.scratch;
+        from.clear();
         from.extend_from_slice(b"<sip:park@");
         from.extend_from_slice(tenant);
         from.push(b'>');
-        let mut to = Vec::with_capacity(64);
-        let mut branch = Vec::with_capacity(32);
         for t in change.targets {
             let set = t.notify.unwrap_or(change.documents);
             for (i, kind) in BodyKind::ALL.into_iter().enumerate().filter(|(_, k)| set.contains(*k)) {
@@ -91,9 +93,10 @@ impl Notifier {
                 to.push(b'>');
                 let id = env.ids.client();
                 let tag = env.tag();
-                let call_id = env.call_id();
+                call_id.clear();
+                env.write_call_id(call_id);
                 branch.clear();
-                write_branch(&mut branch, env.shard, id.get());
+                write_branch(branch, env.shard, id.get());
                 let body = &self.docs[i];
                 let mut out = Vec::with_capacity(700 + body.len());
                 let head = write_request(
@@ -103,12 +106,12 @@ impl Notifier {
                         uri: &t.uri,
                         transport: t.dst.transport,
                         advertise: env.local.via(t.dst.transport),
-                        branch: &branch,
+                        branch,
                         routes: t.route.as_deref().map_or(Routes::None, Routes::One),
-                        from: &from,
+                        from,
                         from_tag: &tag,
-                        to: &to,
-                        call_id: &call_id,
+                        to,
+                        call_id,
                         cseq: 1,
                         contact: Some(env.local.contact(t.dst.transport)),
                         allow: false,

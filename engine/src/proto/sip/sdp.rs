@@ -65,7 +65,8 @@ pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str)
         return false;
     }
     let mut wrote_origin = false;
-    let has_origin = memchr::memmem::find(sdp, b"\no=").is_some();
+    // Where an SDP without an `o=` line gets one: after its `v=` line.
+    let mut after_version = None;
     for line in lines(sdp) {
         if line.starts_with(b"o=") {
             write_origin(out, origin, host);
@@ -73,11 +74,16 @@ pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str)
         } else {
             out.extend_from_slice(line);
             out.extend_from_slice(b"\r\n");
-            if line.starts_with(b"v=") && !has_origin {
-                write_origin(out, origin, host);
-                wrote_origin = true;
+            if line.starts_with(b"v=") && after_version.is_none() {
+                after_version = Some(out.len());
             }
         }
+    }
+    if let (false, Some(at)) = (wrote_origin, after_version) {
+        let mut line = Vec::with_capacity(64);
+        write_origin(&mut line, origin, host);
+        out.splice(at..at, line);
+        wrote_origin = true;
     }
     wrote_origin
 }
@@ -241,6 +247,17 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 0 
         assert!(text.contains("o=sipark 9 2 IN IP6 2001:db8::1\r\n"), "{text}");
         assert!(text.contains("c=IN IP4 192.0.2.10\r\n"), "{text}");
         assert!(!text.contains("alice"), "{text}");
+    }
+
+    #[test]
+    fn an_sdp_without_origin_gets_one_after_its_version_line() {
+        let mut out = b"prefix".to_vec();
+        let sdp = b"v=0\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert!(rewrite_origin(&mut out, sdp, Origin { session: 9, version: 2 }, "192.0.2.1"));
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "prefixv=0\r\no=sipark 9 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nm=audio 4000 RTP/AVP 0\r\n"
+        );
     }
 
     #[test]

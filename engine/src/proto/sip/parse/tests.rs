@@ -522,6 +522,12 @@ fn header_names_round_trip() {
         assert_eq!(HeaderName::from_bytes(n.as_bytes()), *h, "{n}");
         assert_eq!(HeaderName::from_bytes(n.to_ascii_uppercase().as_bytes()), *h);
         assert_eq!(HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()), *h);
+        // Every byte counts: one changed anywhere is another name.
+        for i in 0..n.len() {
+            let mut m = n.as_bytes().to_vec();
+            m[i] = if m[i] == b'q' { b'z' } else { b'q' };
+            assert_ne!(HeaderName::from_bytes(&m), *h, "{:?}", s(&m));
+        }
     }
     assert_eq!(HeaderName::Other.as_str(), "");
     for other in [&b""[..], b"e", b"s", b"u", b"x", b"Vias", b"Call_ID", b"\xff", b"z"] {

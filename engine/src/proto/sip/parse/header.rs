@@ -255,8 +255,9 @@ impl<'a> Iterator for CommaSplit<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
         let s = self.rest?;
-        // Most values are one element, without quotes or brackets.
-        if memchr::memchr3(b',', b'"', b'<', s).is_none() {
+        // Most values are one element: with no comma at all there is
+        // nothing to split, whatever quotes or brackets they hold.
+        if memchr(b',', s).is_none() {
             self.rest = None;
             return Some(trim(s));
         }

@@ -95,6 +95,8 @@ struct ServerEntry {
     txn: ServerTxn,
     /// Key in the index: branch, `|`, method class.
     key: Box<[u8]>,
+    /// Its hash in the index.
+    hash: u64,
     /// What a final answer that waits on another leg needs of the request
     /// (kept only until then).
     kept: Option<Box<Kept>>,
@@ -213,6 +215,8 @@ pub struct Transactions<O> {
     /// in the entry), hashed with `hasher` (peer-chosen branches).
     index: HashTable<ServerId>,
     hasher: Keyed,
+    /// The hash of `key`, once written.
+    key_hash: Option<u64>,
     client: IdMap<ClientId, ClientEntry<O>>,
     /// Every deadline; lingering transactions sit in its FIFOs, so
     /// `timers.fifo_len()` is how many there are.
@@ -231,6 +235,7 @@ impl<O: Copy> Transactions<O> {
             server: IdMap::default(),
             index: HashTable::new(),
             hasher,
+            key_hash: None,
             client: IdMap::default(),
             timers: TimerQueue::default(),
             compact_at: MIN_COMPACT,
@@ -255,11 +260,26 @@ impl<O: Copy> Transactions<O> {
         self.client.values().any(|c| c.txn.pending())
     }
 
+    /// Writes the index key of `branch` in `class`, and its hash (kept
+    /// while the key stays the same: a new request is looked up, then
+    /// created, under one key).
     fn index_key(&mut self, branch: &[u8], class: &[u8]) {
+        let same = self.key.len() == branch.len() + 1 + class.len()
+            && self.key.starts_with(branch)
+            && self.key.ends_with(class)
+            && self.key[branch.len()] == b'|';
+        if same && self.key_hash.is_some() {
+            return;
+        }
         self.key.clear();
         self.key.extend_from_slice(branch);
         self.key.push(b'|');
         self.key.extend_from_slice(class);
+        self.key_hash = Some(self.hasher.hash_one(self.key.as_slice()));
+    }
+
+    fn key_hash(&self) -> u64 {
+        self.key_hash.unwrap_or_else(|| self.hasher.hash_one(self.key.as_slice()))
     }
 
     /// The class a request matches in: ACK with its INVITE.
@@ -300,13 +320,13 @@ impl<O: Copy> Transactions<O> {
     /// The server transaction whose key is the one [`Self::index_key`] wrote.
     fn find_key(&self) -> Option<ServerId> {
         let (server, key) = (&self.server, self.key.as_slice());
-        let found = self.index.find(self.hasher.hash_one(key), |id| server.get(id).is_some_and(|e| *e.key == *key));
+        let found = self.index.find(self.key_hash(), |id| server.get(id).is_some_and(|e| *e.key == *key));
         found.copied()
     }
 
-    /// Drops `id`, whose key is `key`, from the index.
-    fn unindex(&mut self, id: ServerId, key: &[u8]) {
-        if let Ok(e) = self.index.find_entry(self.hasher.hash_one(key), |x| *x == id) {
+    /// Drops `id`, indexed under `hash`, from the index.
+    fn unindex(&mut self, id: ServerId, hash: u64) {
+        if let Ok(e) = self.index.find_entry(hash, |x| *x == id) {
             e.remove();
         }
     }
@@ -316,12 +336,12 @@ impl<O: Copy> Transactions<O> {
         let id = env.ids.server();
         self.index_key(branch, Self::class(method));
         let key: Box<[u8]> = self.key.as_slice().into();
-        let hash = self.hasher.hash_one(&*key);
+        let hash = self.key_hash();
         let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };
         let txn = ServerTxn::new(kind, src, now, &env.cfg.timers);
-        self.server.insert(id, ServerEntry { txn, key, kept: None, call: None });
-        let (server, hasher) = (&self.server, self.hasher);
-        self.index.insert_unique(hash, id, |id| server.get(id).map_or(0, |e| hasher.hash_one(&*e.key)));
+        self.server.insert(id, ServerEntry { txn, key, hash, kept: None, call: None });
+        let server = &self.server;
+        self.index.insert_unique(hash, id, |id| server.get(id).map_or(0, |e| e.hash));
         id
     }
 
@@ -614,7 +634,7 @@ impl<O: Copy> Transactions<O> {
                     }
                     TimerAction::Terminate { timed_out } => {
                         let e = self.server.remove(&id)?;
-                        self.unindex(id, &e.key);
+                        self.unindex(id, e.hash);
                         self.give_back();
                         let not_acked = timed_out && (200..300).contains(&e.txn.final_code);
                         e.call.filter(|_| not_acked).map(|call| TxnEvent::NotAcked { server: id, call })
@@ -691,7 +711,7 @@ impl<O: Copy> Transactions<O> {
         let evicted = match key {
             Key::Server(id) if self.server.get(&id).is_some_and(|e| e.txn.deadline() == Some(at)) => {
                 if let Some(e) = self.server.remove(&id) {
-                    self.unindex(id, &e.key);
+                    self.unindex(id, e.hash);
                 }
                 true
             }
@@ -720,8 +740,8 @@ impl<O: Copy> Transactions<O> {
             self.server.shrink_to(2 * self.server.len());
         }
         if sparse(self.index.len(), self.index.capacity()) {
-            let (server, hasher) = (&self.server, self.hasher);
-            self.index.shrink_to(2 * self.index.len(), |id| server.get(id).map_or(0, |e| hasher.hash_one(&*e.key)));
+            let server = &self.server;
+            self.index.shrink_to(2 * self.index.len(), |id| server.get(id).map_or(0, |e| e.hash));
         }
         if sparse(self.client.len(), self.client.capacity()) {
             self.client.shrink_to(2 * self.client.len());

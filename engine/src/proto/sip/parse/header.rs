@@ -426,29 +426,52 @@ static URI_PARAM_RUN: [bool; 256] = {
     t
 };
 
-/// Header parameters in the canonical form, `;name[=value]` with token
-/// names, unquoted values and no white space, from `i` to the end of `s`:
-/// `None` when they are anything else (the general reader decides then).
-fn canonical_params(s: &[u8], mut i: usize) -> Option<()> {
-    while i < s.len() {
-        if s[i] != b';' {
-            return None;
-        }
-        let n = i + 1;
-        i = run(&TOKEN, s, n);
-        if i == n {
-            return None;
-        }
-        if s.get(i) == Some(&b'=') {
-            let v = i + 1;
-            i = run(&PARAM_VALUE_RUN, s, v);
-            if i == v || (i < s.len() && s[i] != b';') {
-                return None;
-            }
-        } else if i < s.len() && s[i] != b';' {
-            return None;
-        }
+/// One canonical parameter, `;name[=value]` with a non-empty name of
+/// `name` bytes and, after `=`, a non-empty value of `value` bytes, read
+/// from `*i` (moved past it). `Ok(None)` at the end of `s`; `Err(())` when
+/// what follows is anything else (white space, quotes, an empty name...),
+/// which only the general reader may decide on.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn canonical_param<'a>(
+    s: &'a [u8],
+    i: &mut usize,
+    name: &[bool; 256],
+    value: &[bool; 256],
+) -> Result<Option<(&'a [u8], Option<&'a [u8]>)>, ()> {
+    if *i >= s.len() {
+        return Ok(None);
     }
+    if s[*i] != b';' {
+        return Err(());
+    }
+    let n = *i + 1;
+    let n_end = run(name, s, n);
+    if n_end == n {
+        return Err(());
+    }
+    let (v, end) = if s.get(n_end) == Some(&b'=') {
+        let v = n_end + 1;
+        let v_end = run(value, s, v);
+        if v_end == v {
+            return Err(());
+        }
+        (Some(&s[v..v_end]), v_end)
+    } else {
+        (None, n_end)
+    };
+    if end < s.len() && s[end] != b';' {
+        return Err(());
+    }
+    *i = end;
+    Ok(Some((&s[n..n_end], v)))
+}
+
+/// Header parameters in the canonical form (token names, unquoted values,
+/// no white space) from `i` to the end of `s`: `None` when they are
+/// anything else (the general reader decides then).
+fn canonical_params(s: &[u8], mut i: usize) -> Option<()> {
+    while canonical_param(s, &mut i, &TOKEN, &PARAM_VALUE_RUN).ok()?.is_some() {}
     Some(())
 }
 
@@ -485,23 +508,7 @@ pub(super) fn uri_canonical(raw: &[u8]) -> Option<Uri<'_>> {
         i += 1 + n;
     }
     let params = &raw[i..];
-    while i < raw.len() {
-        if raw[i] != b';' {
-            return None;
-        }
-        let n = i + 1;
-        i = run(&URI_PARAM_RUN, raw, n);
-        if i == n {
-            return None;
-        }
-        if raw.get(i) == Some(&b'=') {
-            let v = i + 1;
-            i = run(&URI_PARAM_RUN, raw, v);
-            if i == v {
-                return None;
-            }
-        }
-    }
+    while canonical_param(raw, &mut i, &URI_PARAM_RUN, &URI_PARAM_RUN).ok()?.is_some() {}
     Some(Uri { scheme: &raw[..colon], user, host: &raw[h..h_end], port, params, headers: None, raw })
 }
 
@@ -707,28 +714,7 @@ pub(super) fn via_canonical(s: &[u8]) -> Option<Via<'_>> {
         i += 1 + n;
     }
     let (mut branch, mut received, mut rport) = (None, None, None);
-    while i < s.len() {
-        if s[i] != b';' {
-            return None;
-        }
-        let n = i + 1;
-        let n_end = run(&TOKEN, s, n);
-        if n_end == n {
-            return None;
-        }
-        let name = &s[n..n_end];
-        let (value, end) = match s.get(n_end) {
-            None | Some(b';') => (None, n_end),
-            Some(b'=') => {
-                let v = n_end + 1;
-                let v_end = run(&PARAM_VALUE_RUN, s, v);
-                if v_end == v || (v_end < s.len() && s[v_end] != b';') {
-                    return None;
-                }
-                (Some(&s[v..v_end]), v_end)
-            }
-            Some(_) => return None,
-        };
+    while let Some((name, value)) = canonical_param(s, &mut i, &TOKEN, &PARAM_VALUE_RUN).ok()? {
         match name.len() {
             6 if branch.is_none() && name.eq_ignore_ascii_case(b"branch") => branch = Some(value?),
             8 if received.is_none() && name.eq_ignore_ascii_case(b"received") => received = Some(value?),
@@ -743,7 +729,6 @@ pub(super) fn via_canonical(s: &[u8]) -> Option<Via<'_>> {
             }
             _ => {}
         }
-        i = end;
     }
     let transport = &s[8..t_end];
     Some(Via { transport, host: &s[h..h_end], port, branch, received, rport, raw: s })

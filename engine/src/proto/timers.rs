@@ -85,10 +85,10 @@ impl<K: Ord + Copy> TimerQueue<K> {
         nanos(at - epoch)
     }
 
-    fn instant(&self, tick: u64) -> Instant {
-        // An entry exists only once the epoch is set.
-        let epoch = self.epoch.unwrap_or_else(Instant::now);
-        epoch + Duration::from_nanos(tick)
+    /// The instant of `tick` (`None` before the first deadline set the
+    /// epoch, when no entry exists).
+    fn instant(&self, tick: u64) -> Option<Instant> {
+        self.epoch.map(|epoch| epoch + Duration::from_nanos(tick))
     }
 
     /// Moves the epoch back to `to`, and every entry with it.
@@ -146,7 +146,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
         match self.last_peek.get() {
             Some((last, at)) if last == t => Some(at),
             _ => {
-                let at = self.instant(t);
+                let at = self.instant(t)?;
                 self.last_peek.set(Some((t, at)));
                 Some(at)
             }
@@ -170,7 +170,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
             _ if heap.is_some_and(|h| h <= now) => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }?;
-        Some((self.instant(t), key))
+        Some((self.instant(t)?, key))
     }
 
     /// Removes and returns the FIFO entry with the earliest deadline, due
@@ -178,7 +178,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
     pub fn pop_oldest_fifo(&mut self) -> Option<(Instant, K)> {
         let (i, _) = self.earliest_fifo()?;
         let (t, key) = self.pop_fifo(i)?;
-        Some((self.instant(t), key))
+        Some((self.instant(t)?, key))
     }
 
     /// Entries in the FIFOs.

@@ -32,6 +32,18 @@ pub(super) static URI_CHAR: [bool; 256] = {
     t
 };
 
+/// Bytes of a Request-URI as the start line delimits it: above space, but
+/// DEL.
+static REQUEST_URI_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 256 {
+        t[i] = i != 0x7f;
+        i += 1;
+    }
+    t
+};
+
 /// Characters of a hostname or IPv4 address.
 pub(super) static HOST_CHAR: [bool; 256] = {
     let mut t = [false; 256];
@@ -220,13 +232,20 @@ pub(super) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError>
     }
     let sp1 = memchr(b' ', line).ok_or(ParseError::StartLine)?;
     let method = &line[..sp1];
-    if method.is_empty() || !method.iter().all(|&b| TOKEN[usize::from(b)]) {
+    if method.is_empty() || !all_in(&TOKEN, method) {
         return Err(ParseError::StartLine);
     }
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr(b' ', rest).ok_or(ParseError::StartLine)?;
+    // The Request-URI runs to the next space; a control byte or DEL in it
+    // spoils it (without a space at all the line is no request line).
+    let sp2 = run(&REQUEST_URI_CHAR, rest, 0);
+    match rest.get(sp2) {
+        Some(b' ') => {}
+        Some(_) if memchr(b' ', &rest[sp2..]).is_some() => return Err(ParseError::RequestUri),
+        _ => return Err(ParseError::StartLine),
+    }
     let uri = &rest[..sp2];
-    if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if uri.is_empty() {
         return Err(ParseError::RequestUri);
     }
     if !rest[sp2 + 1..].eq_ignore_ascii_case(b"SIP/2.0") {

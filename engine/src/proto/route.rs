@@ -13,7 +13,7 @@
 //! bounded loop and one 64-bit multiply. The test vectors live in
 //! `tests/vectors/shard_of.txt` and are shared with the BPF side.
 
-use super::sip::parse::{Method, SipMessage, Uri};
+use super::sip::parse::{Method, SipMessage};
 use super::sip::write::{BRANCH_PREFIX, CONTACT_PREFIX};
 
 const FNV_OFFSET: u32 = 0x811c_9dc5;
@@ -83,7 +83,7 @@ pub fn owner(msg: &SipMessage<'_>, n: u16) -> Owner {
             None => Owner::Local,
         },
         Some(method) => {
-            let Some(ruri) = msg.request_uri().and_then(|u| Uri::parse(u).ok()) else {
+            let Some(ruri) = msg.request_uri_parsed() else {
                 return Owner::Local;
             };
             if let Some(s) = ruri.user.and_then(shard_in_contact_user) {

@@ -18,7 +18,7 @@ use crate::proto::notify::Notifier;
 use crate::proto::park::parse_replaces;
 use crate::proto::reject::{Intent, Reject};
 use crate::proto::sip::Peer;
-use crate::proto::sip::parse::{HeaderName, Method, SipMessage, Uri};
+use crate::proto::sip::parse::{HeaderName, Method, SipMessage};
 use crate::proto::sip::write::{ALLOW, finish, header, response_head};
 use crate::proto::tu::Owner;
 use crate::proto::txn::{Match, Reply, Response, TxnEvent};
@@ -50,7 +50,7 @@ impl Shard {
                 // The top Via parsed above; the others must parse too.
                 if let Some(Err(e)) = msg.vias().skip(1).find(Result::is_err) {
                     e.reason()
-                } else if msg.request_uri().is_none_or(|u| Uri::parse(u).is_err()) {
+                } else if msg.request_uri_parsed().is_none() {
                     "Bad Request-URI"
                 } else if cseq.method != method && method != Method::Ack && method != Method::Cancel {
                     "CSeq method does not match"
@@ -175,7 +175,7 @@ impl Shard {
     /// An INVITE to a feature code: the tenant and its policy, admission,
     /// then the park services.
     fn on_invite(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, server: ServerId) {
-        let Some(ruri) = msg.request_uri().and_then(|u| Uri::parse(u).ok()) else { return };
+        let Some(ruri) = msg.request_uri_parsed() else { return };
         let replaces = msg.header_raw(b"Replaces");
         let intent = self.intent(ruri.user.unwrap_or_default(), replaces.is_some());
         let cfg = Arc::clone(&self.env.cfg);

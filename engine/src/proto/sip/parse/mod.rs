@@ -174,6 +174,7 @@ pub struct SipMessage<'a> {
     from: OnceCell<Result<NameAddr<'a>, ParseError>>,
     to: OnceCell<Result<NameAddr<'a>, ParseError>>,
     cseq: OnceCell<Result<CSeq<'a>, ParseError>>,
+    ruri: OnceCell<Option<Uri<'a>>>,
 }
 
 // API CONTRACT (filled in by the parser work; signatures are fixed):
@@ -211,6 +212,7 @@ impl<'a> SipMessage<'a> {
             from: OnceCell::new(),
             to: OnceCell::new(),
             cseq: OnceCell::new(),
+            ruri: OnceCell::new(),
         });
         if let Ok(msg) = &mut out
             && let Err(e) = msg.read_headers(pos)
@@ -309,6 +311,12 @@ impl<'a> SipMessage<'a> {
         }
     }
     /// Raw Request-URI for a request.
+    /// The Request-URI, parsed (once): `None` for a response or a
+    /// Request-URI that does not parse.
+    pub fn request_uri_parsed(&self) -> Option<Uri<'a>> {
+        *self.ruri.get_or_init(|| self.request_uri().and_then(|u| Uri::parse(u).ok()))
+    }
+
     pub fn request_uri(&self) -> Option<&'a [u8]> {
         match self.start {
             StartLine::Request { uri, .. } => Some(uri),

@@ -672,8 +672,9 @@ Call-ID: r5.9@4242.lg\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         let badm = SipMessage::parse(bad).unwrap_or_else(|e| panic!("{e:?}"));
         let mut inv = Vec::new();
         invite(&mut inv, &c, &d, b"127.0.0.1:40000", b"104-d0", None, b"v=0\r\n");
-        assert!(ack_non_2xx(&mut out, &inv, &badm));
-        let a = SipMessage::parse(&out).unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&out)));
+        let mut ack = Vec::new();
+        assert!(ack_non_2xx(&mut ack, &inv, &badm));
+        let a = SipMessage::parse(&ack).unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&ack)));
         assert_eq!(a.top_via().ok().and_then(|v| v.branch), Some(&b"z9hG4bK4242r5.9"[..]));
         assert_eq!(a.to_hdr().ok().and_then(|t| t.tag()), Some(&b"x"[..]));
     }

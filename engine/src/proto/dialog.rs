@@ -20,6 +20,7 @@ use super::sip::peer::PackedPeer;
 use super::sip::sdp::Origin;
 use super::sip::write::{Head, Request, Routes, route_values, write_request, write_routes};
 use super::sip::{Peer, Transport};
+use super::timers::sparse;
 
 /// Which leg of a call a dialog is: `A` the parked party's, `B` the
 /// other party's (the retriever, or the parker a recall reached).
@@ -387,6 +388,23 @@ impl DialogIndex {
         self.table.insert_unique(hash, Slot::of(leg), |s| {
             s.leg().and_then(&lookup).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag()[..])))
         });
+    }
+
+    /// Gives back the capacity a busier moment left, once three-quarters
+    /// empty ([`sparse`]); `lookup` reads the dialogs of the legs indexed.
+    pub fn give_back<'d>(&mut self, lookup: impl Fn(Leg) -> Option<&'d Dialog>) {
+        if sparse(self.table.len(), self.table.capacity()) {
+            let hasher = self.hasher;
+            let len = self.table.len();
+            self.table.shrink_to(2 * len, |s| {
+                s.leg().and_then(&lookup).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag()[..])))
+            });
+        }
+    }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
     }
 
     /// Removes `leg`, whose dialog is `dialog`.

@@ -8,6 +8,7 @@ use hashbrown::HashTable;
 
 use super::call::Call;
 use crate::proto::ids::{CallId, IdHash};
+use crate::proto::timers::sparse;
 
 #[derive(Default)]
 pub struct Calls {
@@ -47,5 +48,18 @@ impl Calls {
     /// Every call, in no order.
     pub fn values(&self) -> impl Iterator<Item = &Call> {
         self.table.iter().map(|c| &**c)
+    }
+
+    /// Gives back the capacity a busier moment left, once three-quarters
+    /// empty ([`sparse`]).
+    pub fn give_back(&mut self) {
+        if sparse(self.table.len(), self.table.capacity()) {
+            self.table.shrink_to(2 * self.table.len(), |c| hash(c.id));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
     }
 }

@@ -15,6 +15,7 @@ use super::call::Call;
 use super::calls::Calls;
 use crate::proto::ids::{CallId, Keyed};
 use crate::proto::named::write_key;
+use crate::proto::timers::sparse;
 
 /// The calls of a shard, by extension.
 pub struct Exts {
@@ -40,6 +41,21 @@ impl Exts {
         self.table.insert_unique(self.hash(call.home.key()), call.id, |id| {
             calls.get(id).map_or(0, |c| hasher.hash_one(c.home.key()))
         });
+    }
+
+    /// Gives back the capacity a busier moment left, once three-quarters
+    /// empty ([`sparse`]); `calls` holds every call indexed.
+    pub fn give_back(&mut self, calls: &Calls) {
+        if sparse(self.table.len(), self.table.capacity()) {
+            let hasher = self.hasher;
+            let len = self.table.len();
+            self.table.shrink_to(2 * len, |id| calls.get(id).map_or(0, |c| hasher.hash_one(c.home.key())));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
     }
 
     /// Forgets `call`.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::proto::config::Config;
-use crate::proto::env::{Env, Transmit};
+use crate::proto::env::{Env, Tag, Transmit};
 use crate::proto::ids::Seed;
 use crate::proto::ids::ServerId;
 use crate::proto::notify::Notifier;
@@ -201,4 +201,45 @@ fn the_lifecycle_follows_the_pair_of_states() {
         assert!(!phase.listed() || phase.on_list(), "{phase:?}: listed calls are on the list");
         assert!(!phase.retrievable() || phase.listed(), "{phase:?}: retrievable calls are listed");
     }
+}
+
+#[test]
+fn the_tables_give_back_what_a_burst_of_parked_calls_left() {
+    use crate::proto::timers::MIN_SHRINK;
+    let mut rig = Rig::new();
+    let burst = 3000;
+    for i in 0..burst {
+        let (_, r) = rig.invite(&format!("sip:*68{}@acme.example", 1000 + i), "");
+        assert_eq!(r, Ok(()));
+    }
+    rig.sent();
+    let tags: Vec<(u32, Tag)> = rig
+        .park
+        .calls
+        .values()
+        .map(|c| {
+            let n = std::str::from_utf8(&c.a.call_id()[1..]).expect("c<n>").parse().expect("n");
+            (n, c.a.local_tag())
+        })
+        .collect();
+    for (n, tag) in tags {
+        rig.ack(n, &tag);
+    }
+    assert_eq!((rig.park.len(), rig.park.listed()), (burst as usize, burst as u64));
+    let peak = (rig.park.calls.capacity(), rig.park.exts.capacity(), rig.park.dialogs.capacity());
+    assert!(peak.0 >= burst as usize && peak.1 >= burst as usize && peak.2 >= burst as usize, "{peak:?}");
+
+    // All time out with nobody to recall; one parked later stays.
+    let later = rig.now + Duration::from_secs(10);
+    rig.now = later;
+    let (_, r) = rig.invite("sip:*68999@acme.example", "");
+    assert_eq!(r, Ok(()));
+    let last = rig.park.list_of(b"acme.example", b"999")[0];
+    let tag = rig.park.call(last).expect("the last call").a.local_tag();
+    rig.ack(rig.n, &tag);
+    rig.run_until(later + Duration::from_secs(300) - Duration::from_millis(1));
+    assert_eq!(rig.park.len(), 1, "the burst timed out, the last call is parked");
+    let left = (rig.park.calls.capacity(), rig.park.exts.capacity(), rig.park.dialogs.capacity());
+    assert!(left.0 <= MIN_SHRINK && left.1 <= MIN_SHRINK && left.2 <= MIN_SHRINK, "{left:?} after {peak:?}");
+    assert_eq!(rig.park.list_of(b"acme.example", b"999"), vec![last], "and is still found");
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::config::Config;
 use super::ids::{Ids, Rng, Seed};
-use super::sip::write::{push_dec, push_hex, push_hex16, write_contact_uri};
+use super::sip::write::{hex16, push_dec, push_hex, push_hex16, write_contact_uri};
 use super::sip::{Peer, Transport};
 use super::stats::ShardStats;
 
@@ -137,16 +137,10 @@ fn advertise_host(adv: &str) -> &str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag([u8; 16]);
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 impl Tag {
     /// The tag that writes `bits`.
     pub fn from_bits(bits: u64) -> Tag {
-        let mut t = [0u8; 16];
-        for (i, d) in t.iter_mut().enumerate() {
-            *d = HEX[((bits >> (4 * (15 - i))) & 0xf) as usize];
-        }
-        Tag(t)
+        Tag(hex16(bits))
     }
 
     /// The 64 bits this tag writes.

@@ -494,11 +494,14 @@ pub fn push_hex(out: &mut Vec<u8>, n: u64) {
     }
 }
 
+/// `n` as 16 lowercase hexadecimal digits.
+pub fn hex16(n: u64) -> [u8; 16] {
+    std::array::from_fn(|i| b"0123456789abcdef"[((n >> (4 * (15 - i))) & 0xf) as usize])
+}
+
 /// Appends `n` as 16 lowercase hexadecimal digits.
 pub fn push_hex16(out: &mut Vec<u8>, n: u64) {
-    for i in (0..16).rev() {
-        out.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
-    }
+    out.extend_from_slice(&hex16(n));
 }
 
 /// Prefix of sipark's Via branches: the RFC 3261 magic cookie, then `sp`.

@@ -491,8 +491,8 @@ struct Deliver<'a> {
 impl Deliver<'_> {
     fn deliver(&mut self, peer: SocketAddr, transport: Transport, data: &[u8]) {
         // Unparsable messages go to worker 0, whose shard counts them.
-        let owner = match SipMessage::parse(data) {
-            Ok(m) => match route::owner(&m, self.n) {
+        let owner = match SipMessage::parse_in(data, &mut None) {
+            Ok(m) => match route::owner(m, self.n) {
                 Owner::Shard(s) => s,
                 Owner::Local => 0,
             },

@@ -194,7 +194,8 @@ impl Core {
             shard.handle(now, src, data);
             return;
         }
-        let msg = match SipMessage::parse(data) {
+        let mut slot = None;
+        let msg = match SipMessage::parse_in(data, &mut slot) {
             Ok(m) => m,
             Err(_) => {
                 // Unframeable: the shard counts and drops it.
@@ -202,10 +203,10 @@ impl Core {
                 return;
             }
         };
-        match route::owner(&msg, *n) {
+        match route::owner(msg, *n) {
             Owner::Shard(s) if s != *id => {
                 let Some(inbox) = peers.inboxes.get(usize::from(s)) else {
-                    shard.handle(now, src, &msg);
+                    shard.handle(now, src, msg);
                     return;
                 };
                 match inbox.queue.push(Handoff { src, transport: Transport::Udp, data: data.into() }) {
@@ -218,7 +219,7 @@ impl Core {
                     Err(_) => stats.handoffs_dropped.inc(),
                 }
             }
-            _ => shard.handle(now, src, &msg),
+            _ => shard.handle(now, src, msg),
         }
     }
 

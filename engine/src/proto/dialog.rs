@@ -9,8 +9,6 @@
 //! that place, a [`Leg`]; it keeps no copy of the key bytes, which it reads
 //! back through the caller's lookup.
 
-use std::hash::BuildHasher;
-
 use hashbrown::HashTable;
 
 use super::env::{Env, Tag};
@@ -350,7 +348,7 @@ impl DialogIndex {
     }
 
     fn hash_of(&self, call_id: &[u8], local_tag: &[u8]) -> u64 {
-        self.hasher.hash_one((call_id, local_tag))
+        self.hasher.pair(call_id, local_tag)
     }
 
     /// The hash `dialog` is indexed under (for [`DialogIndex::remove_hashed`]
@@ -386,7 +384,7 @@ impl DialogIndex {
         let hash = self.hash(dialog);
         let hasher = self.hasher;
         self.table.insert_unique(hash, Slot::of(leg), |s| {
-            s.leg().and_then(&lookup).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag()[..])))
+            s.leg().and_then(&lookup).map_or(0, |d| hasher.pair(d.call_id(), &d.local_tag()))
         });
     }
 
@@ -397,7 +395,7 @@ impl DialogIndex {
             let hasher = self.hasher;
             let len = self.table.len();
             self.table.shrink_to(2 * len, |s| {
-                s.leg().and_then(&lookup).map_or(0, |d| hasher.hash_one((d.call_id(), &d.local_tag()[..])))
+                s.leg().and_then(&lookup).map_or(0, |d| hasher.pair(d.call_id(), &d.local_tag()))
             });
         }
     }

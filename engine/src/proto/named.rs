@@ -6,8 +6,6 @@
 //! The name is stored once, in the entry; the index holds only ids and is
 //! keyed by SipHash over the name (a peer chooses it).
 
-use std::hash::BuildHasher;
-
 use hashbrown::HashTable;
 
 use super::ids::{ExtId, IdMap, Ids, Keyed};
@@ -76,7 +74,7 @@ impl<V> Named<V> {
     fn key(&mut self, tenant: &[u8], ext: &[u8]) -> u64 {
         self.scratch.clear();
         write_key(&mut self.scratch, tenant, ext);
-        self.hasher.hash_one(&self.scratch[..])
+        self.hasher.bytes(&self.scratch)
     }
 
     /// The hash of `ext` of `tenant`, left in `scratch` as `ext@tenant`, and its id.
@@ -100,7 +98,7 @@ impl<V> Named<V> {
         let id = ids.ext();
         self.entries.insert(id, Entry { name: self.scratch.as_slice().into(), value: make() });
         let (entries, hasher) = (&self.entries, self.hasher);
-        self.index.insert_unique(hash, id, |id| entries.get(id).map_or(0, |e| hasher.hash_one(&e.name[..])));
+        self.index.insert_unique(hash, id, |id| entries.get(id).map_or(0, |e| hasher.bytes(&e.name)));
         id
     }
 
@@ -125,7 +123,7 @@ impl<V> Named<V> {
     /// Removes `id`.
     pub fn remove(&mut self, id: ExtId) -> Option<V> {
         let e = self.entries.remove(&id)?;
-        let hash = self.hasher.hash_one(&e.name[..]);
+        let hash = self.hasher.bytes(&e.name);
         if let Ok(slot) = self.index.find_entry(hash, |x| *x == id) {
             slot.remove();
         }

@@ -7,8 +7,6 @@
 //!
 //! [`Home::key`]: super::call::Home::key
 
-use std::hash::BuildHasher;
-
 use hashbrown::HashTable;
 
 use super::call::Call;
@@ -31,7 +29,7 @@ impl Exts {
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        self.hasher.bytes(key)
     }
 
     /// Indexes `call` under its extension; `calls` holds the calls already
@@ -39,7 +37,7 @@ impl Exts {
     pub fn insert(&mut self, call: &Call, calls: &Calls) {
         let hasher = self.hasher;
         self.table.insert_unique(self.hash(call.home.key()), call.id, |id| {
-            calls.get(id).map_or(0, |c| hasher.hash_one(c.home.key()))
+            calls.get(id).map_or(0, |c| hasher.bytes(c.home.key()))
         });
     }
 
@@ -49,7 +47,7 @@ impl Exts {
         if sparse(self.table.len(), self.table.capacity()) {
             let hasher = self.hasher;
             let len = self.table.len();
-            self.table.shrink_to(2 * len, |id| calls.get(id).map_or(0, |c| hasher.hash_one(c.home.key())));
+            self.table.shrink_to(2 * len, |id| calls.get(id).map_or(0, |c| hasher.bytes(c.home.key())));
         }
     }
 
@@ -76,7 +74,7 @@ impl Exts {
         let Some(c) = calls.get(&via) else { return };
         self.scratch.clear();
         self.scratch.extend_from_slice(c.home.key());
-        for id in self.table.iter_hash(self.hasher.hash_one(&self.scratch[..])) {
+        for id in self.table.iter_hash(self.hasher.bytes(&self.scratch)) {
             if let Some(c) = calls.get_mut(id)
                 && c.home.key() == self.scratch
             {

@@ -148,8 +148,7 @@ impl Shard {
         let src = src.into();
         match input.into() {
             Input::Parsed(msg) => self.message(now, src, msg),
-            // Matched by reference, so the parsed message is not moved.
-            Input::Bytes(data) => match &SipMessage::parse(data) {
+            Input::Bytes(data) => match SipMessage::parse_in(data, &mut None) {
                 Ok(msg) => self.message(now, src, msg),
                 Err(e) => {
                     self.env.stats.parse_errors.inc();

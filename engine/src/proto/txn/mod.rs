@@ -32,7 +32,6 @@
 pub mod client;
 pub mod server;
 
-use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
@@ -275,11 +274,11 @@ impl<O: Copy> Transactions<O> {
         self.key.extend_from_slice(branch);
         self.key.push(b'|');
         self.key.extend_from_slice(class);
-        self.key_hash = Some(self.hasher.hash_one(self.key.as_slice()));
+        self.key_hash = Some(self.hasher.bytes(&self.key));
     }
 
     fn key_hash(&self) -> u64 {
-        self.key_hash.unwrap_or_else(|| self.hasher.hash_one(self.key.as_slice()))
+        self.key_hash.unwrap_or_else(|| self.hasher.bytes(&self.key))
     }
 
     /// The class a request matches in: ACK with its INVITE.

@@ -187,6 +187,16 @@ impl<'a> SipMessage<'a> {
     /// header values are parsed on demand by the accessors. Leading empty
     /// lines (keep-alive CRLFs) are skipped. Line ends are CRLF or bare LF.
     pub fn parse(buf: &'a [u8]) -> Result<SipMessage<'a>, ParseError> {
+        let mut slot = None;
+        SipMessage::parse_in(buf, &mut slot)?;
+        slot.ok_or(ParseError::Incomplete)
+    }
+
+    /// [`SipMessage::parse`] into `slot`, for a caller that keeps the
+    /// message where it is: the header slots are most of a message's size
+    /// (2.5 KiB), and a message returned by value is copied on the way
+    /// out. `slot` is `None` after an error.
+    pub fn parse_in<'s>(buf: &'a [u8], slot: &'s mut Option<SipMessage<'a>>) -> Result<&'s SipMessage<'a>, ParseError> {
         let len = buf.len();
         let mut pos = 0;
         while pos < len && matches!(buf[pos], b'\r' | b'\n') {
@@ -197,29 +207,26 @@ impl<'a> SipMessage<'a> {
         };
         let nl = pos + off;
         let start = parse_start_line(&buf[pos..nl])?;
-        pos = nl + 1;
-
-        // Built in the place it is returned in and filled as the lines are
-        // read: the header slots are most of the message's size, so it is
-        // neither copied nor moved after (and only the slots used are
+        // Filled in place as the lines are read (only the slots used are
         // written).
-        let mut out = Ok(SipMessage {
-            buf,
-            start,
-            headers: ArrayVec::new(),
-            body: &[],
-            top_via: OnceCell::new(),
-            from: OnceCell::new(),
-            to: OnceCell::new(),
-            cseq: OnceCell::new(),
-            ruri: OnceCell::new(),
-        });
-        if let Ok(msg) = &mut out
-            && let Err(e) = msg.read_headers(pos)
-        {
-            out = Err(e);
+        let read = slot
+            .insert(SipMessage {
+                buf,
+                start,
+                headers: ArrayVec::new(),
+                body: &[],
+                top_via: OnceCell::new(),
+                from: OnceCell::new(),
+                to: OnceCell::new(),
+                cseq: OnceCell::new(),
+                ruri: OnceCell::new(),
+            })
+            .read_headers(nl + 1);
+        if let Err(e) = read {
+            *slot = None;
+            return Err(e);
         }
-        out
+        slot.as_ref().ok_or(ParseError::Incomplete)
     }
 
     /// Reads the header lines from `pos` on, and the body after them.

@@ -25,6 +25,7 @@ mod recall;
 mod refer;
 mod retrieve;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -158,6 +159,16 @@ impl Park {
     /// reload removed it (its parked calls keep it).
     pub fn policy<'c>(&'c self, cfg: &'c Config, tenant: &[u8]) -> Option<&'c TenantPolicy> {
         cfg.tenant(tenant).or_else(|| self.retired_policy(tenant))
+    }
+
+    /// [`Park::policy`], held apart from the park: borrowed from `cfg`, or
+    /// a copy of the policy a reload retired (rare), so that the caller may
+    /// go on to change the park.
+    pub fn detached_policy<'c>(&self, cfg: &'c Config, tenant: &[u8]) -> Option<Cow<'c, TenantPolicy>> {
+        match cfg.tenant(tenant) {
+            Some(p) => Some(Cow::Borrowed(p)),
+            None => self.retired_policy(tenant).cloned().map(Cow::Owned),
+        }
     }
 
     /// The policy a tenant removed by a reload keeps for its last calls.

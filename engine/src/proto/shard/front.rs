@@ -5,6 +5,7 @@
 //! that owns it. Responses go to the transaction layer, and from there to
 //! the owner of their client transaction.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -181,21 +182,18 @@ impl Shard {
         let cfg = Arc::clone(&self.env.cfg);
         let result = match replaces {
             Some(value) => self.on_replaces(now, src, msg, server, value, &cfg),
-            None => {
-                let policy = self.park.policy(&cfg, ruri.host).cloned();
-                match policy {
-                    None => Err(Reject::UnknownTenant),
-                    Some(policy) => {
-                        let removed = cfg.tenant(ruri.host).is_none();
-                        let user = msg.from_hdr().ok().and_then(|f| f.uri.user).unwrap_or_default();
-                        if !self.admit(now, src, msg, server, ruri.host, &policy, user, intent) {
-                            return;
-                        }
-                        let (mut cx, park) = self.parts(now);
-                        park.invite(&mut cx, src, msg, server, &ruri, &policy, removed)
+            None => match self.park.detached_policy(&cfg, ruri.host) {
+                None => Err(Reject::UnknownTenant),
+                Some(policy) => {
+                    let removed = matches!(policy, Cow::Owned(_));
+                    let user = msg.from_hdr().ok().and_then(|f| f.uri.user).unwrap_or_default();
+                    if !self.admit(now, src, msg, server, ruri.host, &policy, user, intent) {
+                        return;
                     }
+                    let (mut cx, park) = self.parts(now);
+                    park.invite(&mut cx, src, msg, server, &ruri, &policy, removed)
                 }
-            }
+            },
         };
         if let Err(r) = result {
             let (mut cx, _) = self.parts(now);
@@ -218,7 +216,7 @@ impl Shard {
         let Ok(from) = msg.from_hdr() else { return Ok(()) };
         // Authenticated as a user of the caller's tenant (From host), before
         // anything about the named dialog is told.
-        let policy = self.park.policy(cfg, from.uri.host).cloned().ok_or(Reject::NotOfTenant)?;
+        let policy = self.park.detached_policy(cfg, from.uri.host).ok_or(Reject::NotOfTenant)?;
         let user = from.uri.user.unwrap_or_default();
         if !self.admit(now, src, msg, server, from.uri.host, &policy, user, Intent::Retrieve) {
             return Ok(());

@@ -77,10 +77,10 @@ impl<'a, 'b> From<&'a SipMessage<'b>> for Input<'a, 'b> {
     }
 }
 
-/// Which layer's timer is due first.
+/// Which layer's timer is due first, after the transactions' (at the
+/// same instant, the first variant runs first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
-    Transaction,
     Call,
     Binding,
 }
@@ -167,24 +167,27 @@ impl Shard {
         }
     }
 
-    /// Runs every timer due at `now`, the earliest first.
+    /// Runs every timer due at `now`, the earliest first (transactions
+    /// first at the same instant, then calls, then bindings).
     pub fn handle_timeout(&mut self, now: Instant) {
-        loop {
-            let due = [
-                (self.txns.next_timeout(), Due::Transaction),
-                (self.park.next_timeout(), Due::Call),
-                (self.registrar.next_timeout(), Due::Binding),
-            ]
-            .into_iter()
-            .filter_map(|(at, d)| at.filter(|at| *at <= now).map(|at| (at, d)))
-            .min();
+        'next: loop {
+            let due = [(self.park.next_timeout(), Due::Call), (self.registrar.next_timeout(), Due::Binding)]
+                .into_iter()
+                .filter_map(|(at, d)| at.filter(|at| *at <= now).map(|at| (at, d)))
+                .min();
+            // The transaction timers due up to the first of the others run
+            // here. Most end a transaction or find their entry stale, and
+            // tell no layer above: only an event can change the other
+            // queues, and then they are looked at again.
+            let upto = due.map_or(now, |(at, _)| at);
+            while self.txns.next_timeout().is_some_and(|at| at <= upto) {
+                if let Some(ev) = self.txns.handle_timer(&mut self.env, now) {
+                    self.on_txn_event(now, ev);
+                    continue 'next;
+                }
+            }
             let Some((_, due)) = due else { break };
             match due {
-                Due::Transaction => {
-                    if let Some(ev) = self.txns.handle_timer(&mut self.env, now) {
-                        self.on_txn_event(now, ev);
-                    }
-                }
                 Due::Call => {
                     let (mut cx, park) = self.parts(now);
                     park.handle_timer(&mut cx);

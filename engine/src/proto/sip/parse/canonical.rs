@@ -200,6 +200,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn name_end_finds_the_first_control_space_or_colon_from_every_offset() {
+        // Every length up to 40, every place of a stop byte, each of the
+        // bytes just below and above the stops, and high bytes (0x80+,
+        // which stay in the name for the token check).
+        let fill = b"Ab-!~\x80\xa1\xff;9";
+        let stops = [0u8, b'\t', b'\n', b'\r', 0x1f, b' ', b':'];
+        for len in 0..40 {
+            for first in 0..=len {
+                for stop in stops {
+                    let mut s: Vec<u8> = (0..len).map(|i| fill[i % fill.len()]).collect();
+                    if first < len {
+                        s[first] = stop;
+                        if first + 2 < len {
+                            s[first + 2] = b':';
+                        }
+                    }
+                    for from in 0..=len {
+                        let naive = (from..len).find(|&i| s[i] <= b' ' || s[i] == b':').unwrap_or(len);
+                        assert_eq!(name_end(&s, from), naive, "{s:?} from {from}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn param_stop_finds_the_first_separator_from_every_offset() {
         // Every length up to 40 and every place of one or two separators,
         // next to bytes one bit away from them (`:`, `<`, `>`, `#`, 0x80+).

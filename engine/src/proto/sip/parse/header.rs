@@ -325,6 +325,31 @@ fn bytes_eq(x: u64, b: u8) -> u64 {
     y.wrapping_sub(ONES) & !y & (ONES << 7)
 }
 
+/// The end of a header name from `i`: the first control character, SP or
+/// `:` (none is a token character), eight bytes a step. Any other byte
+/// that is not a token character is left in the name, for its
+/// classification to find ([`SipMessage::parse`]).
+#[inline]
+pub(super) fn name_end(s: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // Bytes below 0x21 (exact up to the first: a borrow only reaches
+        // the bytes above it), and colons.
+        let hit = (x.wrapping_sub(ONES * 0x21) & !x & (ONES << 7)) | bytes_eq(x, b':');
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < s.len() && s[i] > b' ' && s[i] != b':' {
+        i += 1;
+    }
+    i
+}
+
 /// The first index at or after `j` of a `;`, `=` or `"` in `s`, or its
 /// length: eight bytes a step, as parameters are short and a call into a
 /// SIMD search costs more than it saves.

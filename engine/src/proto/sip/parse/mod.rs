@@ -252,12 +252,16 @@ impl<'a> SipMessage<'a> {
                 },
                 Some(_) => {}
             }
-            // Header name, optional SP/HT, colon.
+            // Header name, optional SP/HT, colon. A name the table knows is
+            // made of token characters (the comparison tells them apart);
+            // any other is checked here.
             let name_start = pos;
-            while pos < len && TOKEN[usize::from(buf[pos])] {
-                pos += 1;
-            }
+            pos = name_end(buf, pos);
             let raw_name = &buf[name_start..pos];
+            let name = HeaderName::from_bytes(raw_name);
+            if name == HeaderName::Other && !all_in(&TOKEN, raw_name) {
+                return Err(ParseError::HeaderLine);
+            }
             while pos < len && matches!(buf[pos], b' ' | b'\t') {
                 pos += 1;
             }
@@ -279,7 +283,6 @@ impl<'a> SipMessage<'a> {
                     break end;
                 }
             };
-            let name = HeaderName::from_bytes(raw_name);
             let value = trim(&buf[value_start..value_end]);
             if name == HeaderName::ContentLength && content_length.is_none() {
                 content_length = Some(value);

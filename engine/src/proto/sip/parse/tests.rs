@@ -405,6 +405,14 @@ req!(err_code_missing, b"SIP/2.0\r\n\r\n", Err(ParseError::StatusCode));
 req!(err_header_no_colon, b"INVITE sip:a@b SIP/2.0\r\nCall-ID x\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_header_empty_name, b"INVITE sip:a@b SIP/2.0\r\n: x\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_header_bad_name, b"INVITE sip:a@b SIP/2.0\r\nCall ID: x\r\n\r\n", Err(ParseError::HeaderLine));
+// A known name with a byte that is not a token character in it, whether
+// or not the byte could pass for a letter or `-` by its 0x20 bit.
+req!(err_header_known_name_bad_byte, b"INVITE sip:a@b SIP/2.0\r\nC@ll-ID: x\r\n\r\n", Err(ParseError::HeaderLine));
+req!(err_header_known_name_cr, b"INVITE sip:a@b SIP/2.0\r\nCall\rID: x\r\n\r\n", Err(ParseError::HeaderLine));
+req!(err_header_name_high_byte, b"INVITE sip:a@b SIP/2.0\r\nX-\xe9t\xe9: x\r\n\r\n", Err(ParseError::HeaderLine));
+req!(err_header_name_del, b"INVITE sip:a@b SIP/2.0\r\nVia\x7f: x\r\n\r\n", Err(ParseError::HeaderLine));
+req!(err_header_name_cut, b"INVITE sip:a@b SIP/2.0\r\nSupported", Err(ParseError::Incomplete));
+req!(err_header_bad_name_cut, b"INVITE sip:a@b SIP/2.0\r\nSupp{rted", Err(ParseError::HeaderLine));
 req!(err_fold_first, b"INVITE sip:a@b SIP/2.0\r\n folded: x\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_bare_cr, b"INVITE sip:a@b SIP/2.0\r\nA: b\r\n\rX\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_too_many, &many_headers(MAX_HEADERS + 1), Err(ParseError::TooManyHeaders));

@@ -2,6 +2,7 @@
 //! addresses messages travel between. Nothing here keeps state across
 //! messages.
 
+pub mod find;
 pub mod parse;
 pub mod peer;
 pub mod sdp;

@@ -10,6 +10,8 @@ use std::fmt;
 use arrayvec::ArrayVec;
 use memchr::{memchr, memchr2};
 
+use super::find::Byte;
+
 /// Most header lines a message may carry; more is [`ParseError::TooManyHeaders`].
 pub const MAX_HEADERS: usize = 64;
 
@@ -202,7 +204,7 @@ impl<'a> SipMessage<'a> {
         while pos < len && matches!(buf[pos], b'\r' | b'\n') {
             pos += 1;
         }
-        let Some(off) = memchr(b'\n', &buf[pos..]) else {
+        let Some(off) = Byte::new(b'\n').find(&buf[pos..]) else {
             return Err(ParseError::Incomplete);
         };
         let nl = pos + off;
@@ -234,6 +236,7 @@ impl<'a> SipMessage<'a> {
         let buf = self.buf;
         let len = buf.len();
         let mut content_length: Option<&'a [u8]> = None;
+        let line_ends = Byte::new(b'\n');
         loop {
             // Blank line: end of the header section.
             match buf.get(pos) {
@@ -274,7 +277,7 @@ impl<'a> SipMessage<'a> {
             // continues it (folding).
             let value_start = pos;
             let value_end = loop {
-                let Some(off) = memchr(b'\n', &buf[pos..]) else {
+                let Some(off) = line_ends.find(&buf[pos..]) else {
                     return Err(ParseError::Incomplete);
                 };
                 let end = pos + off;

@@ -49,7 +49,7 @@ impl Shard {
         let reason = match (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id()) {
             (Ok(cseq), Ok(via), Ok(_), Ok(_), Ok(_)) => {
                 // The top Via parsed above; the others must parse too.
-                if let Some(Err(e)) = msg.vias().skip(1).find(Result::is_err) {
+                if let Some(Err(e)) = msg.lower_vias().find(Result::is_err) {
                     e.reason()
                 } else if msg.request_uri_parsed().is_none() {
                     "Bad Request-URI"

@@ -442,6 +442,11 @@ impl<'a> SipMessage<'a> {
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
         self.list(HeaderName::Via).map(Via::parse)
     }
+    /// The Via values under the top one, which is not parsed again here
+    /// ([`SipMessage::top_via`] keeps it).
+    pub fn lower_vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
+        self.list(HeaderName::Via).skip(1).map(Via::parse)
+    }
     pub fn from_hdr(&self) -> Result<NameAddr<'a>, ParseError> {
         *self.from.get_or_init(|| {
             let v = self.header(HeaderName::From).ok_or(ParseError::Missing(HeaderName::From))?;

@@ -168,6 +168,8 @@ From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n
         assert_eq!(vias[2].received, Some(&b"192.0.2.7"[..]));
         assert_eq!(vias[2].rport, Some(Some(6000)));
         assert_eq!(m.top_via().unwrap(), vias[0]);
+        let lower: Vec<_> = m.lower_vias().map(Result::unwrap).collect();
+        assert_eq!(lower, vias[1..]);
         let rr: Vec<_> = m.record_routes().map(|r| s(r.unwrap().uri.host)).collect();
         assert_eq!(rr, ["p1.example.com", "p2.example.com", "p3.example.com"]);
         assert_eq!(m.to_hdr().unwrap().tag(), Some(&b"2"[..]));
@@ -413,6 +415,17 @@ req!(err_header_name_high_byte, b"INVITE sip:a@b SIP/2.0\r\nX-\xe9t\xe9: x\r\n\r
 req!(err_header_name_del, b"INVITE sip:a@b SIP/2.0\r\nVia\x7f: x\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_header_name_cut, b"INVITE sip:a@b SIP/2.0\r\nSupported", Err(ParseError::Incomplete));
 req!(err_header_bad_name_cut, b"INVITE sip:a@b SIP/2.0\r\nSupp{rted", Err(ParseError::HeaderLine));
+#[test]
+fn lower_vias_read_past_an_unreadable_top_via() {
+    let raw = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP ;;, SIP/2.0/UDP h;branch=z9hG4bK2\r\nVia: bogus\r\n\r\n";
+    let m = SipMessage::parse(raw).unwrap();
+    assert!(m.top_via().is_err());
+    let lower: Vec<_> = m.lower_vias().collect();
+    assert_eq!(lower.len(), 2);
+    assert_eq!(lower[0].unwrap().branch, Some(&b"z9hG4bK2"[..]));
+    assert!(lower[1].is_err());
+}
+
 req!(err_fold_first, b"INVITE sip:a@b SIP/2.0\r\n folded: x\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_bare_cr, b"INVITE sip:a@b SIP/2.0\r\nA: b\r\n\rX\r\n\r\n", Err(ParseError::HeaderLine));
 req!(err_too_many, &many_headers(MAX_HEADERS + 1), Err(ParseError::TooManyHeaders));

@@ -488,15 +488,27 @@ pub fn push_dec(out: &mut Vec<u8>, mut n: u64) {
 
 /// Appends `n` in lowercase hexadecimal, without leading zeros.
 pub fn push_hex(out: &mut Vec<u8>, n: u64) {
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize]);
-    }
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    out.extend_from_slice(&hex16(n)[16 - digits..]);
 }
 
-/// `n` as 16 lowercase hexadecimal digits.
+/// `n` as 16 lowercase hexadecimal digits, computed eight at a time: each
+/// nibble spread into a byte of its own, then mapped to `0-9a-f`.
 pub fn hex16(n: u64) -> [u8; 16] {
-    std::array::from_fn(|i| b"0123456789abcdef"[((n >> (4 * (15 - i))) & 0xf) as usize])
+    fn eight(x: u32) -> [u8; 8] {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        let x = u64::from(x);
+        let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+        let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+        let x = (x | (x << 4)) & (ONES * 0x0f);
+        // 1 in each byte whose nibble is 10 or more.
+        let letter = ((x + ONES * 6) >> 4) & ONES;
+        (x + ONES * u64::from(b'0') + letter * u64::from(b'a' - b'0' - 10)).to_be_bytes()
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&eight((n >> 32) as u32));
+    out[8..].copy_from_slice(&eight(n as u32));
+    out
 }
 
 /// Appends `n` as 16 lowercase hexadecimal digits.
@@ -521,8 +533,19 @@ pub fn write_branch(out: &mut Vec<u8>, shard: u16, id: u64) {
 pub fn branch_id(branch: &[u8]) -> Option<u64> {
     let rest = branch.strip_prefix(BRANCH_PREFIX)?;
     let dot = memchr::memchr(b'.', rest)?;
-    let hex = std::str::from_utf8(&rest[dot + 1..]).ok()?;
-    u64::from_str_radix(hex, 16).ok()
+    let hex = &rest[dot + 1..];
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    hex.iter().try_fold(0u64, |n, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some((n << 4) | u64::from(d))
+    })
 }
 
 /// Writes sipark's Contact URI (without angle brackets) for `shard` on
@@ -535,4 +558,46 @@ pub fn write_contact_uri(out: &mut Vec<u8>, shard: u16, transport: Transport, ad
         Transport::Tcp => write!(out, "sip:{prefix}{shard}.sipark@{advertise};transport=tcp"),
         Transport::Tls => write!(out, "sips:{prefix}{shard}.sipark@{advertise}"),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digits_are_those_of_the_formatter() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let samples = [0, 1, 9, 10, 15, 16, 0xabcdef, u64::from(u32::MAX), 1 << 32, u64::MAX - 1, u64::MAX];
+        for n in samples.into_iter().chain((0..2000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            assert_eq!(hex16(n), *format!("{n:016x}").as_bytes(), "{n:#x}");
+            let mut out = b"x".to_vec();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("x{n:x}").as_bytes(), "{n:#x}");
+        }
+    }
+
+    #[test]
+    fn a_branch_gives_back_its_transaction_id() {
+        for id in [1, 0xa, 0xff, 0x1234_5678_9abc, u64::MAX] {
+            let mut b = Vec::new();
+            write_branch(&mut b, 3, id);
+            assert_eq!(branch_id(&b), Some(id), "{}", String::from_utf8_lossy(&b));
+        }
+        assert_eq!(branch_id(b"z9hG4bKsp3.FF"), Some(0xff), "any case");
+        for bad in [
+            &b"z9hG4bKsp3."[..],
+            b"z9hG4bKsp3.fg",
+            b"z9hG4bKsp3.+ff",
+            b"z9hG4bKsp3.1ffffffffffffffff",
+            b"z9hG4bKsp3",
+            b"z9hG4bKx3.ff",
+        ] {
+            assert_eq!(branch_id(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }

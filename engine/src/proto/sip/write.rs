@@ -473,18 +473,37 @@ pub fn push_dec(out: &mut Vec<u8>, mut n: u64) {
         out.extend_from_slice(&[b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
         return;
     }
+    // Two digits a step (ports, lengths, SDP session ids of 19 digits).
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let r = (n % 100) as usize;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
+    }
+    if n >= 10 {
+        let r = n as usize;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[2 * r..2 * r + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
+
+/// `00` to `99`, two bytes each.
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Appends `n` in lowercase hexadecimal, without leading zeros.
 pub fn push_hex(out: &mut Vec<u8>, n: u64) {
@@ -578,6 +597,24 @@ mod tests {
             let mut out = b"x".to_vec();
             push_hex(&mut out, n);
             assert_eq!(out, format!("x{n:x}").as_bytes(), "{n:#x}");
+        }
+    }
+
+    #[test]
+    fn decimal_digits_are_those_of_the_formatter() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut samples: Vec<u64> = (0..=100_000).collect();
+        samples.extend([u64::from(u32::MAX), u64::MAX / 2, u64::MAX - 1, u64::MAX]);
+        samples.extend((0..5000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        }));
+        for n in samples {
+            let mut out = b"x".to_vec();
+            push_dec(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
         }
     }
 

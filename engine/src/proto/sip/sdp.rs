@@ -7,6 +7,8 @@
 
 use std::io::Write;
 
+use super::find;
+
 /// sipark's origin towards one leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
@@ -61,6 +63,13 @@ fn write_origin(out: &mut Vec<u8>, origin: Origin, host: &str) {
 /// Copies `sdp` into `out` with its `o=` line replaced by sipark's origin.
 /// Returns false (and writes nothing) if `sdp` has no `v=` line.
 pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str) -> bool {
+    // The usual SDP: copied in two pieces around its origin line.
+    if let Some((o_start, o_end)) = lone_origin(sdp) {
+        out.extend_from_slice(&sdp[..o_start]);
+        write_origin(out, origin, host);
+        out.extend_from_slice(&sdp[o_end..]);
+        return true;
+    }
     if !is_sdp(sdp) {
         return false;
     }
@@ -86,6 +95,32 @@ pub fn rewrite_origin(out: &mut Vec<u8>, sdp: &[u8], origin: Origin, host: &str)
         wrote_origin = true;
     }
     wrote_origin
+}
+
+/// Where the one `o=` line of `sdp` is (its start, and the start of the
+/// line after it), when the line-by-line rewrite would copy every other
+/// byte of `sdp` as it is: it starts `v=0`, every line ends in CRLF, no
+/// line is empty, and one line is an origin. `None` otherwise.
+fn lone_origin(sdp: &[u8]) -> Option<(usize, usize)> {
+    if !sdp.starts_with(b"v=0") {
+        return None;
+    }
+    let line_end = find::Byte::new(b'\n');
+    let (mut start, mut origin) = (0, None);
+    while start < sdp.len() {
+        let end = start + line_end.find(&sdp[start..])?;
+        if end < start + 2 || sdp[end - 1] != b'\r' {
+            return None;
+        }
+        if sdp[start..].starts_with(b"o=") {
+            if origin.is_some() {
+                return None;
+            }
+            origin = Some((start, end + 1));
+        }
+        start = end + 1;
+    }
+    origin
 }
 
 /// What [`hold_answer`] reads of `sdp`: `v=0`, the m-lines and the
@@ -247,6 +282,44 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 0 
         assert!(text.contains("o=sipark 9 2 IN IP6 2001:db8::1\r\n"), "{text}");
         assert!(text.contains("c=IN IP4 192.0.2.10\r\n"), "{text}");
         assert!(!text.contains("alice"), "{text}");
+    }
+
+    #[test]
+    fn the_two_piece_rewrite_writes_what_the_line_by_line_one_does() {
+        // Each form the two-piece copy must refuse, and the usual one.
+        let sdps: [(&[u8], bool); 10] = [
+            (OFFER, true),
+            (b"v=0\r\no=a 1 1 IN IP4 h\r\ns=-\r\n", true),
+            (b"v=0\r\no=a\r\r\ns=-\r\nx=\ry\r\n", true),
+            (b"v=0\no=a 1 1 IN IP4 h\ns=-\n", false),
+            (b"v=0\r\no=a 1 1 IN IP4 h\r\n\r\ns=-\r\n", false),
+            (b"v=0\r\no=a 1 1 IN IP4 h\r\n\r\n", false),
+            (b"v=0\r\no=a 1 1 IN IP4 h\r\n\r\r\n", true),
+            (b"v=0\r\no=a 1 1 IN IP4 h\r\ns=-", false),
+            (b"v=0\r\no=a 1 1 IN IP4 h\r\no=b 2 2 IN IP4 h\r\n", false),
+            (b"v=0\r\ns=-\r\nc=IN IP4 h\r\n", false),
+        ];
+        for (sdp, two_pieces) in sdps {
+            assert_eq!(lone_origin(sdp).is_some(), two_pieces, "{}", String::from_utf8_lossy(sdp));
+            let mut fast = b"head".to_vec();
+            let ok = rewrite_origin(&mut fast, sdp, Origin { session: 9, version: 2 }, "192.0.2.1");
+            // The line-by-line rewrite, as the fallback does it.
+            let mut slow = b"head".to_vec();
+            let mut wrote = false;
+            for line in lines(sdp) {
+                if line.starts_with(b"o=") {
+                    write_origin(&mut slow, Origin { session: 9, version: 2 }, "192.0.2.1");
+                    wrote = true;
+                } else {
+                    slow.extend_from_slice(line);
+                    slow.extend_from_slice(b"\r\n");
+                }
+            }
+            assert!(ok);
+            if wrote {
+                assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+            }
+        }
     }
 
     #[test]

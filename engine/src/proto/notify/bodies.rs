@@ -192,7 +192,7 @@ pub fn xml_text(out: &mut Vec<u8>, text: &[u8]) {
     // The common case, a URI or a plain name: nothing to escape or
     // replace. Checked eight bytes a step, with no branch per byte.
     let mut chunks = text.chunks_exact(8);
-    let plain = (&mut chunks).all(|c| c.iter().fold(true, |ok, &b| ok & XML_PLAIN[usize::from(b)]))
+    let plain = chunks.all(|c| c.iter().fold(true, |ok, &b| ok & XML_PLAIN[usize::from(b)]))
         && chunks.remainder().iter().all(|&b| XML_PLAIN[usize::from(b)]);
     if plain {
         out.extend_from_slice(text);

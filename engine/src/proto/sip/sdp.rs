@@ -7,6 +7,8 @@
 
 use std::io::Write;
 
+use arrayvec::ArrayVec;
+
 use super::find;
 
 /// sipark's origin towards one leg.
@@ -135,21 +137,33 @@ pub fn hold_basis(sdp: &[u8]) -> Box<[u8]> {
     let keep = |m_seen: bool, line: &[u8]| {
         line.starts_with(b"m=") || (m_seen && (line.starts_with(b"a=rtpmap:") || line.starts_with(b"a=fmtp:")))
     };
-    let (mut len, mut m_seen) = (5, false);
+    // One pass notes the lines kept (a second finds them again if there
+    // are more than a usual SDP has), then they are copied into a buffer
+    // of their exact size.
+    let (mut len, mut m_seen, mut all_noted) = (5, false, true);
+    let mut kept: ArrayVec<&[u8], 24> = ArrayVec::new();
     for line in lines(sdp) {
         m_seen |= line.starts_with(b"m=");
         if keep(m_seen, line) {
             len += line.len() + 2;
+            all_noted &= kept.try_push(line).is_ok();
         }
     }
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(b"v=0\r\n");
-    m_seen = false;
-    for line in lines(sdp) {
-        m_seen |= line.starts_with(b"m=");
-        if keep(m_seen, line) {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
+    let mut copy = |line: &[u8]| {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    };
+    if all_noted {
+        kept.iter().for_each(|line| copy(line));
+    } else {
+        m_seen = false;
+        for line in lines(sdp) {
+            m_seen |= line.starts_with(b"m=");
+            if keep(m_seen, line) {
+                copy(line);
+            }
         }
     }
     out.into()
@@ -253,6 +267,22 @@ mod tests {
             assert_eq!(a, b, "{}", String::from_utf8_lossy(offer));
         }
         assert!(!hold_basis(offers[0]).windows(9).any(|w| w == b"candidate"), "ICE lines are not kept");
+        // More kept lines than the first pass notes: all are kept, in order.
+        for m_lines in [11, 12, 13, 40] {
+            let mut offer = b"v=0\r\no=a 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\n".to_vec();
+            let mut want = b"v=0\r\n".to_vec();
+            for i in 0..m_lines {
+                let m = format!("m=audio {} RTP/AVP 0\r\n", 4000 + 2 * i);
+                let rtpmap = "a=rtpmap:0 PCMU/8000\r\n";
+                offer.extend_from_slice(format!("{m}a=sendrecv\r\n{rtpmap}").as_bytes());
+                want.extend_from_slice(format!("{m}{rtpmap}").as_bytes());
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&hold_basis(&offer)),
+                String::from_utf8_lossy(&want),
+                "{m_lines} m-lines"
+            );
+        }
         assert_eq!(&*hold_basis(b"not sdp"), b"not sdp");
         assert!(hold_basis(b"").is_empty());
     }

@@ -5,8 +5,6 @@
 //! Media never flows through sipark: connection lines are passed through
 //! untouched, so the phones talk to each other directly once bridged.
 
-use std::io::Write;
-
 use arrayvec::ArrayVec;
 
 use super::find;
@@ -182,7 +180,7 @@ pub fn hold_answer(out: &mut Vec<u8>, offer: &[u8], origin: Origin, host: &str) 
     let family = if bare.contains(':') { "IP6" } else { "IP4" };
     out.extend_from_slice(b"v=0\r\n");
     write_origin(out, origin, host);
-    let _ = write!(out, "s=sipark\r\nc=IN {family} {bare}\r\nt=0 0\r\n");
+    write_session(out, family, bare);
     let mut m_lines = 0;
     for line in lines(offer) {
         if let Some(m) = line.strip_prefix(b"m=") {
@@ -234,12 +232,22 @@ pub fn hold_offer(out: &mut Vec<u8>, origin: Origin, host: &str) {
     let family = if bare.contains(':') { "IP6" } else { "IP4" };
     out.extend_from_slice(b"v=0\r\n");
     write_origin(out, origin, host);
-    let _ = write!(
-        out,
-        "s=sipark\r\nc=IN {family} {bare}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 8 9 18 101\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=inactive\r\n"
+    write_session(out, family, bare);
+    out.extend_from_slice(
+        b"m=audio 9 RTP/AVP 0 8 9 18 101\r\n\
+          a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\n\
+          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=inactive\r\n",
     );
+}
+
+/// sipark's session, connection (no media: the host's own address) and
+/// time lines, after its origin.
+fn write_session(out: &mut Vec<u8>, family: &str, bare_host: &str) {
+    out.extend_from_slice(b"s=sipark\r\nc=IN ");
+    out.extend_from_slice(family.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(bare_host.as_bytes());
+    out.extend_from_slice(b"\r\nt=0 0\r\n");
 }
 
 #[cfg(test)]

@@ -44,6 +44,17 @@ static REQUEST_URI_CHAR: [bool; 256] = {
     t
 };
 
+/// Visible ASCII (0x21 to 0x7e): the bytes of a Call-ID.
+pub(super) static VISIBLE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 0x7f {
+        t[i] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Characters of a hostname or IPv4 address.
 pub(super) static HOST_CHAR: [bool; 256] = {
     let mut t = [false; 256];

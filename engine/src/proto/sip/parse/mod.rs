@@ -424,7 +424,7 @@ impl<'a> SipMessage<'a> {
     /// The Call-ID (`word [@ word]`, visible ASCII only).
     pub fn call_id(&self) -> Result<&'a [u8], ParseError> {
         let v = self.header(HeaderName::CallId).ok_or(ParseError::Missing(HeaderName::CallId))?;
-        if v.is_empty() || !v.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        if v.is_empty() || !all_in(&VISIBLE, v) {
             return Err(ParseError::Invalid(HeaderName::CallId));
         }
         Ok(v)

@@ -416,6 +416,27 @@ req!(err_header_name_del, b"INVITE sip:a@b SIP/2.0\r\nVia\x7f: x\r\n\r\n", Err(P
 req!(err_header_name_cut, b"INVITE sip:a@b SIP/2.0\r\nSupported", Err(ParseError::Incomplete));
 req!(err_header_bad_name_cut, b"INVITE sip:a@b SIP/2.0\r\nSupp{rted", Err(ParseError::HeaderLine));
 #[test]
+fn a_call_id_is_visible_ascii_throughout() {
+    let long = "a".repeat(40);
+    for (call_id, ok) in [
+        (&b"c1@192.0.2.1"[..], true),
+        (long.as_bytes(), true),
+        (b"!~", true),
+        (b"abcdefghij\x7f", false),
+        (b"abcdefghijklmnop\x80q", false),
+        (b"abcdefgh\x01", false),
+        (b"ab\xc3\xa9", false),
+    ] {
+        let mut raw = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: ".to_vec();
+        raw.extend_from_slice(call_id);
+        raw.extend_from_slice(b"\r\n\r\n");
+        let m = SipMessage::parse(&raw).unwrap();
+        let want = if ok { Ok(call_id) } else { Err(ParseError::Invalid(HeaderName::CallId)) };
+        assert_eq!(m.call_id(), want, "{}", String::from_utf8_lossy(call_id));
+    }
+}
+
+#[test]
 fn lower_vias_read_past_an_unreadable_top_via() {
     let raw = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP ;;, SIP/2.0/UDP h;branch=z9hG4bK2\r\nVia: bogus\r\n\r\n";
     let m = SipMessage::parse(raw).unwrap();

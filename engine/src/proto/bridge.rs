@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::dialog::{Dialog, Outgoing, PendingAck, Side, first_contact};
-use super::ids::{CallId, ClientId, ServerId};
+use super::dialog::{Dialog, Leg, Outgoing, PendingAck, Side, first_contact};
+use super::ids::{ClientId, ServerId};
 use super::reject::Reject;
 use super::sip::parse::{Method, SipMessage, StartLine};
 use super::sip::sdp;
@@ -159,18 +159,16 @@ impl Bridge {
     }
 
     /// Relays the re-INVITE, UPDATE, INFO, REFER or NOTIFY `msg` (server
-    /// transaction `server`) from leg `from` to the other leg. The answer
+    /// transaction `server`) from `leg` to the other leg. The answer
     /// comes back in [`Bridge::relay_answered`].
-    #[allow(clippy::too_many_arguments)]
     pub fn relay_request(
         &mut self,
         cx: &mut Ctx<'_>,
-        call: CallId,
+        Leg { call, side: from }: Leg,
         a: &mut Dialog,
         msg: &SipMessage<'_>,
         method: Method<'_>,
         server: ServerId,
-        from: Side,
     ) -> Result<(), Reject> {
         let offer = matches!(method, Method::Invite | Method::Update);
         if offer && self.busy() {

@@ -12,9 +12,19 @@ use super::ids::{CallId, ClientId, ServerId};
 use super::notify::Notifier;
 use super::registrar::Registrar;
 use super::reject::{Intent, Reject};
+use super::sip::Peer;
 use super::sip::parse::SipMessage;
 use super::sip::write::write_branch;
 use super::txn::{Kind, Response, Transactions};
+
+/// A request a transaction user handles: where it came from, the message,
+/// and the server transaction that answers it.
+#[derive(Clone, Copy)]
+pub struct Incoming<'a, 'm> {
+    pub src: Peer,
+    pub msg: &'a SipMessage<'m>,
+    pub server: ServerId,
+}
 
 /// The lower layers a transaction user borrows for one input.
 pub struct Ctx<'a> {

@@ -8,11 +8,10 @@ use crate::proto::dialog::{Dialog, PendingAck, Side, first_contact};
 use crate::proto::ids::{CallId, ServerId};
 use crate::proto::notify::bodies::Party;
 use crate::proto::reject::Reject;
-use crate::proto::sip::Peer;
-use crate::proto::sip::parse::{SipMessage, Uri};
+use crate::proto::sip::parse::Uri;
 use crate::proto::sip::sdp;
 use crate::proto::sip::write::ALLOW;
-use crate::proto::tu::Ctx;
+use crate::proto::tu::{Ctx, Incoming};
 use crate::proto::txn::Response;
 
 /// A feature code's rest that means the requester's own extension:
@@ -58,17 +57,15 @@ impl Park {
     /// the requester's own extension: the parker's (Referred-By) for a
     /// park, the caller's (From) for a retrieve. The group code parks on
     /// the parker's park group.
-    #[allow(clippy::too_many_arguments)]
     pub fn invite(
         &mut self,
         cx: &mut Ctx<'_>,
-        src: Peer,
-        msg: &SipMessage<'_>,
-        server: ServerId,
+        req: Incoming<'_, '_>,
         ruri: &Uri<'_>,
         policy: &TenantPolicy,
         removed: bool,
     ) -> Result<(), Reject> {
+        let msg = req.msg;
         let cfg = std::sync::Arc::clone(&cx.env.cfg);
         let tenant = ruri.host;
         let user = ruri.user.unwrap_or_default();
@@ -84,7 +81,7 @@ impl Park {
         } else if let Some(rest) = user.strip_prefix(cfg.group_park_fac.as_bytes())
             && names_own_extension(rest)
         {
-            return self.group_park(cx, src, msg, server, tenant, policy);
+            return self.group_park(cx, req, tenant, policy);
         } else {
             return Err(Reject::NotFound);
         };
@@ -112,14 +109,14 @@ impl Park {
             return Err(Reject::NotFound);
         };
         if park {
-            self.park(cx, src, msg, server, tenant, ext, policy)
+            self.park(cx, req, tenant, ext, policy)
         } else {
             let token = ruri.param(b"call").flatten();
             let want = match token {
                 Some(t) => Some(CallId::from_token(t).ok_or(Reject::NoParkedCall)?),
                 None => None,
             };
-            self.retrieve(cx, src, msg, server, tenant, ext, want)
+            self.retrieve(cx, req, tenant, ext, want)
         }
     }
 
@@ -128,12 +125,11 @@ impl Park {
     fn group_park(
         &mut self,
         cx: &mut Ctx<'_>,
-        src: Peer,
-        msg: &SipMessage<'_>,
-        server: ServerId,
+        req: Incoming<'_, '_>,
         tenant: &[u8],
         policy: &TenantPolicy,
     ) -> Result<(), Reject> {
+        let msg = req.msg;
         let parker = match msg.referred_by() {
             None => return Err(Reject::GroupParkNeedsReferredBy),
             Some(Ok(na)) if na.uri.host.eq_ignore_ascii_case(tenant) => na.uri.user.unwrap_or_default(),
@@ -142,7 +138,7 @@ impl Park {
         let group = policy.group_of(parker).ok_or(Reject::NoParkGroup)?;
         let free = group.iter().find(|m| self.list_len(tenant, m.as_bytes()) == 0);
         let member = free.ok_or(Reject::ParkGroupFull)?;
-        self.park(cx, src, msg, server, tenant, member.as_bytes(), policy)
+        self.park(cx, req, tenant, member.as_bytes(), policy)
     }
 
     /// Whether extension `ext` of `tenant` and the shard can take one more
@@ -167,17 +163,15 @@ impl Park {
     /// Parks the caller of `msg` on `ext` of `tenant`: 200 with the hold
     /// answer (or, without an offer, sipark's hold offer), and the ACK
     /// completes the park.
-    #[allow(clippy::too_many_arguments)]
     fn park(
         &mut self,
         cx: &mut Ctx<'_>,
-        src: Peer,
-        msg: &SipMessage<'_>,
-        server: ServerId,
+        req: Incoming<'_, '_>,
         tenant: &[u8],
         ext: &[u8],
         policy: &TenantPolicy,
     ) -> Result<(), Reject> {
+        let Incoming { src, msg, server } = req;
         if self.shutting_down {
             return Err(Reject::ShuttingDown);
         }
@@ -242,14 +236,8 @@ impl Park {
     /// tags are also accepted the other way round, as some phones write
     /// them): it retrieves that call. The caller, admitted as a user of its
     /// From tenant, must be of the parked call's tenant.
-    pub fn replaces(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        src: Peer,
-        msg: &SipMessage<'_>,
-        server: ServerId,
-        r: &Replaces<'_>,
-    ) -> Result<(), Reject> {
+    pub fn replaces(&mut self, cx: &mut Ctx<'_>, req: Incoming<'_, '_>, r: &Replaces<'_>) -> Result<(), Reject> {
+        let msg = req.msg;
         let found = [(r.to_tag, r.from_tag), (r.from_tag, r.to_tag)].into_iter().find_map(|(ours, theirs)| {
             let leg = self.find_dialog(r.call_id, ours)?;
             let c = self.calls.get(&leg.call)?;
@@ -266,6 +254,6 @@ impl Park {
         if !msg.from_hdr().is_ok_and(|f| f.uri.host.eq_ignore_ascii_case(&tenant)) {
             return Err(Reject::NotOfTenant);
         }
-        self.retrieve(cx, src, msg, server, &tenant, &ext, Some(id))
+        self.retrieve(cx, req, &tenant, &ext, Some(id))
     }
 }

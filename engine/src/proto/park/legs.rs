@@ -11,24 +11,22 @@ use crate::proto::reject::{Intent, Reject};
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{Method, SipMessage};
 use crate::proto::sip::sdp;
-use crate::proto::tu::{Ctx, Owner};
+use crate::proto::tu::{Ctx, Incoming, Owner};
 use crate::proto::txn::Response;
 
 impl Park {
     /// An in-dialog request `msg` (server transaction `server`, To tag
     /// `tag`, CSeq `cseq`) from `src`.
-    #[allow(clippy::too_many_arguments)]
     pub fn in_dialog(
         &mut self,
         cx: &mut Ctx<'_>,
-        src: Peer,
-        msg: &SipMessage<'_>,
+        req: Incoming<'_, '_>,
         method: Method<'_>,
-        server: ServerId,
         call_id: &[u8],
         tag: &[u8],
         cseq: u32,
     ) {
+        let Incoming { src, msg, server } = req;
         let Some(leg) = self.find_dialog(call_id, tag) else {
             cx.reject(server, msg, Reject::NoDialog, Intent::Other);
             return;
@@ -87,7 +85,7 @@ impl Park {
     fn relay(&mut self, cx: &mut Ctx<'_>, msg: &SipMessage<'_>, method: Method<'_>, server: ServerId, leg: Leg) {
         let Some(c) = self.calls.get_mut(&leg.call) else { return };
         let CallState::Bridged(br) = &mut c.state else { return };
-        if let Err(r) = br.relay_request(cx, leg.call, &mut c.a, msg, method, server, leg.side) {
+        if let Err(r) = br.relay_request(cx, leg, &mut c.a, msg, method, server) {
             cx.reject(server, msg, r, Intent::Other);
         }
     }
@@ -179,7 +177,6 @@ impl Park {
 
     /// An ACK from `src` for a 2xx of sipark's in a call's dialog (To tag
     /// `tag`, CSeq `cseq`).
-    #[allow(clippy::too_many_arguments)]
     pub fn on_ack(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -298,7 +295,6 @@ impl Park {
 
     /// The final answer `code` (from `src`) to the request `txn` that
     /// sipark sent for `owner`.
-    #[allow(clippy::too_many_arguments)]
     pub fn on_final(
         &mut self,
         cx: &mut Ctx<'_>,

@@ -8,13 +8,12 @@ use std::time::Duration;
 use super::{CallState, End, Next, Park, Retrieving, park_timeout};
 use crate::proto::bridge::{AwaitingAnswer, Bridge};
 use crate::proto::dialog::{Dialog, Outgoing, PendingAck, first_contact};
-use crate::proto::ids::{CallId, ClientId, ServerId};
+use crate::proto::ids::{CallId, ClientId};
 use crate::proto::reject::{Intent, Reject};
-use crate::proto::sip::Peer;
 use crate::proto::sip::parse::SipMessage;
 use crate::proto::sip::sdp;
 use crate::proto::sip::write::ALLOW;
-use crate::proto::tu::{Ctx, Owner};
+use crate::proto::tu::{Ctx, Incoming, Owner};
 use crate::proto::txn::Response;
 
 /// How many times a retrieve re-INVITE refused 491 is sent again.
@@ -23,17 +22,15 @@ const MAX_GLARE_RETRIES: u8 = 3;
 impl Park {
     /// The retriever's INVITE `msg` (server transaction `server`) takes the
     /// call `want`, or the oldest retrievable one, on `ext` of `tenant`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn retrieve(
         &mut self,
         cx: &mut Ctx<'_>,
-        src: Peer,
-        msg: &SipMessage<'_>,
-        server: ServerId,
+        req: Incoming<'_, '_>,
         tenant: &[u8],
         ext: &[u8],
         want: Option<CallId>,
     ) -> Result<(), Reject> {
+        let Incoming { src, msg, server } = req;
         let id = self
             .exts
             .calls_of(tenant, ext, &self.calls)

@@ -14,6 +14,7 @@ use crate::proto::registrar::Registrar;
 use crate::proto::reject::Reject;
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{Method, SipMessage, Uri};
+use crate::proto::tu::Incoming;
 use crate::proto::txn::Transactions;
 
 struct Rig {
@@ -79,7 +80,7 @@ impl Rig {
         let cfg = Arc::clone(&self.env.cfg);
         let policy = cfg.defaults.clone();
         let (mut cx, park) = self.cx();
-        let r = park.invite(&mut cx, Self::peer(), &msg, server, &ruri, &policy, false);
+        let r = park.invite(&mut cx, Incoming { src: Self::peer(), msg: &msg, server }, &ruri, &policy, false);
         (server, r)
     }
 

@@ -21,7 +21,7 @@ use crate::proto::reject::{Intent, Reject};
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{HeaderName, Method, SipMessage};
 use crate::proto::sip::write::{ALLOW, finish, header, response_head};
-use crate::proto::tu::Owner;
+use crate::proto::tu::{Incoming, Owner};
 use crate::proto::txn::{Match, Reply, Response, TxnEvent};
 
 impl Shard {
@@ -132,7 +132,7 @@ impl Shard {
         match to.tag() {
             Some(tag) => {
                 let (mut cx, park) = self.parts(now);
-                park.in_dialog(&mut cx, src, msg, method, server, call_id, tag, cseq.seq);
+                park.in_dialog(&mut cx, Incoming { src, msg, server }, method, call_id, tag, cseq.seq);
             }
             None => self.out_of_dialog(now, src, msg, method, server),
         }
@@ -187,11 +187,11 @@ impl Shard {
                 Some(policy) => {
                     let removed = matches!(policy, Cow::Owned(_));
                     let user = msg.from_hdr().ok().and_then(|f| f.uri.user).unwrap_or_default();
-                    if !self.admit(now, src, msg, server, ruri.host, &policy, user, intent) {
+                    if !self.admit(now, Incoming { src, msg, server }, ruri.host, &policy, user, intent) {
                         return;
                     }
                     let (mut cx, park) = self.parts(now);
-                    park.invite(&mut cx, src, msg, server, &ruri, &policy, removed)
+                    park.invite(&mut cx, Incoming { src, msg, server }, &ruri, &policy, removed)
                 }
             },
         };
@@ -218,11 +218,11 @@ impl Shard {
         // anything about the named dialog is told.
         let policy = self.park.detached_policy(cfg, from.uri.host).ok_or(Reject::NotOfTenant)?;
         let user = from.uri.user.unwrap_or_default();
-        if !self.admit(now, src, msg, server, from.uri.host, &policy, user, Intent::Retrieve) {
+        if !self.admit(now, Incoming { src, msg, server }, from.uri.host, &policy, user, Intent::Retrieve) {
             return Ok(());
         }
         let (mut cx, park) = self.parts(now);
-        park.replaces(&mut cx, src, msg, server, &replaces)
+        park.replaces(&mut cx, Incoming { src, msg, server }, &replaces)
     }
 
     /// Whether an out-of-dialog REGISTER or INVITE from `src` for `tenant`,
@@ -233,18 +233,16 @@ impl Shard {
     /// expired one), 403 (wrong password or unknown user, a user acting as
     /// someone else, a source outside the trusted peers of a tenant with no
     /// credentials), 400 (credentials that cannot be read).
-    #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
         now: Instant,
-        src: Peer,
-        msg: &SipMessage<'_>,
-        server: ServerId,
+        req: Incoming<'_, '_>,
         tenant: &[u8],
         policy: &TenantPolicy,
         user: &[u8],
         intent: Intent,
     ) -> bool {
+        let Incoming { src, msg, server } = req;
         let refuse = |shard: &mut Shard, r: Reject| {
             let (mut cx, _) = shard.parts(now);
             cx.reject(server, msg, r, intent);
@@ -297,7 +295,7 @@ impl Shard {
             let tenant = to.uri.host;
             let cfg = Arc::clone(&self.env.cfg);
             let policy = cfg.tenant(tenant).ok_or(Reject::UnknownTenant)?;
-            if !self.admit(now, src, msg, server, tenant, policy, user, Intent::Other) {
+            if !self.admit(now, Incoming { src, msg, server }, tenant, policy, user, Intent::Other) {
                 return Ok(());
             }
             let r = self.registrar.register(&mut self.env, now, msg, src, tenant, user)?;

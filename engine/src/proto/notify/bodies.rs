@@ -17,6 +17,7 @@ use std::io::Write;
 use crate::proto::config::BodyKind;
 use crate::proto::env::Tag;
 use crate::proto::ids::CallId;
+use crate::proto::sip::find::all_in;
 
 /// Why a call left the park, as written in `reason=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,11 +191,8 @@ pub fn write_park_info<'a>(
 /// UTF-8 attribute or element text, whatever bytes a peer sent.
 pub fn xml_text(out: &mut Vec<u8>, text: &[u8]) {
     // The common case, a URI or a plain name: nothing to escape or
-    // replace. Checked eight bytes a step, with no branch per byte.
-    let mut chunks = text.chunks_exact(8);
-    let plain = chunks.all(|c| c.iter().fold(true, |ok, &b| ok & XML_PLAIN[usize::from(b)]))
-        && chunks.remainder().iter().all(|&b| XML_PLAIN[usize::from(b)]);
-    if plain {
+    // replace.
+    if all_in(&XML_PLAIN, text) {
         out.extend_from_slice(text);
         return;
     }

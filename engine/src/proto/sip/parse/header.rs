@@ -79,19 +79,6 @@ pub(super) static PARAM_CHAR: [bool; 256] = {
     t
 };
 
-/// Are all bytes of `s` in `class`? Eight bytes a step without a branch
-/// per byte: the values checked are short, and most are valid.
-#[inline]
-pub(super) fn all_in(class: &[bool; 256], s: &[u8]) -> bool {
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        if !c.iter().fold(true, |ok, &b| ok & class[usize::from(b)]) {
-            return false;
-        }
-    }
-    chunks.remainder().iter().all(|&b| class[usize::from(b)])
-}
-
 /// Linear white space as typed parsers see it (folding included).
 #[inline]
 pub(super) fn is_lws(b: u8) -> bool {

@@ -10,7 +10,7 @@ use std::fmt;
 use arrayvec::ArrayVec;
 use memchr::{memchr, memchr2};
 
-use super::find::Byte;
+use super::find::{Byte, all_in};
 
 /// Most header lines a message may carry; more is [`ParseError::TooManyHeaders`].
 pub const MAX_HEADERS: usize = 64;

@@ -52,6 +52,39 @@ pub fn all_in(class: &[bool; 256], s: &[u8]) -> bool {
     chunks.remainder().iter().all(|&b| class[usize::from(b)])
 }
 
+/// Checks a scanner, `scan(s, from)`, against a byte-at-a-time search for
+/// the first byte at or after `from` that `is_stop` takes (`s.len()` if
+/// none), on every length below `max_len`: `fill` repeated, with each of
+/// `stops` at every place and, `gap` bytes after it, `then` (two stops in
+/// one chunk).
+#[cfg(test)]
+pub fn assert_finds_the_first_stop(
+    max_len: usize,
+    fill: &[u8],
+    stops: &[u8],
+    (then, gap): (u8, usize),
+    scan: impl Fn(&[u8], usize) -> usize,
+    is_stop: impl Fn(u8) -> bool,
+) {
+    for len in 0..max_len {
+        for first in 0..=len {
+            for &stop in stops {
+                let mut s: Vec<u8> = (0..len).map(|i| fill[i % fill.len()]).collect();
+                if first < len {
+                    s[first] = stop;
+                    if first + gap < len {
+                        s[first + gap] = then;
+                    }
+                }
+                for from in 0..=len {
+                    let naive = (from..len).find(|&i| is_stop(s[i])).unwrap_or(len);
+                    assert_eq!(scan(&s, from), naive, "{:?} from {from}", String::from_utf8_lossy(&s));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,20 +93,7 @@ mod tests {
     fn finds_what_memchr_finds_at_every_length_and_place() {
         // Lengths around the 16- and 32-byte vector widths, the needle at
         // every place, twice, or not at all.
-        for len in 0..100 {
-            for at in 0..=len {
-                let mut hay = vec![b'a'; len];
-                if at < len {
-                    hay[at] = b'\n';
-                    if at + 17 < len {
-                        hay[at + 17] = b'\n';
-                    }
-                }
-                for from in 0..=len {
-                    let want = memchr::memchr(b'\n', &hay[from..]);
-                    assert_eq!(Byte::new(b'\n').find(&hay[from..]), want, "len {len}, at {at}, from {from}");
-                }
-            }
-        }
+        let find = |s: &[u8], from: usize| Byte::new(b'\n').find(&s[from..]).map_or(s.len(), |i| from + i);
+        assert_finds_the_first_stop(100, b"a", b"\n", (b'\n', 17), find, |b| b == b'\n');
     }
 }

@@ -198,55 +198,23 @@ pub(super) fn via_canonical(s: &[u8]) -> Option<Via<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::sip::find::assert_finds_the_first_stop;
 
     #[test]
     fn name_end_finds_the_first_control_space_or_colon_from_every_offset() {
-        // Every length up to 40, every place of a stop byte, each of the
-        // bytes just below and above the stops, and high bytes (0x80+,
-        // which stay in the name for the token check).
-        let fill = b"Ab-!~\x80\xa1\xff;9";
+        // Next to the stops, the bytes just below and above them, and high
+        // bytes (0x80+, which stay in the name for the token check).
         let stops = [0u8, b'\t', b'\n', b'\r', 0x1f, b' ', b':'];
-        for len in 0..40 {
-            for first in 0..=len {
-                for stop in stops {
-                    let mut s: Vec<u8> = (0..len).map(|i| fill[i % fill.len()]).collect();
-                    if first < len {
-                        s[first] = stop;
-                        if first + 2 < len {
-                            s[first + 2] = b':';
-                        }
-                    }
-                    for from in 0..=len {
-                        let naive = (from..len).find(|&i| s[i] <= b' ' || s[i] == b':').unwrap_or(len);
-                        assert_eq!(name_end(&s, from), naive, "{s:?} from {from}");
-                    }
-                }
-            }
-        }
+        let is_stop = |b: u8| b <= b' ' || b == b':';
+        assert_finds_the_first_stop(40, b"Ab-!~\x80\xa1\xff;9", &stops, (b':', 2), name_end, is_stop);
     }
 
     #[test]
     fn param_stop_finds_the_first_separator_from_every_offset() {
-        // Every length up to 40 and every place of one or two separators,
-        // next to bytes one bit away from them (`:`, `<`, `>`, `#`, 0x80+).
-        let fill = b"ab:<>#\xbb\xbd\xa2z";
-        for len in 0..40 {
-            for first in 0..=len {
-                for stop in [b';', b'=', b'"'] {
-                    let mut s: Vec<u8> = (0..len).map(|i| fill[i % fill.len()]).collect();
-                    if first < len {
-                        s[first] = stop;
-                        if first + 3 < len {
-                            s[first + 3] = b';';
-                        }
-                    }
-                    for from in 0..=len {
-                        let naive = (from..len).find(|&i| matches!(s[i], b';' | b'=' | b'"')).unwrap_or(len);
-                        assert_eq!(param_stop(&s, from), naive, "{:?} from {from}", String::from_utf8_lossy(&s));
-                    }
-                }
-            }
-        }
+        // Next to bytes one bit away from the separators (`:`, `<`, `>`,
+        // `#`, 0x80+).
+        let is_stop = |b: u8| matches!(b, b';' | b'=' | b'"');
+        assert_finds_the_first_stop(40, b"ab:<>#\xbb\xbd\xa2z", b";=\"", (b';', 3), param_stop, is_stop);
     }
 
     #[test]

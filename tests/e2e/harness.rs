@@ -278,8 +278,15 @@ impl Engine {
     /// Starts sipark on 127.0.NET.1 with `--workers 2` plus `extra` flags and waits until it
     /// answers OPTIONS.
     pub fn start(ctx: &Ctx, extra: &[&str]) -> Engine {
+        Engine::start_logging_to(ctx, "engine.log", extra)
+    }
+
+    /// [`Engine::start`], logging to `log` in the artifact directory (its name must start with
+    /// `engine`), for a test that runs two engines.
+    pub fn start_logging_to(ctx: &Ctx, log: &str, extra: &[&str]) -> Engine {
+        assert!(log.starts_with("engine"), "{log}: the failure dump shows engine* logs");
         let addr = ctx.addr(1);
-        let log = ctx.path("engine.log");
+        let log = ctx.path(log);
         let out = open_log(&log);
         let err = out.try_clone().expect("clone log fd");
         let addr_s = addr.to_string();

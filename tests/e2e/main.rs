@@ -13,6 +13,7 @@ mod refer;
 mod reload;
 mod sip;
 mod stream;
+mod torture;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use reload::{
     reload_tls_tenant_certificates_only,
 };
 use sip::{Agent, Msg, ParkInfo, Request, park_info_of, response, sdp, uri_of};
+use torture::torture_messages_over_udp_and_tcp;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -56,6 +58,7 @@ macro_rules! variants {
 }
 
 variants!(
+    torture_messages_over_udp_and_tcp,
     park_notify_then_hangup,
     park_retrieve_bridge_bye_both_ways,
     retrieve_by_notify_uri,
@@ -714,7 +717,7 @@ fn thousand_park_cycles(v: Variant) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// f. OPTIONS 200, SUBSCRIBE 489, unknown method 405; registrar and error responses
+// f. OPTIONS 200, SUBSCRIBE 489, unknown method 501; registrar and error responses
 // ---------------------------------------------------------------------------------------------
 
 fn options_subscribe_unknown_method(v: Variant) {
@@ -743,7 +746,7 @@ fn options_subscribe_unknown_method(v: Variant) {
 
     let req = Request::new("PUBLISHX", &format!("sip:103@{DOMAIN}"), me.addr, "101", &to);
     let resp = me.transact(engine.addr, &req);
-    assert_eq!(resp.status(), Some(405), "unknown method:\n{}", resp.raw);
+    assert_eq!(resp.status(), Some(501), "unknown method:\n{}", resp.raw);
     let allow = resp.header("Allow").unwrap_or_default().to_ascii_uppercase();
     for m in ["INVITE", "ACK", "BYE", "REGISTER", "OPTIONS"] {
         assert!(allow.contains(m), "Allow must list {m}:\n{}", resp.raw);

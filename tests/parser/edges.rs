@@ -1,7 +1,7 @@
 //! RFC 3261 corners that real equipment produces, one message each.
 
 use crate::util::{show, text};
-use sipark::proto::sip::parse::{Contact, HeaderName, Method, NameAddr, SipMessage, Uri};
+use sipark::proto::sip::parse::{Contact, HeaderName, Method, NameAddr, ParseError, SipMessage, Uri};
 
 fn msg(headers: &str) -> Vec<u8> {
     let mut s = String::from("OPTIONS sip:acme.example SIP/2.0\r\n");
@@ -100,7 +100,7 @@ fn uri_forms() {
     for bad in [
         &b""[..],
         b"sip:",
-        b"http://acme.example/",
+        b"http:",
         b"sip:alice@",
         b"sip:alice@acme.example:99999",
         b"sip:alice@acme.example:",
@@ -196,11 +196,14 @@ fn numeric_headers_reject_overflow() {
 
 #[test]
 fn header_lookup_returns_the_first_occurrence() {
-    let b = msg(&format!("{MIN}\nEvent: park-info\nEvent: dialog"));
+    let b = msg(&format!("{MIN}\nSupported: path\nSupported: timer"));
     let m = parse(&b);
-    assert_eq!(t(m.header(HeaderName::Event)).as_deref(), Some("park-info"));
-    assert_eq!(t(m.event()).as_deref(), Some("park-info"));
+    assert_eq!(t(m.header(HeaderName::Supported)).as_deref(), Some("path"));
     assert_eq!(m.header(HeaderName::ReferTo), None);
+    // A header that may appear once does not get a second value (RFC 4475 multi01).
+    let b = msg(&format!("{MIN}\nEvent: park-info\nEvent: dialog"));
+    let e = SipMessage::parse(&b).err();
+    assert_eq!(e, Some(ParseError::Duplicate(HeaderName::Event)), "{}", show(&b));
 }
 
 #[test]

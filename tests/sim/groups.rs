@@ -314,9 +314,9 @@ fn one_extension_rule_for_registrations_parks_and_the_tenants_file() {
     let third = sim.add_phone("202", ACME, None);
     let (code, _) = group_park(&mut sim, third, ACME, &format!("*68{long}e"), &parker);
     assert_eq!(code, 404, "65 characters are not an extension");
-    // And on REGISTER.
+    // And on REGISTER: no address of the tenant (RFC 3261 §10.3 step 5).
     let too_long = sim.add_phone(&format!("{long}e"), ACME, None);
-    assert_eq!(sim.register_ok(too_long, 3600).code(), Some(400));
+    assert_eq!(sim.register_ok(too_long, 3600).code(), Some(404));
     // The tenants file refuses what is not an extension.
     let bad = format!("[[tenant]]\ndomain = \"{ACME}\"\npark_groups = [[\"{long}e\"]]\n");
     assert!(parse_tenants(&bad, Config::default().defaults).is_err(), "65 characters in a park group");

@@ -13,6 +13,7 @@ mod wire;
 
 mod auth;
 mod chaos;
+mod conformance;
 mod events;
 mod groups;
 mod isolation;

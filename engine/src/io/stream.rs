@@ -446,7 +446,7 @@ fn frames(
                 d.warn(|| warn!(%peer, transport = transport.via_token(), error = %e, "closing stream connection"));
                 return Err(match e {
                     FrameError::TooLarge { .. } => CloseReason::Oversize,
-                    FrameError::BadContentLength => CloseReason::Error,
+                    FrameError::BadContentLength | FrameError::ConflictingContentLength => CloseReason::Error,
                 });
             }
         }

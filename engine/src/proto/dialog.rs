@@ -421,10 +421,11 @@ impl DialogIndex {
     }
 }
 
-/// The URI of the first Contact of `msg`.
+/// The URI of the first Contact of `msg` that sipark can send a request
+/// to (SIP, SIPS or tel).
 pub fn first_contact<'m>(msg: &SipMessage<'m>) -> Option<&'m [u8]> {
     msg.contacts().find_map(|c| match c {
-        Ok(Contact::Addr(na)) => Some(na.uri.raw),
+        Ok(Contact::Addr(na)) if na.uri.is_supported() => Some(na.uri.raw),
         _ => None,
     })
 }

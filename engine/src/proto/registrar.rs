@@ -136,6 +136,8 @@ impl Registrar {
         for c in msg.contacts() {
             match c {
                 Ok(Contact::Star) => star = true,
+                // sipark sends its NOTIFYs to the contacts it keeps.
+                Ok(Contact::Addr(na)) if !na.uri.is_supported() => return Err(Reject::UnsupportedContact),
                 Ok(Contact::Addr(na)) => {
                     let exp = match na.param(b"expires") {
                         Some(Some(v)) => std::str::from_utf8(v)

@@ -24,8 +24,10 @@ pub enum Reject {
     BadRequest(&'static str),
     /// 481: no such dialog or transaction.
     NoDialog,
-    /// 405, with `Allow`.
+    /// 405, with `Allow`: a method sipark knows and does not accept here.
     MethodNotAllowed,
+    /// 501, with `Allow`: a method sipark does not know (§8.2.1).
+    NotImplemented,
     /// 489: no event package can be subscribed to.
     BadEvent,
     /// 500: an in-dialog request older than the last one (§12.2.2).
@@ -89,8 +91,13 @@ pub enum Reject {
     /// 488: the parked party answered a delayed-offer retrieve without an offer.
     PartyMadeNoOffer,
 
-    /// 400: a REGISTER whose To names no extension.
+    /// 404: a REGISTER whose To is no address of the tenant: it names no
+    /// extension (§10.3 step 5).
     NoExtension,
+    /// 400: a REGISTER whose To is not a SIP or SIPS URI (§10.2).
+    ToNotSip,
+    /// 400: a Contact of a scheme sipark cannot send requests to.
+    UnsupportedContact,
     /// 400: a REGISTER's Expires header cannot be read.
     BadExpires,
     /// 400: a Contact's `expires` parameter cannot be read.
@@ -124,6 +131,7 @@ impl Reject {
             BadRequest(r) | BadCredentials(r) => (400, r),
             NoDialog | ReplacesNoDialog => (481, "Call/Transaction Does Not Exist"),
             MethodNotAllowed => (405, "Method Not Allowed"),
+            NotImplemented => (501, "Not Implemented"),
             BadEvent => (489, "Bad Event"),
             CSeqOutOfOrder => (500, "CSeq Out of Order"),
             Glare | Busy491 | PartyGlare => (491, "Request Pending"),
@@ -151,7 +159,9 @@ impl Reject {
             PartyUnavailable => (480, "Parked Party Unavailable"),
             PartyRefused => (480, "Parked Party Refused"),
             PartyMadeNoOffer => (488, "Parked Party Made No Offer"),
-            NoExtension => (400, "To URI has no extension"),
+            NoExtension => (404, "Not Found"),
+            ToNotSip => (400, "To is not a SIP URI"),
+            UnsupportedContact => (400, "Unsupported Contact URI scheme"),
             BadExpires => (400, "Bad Expires header"),
             BadExpiresParam => (400, "Bad expires parameter"),
             StarNeedsZero => (400, "Contact * needs Expires: 0 alone"),
@@ -169,7 +179,7 @@ impl Reject {
     /// value written for it.
     pub fn header(self, scratch: &mut Vec<u8>) -> Option<(&'static str, &[u8])> {
         Some(match self {
-            Reject::MethodNotAllowed => ("Allow", ALLOW),
+            Reject::MethodNotAllowed | Reject::NotImplemented => ("Allow", ALLOW),
             Reject::UnsupportedMedia => ("Accept", b"application/sdp"),
             Reject::ParkCapacity => ("Retry-After", b"30"),
             Reject::RegistrarFull => ("Retry-After", b"60"),
@@ -190,8 +200,8 @@ impl Reject {
             ParkCapacity | RegistrarFull => Some(&stats.overload_rejects),
             SourceNotTrusted | AnotherUser | Forbidden => Some(&stats.auth_failures),
             // Protocol-level answers, whatever the request was for.
-            BadCredentials(_) | NoDialog | MethodNotAllowed | BadEvent | CSeqOutOfOrder | Glare | Busy491
-            | Terminated | RequestTimeout | NotBridged | BadRequest(_) => None,
+            BadCredentials(_) | NoDialog | MethodNotAllowed | NotImplemented | BadEvent | CSeqOutOfOrder | Glare
+            | Busy491 | Terminated | RequestTimeout | NotBridged | BadRequest(_) => None,
             _ => match intent {
                 Intent::Park => Some(&stats.parks_rejected),
                 Intent::Retrieve => Some(&stats.retrieves_failed),

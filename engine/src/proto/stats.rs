@@ -65,7 +65,8 @@ stats! {
     Counter datagrams_out,
     /// Sends the kernel refused (logged at debug level).
     Counter send_errors,
-    /// Datagrams that did not parse (answered 400 when possible).
+    /// Messages that did not parse, and requests refused at the front door
+    /// as malformed (answered 400, 416 or 505 when possible).
     Counter parse_errors,
     /// Datagrams dropped without an answer (unreadable, or responses nobody waits for).
     Counter dropped,

@@ -77,6 +77,7 @@ impl Park {
             Method::Refer => cx.reject(server, msg, Reject::NotBridged, Intent::Other),
             Method::Invite | Method::Update => self.reoffer(cx, msg, method, server, id),
             Method::Info | Method::Options => cx.txns.respond(cx.env, cx.now, server, msg, &Response::new(200, "OK")),
+            Method::Other(_) => cx.reject(server, msg, Reject::NotImplemented, Intent::Other),
             _ => cx.reject(server, msg, Reject::MethodNotAllowed, Intent::Other),
         }
     }

@@ -15,7 +15,7 @@ use crate::proto::reject::Reject;
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{Method, SipMessage, Uri};
 use crate::proto::tu::Incoming;
-use crate::proto::txn::Transactions;
+use crate::proto::txn::{RequestKey, Transactions};
 
 struct Rig {
     env: Env,
@@ -75,7 +75,13 @@ impl Rig {
         let msg = SipMessage::parse(text.as_bytes()).expect("parse");
         let branch = format!("z9hG4bKi{n}");
         let now = self.now;
-        let server = self.txns.create(&mut self.env, now, Self::peer(), Method::Invite, branch.as_bytes());
+        let server = self.txns.create(
+            &mut self.env,
+            now,
+            Self::peer(),
+            Method::Invite,
+            &RequestKey::Branch { branch: branch.as_bytes(), host: b"10.0.0.1", port: Some(5062) },
+        );
         let ruri = Uri::parse(msg.request_uri().expect("ruri")).expect("uri");
         let cfg = Arc::clone(&self.env.cfg);
         let policy = cfg.defaults.clone();

@@ -1,9 +1,12 @@
-//! What a message meets first: the checks every request passes (headers
-//! that must be readable, an RFC 3261 branch, Max-Forwards, Require, the
-//! transaction cap), transaction matching, admission (trusted peers and
+//! What a message meets first: the answer to a request that could be read
+//! but is not well formed, the checks every request passes (headers that
+//! must be readable, a Request-URI scheme sipark serves, Max-Forwards,
+//! Require, the transaction cap), transaction matching (RFC 3261 §17.2.3,
+//! RFC 2543 fields without a magic cookie), admission (trusted peers and
 //! digest authentication, docs/decisions/0013), and dispatch to the layer
 //! that owns it. Responses go to the transaction layer, and from there to
-//! the owner of their client transaction.
+//! the owner of their client transaction. docs/decisions/0023 gives the
+//! answers to the RFC 4475 messages.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -19,10 +22,10 @@ use crate::proto::notify::Notifier;
 use crate::proto::park::parse_replaces;
 use crate::proto::reject::{Intent, Reject};
 use crate::proto::sip::Peer;
-use crate::proto::sip::parse::{HeaderName, Method, SipMessage};
+use crate::proto::sip::parse::{HeaderName, Method, ParseError, SipMessage};
 use crate::proto::sip::write::{ALLOW, finish, header, response_head};
 use crate::proto::tu::{Incoming, Owner};
-use crate::proto::txn::{Match, Reply, Response, TxnEvent};
+use crate::proto::txn::{Match, Reply, RequestKey, Response, TxnEvent};
 
 impl Shard {
     /// Answers `req` without a transaction (for requests that cannot have
@@ -42,46 +45,71 @@ impl Shard {
         }
     }
 
+    /// A message that was read but is not well formed ([`ParseError`] after
+    /// the header section: an unsupported SIP version, white space in the
+    /// Request-URI, a duplicated header, a bad Content-Length, a datagram
+    /// shorter than its Content-Length):
+    /// a request is answered 505 or 400 naming the fault (never an ACK), a
+    /// response dropped. Both are counted.
+    pub(super) fn on_malformed(&mut self, src: Peer, msg: &SipMessage<'_>, error: ParseError) {
+        self.env.stats.parse_errors.inc();
+        match msg.method() {
+            Some(method) if method != Method::Ack => {
+                let (code, reason) = error.answer();
+                self.reply_stateless(src, msg, code, reason, &[]);
+            }
+            _ => self.env.stats.dropped.inc(),
+        }
+    }
+
     /// A request must carry readable Via, From, To, Call-ID and CSeq, a
-    /// Request-URI, a CSeq method that is its own, and an RFC 3261 branch.
-    /// Returns the branch, or answers 400 (never an ACK) and returns `None`.
-    fn checked<'m>(&mut self, src: Peer, msg: &SipMessage<'m>, method: Method<'_>) -> Option<&'m [u8]> {
-        let reason = match (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id()) {
-            (Ok(cseq), Ok(via), Ok(_), Ok(_), Ok(_)) => {
+    /// Request-URI of a scheme sipark serves, and a CSeq method that is its
+    /// own (an unknown method goes on, to be answered 501). Returns its
+    /// transaction key, or answers 400 or 416 (never an ACK) and returns
+    /// `None`.
+    fn checked<'m>(&mut self, src: Peer, msg: &SipMessage<'m>, method: Method<'_>) -> Option<RequestKey<'m>> {
+        let (code, reason) = match (msg.cseq(), msg.top_via(), msg.from_hdr(), msg.to_hdr(), msg.call_id()) {
+            (Ok(cseq), Ok(_), Ok(_), Ok(_), Ok(_)) => {
                 // The top Via parsed above; the others must parse too.
                 if let Some(Err(e)) = msg.lower_vias().find(Result::is_err) {
-                    e.reason()
-                } else if msg.request_uri_parsed().is_none() {
-                    "Bad Request-URI"
-                } else if cseq.method != method && method != Method::Ack && method != Method::Cancel {
-                    "CSeq method does not match"
+                    (400, e.reason())
                 } else {
-                    match via.branch.filter(|b| b.len() > 7 && b[..7].eq_ignore_ascii_case(b"z9hG4bK")) {
-                        Some(branch) => return Some(branch),
-                        None => "Missing RFC 3261 branch",
+                    match msg.request_uri_parsed() {
+                        None => (400, "Bad Request-URI"),
+                        // §8.2.2.1 (RFC 4475 unkscm, novelsc).
+                        Some(uri) if !uri.is_supported() => (416, "Unsupported URI Scheme"),
+                        Some(_)
+                            if cseq.method != method
+                                && !matches!(method, Method::Ack | Method::Cancel | Method::Other(_)) =>
+                        {
+                            (400, "CSeq method does not match")
+                        }
+                        Some(_) => match RequestKey::of(msg) {
+                            Some(key) => return Some(key),
+                            None => (400, "Bad Request"),
+                        },
                     }
                 }
             }
-            (cseq, via, from, to, call_id) => [cseq.err(), via.err(), from.err(), to.err(), call_id.err()]
-                .into_iter()
-                .flatten()
-                .next()
-                .map_or("Bad Request", |e| e.reason()),
+            (cseq, via, from, to, call_id) => {
+                let e = [cseq.err(), via.err(), from.err(), to.err(), call_id.err()].into_iter().flatten().next();
+                (400, e.map_or("Bad Request", |e| e.reason()))
+            }
         };
         self.env.stats.parse_errors.inc();
         if method != Method::Ack {
-            self.reply_stateless(src, msg, 400, reason, &[]);
+            self.reply_stateless(src, msg, code, reason, &[]);
         }
         None
     }
 
     pub(super) fn on_request(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, method: Method<'_>) {
-        let Some(branch) = self.checked(src, msg, method) else { return };
+        let Some(key) = self.checked(src, msg, method) else { return };
         // Checked readable above.
         let (Ok(cseq), Ok(to), Ok(call_id)) = (msg.cseq(), msg.to_hdr(), msg.call_id()) else { return };
         match method {
             Method::Cancel => {
-                match self.txns.invite_of_cancel(branch) {
+                match self.txns.invite_of_cancel(&key) {
                     Some(invite) => {
                         self.reply_stateless(src, msg, 200, "OK", &[]);
                         let (mut cx, park) = self.parts(now);
@@ -92,7 +120,7 @@ impl Shard {
                 return;
             }
             Method::Ack => {
-                if self.txns.on_request(&mut self.env, now, method, branch) == Match::New {
+                if self.txns.on_request(&mut self.env, now, method, &key) == Match::New {
                     let (mut cx, park) = self.parts(now);
                     park.on_ack(&mut cx, src, msg, call_id, to.tag(), cseq.seq);
                 }
@@ -100,10 +128,13 @@ impl Shard {
             }
             _ => {}
         }
-        if self.txns.on_request(&mut self.env, now, method, branch) != Match::New {
+        if self.txns.on_request(&mut self.env, now, method, &key) != Match::New {
             return;
         }
-        if let Some(Ok(0)) = msg.max_forwards() {
+        // sipark is the endpoint of an out-of-dialog request, which it
+        // serves as if Max-Forwards were positive (RFC 4475 zeromf); an
+        // in-dialog one may be relayed to the other leg of a bridge.
+        if let (Some(Ok(0)), Some(_)) = (msg.max_forwards(), to.tag()) {
             self.reply_stateless(src, msg, 483, "Too Many Hops", &[]);
             return;
         }
@@ -128,7 +159,7 @@ impl Shard {
             self.reply_stateless(src, msg, 503, "Service Unavailable", &[("Retry-After", b"5")]);
             return;
         }
-        let server = self.txns.create(&mut self.env, now, src, method, branch);
+        let server = self.txns.create(&mut self.env, now, src, method, &key);
         match to.tag() {
             Some(tag) => {
                 let (mut cx, park) = self.parts(now);
@@ -155,6 +186,7 @@ impl Shard {
             // unsolicited, so there is no Allow-Events to list.
             Method::Subscribe | Method::Notify => Reject::BadEvent,
             Method::Bye | Method::Info | Method::Update | Method::Prack => Reject::NoDialog,
+            Method::Other(_) => Reject::NotImplemented,
             _ => Reject::MethodNotAllowed,
         };
         let (mut cx, _) = self.parts(now);
@@ -261,7 +293,16 @@ impl Shard {
         let req = AuthRequest { method: method.as_bytes(), uri, realm: &realm };
         let unix = self.env.unix(now);
         let mut stale = false;
-        let creds = msg.headers().iter().filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization")).take(4);
+        // Credentials of another scheme are none (RFC 4475 regaut01): the
+        // request is challenged.
+        let digest = |v: &[u8]| {
+            v.len() >= 6 && v[..6].eq_ignore_ascii_case(b"Digest") && v.get(6).is_none_or(|b| b.is_ascii_whitespace())
+        };
+        let creds = msg
+            .headers()
+            .iter()
+            .filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization") && digest(h.value))
+            .take(4);
         for h in creds {
             let verdict = self.auth.verify(h.value, &req, unix, |u| {
                 std::str::from_utf8(u).ok().and_then(|u| policy.users.get(u)).map(|p| &*p.0)
@@ -291,10 +332,13 @@ impl Shard {
     fn on_register(&mut self, now: Instant, src: Peer, msg: &SipMessage<'_>, server: ServerId) {
         let Ok(to) = msg.to_hdr() else { return };
         let result = (|| {
-            let user = to.uri.user.filter(|u| is_extension(u)).ok_or(Reject::NoExtension)?;
+            if !to.uri.is_sip() {
+                return Err(Reject::ToNotSip);
+            }
             let tenant = to.uri.host;
             let cfg = Arc::clone(&self.env.cfg);
             let policy = cfg.tenant(tenant).ok_or(Reject::UnknownTenant)?;
+            let user = to.uri.user.filter(|u| is_extension(u)).ok_or(Reject::NoExtension)?;
             if !self.admit(now, Incoming { src, msg, server }, tenant, policy, user, Intent::Other) {
                 return Ok(());
             }

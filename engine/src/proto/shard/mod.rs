@@ -142,20 +142,32 @@ impl Shard {
     }
 
     /// Handles one message from `src`: a datagram, or one message framed
-    /// out of a stream connection. Unparsable bytes are counted and dropped
-    /// (nothing in them can be trusted to answer with).
+    /// out of a stream connection. A request that could be read but is not
+    /// well formed is answered (505, 400); other unparsable bytes are
+    /// counted and dropped (nothing in them can be trusted to answer with).
     pub fn handle<'a, 'b: 'a>(&mut self, now: Instant, src: impl Into<Peer>, input: impl Into<Input<'a, 'b>>) {
         let src = src.into();
         match input.into() {
             Input::Parsed(msg) => self.message(now, src, msg),
-            Input::Bytes(data) => match SipMessage::parse_in(data, &mut None) {
-                Ok(msg) => self.message(now, src, msg),
-                Err(e) => {
-                    self.env.stats.parse_errors.inc();
-                    self.env.stats.dropped.inc();
-                    tracing::debug!(shard = self.env.shard, peer = %src, error = e.reason(), "unparsable datagram dropped");
+            Input::Bytes(data) => {
+                let mut slot = None;
+                let error = match SipMessage::parse_in(data, &mut slot) {
+                    Ok(msg) => {
+                        self.message(now, src, msg);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                match (error, &slot) {
+                    (None, _) => {}
+                    (Some(e), Some(msg)) => self.on_malformed(src, msg, e),
+                    (Some(e), None) => {
+                        self.env.stats.parse_errors.inc();
+                        self.env.stats.dropped.inc();
+                        tracing::debug!(shard = self.env.shard, peer = %src, error = e.reason(), "unparsable datagram dropped");
+                    }
                 }
-            },
+            }
         }
         self.update_gauges();
     }

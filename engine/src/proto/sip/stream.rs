@@ -19,8 +19,8 @@
 //! that follows (a body without the header would have been unreadable
 //! anyway). A message whose header section and body together would exceed
 //! the cap ([`DEFAULT_MAX_MESSAGE`] unless set), or whose `Content-Length`
-//! is not a number, is a [`FrameError`]: the framing is lost and the
-//! connection must be closed.
+//! is not a number or is given twice with different values, is a
+//! [`FrameError`]: the framing is lost and the connection must be closed.
 //!
 //! The buffer never holds more than the cap plus one read's worth of bytes,
 //! and bytes are scanned once however they are split across reads.
@@ -56,6 +56,9 @@ pub enum FrameError {
     /// `Content-Length` is not a decimal number.
     #[error("unreadable Content-Length")]
     BadContentLength,
+    /// Two `Content-Length` headers with different values.
+    #[error("conflicting Content-Length headers")]
+    ConflictingContentLength,
 }
 
 /// One connection's receive buffer and framing state.
@@ -220,12 +223,13 @@ enum Step {
     Message(usize, usize),
 }
 
-/// The value of the first `Content-Length` (or `l`) header in a complete
-/// header section, 0 when there is none.
+/// The `Content-Length` (or `l`) of a complete header section, 0 when
+/// there is none. A value that is not a number, or two that differ (RFC
+/// 4475 mcl01), leave no way to find where the message ends.
 fn content_length(head: &[u8]) -> Result<usize, FrameError> {
-    // Skip the start line.
-    let mut lines = head.split(|&b| b == b'\n').skip(1);
-    for line in lines.by_ref() {
+    let mut found: Option<u64> = None;
+    // Skip the start line, and the continuation lines of folded values.
+    for line in head.split(|&b| b == b'\n').skip(1).filter(|l| !matches!(l.first(), Some(b' ' | b'\t'))) {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
@@ -238,9 +242,12 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
             return Err(FrameError::BadContentLength);
         }
         let n = value.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
-        return usize::try_from(n).map_err(|_| FrameError::BadContentLength);
+        if found.is_some_and(|f| f != n) {
+            return Err(FrameError::ConflictingContentLength);
+        }
+        found = Some(n);
     }
-    Ok(0)
+    usize::try_from(found.unwrap_or(0)).map_err(|_| FrameError::BadContentLength)
 }
 
 #[cfg(test)]

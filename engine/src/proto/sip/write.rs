@@ -110,8 +110,7 @@ fn write_received(out: &mut Vec<u8>, src: SocketAddr) {
 /// (Via, From, To, Call-ID, CSeq). `to_tag` is added to To when the
 /// request's To has no tag. The caller adds more headers, then [`finish`].
 ///
-/// Returns false if `req` lacks a header a response must copy; nothing
-/// useful can then be sent.
+/// Returns false if `req` has no Via; nothing useful can then be sent.
 pub fn response_head(
     out: &mut Vec<u8>,
     req: &SipMessage<'_>,
@@ -149,19 +148,18 @@ struct Copied {
 /// the tag for a To without one) the tag goes in To and the Record-Route
 /// lines only where the code calls for them; for a template, both are left
 /// to [`ResponseTemplate::write`] and every Record-Route line is written.
-/// `None` when `req` lacks a header a response must copy (`out` then holds
-/// a part of the headers).
+///
+/// A request whose From, To, Call-ID or CSeq cannot be read is still
+/// answered (RFC 4475 quotbal, insuf, unksm2): each is copied as received,
+/// or left out when absent, and a To that cannot be read gets no tag.
+/// `None` when `req` has no Via, which a response is matched on (`out`
+/// then holds a part of the headers).
 fn copy_headers(
     out: &mut Vec<u8>,
     req: &SipMessage<'_>,
     src: SocketAddr,
     now: Option<(u16, Option<&[u8]>)>,
 ) -> Option<Copied> {
-    let (Ok(to), Ok(call_id), Some(from), Some(cseq)) =
-        (req.to_hdr(), req.call_id(), req.header(HeaderName::From), req.header(HeaderName::CSeq))
-    else {
-        return None;
-    };
     let start = out.len();
     let at = |out: &Vec<u8>| u32::try_from(out.len() - start).unwrap_or(u32::MAX);
     // Via lines are copied as received (§8.2.6.2), so that even a request
@@ -187,18 +185,30 @@ fn copy_headers(
     if !any_via {
         return None;
     }
-    header(out, "From", from);
-    out.extend_from_slice(b"To: ");
-    out.extend_from_slice(to.raw);
-    let to_end = at(out);
-    let to_tagged = to.tag().is_some();
-    if let (false, Some((_, Some(tag)))) = (to_tagged, now) {
-        out.extend_from_slice(b";tag=");
-        out.extend_from_slice(tag);
+    if let Some(from) = req.header(HeaderName::From) {
+        header(out, "From", from);
     }
-    out.extend_from_slice(b"\r\n");
-    header(out, "Call-ID", call_id);
-    header(out, "CSeq", cseq);
+    // A To that cannot be read is copied whole, and gets no tag.
+    let (to_raw, to_tagged) = match req.to_hdr() {
+        Ok(to) => (Some(to.raw), to.tag().is_some()),
+        Err(_) => (req.header(HeaderName::To), true),
+    };
+    let mut to_end = at(out);
+    if let Some(raw) = to_raw {
+        out.extend_from_slice(b"To: ");
+        out.extend_from_slice(raw);
+        to_end = at(out);
+        if let (false, Some((_, Some(tag)))) = (to_tagged, now) {
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(tag);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    for name in [HeaderName::CallId, HeaderName::CSeq] {
+        if let Some(value) = req.header(name) {
+            header(out, name.as_str(), value);
+        }
+    }
     let rr_start = at(out);
     // A response that can create a dialog carries the Record-Route set (§12.1.1).
     let dialog = now.is_none_or(|(code, _)| (101..300).contains(&code));
@@ -229,7 +239,7 @@ pub struct ResponseTemplate {
 
 impl ResponseTemplate {
     /// The template of responses to `req`, received from `src`; `None` when
-    /// `req` lacks a header a response must copy.
+    /// `req` has no Via.
     pub fn of(req: &SipMessage<'_>, src: SocketAddr) -> Option<ResponseTemplate> {
         let mut out = Vec::with_capacity(256);
         let Copied { to_end, rr, to_tagged } = copy_headers(&mut out, req, src, None)?;

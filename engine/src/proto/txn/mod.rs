@@ -30,6 +30,7 @@
 //! | L/M | INVITE server/client | 64·T1 | RFC 6026 Accepted state |
 
 pub mod client;
+mod key;
 pub mod server;
 
 use std::time::{Duration, Instant};
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 
 pub use client::{ClientState, ClientTxn, ResponseEffect};
+pub use key::RequestKey;
 pub use server::{ServerState, ServerTxn};
 
 use super::env::Env;
@@ -92,7 +94,7 @@ enum Key {
 
 struct ServerEntry {
     txn: ServerTxn,
-    /// Key in the index: branch, `|`, method class.
+    /// Key in the index: [`RequestKey::write`] in its method class.
     key: Box<[u8]>,
     /// Its hash in the index.
     hash: u64,
@@ -198,7 +200,7 @@ pub enum TxnEvent<O> {
 /// How a request matched (§17.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Match {
-    /// No transaction has this branch and method: a new request.
+    /// No transaction has this key and method: a new request.
     New,
     /// A retransmission: absorbed, and the last response sent again.
     Retransmission,
@@ -224,7 +226,10 @@ pub struct Transactions<O> {
     compact_at: usize,
     /// Removals until the tables are next checked for capacity to give back.
     give_back_in: u32,
+    /// The index key last looked up (hashed in `key_hash`), and the one
+    /// being written.
     key: Vec<u8>,
+    next_key: Vec<u8>,
 }
 
 impl<O: Copy> Transactions<O> {
@@ -240,6 +245,7 @@ impl<O: Copy> Transactions<O> {
             compact_at: MIN_COMPACT,
             give_back_in: GIVE_BACK_EVERY,
             key: Vec::new(),
+            next_key: Vec::new(),
         }
     }
 
@@ -259,21 +265,16 @@ impl<O: Copy> Transactions<O> {
         self.client.values().any(|c| c.txn.pending())
     }
 
-    /// Writes the index key of `branch` in `class`, and its hash (kept
-    /// while the key stays the same: a new request is looked up, then
-    /// created, under one key).
-    fn index_key(&mut self, branch: &[u8], class: &[u8]) {
-        let same = self.key.len() == branch.len() + 1 + class.len()
-            && self.key.starts_with(branch)
-            && self.key.ends_with(class)
-            && self.key[branch.len()] == b'|';
-        if same && self.key_hash.is_some() {
+    /// Writes the index key of `key` in `class`, and its hash (kept while
+    /// the key stays the same: a new request is looked up, then created,
+    /// under one key).
+    fn index_key(&mut self, key: &RequestKey<'_>, class: Method<'_>) {
+        self.next_key.clear();
+        key.write(class, &mut self.next_key);
+        if self.next_key == self.key && self.key_hash.is_some() {
             return;
         }
-        self.key.clear();
-        self.key.extend_from_slice(branch);
-        self.key.push(b'|');
-        self.key.extend_from_slice(class);
+        std::mem::swap(&mut self.key, &mut self.next_key);
         self.key_hash = Some(self.hasher.bytes(&self.key));
     }
 
@@ -282,21 +283,21 @@ impl<O: Copy> Transactions<O> {
     }
 
     /// The class a request matches in: ACK with its INVITE.
-    fn class(method: Method<'_>) -> &[u8] {
+    fn class(method: Method<'_>) -> Method<'_> {
         match method {
-            Method::Ack | Method::Invite => b"INVITE",
-            m => m.as_bytes(),
+            Method::Ack | Method::Invite => Method::Invite,
+            m => m,
         }
     }
 
     // ----- server transactions ------------------------------------------
 
-    /// Matches a request from `src` with top Via `branch` (§17.2.3) and
+    /// Matches a request with matching key `key` (§17.2.3) and
     /// absorbs what is not new: a retransmission gets the last response
     /// again, the ACK of a non-2xx is taken. An ACK that matches nothing
     /// (a 2xx's ACK) is [`Match::New`]: it belongs to the dialog.
-    pub fn on_request(&mut self, env: &mut Env, now: Instant, method: Method<'_>, branch: &[u8]) -> Match {
-        self.index_key(branch, Self::class(method));
+    pub fn on_request(&mut self, env: &mut Env, now: Instant, method: Method<'_>, key: &RequestKey<'_>) -> Match {
+        self.index_key(key, Self::class(method));
         let Some(id) = self.find_key() else { return Match::New };
         if method == Method::Ack {
             let completed = self.server.get(&id).is_some_and(|e| e.txn.state == ServerState::Completed);
@@ -310,9 +311,10 @@ impl<O: Copy> Transactions<O> {
         Match::Retransmission
     }
 
-    /// The INVITE transaction a CANCEL with `branch` names, if it exists.
-    pub fn invite_of_cancel(&mut self, branch: &[u8]) -> Option<ServerId> {
-        self.index_key(branch, b"INVITE");
+    /// The INVITE transaction a CANCEL with key `key` names, if it exists
+    /// (§9.2: the same branch and sent-by, or RFC 2543 fields).
+    pub fn invite_of_cancel(&mut self, key: &RequestKey<'_>) -> Option<ServerId> {
+        self.index_key(key, Method::Invite);
         self.find_key()
     }
 
@@ -331,9 +333,16 @@ impl<O: Copy> Transactions<O> {
     }
 
     /// Starts the server transaction of a new request (not ACK) from `src`.
-    pub fn create(&mut self, env: &mut Env, now: Instant, src: Peer, method: Method<'_>, branch: &[u8]) -> ServerId {
+    pub fn create(
+        &mut self,
+        env: &mut Env,
+        now: Instant,
+        src: Peer,
+        method: Method<'_>,
+        key: &RequestKey<'_>,
+    ) -> ServerId {
         let id = env.ids.server();
-        self.index_key(branch, Self::class(method));
+        self.index_key(key, Self::class(method));
         let key: Box<[u8]> = self.key.as_slice().into();
         let hash = self.key_hash();
         let kind = if method == Method::Invite { Kind::Invite } else { Kind::NonInvite };

@@ -301,6 +301,11 @@ fn timer_b_reports_the_timeout_to_the_owner_once() {
     assert_eq!(txns.live(), 0);
 }
 
+/// The key of a request from 10.0.0.1:5062 with `branch`.
+fn key_of(branch: &[u8]) -> RequestKey<'_> {
+    RequestKey::Branch { branch, host: b"10.0.0.1", port: Some(5062) }
+}
+
 fn request(branch: &str, method: &str) -> Vec<u8> {
     format!(
         "{method} sip:*68103@acme.example SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch={branch}\r\n\
@@ -315,13 +320,13 @@ fn a_2xx_never_acked_is_retransmitted_then_reported_to_its_call() {
     let (mut env, mut txns, now) = (env(), table(), Instant::now());
     let req = request("z9hG4bKa1", "INVITE");
     let msg = SipMessage::parse(&req).expect("parse");
-    assert_eq!(txns.on_request(&mut env, now, Method::Invite, b"z9hG4bKa1"), Match::New);
-    let id = txns.create(&mut env, now, addr(), Method::Invite, b"z9hG4bKa1");
+    assert_eq!(txns.on_request(&mut env, now, Method::Invite, &key_of(b"z9hG4bKa1")), Match::New);
+    let id = txns.create(&mut env, now, addr(), Method::Invite, &key_of(b"z9hG4bKa1"));
     let call = CallId::new(42).expect("non-zero");
     txns.set_call(id, call);
     txns.respond(&mut env, now, id, &msg, &Response::new(200, "OK").tag(b"t1"));
     assert!(sent(&mut env)[0].starts_with("SIP/2.0 200 OK\r\n"));
-    assert_eq!(txns.on_request(&mut env, now, Method::Invite, b"z9hG4bKa1"), Match::Retransmission);
+    assert_eq!(txns.on_request(&mut env, now, Method::Invite, &key_of(b"z9hG4bKa1")), Match::Retransmission);
     assert_eq!(sent(&mut env).len(), 1, "a retransmitted INVITE gets the 200 again");
     let mut events = Vec::new();
     while let Some(at) = txns.next_timeout() {
@@ -342,13 +347,17 @@ fn lingering_transactions_past_the_cap_end_oldest_first() {
         let branch = format!("z9hG4bKo{i}");
         let req = request(&branch, "OPTIONS");
         let msg = SipMessage::parse(&req).expect("parse");
-        let id = txns.create(&mut env, now, addr(), Method::Options, branch.as_bytes());
+        let id = txns.create(&mut env, now, addr(), Method::Options, &key_of(branch.as_bytes()));
         txns.respond(&mut env, now, id, &msg, &Response::new(200, "OK"));
     }
     assert_eq!((txns.lingering(), txns.live()), (2, 0));
     assert_eq!(env.stats.transactions_evicted.get(), 1);
-    assert_eq!(txns.on_request(&mut env, now, Method::Options, b"z9hG4bKo0"), Match::New, "the oldest is gone");
-    assert_eq!(txns.on_request(&mut env, now, Method::Options, b"z9hG4bKo2"), Match::Retransmission);
+    assert_eq!(
+        txns.on_request(&mut env, now, Method::Options, &key_of(b"z9hG4bKo0")),
+        Match::New,
+        "the oldest is gone"
+    );
+    assert_eq!(txns.on_request(&mut env, now, Method::Options, &key_of(b"z9hG4bKo2")), Match::Retransmission);
 }
 
 #[test]
@@ -360,7 +369,7 @@ fn tables_give_back_what_a_burst_left_once_it_has_passed() {
         let branch = format!("z9hG4bKb{i}");
         let req = request(&branch, "OPTIONS");
         let msg = SipMessage::parse(&req).expect("parse");
-        let id = txns.create(&mut env, now, addr(), Method::Options, branch.as_bytes());
+        let id = txns.create(&mut env, now, addr(), Method::Options, &key_of(branch.as_bytes()));
         txns.respond(&mut env, now, id, &msg, &Response::new(200, "OK"));
     }
     let peak = (txns.server.capacity(), txns.index.capacity(), txns.timers.capacity());
@@ -369,7 +378,7 @@ fn tables_give_back_what_a_burst_left_once_it_has_passed() {
     let later = now + Duration::from_secs(1);
     let req = request("z9hG4bKlast", "OPTIONS");
     let msg = SipMessage::parse(&req).expect("parse");
-    let last = txns.create(&mut env, later, addr(), Method::Options, b"z9hG4bKlast");
+    let last = txns.create(&mut env, later, addr(), Method::Options, &key_of(b"z9hG4bKlast"));
     txns.respond(&mut env, later, last, &msg, &Response::new(200, "OK"));
     while txns.lingering() > 1 {
         let at = txns.next_timeout().expect("a lingering transaction has a deadline");
@@ -379,5 +388,5 @@ fn tables_give_back_what_a_burst_left_once_it_has_passed() {
     let left = (txns.server.capacity(), txns.index.capacity(), txns.timers.capacity());
     assert!(left.0 <= MIN_SHRINK && left.1 <= MIN_SHRINK, "{left:?} after a peak of {peak:?}");
     assert!(left.2 <= MIN_SHRINK, "{left:?}");
-    assert_eq!(txns.on_request(&mut env, later, Method::Options, b"z9hG4bKlast"), Match::Retransmission);
+    assert_eq!(txns.on_request(&mut env, later, Method::Options, &key_of(b"z9hG4bKlast")), Match::Retransmission);
 }

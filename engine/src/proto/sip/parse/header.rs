@@ -205,7 +205,11 @@ pub(super) fn parse_host(s: &[u8]) -> Option<(&[u8], usize)> {
 // ---------------------------------------------------------------------------
 // Start line.
 
-pub(super) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
+/// The start line, and what is wrong with a request line that can still be
+/// read (the request is answered with it once its headers are read): an
+/// unsupported SIP version, a Request-URI with white space in it (RFC 4475
+/// lwsruri, lwsstart) or none.
+pub(super) fn parse_start_line(line: &[u8]) -> Result<(StartLine<'_>, Option<ParseError>), ParseError> {
     let line = trim_end(line);
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         let sp = memchr(b' ', line).unwrap_or(line.len());
@@ -226,30 +230,30 @@ pub(super) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError>
         if !(100..=699).contains(&code) {
             return Err(ParseError::StatusCode);
         }
-        return Ok(StartLine::Response { code, reason });
+        return Ok((StartLine::Response { code, reason }, None));
     }
     let sp1 = memchr(b' ', line).ok_or(ParseError::StartLine)?;
     let method = &line[..sp1];
     if method.is_empty() || !all_in(&TOKEN, method) {
         return Err(ParseError::StartLine);
     }
+    // The version is the last word; the Request-URI is what lies between.
     let rest = &line[sp1 + 1..];
-    // The Request-URI runs to the next space; a control byte or DEL in it
-    // spoils it (without a space at all the line is no request line).
-    let sp2 = run(&REQUEST_URI_CHAR, rest, 0);
-    match rest.get(sp2) {
-        Some(b' ') => {}
-        Some(_) if memchr(b' ', &rest[sp2..]).is_some() => return Err(ParseError::RequestUri),
-        _ => return Err(ParseError::StartLine),
-    }
-    let uri = &rest[..sp2];
-    if uri.is_empty() {
-        return Err(ParseError::RequestUri);
-    }
-    if !rest[sp2 + 1..].eq_ignore_ascii_case(b"SIP/2.0") {
+    let sp2 = memchr::memrchr(b' ', rest).ok_or(ParseError::StartLine)?;
+    let (uri, version) = (&rest[..sp2], &rest[sp2 + 1..]);
+    let defect = if version.eq_ignore_ascii_case(b"SIP/2.0") {
+        None
+    } else if version.len() > 4
+        && version[..4].eq_ignore_ascii_case(b"SIP/")
+        && version[4..].iter().all(|&b| b.is_ascii_digit() || b == b'.')
+    {
+        Some(ParseError::Version)
+    } else {
         return Err(ParseError::Version);
-    }
-    Ok(StartLine::Request { method: Method::from_bytes(method), uri })
+    };
+    // A space, a control byte or DEL spoils the Request-URI.
+    let defect = defect.or((uri.is_empty() || !all_in(&REQUEST_URI_CHAR, uri)).then_some(ParseError::RequestUri));
+    Ok((StartLine::Request { method: Method::from_bytes(method), uri }, defect))
 }
 
 // ---------------------------------------------------------------------------
@@ -445,7 +449,8 @@ pub(super) fn parse_uri(raw: &[u8]) -> Option<Uri<'_>> {
     uri_canonical(raw).or_else(|| uri_general(raw))
 }
 
-/// Any SIP, SIPS or tel URI.
+/// Any SIP, SIPS or tel URI, or any other absolute URI (its scheme and
+/// its whole text only).
 pub(super) fn uri_general(raw: &[u8]) -> Option<Uri<'_>> {
     if raw.is_empty() || !all_in(&URI_CHAR, raw) {
         return None;
@@ -478,7 +483,14 @@ pub(super) fn uri_general(raw: &[u8]) -> Option<Uri<'_>> {
         return Some(Uri { scheme, user: Some(number), host: &rest[..0], port: None, params, headers: None, raw });
     }
     if !(scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips")) {
-        return None;
+        // Another scheme (RFC 3261 §19.1.1 absoluteURI): kept whole, for a
+        // layer to refuse (416 in a Request-URI, §8.2.2.1) or to carry.
+        let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !scheme_ok || rest.is_empty() {
+            return None;
+        }
+        return Some(Uri { scheme, user: None, host: &rest[..0], port: None, params: &rest[..0], headers: None, raw });
     }
     let (user, hp) = match memchr(b'@', rest) {
         Some(at) => {

@@ -22,7 +22,7 @@ pub enum ParseError {
     StartLine,
     /// The Request-URI could not be parsed.
     RequestUri,
-    /// The SIP version is not `SIP/2.0`.
+    /// The SIP version is not `SIP/2.0` (a request is answered 505).
     Version,
     /// The status code is not three digits.
     StatusCode,
@@ -38,6 +38,9 @@ pub enum ParseError {
     Invalid(HeaderName),
     /// Content-Length is larger than the bytes that follow the headers.
     BodyTruncated,
+    /// A header that may appear once appears again (for Content-Length:
+    /// with another value); names it.
+    Duplicate(HeaderName),
 }
 
 /// Header names the engine knows, including their compact forms.
@@ -103,7 +106,8 @@ pub struct Header<'a> {
     pub value: &'a [u8],
 }
 
-/// A parsed SIP or SIPS URI, borrowing its bytes.
+/// A parsed URI, borrowing its bytes: SIP, SIPS and tel URIs in parts,
+/// any other scheme whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Uri<'a> {
     pub scheme: &'a [u8],
@@ -197,7 +201,14 @@ impl<'a> SipMessage<'a> {
     /// [`SipMessage::parse`] into `slot`, for a caller that keeps the
     /// message where it is: the header slots are most of a message's size
     /// (2.5 KiB), and a message returned by value is copied on the way
-    /// out. `slot` is `None` after an error.
+    /// out.
+    ///
+    /// After an error found once the whole header section was read (a
+    /// request line with an unsupported SIP version or a Request-URI with
+    /// white space in it, a duplicated header, a Content-Length that cannot
+    /// be read or is larger than the bytes that follow), `slot` holds the
+    /// message, without a body, so that a request can be answered with the
+    /// error ([`ParseError::answer`]). After any other error it is `None`.
     pub fn parse_in<'s>(buf: &'a [u8], slot: &'s mut Option<SipMessage<'a>>) -> Result<&'s SipMessage<'a>, ParseError> {
         let len = buf.len();
         let mut pos = 0;
@@ -208,7 +219,7 @@ impl<'a> SipMessage<'a> {
             return Err(ParseError::Incomplete);
         };
         let nl = pos + off;
-        let start = parse_start_line(&buf[pos..nl])?;
+        let (start, start_defect) = parse_start_line(&buf[pos..nl])?;
         // Filled in place as the lines are read (only the slots used are
         // written).
         let read = slot
@@ -224,18 +235,35 @@ impl<'a> SipMessage<'a> {
                 ruri: OnceCell::new(),
             })
             .read_headers(nl + 1);
-        if let Err(e) = read {
-            *slot = None;
-            return Err(e);
+        match read {
+            Err(e) => {
+                *slot = None;
+                Err(e)
+            }
+            Ok(defect) => match start_defect.or(defect) {
+                None => slot.as_ref().ok_or(ParseError::Incomplete),
+                Some(e) => {
+                    if let Some(m) = slot {
+                        m.body = &[];
+                    }
+                    Err(e)
+                }
+            },
         }
-        slot.as_ref().ok_or(ParseError::Incomplete)
     }
 
     /// Reads the header lines from `pos` on, and the body after them.
-    fn read_headers(&mut self, mut pos: usize) -> Result<(), ParseError> {
+    /// `Ok(Some(defect))`: the header section was read, but the message is
+    /// not well formed (a duplicated header, a bad Content-Length), and
+    /// has no body.
+    fn read_headers(&mut self, mut pos: usize) -> Result<Option<ParseError>, ParseError> {
         let buf = self.buf;
         let len = buf.len();
         let mut content_length: Option<&'a [u8]> = None;
+        // Headers that may appear once, seen so far (a bit per name), and
+        // the first one seen again.
+        let mut seen = 0u32;
+        let mut duplicate = None;
         let line_ends = Byte::new(b'\n');
         loop {
             // Blank line: end of the header section.
@@ -287,23 +315,40 @@ impl<'a> SipMessage<'a> {
                 }
             };
             let value = trim(&buf[value_start..value_end]);
-            if name == HeaderName::ContentLength && content_length.is_none() {
-                content_length = Some(value);
+            if name != HeaderName::Other && duplicate.is_none() {
+                let bit = 1u32 << (name as u32);
+                if seen & bit == 0 {
+                    seen |= bit;
+                    if name == HeaderName::ContentLength {
+                        content_length = Some(value);
+                    }
+                } else if name.duplicate_reason().is_some()
+                    && (name != HeaderName::ContentLength || content_length.map(parse_u32) != Some(parse_u32(value)))
+                {
+                    duplicate = Some(ParseError::Duplicate(name));
+                }
             }
             self.headers.try_push(Header { name, raw_name, value }).map_err(|_| ParseError::TooManyHeaders)?;
         }
 
+        if duplicate.is_some() {
+            return Ok(duplicate);
+        }
         let rest = &buf[pos..];
         let body = match content_length {
-            None => rest,
-            Some(v) => {
-                let cl = parse_u32(v).ok_or(ParseError::Invalid(HeaderName::ContentLength))?;
-                let cl = usize::try_from(cl).map_err(|_| ParseError::BodyTruncated)?;
-                rest.get(..cl).ok_or(ParseError::BodyTruncated)?
-            }
+            None => Some(rest),
+            Some(v) => match parse_u32(v).and_then(|cl| usize::try_from(cl).ok()) {
+                None => return Ok(Some(ParseError::Invalid(HeaderName::ContentLength))),
+                Some(cl) => rest.get(..cl),
+            },
         };
-        self.body = body;
-        Ok(())
+        match body {
+            Some(body) => {
+                self.body = body;
+                Ok(None)
+            }
+            None => Ok(Some(ParseError::BodyTruncated)),
+        }
     }
     /// The whole datagram.
     pub fn as_bytes(&self) -> &'a [u8] {
@@ -536,6 +581,19 @@ impl ParseError {
             ParseError::Missing(h) => h.missing_reason(),
             ParseError::Invalid(h) => h.invalid_reason(),
             ParseError::BodyTruncated => "Body shorter than Content-Length",
+            ParseError::Duplicate(h) => h.duplicate_reason().unwrap_or("Duplicate header"),
+        }
+    }
+
+    /// The status and reason phrase a request that failed to parse with
+    /// this error is answered with, when [`SipMessage::parse_in`] kept it:
+    /// 505 for an unsupported SIP version (RFC 3261 §21.5.5),
+    /// else 400 naming the bad part (§8.1.3.2, §18.3 for a datagram shorter
+    /// than its Content-Length).
+    pub fn answer(&self) -> (u16, &'static str) {
+        match self {
+            ParseError::Version => (505, "Version Not Supported"),
+            e => (400, e.reason()),
         }
     }
 }
@@ -567,10 +625,13 @@ impl<'a> CSeq<'a> {
 }
 
 impl<'a> Uri<'a> {
-    /// Parses a `sip:`, `sips:` or `tel:` URI (scheme case-insensitive).
+    /// Parses a `sip:`, `sips:` or `tel:` URI (scheme case-insensitive), or
+    /// any other absolute URI (RFC 3261 §19.1.1, `isbn:…`, `http://…`).
     ///
     /// For `tel:` the number is in `user`, `host` is empty and `params` are
-    /// the tel parameters. An IPv6 host keeps its brackets.
+    /// the tel parameters. Another scheme has only `scheme` and `raw`; its
+    /// `host` is empty ([`Uri::is_sip`] tells the schemes apart). An IPv6
+    /// host keeps its brackets.
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, ParseError> {
         parse_uri(raw).ok_or(ParseError::RequestUri)
     }
@@ -578,6 +639,15 @@ impl<'a> Uri<'a> {
     /// `Some(None)` when it has no value.
     pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
         find_param(self.params, name)
+    }
+    /// A `sip:` or `sips:` URI.
+    pub fn is_sip(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case(b"sip") || self.scheme.eq_ignore_ascii_case(b"sips")
+    }
+    /// A scheme sipark can serve a request for: SIP, SIPS or tel (§8.2.2.1:
+    /// any other is answered 416).
+    pub fn is_supported(&self) -> bool {
+        self.is_sip() || self.scheme.eq_ignore_ascii_case(b"tel")
     }
 }
 

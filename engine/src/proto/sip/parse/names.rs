@@ -141,6 +141,28 @@ impl HeaderName {
         };
         candidates.iter().find(|(n, _)| token_eq_ignore_case(n, name)).map_or(H::Other, |&(_, h)| h)
     }
+
+    /// The reason phrase of a 400 for a second instance of a header that
+    /// may appear once (RFC 3261 §7.3.1, §20; RFC 3515 §2.4.1 for
+    /// Refer-To); `None` for a header that may repeat or that sipark does
+    /// not read. Content-Length is only refused when the values differ.
+    pub(super) const fn duplicate_reason(self) -> Option<&'static str> {
+        use HeaderName as H;
+        Some(match self {
+            H::From => "Duplicate From header",
+            H::To => "Duplicate To header",
+            H::CallId => "Duplicate Call-ID header",
+            H::CSeq => "Duplicate CSeq header",
+            H::MaxForwards => "Duplicate Max-Forwards header",
+            H::ContentLength => "Conflicting Content-Length headers",
+            H::ContentType => "Duplicate Content-Type header",
+            H::Expires => "Duplicate Expires header",
+            H::Event => "Duplicate Event header",
+            H::ReferTo => "Duplicate Refer-To header",
+            H::ReferredBy => "Duplicate Referred-By header",
+            _ => return None,
+        })
+    }
 }
 
 /// Long name of the compact forms that map to [`HeaderName::Other`];

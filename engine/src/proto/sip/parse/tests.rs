@@ -485,7 +485,7 @@ Call-ID: has space\r\n\
 CSeq: 99999999999 OPTIONS\r\n\
 Via: SIP/2.0/UDP\r\n\
 From: <sip:a@b\r\n\
-To: <mailto:x@y>\r\n\
+To: <sip:x@>\r\n\
 Contact: <sip:a@b>, junk\r\n\
 Route: <sip:r>;lr junk\r\n\
 Record-Route: \r\n\
@@ -669,16 +669,29 @@ fn uri_forms() {
         b"sip:a%2@h",
         b"sip:a%zz@h",
         b"sip:<a>@h",
-        b"http://example.com",
-        b"mailto:a@b",
+        b"1http://example.com",
+        b"ht tp://example.com",
+        b"mailto:",
+        b":x",
         b"tel:",
         b"tel:+",
         b"tel:12z",
         b"sip:a@h\xff",
-        b"sipx:a@h",
     ] {
         assert_eq!(Uri::parse(bad), Err(ParseError::RequestUri), "{:?}", s(bad));
     }
+
+    // Other schemes (RFC 4475 unkscm, novelsc, unksm2) are kept whole.
+    for other in
+        [&b"http://example.com"[..], b"mailto:a@b", b"sipx:a@h", b"soap.beep://192.0.2.103:3002", b"isbn:2983792873"]
+    {
+        let u = Uri::parse(other).unwrap_or_else(|e| panic!("{e}: {:?}", s(other)));
+        assert_eq!((u.user, u.host, u.port, u.params, u.headers, u.raw), (None, &b""[..], None, &b""[..], None, other));
+        assert!(!u.is_sip() && !u.is_supported(), "{:?}", s(other));
+    }
+    assert_eq!(Uri::parse(b"sipx:a@h").unwrap().scheme, b"sipx");
+    assert!(Uri::parse(b"SIPS:a@h").unwrap().is_sip());
+    assert!(Uri::parse(b"tel:+1").unwrap().is_supported() && !Uri::parse(b"tel:+1").unwrap().is_sip());
 }
 
 #[test]
@@ -728,6 +741,12 @@ fn name_addr_forms() {
     assert_eq!(n.param(b"p"), Some(Some(&b"\"x;y\""[..])));
     assert_eq!(n.tag(), Some(&b"t"[..]));
 
+    let n = NameAddr::parse(b"<http://www.example.com>;tag=3234233").unwrap();
+    assert_eq!(
+        (n.uri.scheme, n.uri.raw, n.tag()),
+        (&b"http"[..], &b"http://www.example.com"[..], Some(&b"3234233"[..]))
+    );
+
     for bad in [
         &b""[..],
         b"<>",
@@ -741,7 +760,7 @@ fn name_addr_forms() {
         b"<sip:a@b>;p=\"open",
         b"Bo\x01b <sip:a@b>",
         b"nothing",
-        b"<mailto:a@b>",
+        b"<mailto:>",
     ] {
         assert_eq!(NameAddr::parse(bad), Err(ParseError::Invalid(HeaderName::Other)), "{:?}", s(bad));
     }

@@ -49,46 +49,97 @@ pub fn parse_roundtrip(data: &[u8]) {
     assert_eq!(fields(&first), fields(&second), "fields changed across a round trip");
 }
 
+/// A shard fed the way [`shard_datagrams`] feeds it: datagram `i` comes
+/// from [`source`]`(i)`, each after its clock step. [`seeds`] drives one to
+/// write inputs that the fuzzer then mutates.
+pub struct Driver {
+    pub shard: Shard,
+    pub now: Instant,
+    /// Datagrams fed so far.
+    pub fed: u16,
+}
+
+/// Where datagram `i` of an input comes from: six addresses in turn.
+pub fn source(i: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1 + (i % 3) as u8], 5060 + (i % 2)))
+}
+
+impl Driver {
+    /// A shard on the default configuration (every domain an open tenant),
+    /// its clock and ids fixed, so that the same input runs the same way.
+    pub fn new() -> Driver {
+        let start = Instant::now();
+        let wall = WallClock { at: start, unix: Duration::from_secs(1_795_000_000) };
+        Driver { shard: Shard::new(0, 1, Arc::new(Config::default()), wall, Seed::from_u64(0)), now: start, fed: 0 }
+    }
+
+    /// Moves the clock `step` × 10 ms, runs the timers, hands `dgram` to the
+    /// shard from the next source, and returns what the shard sent.
+    pub fn feed(&mut self, step: u8, dgram: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.now += Duration::from_millis(u64::from(step) * 10);
+        self.shard.handle_timeout(self.now);
+        self.shard.handle(self.now, source(self.fed), dgram);
+        self.fed = self.fed.wrapping_add(1);
+        self.drain()
+    }
+
+    /// What the shard sent, its buffers given back; its events dropped.
+    pub fn drain(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut sent = Vec::new();
+        while let Some(t) = self.shard.poll_transmit() {
+            sent.push((t.dst, t.payload.clone()));
+            self.shard.recycle(t.payload);
+        }
+        while self.shard.poll_event().is_some() {}
+        sent
+    }
+
+    /// Runs the clock to `end`, timer by timer.
+    pub fn run_until(&mut self, end: Instant) {
+        while let Some(at) = self.shard.poll_timeout().filter(|at| *at <= end) {
+            self.now = self.now.max(at);
+            self.shard.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+}
+
+impl Default for Driver {
+    fn default() -> Driver {
+        Driver::new()
+    }
+}
+
 /// Feeds a shard the datagrams encoded in `data` (each: one byte of clock
 /// step in 10 ms units, two bytes of length, the bytes) from a few source
 /// addresses, then runs its clock two hours on. Nothing may panic, and all
 /// state must drain: no transaction, parked call or binding survives.
 pub fn shard_datagrams(data: &[u8]) {
-    let start = Instant::now();
-    let wall = WallClock { at: start, unix: Duration::from_secs(1_795_000_000) };
-    let mut shard = Shard::new(0, 1, Arc::new(Config::default()), wall, Seed::from_u64(0));
-    let mut now = start;
+    let mut d = Driver::new();
     let mut rest = data;
-    let mut i = 0u16;
     while rest.len() >= 3 {
-        let step = u64::from(rest[0]) * 10;
+        let step = rest[0];
         let len = usize::from(u16::from_be_bytes([rest[1], rest[2]])).min(rest.len() - 3);
         let (dgram, tail) = rest[3..].split_at(len);
         rest = tail;
-        now += Duration::from_millis(step);
-        shard.handle_timeout(now);
-        let src = SocketAddr::from(([127, 0, 0, 1 + (i % 3) as u8], 5060 + (i % 2)));
-        shard.handle(now, src, dgram);
-        while let Some(t) = shard.poll_transmit() {
-            shard.recycle(t.payload);
-        }
-        while shard.poll_event().is_some() {}
-        i = i.wrapping_add(1);
+        d.feed(step, dgram);
     }
-    let end = now + Duration::from_secs(2 * 3600);
-    while let Some(at) = shard.poll_timeout().filter(|at| *at <= end) {
-        now = now.max(at);
-        shard.handle_timeout(now);
-        while let Some(t) = shard.poll_transmit() {
-            shard.recycle(t.payload);
-        }
-        while shard.poll_event().is_some() {}
-    }
-    let s = shard.stats();
+    let end = d.now + Duration::from_secs(2 * 3600);
+    d.run_until(end);
+    let s = d.shard.stats();
     assert_eq!(s.transactions.get(), 0, "transactions left after two hours");
     assert_eq!(s.parked.get(), 0, "parked calls left after two hours");
     assert_eq!(s.bindings.get(), 0, "bindings left after two hours");
 }
+
+/// Appends one datagram to a [`shard_datagrams`] input.
+pub fn frame(out: &mut Vec<u8>, step: u8, dgram: &[u8]) {
+    out.push(step);
+    out.extend_from_slice(&(dgram.len() as u16).to_be_bytes());
+    out.extend_from_slice(dgram);
+}
+
+pub mod seeds;
 
 #[cfg(test)]
 mod tests {
@@ -151,12 +202,6 @@ mod tests {
             let base = &corpus[rng.below(corpus.len())];
             parse_roundtrip(&mutate(&mut rng, base));
         }
-    }
-
-    fn frame(out: &mut Vec<u8>, step: u8, dgram: &[u8]) {
-        out.push(step);
-        out.extend_from_slice(&(dgram.len() as u16).to_be_bytes());
-        out.extend_from_slice(dgram);
     }
 
     #[test]

@@ -39,9 +39,12 @@
 //! * `cargo xtask perf [--seconds S] [--warmup W] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]`:
 //!   `perf record -g` on a sipark built with the `profiling` profile and frame pointers while
 //!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
+//! * `cargo xtask fuzz {parse_roundtrip|shard_datagrams} [--seconds S]`: a seeded `cargo +nightly
+//!   fuzz run` with the SIP dictionary, then executions, coverage and any crash (see fuzz.rs).
 
 mod compare;
 mod floor;
+mod fuzz;
 mod icount;
 mod parked;
 mod perf;
@@ -93,6 +96,10 @@ tasks:
           [--parks-per-minute N] [--hold SECS]
                    traditional park spots (Kamailio registrar + presence, BLF dialog
                    subscriptions) vs sipark: messages and CPU seconds per hour
+  fuzz {parse_roundtrip|shard_datagrams} [--seconds S]
+                   cargo +nightly fuzz run for S seconds (default 60), seeded from the
+                   parser corpus, the RFC 4475 messages and a whole park cycle, with
+                   fuzz/sip.dict; executions, coverage and any crash
   install-deps     run scripts/install-deps.sh only";
 
 fn main() -> ExitCode {
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         Some("sipp") => sipp::sipp(&rest),
         Some("perf") => perf::perf(&rest),
         Some("compare") => compare::compare(&rest),
+        Some("fuzz") => fuzz::fuzz(&rest),
         Some("install-deps") => match install_deps() {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,

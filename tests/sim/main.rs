@@ -15,6 +15,7 @@ mod auth;
 mod chaos;
 mod events;
 mod groups;
+mod guard;
 mod isolation;
 mod offer;
 mod park;

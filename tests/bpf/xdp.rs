@@ -351,7 +351,8 @@ fn banned_sources_are_dropped_until_their_ban_ends() {
     );
     expect_counts(&t, &[(reason::DROP_BANNED, 3), (reason::PASS, 4), (reason::PASS_NOT_OURS, 1)], "bans");
     // The program deleted the entry it found over; the others stay.
-    let mut left: Vec<[u8; 16]> = bans.entries().unwrap_or_else(|e| panic!("{e}")).into_iter().map(|(k, _)| k).collect();
+    let mut left: Vec<[u8; 16]> =
+        bans.entries().unwrap_or_else(|e| panic!("{e}")).into_iter().map(|(k, _)| k).collect();
     left.sort_unstable();
     let mut want = vec![src("192.0.2.1"), src("2001:db8:1:2::1")];
     want.sort_unstable();

@@ -243,7 +243,7 @@ impl Guard {
             let Some(r) = self.user(key, now) else { return };
             let n = r.budget.fail(now, p.window);
             r.idle_at = r.idle_at.max(r.budget.start + p.window);
-            if n >= p.user_failures && !r.locked_until.is_some_and(|u| u > now) {
+            if n >= p.user_failures && r.locked_until.is_none_or(|u| u <= now) {
                 let d = ban_time(&p, r.offences);
                 r.offences = r.offences.saturating_add(1);
                 r.locked_until = Some(now + d);

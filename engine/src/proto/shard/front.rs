@@ -274,7 +274,6 @@ impl Shard {
                     None => Lookup::Unknown,
                 }
             });
-            let cfg = Arc::clone(&self.env.cfg);
             match verdict {
                 Verdict::Ok(name) if name == user => {
                     self.guard.success(now, &realm, &name, ip);
@@ -283,11 +282,13 @@ impl Shard {
                 Verdict::Ok(_) => return refuse(self, Reject::AnotherUser),
                 Verdict::WrongPassword(name) => {
                     debug!(src = %src.addr, "digest authentication failed");
+                    let cfg = Arc::clone(&self.env.cfg);
                     self.guard.failure(now, ip, Some((&realm, &name)), &cfg);
                     return refuse(self, Reject::Forbidden);
                 }
                 Verdict::UnknownUser => {
                     debug!(src = %src.addr, "digest authentication failed");
+                    let cfg = Arc::clone(&self.env.cfg);
                     self.guard.failure(now, ip, None, &cfg);
                     return refuse(self, Reject::Forbidden);
                 }

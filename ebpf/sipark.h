@@ -39,6 +39,7 @@
 #define SIPARK_MAX_TENANTS 65536
 #define SIPARK_MAX_BUCKETS 65536
 #define SIPARK_MAX_BLOCK 16384
+#define SIPARK_MAX_BANS 65536
 #define SIPARK_MAX_SOCKS 1024
 /* Longest domain the parity program accepts. */
 #define SIPARK_PARITY_MAX 300
@@ -66,7 +67,8 @@ enum sipark_reason {
 	SIPARK_DROP_BLOCKED = 5,        /* source in sipark_block */
 	SIPARK_PASS_NOT_OURS = 6,       /* not UDP to our ports: untouched */
 	SIPARK_PASS_UNPARSED = 7,       /* fragments, IPv6 ext headers, QinQ */
-	SIPARK_N_REASONS = 8,
+	SIPARK_DROP_BANNED = 8,         /* source in sipark_bans, ban not over */
+	SIPARK_N_REASONS = 9,
 };
 
 /* sk_reuseport outcomes: index into the per-CPU array sipark_sstats. */
@@ -110,6 +112,20 @@ struct sipark_lpm_key {
 	__u32 prefixlen;
 	__u8 addr[16];
 }; /* 20 bytes */
+
+/* sipark_bans: HASH, key = the banned source: an IPv4 address as
+ * ::ffff:a.b.c.d, or an IPv6 /64 (bytes 8..15 zero). Written by user space
+ * when a shard bans a source for failed digest responses (ADR 0019);
+ * until_ns is CLOCK_MONOTONIC (bpf_ktime_get_ns). The program drops the
+ * source's datagrams until then, and deletes an entry it finds expired;
+ * user space sweeps the others. */
+struct sipark_ban_key {
+	__u8 addr[16];
+}; /* 16 bytes */
+
+struct sipark_ban {
+	__u64 until_ns;
+}; /* 8 bytes */
 
 /* sipark_scanners: ARRAY[16]. Lowercase User-Agent prefix; len 0 = unused. */
 struct sipark_sig {

@@ -4,7 +4,8 @@
  *
  * Frames that are not UDP to one of sipark_cfg.ports pass untouched
  * (counted as not_ours). For SIP traffic, in order: source blocklist,
- * "is it SIP at all", scanner User-Agents, then per-tenant admission
+ * banned sources (sipark_bans: digest guessers, with an expiry), "is it
+ * SIP at all", scanner User-Agents, then per-tenant admission
  * (strict mode: only known tenants) and a GCRA rate limit per tenant.
  * Every verdict is counted in sipark_counters (enum sipark_reason).
  *
@@ -60,6 +61,15 @@ struct {
 	__type(value, __u8);
 } sipark_block SEC(".maps");
 
+/* Hash (3.19): bans user space writes, each with its end. A full map
+ * refuses new bans (user space counts that); the shard still drops them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SIPARK_MAX_BANS);
+	__type(key, struct sipark_ban_key);
+	__type(value, struct sipark_ban);
+} sipark_bans SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SIPARK_N_SCANNERS);
@@ -100,6 +110,7 @@ static __always_inline int verdict(__u32 reason)
 	case SIPARK_DROP_RATE:
 	case SIPARK_DROP_SCANNER:
 	case SIPARK_DROP_BLOCKED:
+	case SIPARK_DROP_BANNED:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;
@@ -310,6 +321,25 @@ static __always_inline int sipark_admit(__u32 h, __u32 rate, __u32 burst)
 	return 1;
 }
 
+/* Whether the source in key (an LPM key's address) is banned now. An
+ * IPv6 source is looked up by its /64. An expired entry is deleted. */
+static __always_inline int sipark_banned(const struct sipark_lpm_key *key, int v6)
+{
+	struct sipark_ban_key bk;
+	const struct sipark_ban *ban;
+
+	__builtin_memcpy(bk.addr, key->addr, 16);
+	if (v6)
+		__builtin_memset(&bk.addr[8], 0, 8);
+	ban = bpf_map_lookup_elem(&sipark_bans, &bk);
+	if (!ban)
+		return 0;
+	if (bpf_ktime_get_ns() < ban->until_ns)
+		return 1;
+	bpf_map_delete_elem(&sipark_bans, &bk);
+	return 0;
+}
+
 /* "xdp.frags" (5.18): the program reads the payload with
  * bpf_xdp_load_bytes, so it may be attached to multi-buffer (jumbo) devices. */
 SEC("xdp.frags")
@@ -336,6 +366,7 @@ int sipark_xdp(struct xdp_md *ctx)
 	__u16 ulen;
 	int more_frags = 0;
 	int ours = 0;
+	int v6 = 0;
 	int start;
 	long long route;
 
@@ -381,6 +412,7 @@ int sipark_xdp(struct xdp_md *ctx)
 		if (ip6->nexthdr != IPPROTO_UDP)
 			return verdict(ipv6_ext(ip6->nexthdr) ? SIPARK_PASS_UNPARSED : SIPARK_PASS_NOT_OURS);
 		__builtin_memcpy(key.addr, &ip6->saddr, 16);
+		v6 = 1;
 		off += sizeof(*ip6);
 	} else {
 		return verdict(SIPARK_PASS_NOT_OURS);
@@ -407,6 +439,9 @@ int sipark_xdp(struct xdp_md *ctx)
 	/* 1. Blocklist. */
 	if (bpf_map_lookup_elem(&sipark_block, &key))
 		return verdict(SIPARK_DROP_BLOCKED);
+	/* 1b. Banned for failed digest responses (until the ban ends). */
+	if (sipark_banned(&key, v6))
+		return verdict(SIPARK_DROP_BANNED);
 	/* The first fragment of a larger datagram: the payload is incomplete. */
 	if (more_frags)
 		return verdict(SIPARK_PASS_UNPARSED);

@@ -5,6 +5,8 @@
 //!   through one in-memory `Shard` on a virtual clock, and [`load::floor`],
 //!   the cycle's datagrams with no SIP against `sipark --bare-io`
 //!   (`sipark-load --floor`, the floor of `cargo xtask bench`).
+//! * [`guess`]: the online password-guessing attack of issue 13 behind the
+//!   `sipark-guess` binary (`cargo xtask bench --guessing`).
 //! * `sipark-icount`: in-memory cycles for callgrind
 //!   (`cargo xtask bench --instructions`).
 //! * `benches/parse.rs`: parser throughput next to rsip.
@@ -14,4 +16,5 @@
 //!
 //! Run one with `cargo bench -p sipark-benches --bench <name>`.
 
+pub mod guess;
 pub mod load;

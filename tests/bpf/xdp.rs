@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use sipark::bpf::abi::{N_REASONS, REASON_NAMES, reason};
-use sipark::bpf::{BpfError, DEFAULT_SCANNERS, Rate, XdpConfig, XdpMode, XdpTester};
+use sipark::bpf::{BpfError, DEFAULT_SCANNERS, Rate, XdpConfig, XdpMode, XdpTester, monotonic_ns};
+use sipark::proto::shard::Source;
 
 use crate::frame::{Frame, request, response};
 use crate::require_bpf;
@@ -319,6 +320,52 @@ fn blocklist_v4_and_v6() {
         Err(BpfError::Config(_)) => {}
         other => panic!("a /33 IPv4 prefix must be a config error, got {other:?}"),
     }
+}
+
+#[test]
+fn banned_sources_are_dropped_until_their_ban_ends() {
+    let mut t = load(&config(true));
+    let mut bans = t.bans().unwrap_or_else(|e| panic!("the ban map: {e}"));
+    let src = |a: &str| Source::of(a.parse().unwrap_or_else(|e| panic!("{a}: {e}"))).bytes();
+    let now = monotonic_ns();
+    let minute = 60_000_000_000;
+    let ban = |bans: &mut sipark::bpf::BanMap, a: &str, until: u64| {
+        bans.insert(src(a), until).unwrap_or_else(|e| panic!("banning {a}: {e}"));
+    };
+    ban(&mut bans, "192.0.2.1", now + minute);
+    ban(&mut bans, "192.0.2.2", now - 1);
+    ban(&mut bans, "2001:db8:1:2::1", now + minute);
+    let inv = invite("acme.example");
+    expect(&mut t, &Frame::udp4(&inv).from("192.0.2.1").build(), DROP, "a banned source");
+    expect(&mut t, &Frame::udp4(&response("z9hG4bKsp1.a", None)).from("192.0.2.1").build(), DROP, "its responses too");
+    expect(&mut t, &Frame::udp4(&inv).from("192.0.2.2").build(), PASS, "a ban that is over");
+    expect(&mut t, &Frame::udp4(&inv).from("192.0.2.3").build(), PASS, "another address");
+    expect(&mut t, &Frame::udp6(&inv).from("2001:db8:1:2:abcd::9").build(), DROP, "another address of a banned /64");
+    expect(&mut t, &Frame::udp6(&inv).from("2001:db8:1:3::1").build(), PASS, "the next /64");
+    expect(&mut t, &Frame::udp6(&inv).from("::ffff:192.0.2.1").build(), PASS, "IPv6 that looks like a mapped IPv4");
+    expect(
+        &mut t,
+        &Frame { dport: 53, ..Frame::udp4(&inv).from("192.0.2.1") }.build(),
+        PASS,
+        "a banned source, another port",
+    );
+    expect_counts(&t, &[(reason::DROP_BANNED, 3), (reason::PASS, 4), (reason::PASS_NOT_OURS, 1)], "bans");
+    // The program deleted the entry it found over; the others stay.
+    let mut left: Vec<[u8; 16]> =
+        bans.entries().unwrap_or_else(|e| panic!("{e}")).into_iter().map(|(k, _)| k).collect();
+    left.sort_unstable();
+    let mut want = vec![src("192.0.2.1"), src("2001:db8:1:2::1")];
+    want.sort_unstable();
+    assert_eq!(left, want, "the expired entry is gone");
+    // A sweep takes out what is over, and only that.
+    ban(&mut bans, "192.0.2.9", monotonic_ns() - 1);
+    assert_eq!(bans.sweep().unwrap_or_else(|e| panic!("{e}")), 1);
+    assert_eq!(bans.entries().unwrap_or_else(|e| panic!("{e}")).len(), 2);
+    // A ban written with a duration ends by itself.
+    bans.ban(src("192.0.2.3"), std::time::Duration::from_millis(200)).unwrap_or_else(|e| panic!("{e}"));
+    expect(&mut t, &Frame::udp4(&inv).from("192.0.2.3").build(), DROP, "banned for 200 ms");
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    expect(&mut t, &Frame::udp4(&inv).from("192.0.2.3").build(), PASS, "200 ms later");
 }
 
 /// Sends `n` requests for `host` back-to-back; returns (passed, seconds taken).

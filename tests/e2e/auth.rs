@@ -100,8 +100,8 @@ fn check_challenge(resp: &Msg, stale: bool, what: &str) -> String {
         assert_eq!(c.qop, "auth", "{what}: qop=\"auth\":\n{}", resp.raw);
         assert_eq!(c.stale, stale, "{what}: stale=true only for an expired nonce:\n{}", resp.raw);
         assert!(
-            c.nonce.len() == 48 && c.nonce.bytes().all(|b| b.is_ascii_hexdigit()),
-            "{what}: nonce of 48 hex digits:\n{}",
+            c.nonce.len() == 64 && c.nonce.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{what}: nonce of 64 hex digits (issue time, salt, tag):\n{}",
             resp.raw
         );
     }
@@ -122,7 +122,13 @@ fn hex_hash(alg: Algorithm, text: &str) -> String {
 /// `password` (RFC 7616 §3.4.1, qop=auth), computed here; the same `response` must come out of
 /// sipark's client helper.
 fn credentials(alg: Algorithm, user: &str, password: &str, method: &str, uri: &str, nonce: &str) -> String {
-    let (nc, cnonce, qop) = ("00000001", format!("e2e{:08x}", sip::unique()), "auth");
+    credentials_nc(alg, user, password, method, uri, nonce, 1)
+}
+
+/// [`credentials`] with nonce count `nc` (a nonce may be used again with a higher count).
+fn credentials_nc(alg: Algorithm, user: &str, password: &str, method: &str, uri: &str, nonce: &str, nc: u32) -> String {
+    let (nc, cnonce, qop) = (format!("{nc:08x}"), format!("e2e{:08x}", sip::unique()), "auth");
+    let nc = nc.as_str();
     let ha1 = hex_hash(alg, &format!("{user}:{DOMAIN}:{password}"));
     let ha2 = hex_hash(alg, &format!("{method}:{uri}"));
     let response = hex_hash(alg, &format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"));
@@ -160,6 +166,16 @@ fn retry(req: &Request, auth: &str) -> Request {
     r.extra.retain(|h| !h.starts_with("Authorization:"));
     r.extra.push(auth.to_string());
     r
+}
+
+/// `req` again without credentials, sent: the fresh nonce of the challenge it gets, and the
+/// request (to retry with credentials). A nonce answers one wrong response
+/// (docs/decisions/0019), so each guess needs one of these.
+fn fresh_nonce(me: &Udp, engine: SocketAddr, req: &Request, what: &str) -> (Request, String) {
+    let mut r = retry(req, "");
+    r.extra.retain(|h| !h.is_empty());
+    let nonce = check_challenge(&attempt(me, engine, &r), false, what);
+    (r, nonce)
 }
 
 /// Sends `req` and returns its final response; a non-2xx final response to an INVITE is ACKed.
@@ -379,7 +395,16 @@ pub(crate) fn auth_sipp_phone_registers_with_md5(v: Variant) {
     let seen = got.iter().find(|m| m.status() == Some(401)).expect("SIPp got the 401");
     let seen: Vec<Challenge> = challenges(seen);
     assert!(seen.len() == 1 && seen[0].algorithm == "MD5", "the relay leaves SIPp only the MD5 challenge: {seen:?}");
-    for (cseq, status, why) in [("2 REGISTER", 403, "Forbidden"), ("3 REGISTER", 200, "OK")] {
+    // The wrong password spends the nonce: the right one on it is challenged again, unchecked,
+    // and then the right one on the fresh nonce registers.
+    let fresh = check_challenge(&from_sipark("3 REGISTER"), false, "the right password on a spent nonce");
+    assert_ne!(fresh, nonce, "a fresh nonce");
+    let steps = [
+        ("2 REGISTER", &nonce, 403, "Forbidden"),
+        ("3 REGISTER", &nonce, 401, "Unauthorized"),
+        ("4 REGISTER", &fresh, 200, "OK"),
+    ];
+    for (cseq, nonce, status, why) in steps {
         let req = from_sipp(cseq);
         let auth = req.header("Authorization").unwrap_or_else(|| panic!("{cseq} without credentials:\n{}", req.raw));
         let p = digest_params(auth);
@@ -388,7 +413,7 @@ pub(crate) fn auth_sipp_phone_registers_with_md5(v: Variant) {
             has("algorithm", "MD5")
                 && has("username", "103")
                 && has("realm", DOMAIN)
-                && has("nonce", &nonce)
+                && has("nonce", nonce)
                 && has("uri", &format!("sip:{}", relay.addr)),
             "SIPp's MD5 answer to sipark's challenge:\n{}",
             req.raw
@@ -447,21 +472,28 @@ pub(crate) fn auth_digest_answers(v: Variant) {
     challenged += 1;
     assert!(!listed(&first), "nothing registered by a challenged REGISTER:\n{}", first.raw);
 
-    // The right password, with either algorithm and the one nonce: 200.
-    for alg in [Algorithm::Sha256, Algorithm::Md5] {
-        req = retry(&req, &credentials(alg, "101", "alice-pw", "REGISTER", &req.uri, &nonce));
+    // The right password, with either algorithm and the one nonce, the count rising: 200.
+    for (nc, alg) in [(1, Algorithm::Sha256), (2, Algorithm::Md5)] {
+        req = retry(&req, &credentials_nc(alg, "101", "alice-pw", "REGISTER", &req.uri, &nonce, nc));
         let resp = attempt(&me, engine.addr, &req);
         assert_eq!(resp.status(), Some(200), "{}:\n{}", alg.token(), resp.raw);
         assert!(listed(&resp), "{}: binding listed:\n{}", alg.token(), resp.raw);
     }
+    // The same count again (a replay): a fresh challenge, unchecked.
+    req = retry(&req, &credentials_nc(Algorithm::Md5, "101", "alice-pw", "REGISTER", &req.uri, &nonce, 2));
+    check_challenge(&attempt(&me, engine.addr, &req), false, "a replayed nonce count");
+    challenged += 1;
 
-    // Good credentials of another user, a wrong password, an unknown user: 403.
+    // Good credentials of another user, a wrong password, an unknown user: 403 (each on a fresh
+    // nonce).
     for (user, pw, why) in [
         ("104", "carol-pw", "Authenticated As Another User"),
         ("101", "not-alice", "Forbidden"),
         ("999", "alice-pw", "Forbidden"),
     ] {
-        req = retry(&req, &credentials(Algorithm::Sha256, user, pw, "REGISTER", &req.uri, &nonce));
+        let (r, nonce) = fresh_nonce(&me, engine.addr, &req, "a fresh nonce");
+        challenged += 1;
+        req = retry(&r, &credentials(Algorithm::Sha256, user, pw, "REGISTER", &r.uri, &nonce));
         let resp = attempt(&me, engine.addr, &req);
         assert_eq!((resp.status(), reason(&resp)), (Some(403), why), "{user}/{pw}:\n{}", resp.raw);
         assert!(resp.headers("WWW-Authenticate").is_empty(), "a 403 challenges nothing:\n{}", resp.raw);
@@ -478,7 +510,7 @@ pub(crate) fn auth_digest_answers(v: Variant) {
     assert_eq!(resp.status(), Some(400), "digest uri is not the Request-URI:\n{}", resp.raw);
 
     // A nonce sipark never issued: a fresh challenge, not stale.
-    let forged = "00000000690f5a2000112233445566778899aabbccddeeff";
+    let forged = "00000000690f5a2000112233445566778899aabbccddeeff00112233445566778899aabb";
     req = retry(&req, &credentials(Algorithm::Sha256, "101", "alice-pw", "REGISTER", &req.uri, forged));
     let resp = attempt(&me, engine.addr, &req);
     let fresh = check_challenge(&resp, false, "unknown nonce");
@@ -523,9 +555,9 @@ pub(crate) fn auth_wrong_password_never_parks_or_retrieves(v: Variant) {
     // parked, nothing announced.
     let parker = ctx.udp(3);
     let mut req = park_invite(&parker, "103", "101");
-    let nonce = check_challenge(&attempt(&parker, engine.addr, &req), false, "park INVITE");
     for (user, pw, why) in [("101", "not-alice", "Forbidden"), ("104", "carol-pw", "Authenticated As Another User")] {
-        req = retry(&req, &credentials(Algorithm::Sha256, user, pw, "INVITE", &req.uri, &nonce));
+        let (r, nonce) = fresh_nonce(&parker, engine.addr, &req, "park INVITE");
+        req = retry(&r, &credentials(Algorithm::Sha256, user, pw, "INVITE", &r.uri, &nonce));
         let resp = attempt(&parker, engine.addr, &req);
         assert_eq!((resp.status(), reason(&resp)), (Some(403), why), "park as {user}/{pw}:\n{}", resp.raw);
     }
@@ -546,9 +578,9 @@ pub(crate) fn auth_wrong_password_never_parks_or_retrieves(v: Variant) {
     // A wrong password, and another user's good credentials, do not retrieve it: 403, and the
     // parked leg is never re-INVITEd.
     let mut rreq = retrieve_invite(&retriever, &ruri, "104");
-    let rnonce = check_challenge(&attempt(&retriever, engine.addr, &rreq), false, "retrieve INVITE");
     for (user, pw, why) in [("104", "not-carol", "Forbidden"), ("101", "alice-pw", "Authenticated As Another User")] {
-        rreq = retry(&rreq, &credentials(Algorithm::Sha256, user, pw, "INVITE", &ruri, &rnonce));
+        let (r, rnonce) = fresh_nonce(&retriever, engine.addr, &rreq, "retrieve INVITE");
+        rreq = retry(&r, &credentials(Algorithm::Sha256, user, pw, "INVITE", &ruri, &rnonce));
         let resp = attempt(&retriever, engine.addr, &rreq);
         assert_eq!((resp.status(), reason(&resp)), (Some(403), why), "retrieve as {user}/{pw}:\n{}", resp.raw);
     }
@@ -561,8 +593,9 @@ pub(crate) fn auth_wrong_password_never_parks_or_retrieves(v: Variant) {
     );
     assert_eq!(distinct_requests(phone.received(), "NOTIFY").len(), 1, "still just the park's NOTIFY");
 
-    // The right password retrieves it.
-    rreq = retry(&rreq, &credentials(Algorithm::Sha256, "104", "carol-pw", "INVITE", &ruri, &rnonce));
+    // The right password retrieves it (on a fresh nonce: the last one answered a wrong response).
+    let (r, rnonce) = fresh_nonce(&retriever, engine.addr, &rreq, "retrieve INVITE");
+    rreq = retry(&r, &credentials(Algorithm::Sha256, "104", "carol-pw", "INVITE", &ruri, &rnonce));
     let ok = attempt(&retriever, engine.addr, &rreq);
     assert_eq!(ok.status(), Some(200), "retrieve with the right password:\n{}", ok.raw);
     let media = format!("c=IN IP4 {}", ctx.ip(5));
@@ -595,9 +628,10 @@ pub(crate) fn auth_wrong_password_never_parks_or_retrieves(v: Variant) {
     let text = scrape(metrics);
     assert_eq!(metric_sum(&text, "sipark_parks_total"), 1, "calls parked:\n{text}");
     assert_eq!(metric_sum(&text, "sipark_retrieves_total"), 1, "calls retrieved:\n{text}");
-    // The phone's REGISTER, the park, and the two retrieves were challenged once each; SIPp's
-    // wrong password, two parks and two retrieves were refused.
-    assert_eq!(metric_sum(&text, "sipark_auth_challenges_total"), 4, "401s sent:\n{text}");
+    // Challenged: the phone's REGISTER twice (the second time for the right password on the
+    // nonce of its wrong one), each park and retrieve attempt once (two parks, the retrieve of
+    // nothing, three retrieves); refused: SIPp's wrong password, two parks and two retrieves.
+    assert_eq!(metric_sum(&text, "sipark_auth_challenges_total"), 8, "401s sent:\n{text}");
     assert_eq!(metric_sum(&text, "sipark_auth_failures_total"), 5, "403s for credentials:\n{text}");
     engine.terminate_cleanly(12 * SEC);
 }
@@ -659,5 +693,67 @@ pub(crate) fn auth_acl_miss_is_refused(v: Variant) {
     while let Some((m, _)) = stranger.recv_until(Instant::now() + Duration::from_millis(200)) {
         assert!(m.status().is_some(), "the refused REGISTER must not bind .3, which got:\n{}", m.raw);
     }
+    engine.terminate_cleanly(12 * SEC);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A password guesser is banned: dropped unread, logged once, counted; another user from
+//    another address still registers; the ban ends (docs/decisions/0019-password-guessing.md)
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn auth_guesser_is_banned(v: Variant) {
+    let ctx = Ctx::new("auth_guesser_is_banned", 94, v);
+    let tenants = tenants_file(&ctx, "");
+    let metrics = free_tcp(&ctx, 1);
+    let metrics_s = metrics.to_string();
+    // The default budget (5 failures in 60 s) and a 3-second ban, so that its end can be shown.
+    let mut engine =
+        Engine::start(&ctx, &["--no-pin", "--tenants", &tenants, "--metrics", &metrics_s, "--auth-ban", "3"]);
+    let guesser = ctx.udp(3);
+    let mut req = sip::register(guesser.addr, "101", 300);
+
+    // Five guesses, each on a fresh nonce, each refused; the fifth bans the source.
+    for i in 0..5 {
+        let (r, nonce) = fresh_nonce(&guesser, engine.addr, &req, "a guess's challenge");
+        req = retry(&r, &credentials(Algorithm::Md5, "101", &format!("{i:06}"), "REGISTER", &r.uri, &nonce));
+        let resp = attempt(&guesser, engine.addr, &req);
+        assert_eq!((resp.status(), reason(&resp)), (Some(403), "Forbidden"), "guess {i}:\n{}", resp.raw);
+    }
+    let banned_at = Instant::now();
+    // Banned: nothing is answered, not even a challenge, nor the right password.
+    let mut silent = retry(&req, "");
+    silent.extra.retain(|h| !h.is_empty());
+    guesser.send(engine.addr, &silent.render());
+    let right =
+        retry(&req, &credentials(Algorithm::Md5, "101", "alice-pw", "REGISTER", &req.uri, "0".repeat(64).as_str()));
+    guesser.send(engine.addr, &right.render());
+    let got = guesser.recv_until(Instant::now() + Duration::from_millis(800));
+    assert!(got.is_none(), "a banned source must get no answer, got:\n{}", got.map(|(m, _)| m.raw).unwrap_or_default());
+
+    // Carol, from another address, registers as usual.
+    let carol = ctx.udp(4);
+    let creq = sip::register(carol.addr, "104", 300);
+    let (r, nonce) = fresh_nonce(&carol, engine.addr, &creq, "Carol's challenge");
+    let creq = retry(&r, &credentials(Algorithm::Sha256, "104", "carol-pw", "REGISTER", &r.uri, &nonce));
+    let ok = attempt(&carol, engine.addr, &creq);
+    assert_eq!(ok.status(), Some(200), "Carol registers while the guesser is banned:\n{}", ok.raw);
+
+    let text = scrape(metrics);
+    assert_eq!(metric_sum(&text, "sipark_auth_bans_total"), 1, "one ban:\n{text}");
+    // Both workers hold it (the other one was told), however the datagrams were steered.
+    assert_eq!(metric_sum(&text, "sipark_auth_bans_shared_total"), 1, "shared with the other worker:\n{text}");
+    assert_eq!(metric_sum(&text, "sipark_auth_bans_active"), 2, "in force in both workers:\n{text}");
+    assert!(metric_sum(&text, "sipark_auth_banned_drops_total") >= 2, "the guesser's requests dropped:\n{text}");
+    assert_eq!(metric_sum(&text, "sipark_auth_failures_total"), 5, "only the five guesses were checked:\n{text}");
+    let log = engine.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("source banned")).collect();
+    assert_eq!(lines.len(), 1, "one log line per ban:\n{log}");
+    assert!(lines[0].contains(&ctx.ip(3).to_string()) && lines[0].contains("WARN"), "{}", lines[0]);
+
+    // Three seconds after the ban, the source is answered again.
+    thread::sleep(Duration::from_secs(3).saturating_sub(banned_at.elapsed()) + Duration::from_millis(300));
+    let (_, _) = fresh_nonce(&guesser, engine.addr, &req, "after the ban");
+    let text = scrape(metrics);
+    assert_eq!(metric_sum(&text, "sipark_auth_bans_active"), 0, "the ban ended:\n{text}");
     engine.terminate_cleanly(12 * SEC);
 }

@@ -11,7 +11,7 @@ use crate::wire::Msg;
 /// acme has credentials for 101 (Alice), 103 and 104 (Carol), and trusts
 /// Bob's and 103's devices (127.0.0.3 to .6 in `Sim::office`); beta has
 /// its own 101 with another password.
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     let text = format!(
         r#"
         [[tenant]]
@@ -29,7 +29,7 @@ fn config() -> Config {
 }
 
 /// The `nonce` of the challenge for `alg` in a 401.
-fn nonce_of(r: &Msg, alg: &str) -> String {
+pub(crate) fn nonce_of(r: &Msg, alg: &str) -> String {
     let ch = r
         .headers("WWW-Authenticate")
         .into_iter()
@@ -40,7 +40,31 @@ fn nonce_of(r: &Msg, alg: &str) -> String {
 }
 
 /// An `Authorization` header answering `nonce` as `user` with `password`.
-fn creds(alg: Algorithm, user: &str, realm: &str, password: &str, method: &str, uri: &str, nonce: &str) -> String {
+pub(crate) fn creds(
+    alg: Algorithm,
+    user: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+) -> String {
+    creds_nc(alg, user, realm, password, method, uri, nonce, 1)
+}
+
+/// [`creds`] with nonce count `nc`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn creds_nc(
+    alg: Algorithm,
+    user: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: u32,
+) -> String {
+    let nc = format!("{nc:08x}");
     let input = DigestInput {
         username: user.as_bytes(),
         realm: realm.as_bytes(),
@@ -48,7 +72,7 @@ fn creds(alg: Algorithm, user: &str, realm: &str, password: &str, method: &str, 
         method: method.as_bytes(),
         uri: uri.as_bytes(),
         nonce: nonce.as_bytes(),
-        nc: b"00000001",
+        nc: nc.as_bytes(),
         cnonce: b"0a4f113b",
         qop: b"auth",
     };
@@ -57,7 +81,7 @@ fn creds(alg: Algorithm, user: &str, realm: &str, password: &str, method: &str, 
 
 /// Sends an INVITE from `phone` to `ruri` with `extra` headers; returns
 /// the call and its final response.
-fn invite(sim: &mut Sim, phone: usize, ruri: &str, extra: &[String]) -> (usize, Msg) {
+pub(crate) fn invite(sim: &mut Sim, phone: usize, ruri: &str, extra: &[String]) -> (usize, Msg) {
     let now = sim.now;
     let call = sim.phones[phone].invite(now, ruri, extra, true);
     let txn = sim.phones[phone].calls[call].invite_txn.unwrap_or_default();
@@ -93,8 +117,9 @@ fn register_is_challenged_with_sha256_then_md5_and_both_answers_work() {
     assert_eq!(nonce_of(&r, "SHA-256"), nonce_of(&r, "MD5"), "one nonce for both");
 
     let contact = format!("<{}>", sim.phones[p].contact_uri());
-    for (alg, name) in [(Algorithm::Sha256, "SHA-256"), (Algorithm::Md5, "MD5")] {
-        let auth = creds(alg, "101", ACME, "alice-pw", "REGISTER", "sip:acme.example", &nonce_of(&r, name));
+    // One nonce serves both, with a rising nonce count.
+    for (nc, alg, name) in [(1, Algorithm::Sha256, "SHA-256"), (2, Algorithm::Md5, "MD5")] {
+        let auth = creds_nc(alg, "101", ACME, "alice-pw", "REGISTER", "sip:acme.example", &nonce_of(&r, name), nc);
         let ok = sim.register_with(p, &[&contact], &[&auth]);
         assert_eq!(ok.code(), Some(200), "{name}: {ok:?}\n{}", sim.trace());
         assert!(ok.header("Contact").is_some_and(|c| c.contains(&sim.phones[p].contact_uri())), "{ok:?}");
@@ -106,8 +131,6 @@ fn register_is_challenged_with_sha256_then_md5_and_both_answers_work() {
 fn wrong_password_unknown_user_and_another_users_credentials_are_403() {
     let mut sim = Sim::new(1, config(), 62);
     let p = sim.add_phone("101", ACME, None);
-    let r = sim.register_ok(p, 3600);
-    let nonce = nonce_of(&r, "MD5");
     let contact = format!("<{}>", sim.phones[p].contact_uri());
     let cases = [
         ("101", "wrong", "Forbidden"),
@@ -116,6 +139,8 @@ fn wrong_password_unknown_user_and_another_users_credentials_are_403() {
         ("104", "carol-pw", "Authenticated As Another User"),
     ];
     for (user, pw, reason) in cases {
+        // A fresh challenge each time: a nonce answers one wrong response.
+        let nonce = nonce_of(&sim.register_ok(p, 3600), "MD5");
         let auth = creds(Algorithm::Md5, user, ACME, pw, "REGISTER", "sip:acme.example", &nonce);
         let r = sim.register_with(p, &[&contact], &[&auth]);
         assert_eq!((r.code(), r.reason()), (Some(403), reason.to_owned()), "{user}/{pw}: {r:?}");
@@ -148,13 +173,17 @@ fn a_wrong_password_never_retrieves() {
     let (_, r) = park_as_alice(&mut sim, &o, "alice-pw", Algorithm::Md5, "MD5");
     assert_eq!(r.code(), Some(200), "{r:?}");
     let ruri = "sip:*88103@acme.example";
-    let (_, r) = invite(&mut sim, o.carol, ruri, &[]);
-    assert_eq!(r.code(), Some(401), "{r:?}");
-    let nonce = nonce_of(&r, "MD5");
+    let challenge = |sim: &mut Sim| {
+        let (_, r) = invite(sim, o.carol, ruri, &[]);
+        assert_eq!(r.code(), Some(401), "{r:?}");
+        nonce_of(&r, "MD5")
+    };
     for pw in ["alice-pw", "wrong"] {
+        let nonce = challenge(&mut sim);
         let (_, r) = invite(&mut sim, o.carol, ruri, &[creds(Algorithm::Md5, "104", ACME, pw, "INVITE", ruri, &nonce)]);
         assert_eq!(r.code(), Some(403), "{pw}: {r:?}");
     }
+    let nonce = challenge(&mut sim);
     // Credentials for another Request-URI do not retrieve either (400: the
     // digest uri must name the Request-URI).
     let other = creds(Algorithm::Md5, "104", ACME, "carol-pw", "INVITE", "sip:*88104@acme.example", &nonce);

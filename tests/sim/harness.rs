@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
 use sipark::proto::route::{Owner, owner};
-use sipark::proto::shard::{ParkEvent, Seed, Shard, WallClock};
+use sipark::proto::shard::{Ban, ParkEvent, Seed, Shard, WallClock};
 use sipark::proto::sip::parse::SipMessage;
 use sipark::proto::stats::ShardStats;
 
@@ -145,6 +145,10 @@ pub struct Sim {
     /// Every park-lifecycle event the shards reported: (shard, time since
     /// the start, event).
     pub events: Vec<(usize, Duration, ParkEvent)>,
+    /// Every ban a shard decided: (shard, time since the start, ban). Each
+    /// is handed to the other shards as the workers do
+    /// ([`Shard::import_ban`]).
+    pub bans: Vec<(usize, Duration, Ban)>,
 }
 
 /// Most datagrams `Sim::capture` keeps.
@@ -186,6 +190,7 @@ impl Sim {
             capture: None,
             sent: None,
             events: Vec::new(),
+            bans: Vec::new(),
         }
     }
 
@@ -301,6 +306,21 @@ impl Sim {
             }
             while let Some(e) = shard.poll_event() {
                 self.events.push((i, elapsed, e));
+            }
+        }
+        // Bans go to every other shard, as the workers' inboxes take them.
+        let first_new = self.bans.len();
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            while let Some(b) = shard.poll_ban() {
+                self.bans.push((i, elapsed, b));
+            }
+        }
+        let now = self.now;
+        for &(from, _, ban) in &self.bans[first_new..] {
+            for (i, shard) in self.shards.iter_mut().enumerate() {
+                if i != from {
+                    shard.import_ban(now, ban);
+                }
             }
         }
         self.server_sent += batch.len() as u64;

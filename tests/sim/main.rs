@@ -16,6 +16,7 @@ mod chaos;
 mod conformance;
 mod events;
 mod groups;
+mod guard;
 mod isolation;
 mod offer;
 mod park;

@@ -32,6 +32,11 @@
 //!   cycle inside the sans-IO shard and in all, counted by callgrind over N cycles (default
 //!   5,000) through one in-memory shard after a warm-up (default 40,000 cycles) that is not
 //!   counted (see icount.rs); prints them and writes target/bench/instructions.json.
+//! * `cargo xtask bench --guessing [--seconds S] [--window N] [--no-xdp] [--engine ENGINE-ARGS...]`:
+//!   the online password-guessing attack of issue 13 (see guessing.rs): `sipark-guess` against a
+//!   fresh release sipark with bans off, with the defaults, and (as root, unless `--no-xdp`) with
+//!   `--xdp` in a network namespace; prints answered guesses per second, time to the ban, and
+//!   guesses evaluated and datagrams reaching a worker once banned.
 //! * `cargo xtask sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
 //!   [--engine ENGINE-ARGS...]`: the SIPp pack (see sipp.rs): K SIPp instances on 127.0.0.10+i
 //!   split the rate against a release sipark; prints SIPp's statistics, the CPU of the engine and
@@ -45,6 +50,7 @@
 mod compare;
 mod floor;
 mod fuzz;
+mod guessing;
 mod icount;
 mod parked;
 mod perf;
@@ -85,6 +91,10 @@ tasks:
                    instructions per park cycle inside the sans-IO shard and in all
                    (callgrind, one in-memory shard, N cycles after the warm-up);
                    target/bench/instructions.json
+  bench --guessing [--seconds S] [--window N] [--no-xdp] [--engine ENGINE-ARGS...]
+                   password guessing from one source (sipark-guess) against release sipark:
+                   bans off, defaults, and defaults with --xdp in a network namespace (root);
+                   guesses answered per second, time to ban, what reached a worker after it
   sipp [--rate R] [--calls N] [--instances K] [--scenario park_hangup|park_retrieve]
        [--hold-ms MS] [--retrieve-after-ms MS] [--tenants T] [--engine ENGINE-ARGS...]
                    SIPp pack: K SIPp instances (127.0.0.10+i) split the rate against release
@@ -436,6 +446,14 @@ fn clock_ticks_per_sec() -> u64 {
 }
 
 fn bench(args: &[OsString]) -> ExitCode {
+    match guessing::parse_args(args) {
+        Ok(Some(g)) => return guessing::guessing(&g),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("xtask: {e}\n\n{}", guessing::USAGE);
+            return ExitCode::from(2);
+        }
+    }
     match icount::parse_args(args) {
         Ok(Some(icount_args)) => return icount::instructions(&icount_args),
         Ok(None) => {}

@@ -23,6 +23,8 @@ pub const SIG_MAX: usize = 32;
 pub const MAX_TENANTS: usize = 65536;
 /// `SIPARK_MAX_BLOCK`: entries of `sipark_block`.
 pub const MAX_BLOCK: usize = 16384;
+/// `SIPARK_MAX_BANS`: entries of `sipark_bans`.
+pub const MAX_BANS: usize = 65536;
 /// `SIPARK_MAX_SOCKS`: entries of `sipark_socks` (most shards steered).
 pub const MAX_SOCKS: usize = 1024;
 /// `SIPARK_PARITY_MAX`: longest domain `parity` accepts.
@@ -51,18 +53,20 @@ pub mod reason {
     /// Could be ours but cannot be read (fragments, IPv6 extension
     /// headers, two VLAN tags): passed.
     pub const PASS_UNPARSED: usize = 7;
+    /// The source is banned (`sipark_bans`) and its ban is not over.
+    pub const DROP_BANNED: usize = 8;
 }
 
 /// `SIPARK_N_REASONS`.
-pub const N_REASONS: usize = 8;
+pub const N_REASONS: usize = 9;
 
 /// Metric label of each reason, indexed like [`reason`].
 pub const REASON_NAMES: [&str; N_REASONS] =
-    ["pass", "not_sip", "unknown_tenant", "rate_limited", "scanner", "blocklist", "not_ours", "unparsed"];
+    ["pass", "not_sip", "unknown_tenant", "rate_limited", "scanner", "blocklist", "not_ours", "unparsed", "banned"];
 
 /// The XDP action of each reason (`verdict()` in xdp.bpf.c): `true` for
 /// `XDP_DROP`.
-pub const REASON_DROPS: [bool; N_REASONS] = [false, true, true, true, true, true, false, false];
+pub const REASON_DROPS: [bool; N_REASONS] = [false, true, true, true, true, true, false, false, true];
 
 /// `enum sipark_steer_outcome`: index of the steering counters.
 pub mod steer {
@@ -118,6 +122,23 @@ pub struct LpmKey {
     pub addr: [u8; 16],
 }
 
+/// `struct sipark_ban_key` (map `sipark_bans`): an IPv4 address as
+/// `::ffff:a.b.c.d`, or an IPv6 /64 with its last 8 bytes zero
+/// ([`crate::proto::guard::Source::bytes`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BanKey {
+    pub addr: [u8; 16],
+}
+
+/// `struct sipark_ban` (map `sipark_bans`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BanEntry {
+    /// When the ban ends, `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`).
+    pub until_ns: u64,
+}
+
 /// `struct sipark_sig` (map `sipark_scanners`): a lowercase User-Agent
 /// prefix; `len == 0` is an unused slot.
 #[repr(C)]
@@ -150,6 +171,8 @@ const _: () = assert!(size_of::<Tenant>() == 8);
 const _: () = assert!(size_of::<Bucket>() == 8);
 const _: () = assert!(size_of::<LpmKey>() == 20);
 const _: () = assert!(size_of::<Sig>() == 36);
+const _: () = assert!(size_of::<BanKey>() == 16);
+const _: () = assert!(size_of::<BanEntry>() == 8);
 const _: () = assert!(size_of::<Scratch>() == SCRATCH_SIZE);
 const _: () = assert!(size_of::<ParityOut>() == 20);
 const _: () = assert!(MAX_PAYLOAD < SCRATCH_SIZE);
@@ -165,5 +188,9 @@ unsafe impl aya::Pod for Bucket {}
 unsafe impl aya::Pod for LpmKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Sig {}
+// SAFETY: as above.
+unsafe impl aya::Pod for BanKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for BanEntry {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ParityOut {}

@@ -2,7 +2,8 @@
 //! `engine/build.rs`) with aya, fills their maps, and attaches them.
 //!
 //! * [`Xdp`]: the XDP filter `sipark_xdp` on one or more interfaces
-//!   (blocklist, not-SIP, scanners, unknown tenants, per-tenant GCRA rate).
+//!   (blocklist, banned sources, not-SIP, scanners, unknown tenants,
+//!   per-tenant GCRA rate); [`BanMap`] writes its bans.
 //! * [`Steering`]: the `sk_reuseport` program `sipark_steer`, which hands
 //!   each datagram to the socket of the shard that owns it
 //!   ([`crate::proto::route`]).
@@ -14,6 +15,7 @@
 //! [`BpfError::Permission`].
 
 pub mod abi;
+mod bans;
 mod steer;
 mod xdp;
 
@@ -28,6 +30,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp as AyaXdp};
 
+pub use bans::{BanMap, monotonic_ns};
 pub use steer::{SteerStats, Steering};
 pub use xdp::{Xdp, XdpStats, XdpTester};
 

@@ -8,6 +8,7 @@ use aya::maps::{MapData, PerCpuArray};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp as AyaXdp, XdpMode as AyaMode};
 use tracing::{info, warn};
 
+use super::bans::BanMap;
 use super::{BpfError, XdpConfig, XdpMode, abi, classify, configure_xdp, load_object, load_xdp, objects, sum_percpu};
 
 /// XDP verdicts (`enum xdp_action`).
@@ -99,6 +100,12 @@ impl Xdp {
         self.stats.clone()
     }
 
+    /// A handle of its own on the ban map, for one thread to write bans
+    /// with (docs/decisions/0019-password-guessing.md).
+    pub fn bans(&self) -> Result<BanMap, BpfError> {
+        BanMap::open(&self.ebpf)
+    }
+
     /// The mode each interface got.
     pub fn modes(&self) -> Vec<(String, XdpMode)> {
         self.modes.clone()
@@ -153,6 +160,11 @@ impl XdpTester {
     /// Reconfigures the loaded program as [`Xdp::update`] does.
     pub fn update(&mut self, cfg: &XdpConfig) -> Result<(), BpfError> {
         configure_xdp(&mut self.ebpf, cfg)
+    }
+
+    /// A handle on the program's ban map, as [`Xdp::bans`].
+    pub fn bans(&self) -> Result<BanMap, BpfError> {
+        BanMap::open(&self.ebpf)
     }
 
     /// Runs the program on one Ethernet frame (at least 14 bytes, which

@@ -181,6 +181,26 @@ pub struct Args {
     /// Seconds a digest nonce is accepted after it is issued.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub nonce_validity: u64,
+    /// Failed digest responses one source (an IPv4 address, an IPv6 /64)
+    /// may make within --auth-window; at this many it is banned: all it
+    /// sends is dropped (with --xdp, in XDP). 0: never ban. Trusted peers
+    /// are never banned.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub auth_failures: u32,
+    /// Failed digest responses for one user, from any sources, within
+    /// --auth-window; at this many the user is locked: its credentials are
+    /// checked only from sources it authenticated from. 0: never lock.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub auth_user_failures: u32,
+    /// Seconds failures are counted in, from the first one.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub auth_window: u64,
+    /// Seconds of a first ban or lock; each repeat doubles it.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub auth_ban: u64,
+    /// Longest ban or lock, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub auth_ban_max: u64,
     /// Send NOTIFYs and recall INVITEs to sip:<ext>@<domain> through this
     /// proxy (e.g. sip:10.0.0.5:5060;transport=tcp), which forks them to
     /// the extension's devices, instead of to locally registered contacts.

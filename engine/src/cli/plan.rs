@@ -16,8 +16,8 @@ use crate::io::stream::{StreamLimits, StreamOptions, TlsListen};
 use crate::io::tls::TlsCert;
 use crate::io::{IoChoice, IoOptions, Serve, SteerChoice};
 use crate::proto::config::{
-    self, Config, DatapathPolicy, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy, Tenants,
-    Timers,
+    self, Config, DatapathPolicy, Guard, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
+    Tenants, Timers,
 };
 use crate::proto::sip::parse::Uri;
 use crate::proto::sip::{Peer, Transport};
@@ -128,6 +128,7 @@ pub fn plan(args: &Args, sources: &impl Sources) -> Result<Plan, String> {
     if args.nonce_validity == 0 || args.nonce_validity > 86_400 {
         return Err("--nonce-validity must be 1..=86400 seconds".into());
     }
+    let guard = guard_policy(args)?;
     let outbound_proxy = args.outbound_proxy.as_deref().map(|raw| outbound_proxy(raw, sources)).transpose()?;
     let mut streams = stream_options(args, &tenant_certs, sources)?;
     let xdp = xdp_config(args, &tenants, datapath)?;
@@ -172,10 +173,34 @@ pub fn plan(args: &Args, sources: &impl Sources) -> Result<Plan, String> {
         trust: args.trust.clone(),
         nonce_secret,
         nonce_validity: Duration::from_secs(args.nonce_validity),
+        guard,
         outbound_proxy,
         ..Config::default()
     };
     Ok(Plan { io, streams, template, advertise: args.advertise.clone(), xdp_desc, tenants_desc })
+}
+
+/// `--auth-*`: the failure budgets and bans (docs/decisions/0019).
+fn guard_policy(args: &Args) -> Result<Guard, String> {
+    if args.auth_failures > 1000 || args.auth_user_failures > 100_000 {
+        return Err("--auth-failures must be 0..=1000 and --auth-user-failures 0..=100000".into());
+    }
+    if args.auth_window == 0 || args.auth_window > 86_400 {
+        return Err("--auth-window must be 1..=86400 seconds".into());
+    }
+    if args.auth_ban == 0 || args.auth_ban > 86_400 {
+        return Err("--auth-ban must be 1..=86400 seconds".into());
+    }
+    if args.auth_ban_max < args.auth_ban || args.auth_ban_max > 30 * 86_400 {
+        return Err("--auth-ban-max must be at least --auth-ban and at most 2592000 seconds".into());
+    }
+    Ok(Guard {
+        source_failures: args.auth_failures,
+        user_failures: args.auth_user_failures,
+        window: Duration::from_secs(args.auth_window),
+        ban: Duration::from_secs(args.auth_ban),
+        max_ban: Duration::from_secs(args.auth_ban_max),
+    })
 }
 
 /// A feature code: non-empty, at most 16 characters of `0-9 * # A-Z a-z`.

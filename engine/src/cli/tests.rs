@@ -16,7 +16,7 @@ use rustls::pki_types::PrivateKeyDer;
 use super::{Args, Plan, Reloaded, Sources, plan, reload_plan};
 use crate::io::tls::{self, TlsCert};
 use crate::io::{IoChoice, Serve, SteerChoice};
-use crate::proto::config::{Admission, Cidr, Config, Limits, RecallTo, TenantMode, TenantPolicy, Timers};
+use crate::proto::config::{Admission, Cidr, Config, Guard, Limits, RecallTo, TenantMode, TenantPolicy, Timers};
 use crate::proto::sip::Transport;
 
 const SECRET: [u8; 32] = [7; 32];
@@ -175,7 +175,40 @@ fn no_flags_give_the_documented_defaults() {
     assert!(cfg.trust.is_empty());
     assert_eq!(cfg.nonce_secret, SECRET, "the key comes from the sources");
     assert_eq!(cfg.nonce_validity, Duration::from_secs(300));
+    let guard = Guard {
+        source_failures: 5,
+        user_failures: 10,
+        window: Duration::from_secs(60),
+        ban: Duration::from_secs(60),
+        max_ban: Duration::from_secs(3600),
+    };
+    assert_eq!(cfg.guard, guard);
     assert_eq!(cfg.outbound_proxy, None);
+}
+
+#[test]
+fn auth_flags_land_in_the_guard_policy() {
+    let flags = [
+        "--auth-failures",
+        "0",
+        "--auth-user-failures",
+        "25",
+        "--auth-window",
+        "300",
+        "--auth-ban",
+        "120",
+        "--auth-ban-max",
+        "86400",
+    ];
+    let cfg = planned(&flags).config(addr("127.0.0.1:5060"));
+    let want = Guard {
+        source_failures: 0,
+        user_failures: 25,
+        window: Duration::from_secs(300),
+        ban: Duration::from_secs(120),
+        max_ban: Duration::from_secs(86_400),
+    };
+    assert_eq!(cfg.guard, want);
 }
 
 #[test]
@@ -209,6 +242,13 @@ fn out_of_range_and_contradictory_flags_are_refused_by_name() {
         (&["--advertise", "pbx example"], r#"--advertise "pbx example" is not a host[:port]"#),
         (&["--advertise", "a@b"], r#"--advertise "a@b" is not a host[:port]"#),
         (&["--nonce-validity", "0"], "--nonce-validity must be 1..=86400 seconds"),
+        (&["--auth-failures", "1001"], "--auth-failures must be 0..=1000 and --auth-user-failures 0..=100000"),
+        (&["--auth-window", "0"], "--auth-window must be 1..=86400 seconds"),
+        (&["--auth-ban", "86401"], "--auth-ban must be 1..=86400 seconds"),
+        (
+            &["--auth-ban", "600", "--auth-ban-max", "300"],
+            "--auth-ban-max must be at least --auth-ban and at most 2592000 seconds",
+        ),
         (&["--max-connections", "0"], "--max-connections must be 1..=1000000"),
         (&["--tcp-idle-timeout", "86401"], "--tcp-idle-timeout must be 1..=86400 seconds"),
         (&["--max-message-size", "1023"], "--max-message-size must be 1024..=1048576 bytes"),

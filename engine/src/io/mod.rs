@@ -82,6 +82,8 @@ pub const SOCKET_BUFFER: usize = 4 << 20;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a failed XDP map update the removal is tried again.
 const XDP_RETRY: Duration = Duration::from_secs(10);
+/// How often the XDP ban map is swept of bans that are over.
+const BAN_SWEEP: Duration = Duration::from_secs(10);
 
 /// How to run the I/O side.
 #[derive(Debug, Clone)]
@@ -188,6 +190,9 @@ pub struct Engine {
     /// map until their parked calls can no longer be retrieved.
     xdp_live: Option<crate::bpf::XdpConfig>,
     xdp_retiring: Vec<Retiring>,
+    /// With XDP: the engine's own handle on the ban map, to sweep it, and
+    /// when next.
+    xdp_bans: Option<(crate::bpf::BanMap, Instant)>,
 }
 
 /// A tenant removed by a reload, kept in the XDP map until `until`.
@@ -306,6 +311,14 @@ impl Engine {
                 Some(crate::bpf::Xdp::attach(cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?)
             }
         };
+        // One handle on the ban map per worker, and one to sweep it with.
+        let mut ban_maps = Vec::new();
+        if let Some(x) = &xdp {
+            for _ in 0..=n {
+                ban_maps.push(Some(x.bans().map_err(|source| StartError::Bpf { what: "--xdp ban map", source })?));
+            }
+        }
+        let xdp_bans = ban_maps.pop().flatten().map(|m| (m, Instant::now() + BAN_SWEEP));
         let metrics_listener = match opts.metrics {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?),
             None => None,
@@ -372,6 +385,7 @@ impl Engine {
                 seed: seeds[usize::from(i)],
                 cpu: (!cpus.is_empty()).then(|| cpus[usize::from(i) % cpus.len()]),
                 grace: opts.shutdown_grace,
+                bans: ban_maps.get_mut(usize::from(i)).and_then(Option::take),
                 ready: ready_tx.clone(),
                 go: go_rx,
             };
@@ -486,6 +500,7 @@ impl Engine {
             reloads,
             xdp_live,
             xdp_retiring: Vec::new(),
+            xdp_bans,
         })
     }
 
@@ -543,9 +558,20 @@ impl Engine {
         (self.reloads.ok.load(Ordering::Relaxed), self.reloads.error.load(Ordering::Relaxed))
     }
 
-    /// Housekeeping for the main thread's loop: takes tenants a reload
+    /// Housekeeping for the main thread's loop: sweeps bans that are over
+    /// out of the XDP ban map (every 10 s), and takes tenants a reload
     /// removed out of the XDP maps once their parked calls are over.
     pub fn maintain(&mut self, now: Instant) {
+        if let Some((bans, next)) = self.xdp_bans.as_mut()
+            && *next <= now
+        {
+            *next = now + BAN_SWEEP;
+            match bans.sweep() {
+                Ok(0) => {}
+                Ok(n) => debug!(bans = n, "bans that are over taken out of the XDP map"),
+                Err(e) => warn!(error = %e, "cannot sweep the XDP ban map"),
+            }
+        }
         let (Some(xdp), Some(live)) = (self.xdp.as_mut(), self.xdp_live.as_ref()) else {
             return;
         };

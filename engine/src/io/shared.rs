@@ -17,7 +17,7 @@ use tracing::debug;
 use super::sys::{eventfd_add, new_eventfd};
 use super::tls::SniResolver;
 use crate::proto::config::Config;
-use crate::proto::shard::Transmit;
+use crate::proto::shard::{Ban, Transmit};
 use crate::proto::sip::Transport;
 
 /// What every worker serves.
@@ -49,6 +49,10 @@ pub struct Handoff {
 /// New configurations waiting in one inbox; a reload past it replaces the
 /// oldest (only the newest matters).
 const CONFIG_SLOTS: usize = 2;
+/// Bans from other workers waiting in one inbox; past it they are dropped
+/// (counted as lost hand-offs): the XDP map, when there is one, still has
+/// them.
+pub const BAN_SLOTS: usize = 1024;
 
 /// One worker's inbox of hand-offs, and of configuration reloads.
 #[derive(Debug)]
@@ -57,6 +61,9 @@ pub struct Inbox {
     /// Configurations from a reload (SIGHUP), oldest first; the worker
     /// gives the newest to its shard at the start of its next drain.
     pub config: ArrayQueue<Arc<Config>>,
+    /// Bans another worker's shard decided (docs/decisions/0019), for this
+    /// worker's shard to apply too.
+    pub bans: ArrayQueue<Ban>,
     /// Set by a sender that has sent (or is about to send) a wake-up the
     /// owner has not consumed yet; cleared by the owner before draining.
     pub notified: AtomicBool,
@@ -67,6 +74,7 @@ impl Inbox {
         Inbox {
             queue: ArrayQueue::new(capacity.max(1)),
             config: ArrayQueue::new(CONFIG_SLOTS),
+            bans: ArrayQueue::new(BAN_SLOTS),
             notified: AtomicBool::new(false),
         }
     }

@@ -17,7 +17,10 @@
 //!    to the shard or, when another shard owns it ([`route::owner`]),
 //!    copies it into the owner's inbox and marks the owner for a wake-up;
 //! 3. [`Core::drain_inbox`] (first a new configuration, if a reload queued
-//!    one: [`Shard::reconfigure`]); 4. [`Core::run_timers`];
+//!    one: [`Shard::reconfigure`], and the bans other workers decided:
+//!    [`Shard::import_ban`]); 4. [`Core::run_timers`], which also takes the
+//!    bans this shard decided ([`Shard::poll_ban`]) to the XDP ban map and
+//!    to the other workers' inboxes;
 //! 5. send what `shard.poll_transmit()` yields (TCP/TLS transmits go to the
 //!    stream thread, [`Core::send_stream`]); 6. send the wake-ups;
 //! 7. [`Core::should_exit`], then wait for I/O or [`Core::wait_time`].
@@ -41,6 +44,7 @@ use super::bare::Bare;
 use super::shared::{Handoff, Peers, Serve, Waker};
 use super::signal::block_shutdown_signals;
 use super::sys::pin_to_cpu;
+use crate::bpf::BanMap;
 use crate::proto::config::Config;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::{Seed, Shard, Transmit, WallClock};
@@ -85,6 +89,8 @@ pub struct WorkerInit {
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
     pub grace: Duration,
+    /// With `--xdp`: this worker's handle on the XDP ban map.
+    pub bans: Option<BanMap>,
     pub ready: mpsc::Sender<(u16, Result<Ready, String>)>,
     /// `Some(peers)`: run; `None`: another worker failed, exit.
     pub go: mpsc::Receiver<Option<Arc<Peers>>>,
@@ -105,7 +111,7 @@ pub trait Io: Sized {
 /// names). Returns an error text if the worker failed.
 pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, ready, go } = init;
+    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, bans, ready, go } = init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -140,6 +146,7 @@ pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
         _ => return Ok(()), // another worker failed; nothing was started
     };
     let mut core = Core::new(id, n, service, stats, peers, grace);
+    core.xdp_bans = bans;
     let result = backend.run(&mut core);
     backend.finish(&mut core);
     result.map_err(|e| format!("worker {id}: {e}"))
@@ -169,11 +176,24 @@ pub struct Core {
     /// Set once shutdown has started: when the worker gives up draining.
     deadline: Option<Instant>,
     grace: Duration,
+    /// With `--xdp`: where this worker writes the bans its shard decides.
+    pub xdp_bans: Option<BanMap>,
 }
 
 impl Core {
     fn new(id: u16, n: u16, service: Service, stats: Arc<ShardStats>, peers: Arc<Peers>, grace: Duration) -> Core {
-        Core { service, stats, peers, id, n, wake: vec![false; usize::from(n)], busy: false, deadline: None, grace }
+        Core {
+            service,
+            stats,
+            peers,
+            id,
+            n,
+            wake: vec![false; usize::from(n)],
+            busy: false,
+            deadline: None,
+            grace,
+            xdp_bans: None,
+        }
     }
 
     /// Handles one received datagram from `src`: to our shard, or copied
@@ -192,6 +212,11 @@ impl Core {
         };
         if *n <= 1 {
             shard.handle(now, src, data);
+            return;
+        }
+        // Every shard learns every ban: a banned source is dropped here,
+        // before it costs a parse or a hand-off.
+        if shard.drop_if_banned(now, src.ip()) {
             return;
         }
         let mut slot = None;
@@ -243,6 +268,9 @@ impl Core {
             shard.reconfigure(now, cfg);
             debug!(worker = *id, "configuration reloaded");
         }
+        while let Some(ban) = inbox.bans.pop() {
+            shard.import_ban(now, ban);
+        }
         for _ in 0..INBOX_BATCH {
             let Some(h) = inbox.queue.pop() else {
                 return;
@@ -279,12 +307,42 @@ impl Core {
             }
             while shard.poll_event().is_some() {}
         }
+        self.spread_bans(now);
         if self.deadline.is_none() && self.peers.stop.load(Ordering::Acquire) {
             info!(worker = self.id, grace_s = self.grace.as_secs_f64(), "worker shutting down");
             if let Service::Sip(shard) = &mut self.service {
                 shard.shutdown(now);
             }
             self.deadline = Some(now + self.grace);
+        }
+    }
+
+    /// Takes the bans the shard decided this turn to the XDP ban map, so
+    /// that the kernel drops the source before any worker sees it, and to
+    /// every other worker, whose shards then drop it too (and wakes them).
+    fn spread_bans(&mut self, now: Instant) {
+        let Core { service, stats, peers, id, wake, xdp_bans, .. } = self;
+        let Service::Sip(shard) = service else { return };
+        while let Some(ban) = shard.poll_ban() {
+            if let Some(map) = xdp_bans.as_mut()
+                && let Err(e) = map.ban(ban.source.bytes(), ban.until.saturating_duration_since(now))
+            {
+                stats.auth_xdp_ban_errors.inc();
+                warn!(worker = *id, source = %ban.source, error = %e, "cannot write the ban to the XDP map; the shards still drop the source");
+            }
+            for (i, inbox) in peers.inboxes.iter().enumerate() {
+                if i == usize::from(*id) {
+                    continue;
+                }
+                match inbox.bans.push(ban) {
+                    Ok(()) => {
+                        if !inbox.notified.swap(true, Ordering::SeqCst) {
+                            wake[i] = true;
+                        }
+                    }
+                    Err(_) => stats.handoffs_dropped.inc(),
+                }
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! SIP digest authentication, server side (RFC 3261 §22, RFC 7616, RFC 8760).
 //!
-//! Sans-IO: the caller passes the Unix time in seconds and the header
-//! values; nothing here reads a clock or keeps per-challenge state.
+//! Sans-IO: the caller passes the Unix time in seconds, the header values
+//! and a random salt per challenge; nothing here reads a clock.
 //!
 //! * [`Authenticator::challenges`] makes the two challenge values a 401
 //!   carries in `WWW-Authenticate` (or a 407 in `Proxy-Authenticate`):
@@ -10,18 +10,22 @@
 //!   `Proxy-Authorization`) value against a [`Request`] and answers a
 //!   [`Verdict`].
 //!
-//! Nonces are stateless: `hex(issued || HMAC-SHA256(secret, label || issued
-//! || realm)[..16])`, with `issued` the Unix seconds as 8 big-endian bytes.
-//! A nonce is accepted for [`Authenticator::validity`] after it was issued,
-//! by any `Authenticator` with the same secret. Nonce counts are not tracked,
-//! so a captured `Authorization` value can be replayed, for the same method
-//! and Request-URI, until its nonce goes stale (ADR 0013).
+//! Nonces are stateless: `hex(issued || salt || HMAC-SHA256(secret, label
+//! || issued || salt || realm)[..16])`, with `issued` the Unix seconds and
+//! `salt` a random number, 8 big-endian bytes each, so that every challenge
+//! has a nonce of its own. A nonce is accepted for
+//! [`Authenticator::validity`] after it was issued, by any `Authenticator`
+//! with the same secret. What a nonce was used for is kept apart, in the
+//! caller's [`NonceCounts`] (ADR 0019): a nonce answers at most one wrong
+//! response, and a nonce count is accepted once.
 //!
 //! Only `qop=auth` is accepted: no RFC 2069 answers without `qop`, no
 //! `auth-int`, no `-sess` algorithms, no `userhash`, no `username*`.
 //!
 //! [`response`] and [`authorization`] compute the client side; the unit
 //! tests and the shard's tests use them to answer challenges.
+
+mod nonces;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -31,6 +35,7 @@ use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+pub use self::nonces::{NonceCounts, NonceId, Reuse};
 use super::sip::parse::Uri;
 
 /// Longest credentials value [`Authenticator::verify`] reads; longer is
@@ -44,11 +49,13 @@ pub const FUTURE_SLACK_SECS: u64 = 5;
 
 /// Domain separation for the nonce HMAC, so the secret may not be mistaken
 /// for a key of anything else.
-const NONCE_LABEL: &[u8] = b"sipark digest nonce v1\0";
+const NONCE_LABEL: &[u8] = b"sipark digest nonce v2\0";
 /// Bytes of the HMAC kept in a nonce.
 const NONCE_TAG_LEN: usize = 16;
-/// A nonce is `hex(8-byte issue time || tag)`.
-const NONCE_HEX_LEN: usize = 2 * (8 + NONCE_TAG_LEN);
+/// Bytes of a nonce before it is written in hex: issue time, salt, tag.
+const NONCE_RAW_LEN: usize = 8 + 8 + NONCE_TAG_LEN;
+/// A nonce is `hex(8-byte issue time || 8-byte salt || tag)`.
+pub const NONCE_HEX_LEN: usize = 2 * NONCE_RAW_LEN;
 /// The longest digest output (SHA-256).
 const MAX_HASH_LEN: usize = 32;
 
@@ -97,17 +104,25 @@ pub enum Verdict {
     /// The credentials are good; the username as sent (unescaped). The
     /// caller still checks that this user may act as the From user.
     Ok(Vec<u8>),
-    /// The digest is right but the nonce expired (or was issued in the
-    /// future): challenge again with `stale=true`, so the client retries
-    /// without asking its user.
+    /// The nonce expired (or was issued in the future): challenge again
+    /// with `stale=true`, so the client retries without asking its user.
+    /// The digest is not checked (RFC 7616 §3.3 asks only that the nonce
+    /// be invalid), so an old nonce is no oracle for guessing.
     Stale,
     /// The nonce was not issued by this secret for this realm (forged,
     /// issued before a restart with a new secret, or another tenant's):
     /// challenge again without `stale`.
     UnknownNonce,
+    /// The nonce is authentic and fresh but may not be used again
+    /// ([`NonceCounts`]): challenge again without `stale`. Not checked.
+    Reused(Reuse),
+    /// `password_of` refused to look the user up ([`Lookup::Refused`]):
+    /// nothing was checked and the nonce is untouched (403).
+    Refused,
     /// The user exists but the response does not match: wrong password,
     /// or the credentials were computed for another method or URI (403).
-    WrongPassword,
+    /// The username as sent.
+    WrongPassword(Vec<u8>),
     /// `password_of` knows no such user (the shard answers as for
     /// [`Verdict::WrongPassword`], so users cannot be enumerated).
     UnknownUser,
@@ -115,6 +130,18 @@ pub enum Verdict {
     WrongRealm,
     /// The value cannot be used; the reason fits a 400 reason phrase.
     Malformed(&'static str),
+}
+
+/// What the caller of [`Authenticator::verify`] says about a username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'p> {
+    /// The user's password.
+    Password(&'p [u8]),
+    /// No such user.
+    Unknown,
+    /// Do not check credentials of this user now (it is locked out for
+    /// this source, ADR 0019).
+    Refused,
 }
 
 /// The request the credentials must be for.
@@ -162,11 +189,12 @@ impl Authenticator {
 
     /// The two challenge values for `realm` at `now_unix` seconds, SHA-256
     /// first: `Digest realm="…", nonce="…", algorithm=SHA-256, qop="auth"`
-    /// (then `, stale=true` when `stale`). Both carry the same nonce. The
-    /// caller writes each as its own `WWW-Authenticate` header (401) or
+    /// (then `, stale=true` when `stale`). Both carry the same nonce, made
+    /// unique by `salt` (a random number from the caller). The caller
+    /// writes each as its own `WWW-Authenticate` header (401) or
     /// `Proxy-Authenticate` header (407).
-    pub fn challenges(&self, realm: &[u8], now_unix: u64, stale: bool) -> [Vec<u8>; 2] {
-        let nonce = self.nonce(realm, now_unix);
+    pub fn challenges(&self, realm: &[u8], now_unix: u64, salt: u64, stale: bool) -> [Vec<u8>; 2] {
+        let nonce = self.nonce(realm, NonceId { issued: now_unix, salt });
         [Algorithm::Sha256, Algorithm::Md5].map(|alg| {
             let mut v = Vec::with_capacity(100 + realm.len());
             v.extend_from_slice(b"Digest realm=");
@@ -184,9 +212,12 @@ impl Authenticator {
     }
 
     /// Checks one `Authorization` / `Proxy-Authorization` value for `req`
-    /// at `now_unix` seconds. `password_of` maps a username to its password
-    /// and is called at most once, only for credentials that are well formed
-    /// and carry an authentic nonce for `req.realm`.
+    /// at `now_unix` seconds, in this order: the form, the realm and `uri`,
+    /// the nonce (authentic, then fresh: else [`Verdict::Stale`]), what
+    /// `nonces` knows of it ([`Verdict::Reused`]), then the user
+    /// (`password_of`, called at most once and only this far), and only
+    /// then the digest. A wrong digest spends the nonce in `nonces`, a right
+    /// one records its nonce count.
     ///
     /// A request may carry several credentials (one per realm); the caller
     /// tries each and skips those answering [`Verdict::WrongRealm`].
@@ -195,7 +226,8 @@ impl Authenticator {
         value: &[u8],
         req: &Request<'_>,
         now_unix: u64,
-        password_of: impl FnOnce(&[u8]) -> Option<&'p [u8]>,
+        nonces: &mut NonceCounts,
+        password_of: impl FnOnce(&[u8]) -> Lookup<'p>,
     ) -> Verdict {
         let creds = match Credentials::parse(value) {
             Ok(c) => c,
@@ -207,10 +239,22 @@ impl Authenticator {
         if !same_resource(&creds.uri, req.uri) {
             return Verdict::Malformed("Digest uri is not the Request-URI");
         }
-        let issued = match self.check_nonce(&creds.nonce, req.realm) {
-            Some(t) => t,
-            None => return Verdict::UnknownNonce,
+        let Some(id) = self.check_nonce(&creds.nonce, req.realm) else {
+            return Verdict::UnknownNonce;
         };
+        let age_ok = now_unix.saturating_sub(id.issued) <= self.validity.as_secs();
+        let future_ok = id.issued <= now_unix.saturating_add(FUTURE_SLACK_SECS);
+        if !(age_ok && future_ok) {
+            return Verdict::Stale;
+        }
+        let mut nc = [0u8; 4];
+        if !hex_decode(creds.nc, &mut nc) {
+            return Verdict::Malformed("Digest nc must be 8 hex digits");
+        }
+        let nc = u32::from_be_bytes(nc);
+        if let Err(r) = nonces.check(id, nc) {
+            return Verdict::Reused(r);
+        }
         let mut input = DigestInput {
             username: &creds.username,
             realm: req.realm,
@@ -222,58 +266,65 @@ impl Authenticator {
             cnonce: &creds.cnonce,
             qop: creds.qop,
         };
-        let Some(password) = password_of(&creds.username) else {
-            // Spend about the same work as for a known user.
-            let _ = std::hint::black_box(digest(creds.algorithm, &input));
-            return Verdict::UnknownUser;
+        let password = match password_of(&creds.username) {
+            Lookup::Password(p) => p,
+            Lookup::Refused => return Verdict::Refused,
+            Lookup::Unknown => {
+                // Spend about the same work as for a known user.
+                let _ = std::hint::black_box(digest(creds.algorithm, &input));
+                nonces.failed(id, now_unix);
+                return Verdict::UnknownUser;
+            }
         };
         input.password = password;
         let expected = digest(creds.algorithm, &input);
         if !ct_eq(expected.as_slice(), creds.response.as_slice()) {
-            return Verdict::WrongPassword;
+            nonces.failed(id, now_unix);
+            return Verdict::WrongPassword(creds.username.into_owned());
         }
-        let age_ok = now_unix.saturating_sub(issued) <= self.validity.as_secs();
-        let future_ok = issued <= now_unix.saturating_add(FUTURE_SLACK_SECS);
-        if !(age_ok && future_ok) {
-            return Verdict::Stale;
-        }
+        nonces.accepted(id, nc, now_unix);
         Verdict::Ok(creds.username.into_owned())
     }
 
-    /// A fresh nonce for `realm` at `now_unix`: 48 lowercase hex digits.
-    fn nonce(&self, realm: &[u8], now_unix: u64) -> [u8; NONCE_HEX_LEN] {
-        let tag = self.nonce_mac(realm, now_unix).finalize().into_bytes();
-        let mut raw = [0u8; 8 + NONCE_TAG_LEN];
-        raw[..8].copy_from_slice(&now_unix.to_be_bytes());
-        raw[8..].copy_from_slice(&tag[..NONCE_TAG_LEN]);
+    /// The nonce `id` for `realm`: [`NONCE_HEX_LEN`] lowercase hex digits.
+    fn nonce(&self, realm: &[u8], id: NonceId) -> [u8; NONCE_HEX_LEN] {
+        let tag = self.nonce_mac(realm, id).finalize().into_bytes();
+        let mut raw = [0u8; NONCE_RAW_LEN];
+        raw[..8].copy_from_slice(&id.issued.to_be_bytes());
+        raw[8..16].copy_from_slice(&id.salt.to_be_bytes());
+        raw[16..].copy_from_slice(&tag[..NONCE_TAG_LEN]);
         let mut out = [0u8; NONCE_HEX_LEN];
         hex_into(&raw, &mut out);
         out
     }
 
-    fn nonce_mac(&self, realm: &[u8], issued: u64) -> Hmac<Sha256> {
+    fn nonce_mac(&self, realm: &[u8], id: NonceId) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(NONCE_LABEL);
-        mac.update(&issued.to_be_bytes());
+        mac.update(&id.issued.to_be_bytes());
+        mac.update(&id.salt.to_be_bytes());
         mac.update(realm);
         mac
     }
 
-    /// The issue time of `nonce` if this secret made it for `realm`.
-    fn check_nonce(&self, nonce: &[u8], realm: &[u8]) -> Option<u64> {
+    /// The issue time and salt of `nonce` if this secret made it for `realm`.
+    fn check_nonce(&self, nonce: &[u8], realm: &[u8]) -> Option<NonceId> {
         if nonce.len() != NONCE_HEX_LEN || !nonce.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
-        let mut raw = [0u8; 8 + NONCE_TAG_LEN];
+        let mut raw = [0u8; NONCE_RAW_LEN];
         if !hex_decode(nonce, &mut raw) {
             return None;
         }
-        let mut t = [0u8; 8];
-        t.copy_from_slice(&raw[..8]);
-        let issued = u64::from_be_bytes(t);
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&raw[at..at + 8]);
+            u64::from_be_bytes(w)
+        };
+        let id = NonceId { issued: word(0), salt: word(8) };
         // Constant-time comparison of the truncated tag.
-        self.nonce_mac(realm, issued).verify_truncated_left(&raw[8..]).ok()?;
-        Some(issued)
+        self.nonce_mac(realm, id).verify_truncated_left(&raw[16..]).ok()?;
+        Some(id)
     }
 }
 
@@ -673,23 +724,33 @@ mod tests {
         }
     }
 
-    fn passwords(user: &[u8]) -> Option<&'static [u8]> {
+    fn passwords(user: &[u8]) -> Lookup<'static> {
         match user {
-            b"103" => Some(b"s3cret"),
-            b"104" => Some(b"other"),
-            _ => None,
+            b"103" => Lookup::Password(b"s3cret"),
+            b"104" => Lookup::Password(b"other"),
+            b"105" => Lookup::Refused,
+            _ => Lookup::Unknown,
         }
+    }
+
+    fn counts() -> NonceCounts {
+        NonceCounts::new(100, Duration::from_secs(300), crate::proto::ids::Seed::from_u64(3).hasher(1))
     }
 
     /// A client answer to a fresh challenge from `a` at `issued`.
     fn answer(a: &Authenticator, alg: Algorithm, issued: u64, password: &[u8], method: &[u8]) -> Vec<u8> {
-        let [sha, md5] = a.challenges(REALM, issued, false);
+        let [sha, md5] = a.challenges(REALM, issued, 42, false);
         let nonce = nonce_of(if alg == Algorithm::Sha256 { &sha } else { &md5 });
         authorization(alg, &input(&nonce, password, method, b"sip:park@acme.example"))
     }
 
+    /// `value` checked with a table of its own (no earlier use).
     fn check(a: &Authenticator, value: &[u8], method: &[u8], now: u64) -> Verdict {
-        a.verify(value, &req(method, b"sip:park@acme.example"), now, passwords)
+        a.verify(value, &req(method, b"sip:park@acme.example"), now, &mut counts(), passwords)
+    }
+
+    fn wrong(user: &[u8]) -> Verdict {
+        Verdict::WrongPassword(user.to_vec())
     }
 
     fn rfc7616(nonce: &'static [u8]) -> DigestInput<'static> {
@@ -733,21 +794,22 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
     #[test]
     fn challenges_sha256_first_then_md5() {
         let a = auth();
-        let [sha, md5] = a.challenges(REALM, NOW, false);
+        let [sha, md5] = a.challenges(REALM, NOW, 1, false);
         let sha = String::from_utf8(sha).unwrap_or_else(|e| panic!("not UTF-8: {e}"));
         let md5 = String::from_utf8(md5).unwrap_or_else(|e| panic!("not UTF-8: {e}"));
         let nonce = String::from_utf8(nonce_of(sha.as_bytes())).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(nonce.len(), NONCE_HEX_LEN);
         assert_eq!(sha, format!("Digest realm=\"acme.example\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\""));
         assert_eq!(md5, format!("Digest realm=\"acme.example\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""));
-        let [sha_stale, md5_stale] = a.challenges(REALM, NOW, true);
+        let [sha_stale, md5_stale] = a.challenges(REALM, NOW, 1, true);
         assert!(sha_stale.ends_with(b", qop=\"auth\", stale=true"), "{}", String::from_utf8_lossy(&sha_stale));
         assert!(md5_stale.ends_with(b", stale=true"), "{}", String::from_utf8_lossy(&md5_stale));
-        // Another second, another nonce; another realm, another nonce.
-        assert_ne!(nonce_of(&a.challenges(REALM, NOW + 1, false)[0]), nonce.as_bytes());
-        assert_ne!(nonce_of(&a.challenges(b"beta.example", NOW, false)[0]), nonce.as_bytes());
+        // Another second, salt or realm: another nonce.
+        assert_ne!(nonce_of(&a.challenges(REALM, NOW + 1, 1, false)[0]), nonce.as_bytes());
+        assert_ne!(nonce_of(&a.challenges(REALM, NOW, 2, false)[0]), nonce.as_bytes());
+        assert_ne!(nonce_of(&a.challenges(b"beta.example", NOW, 1, false)[0]), nonce.as_bytes());
         // A realm with quotes is escaped.
-        let [odd, _] = a.challenges(b"a\"b\\c", NOW, false);
+        let [odd, _] = a.challenges(b"a\"b\\c", NOW, 1, false);
         assert!(odd.starts_with(b"Digest realm=\"a\\\"b\\\\c\", nonce=\""), "{}", String::from_utf8_lossy(&odd));
     }
 
@@ -769,23 +831,26 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
         let a = auth();
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let v = answer(&a, alg, NOW, b"wrong", b"INVITE");
-            assert_eq!(check(&a, &v, b"INVITE", NOW), Verdict::WrongPassword, "{alg:?}");
+            assert_eq!(check(&a, &v, b"INVITE", NOW), wrong(b"103"), "{alg:?}");
             // Computed for REGISTER, presented with an INVITE.
             let v = answer(&a, alg, NOW, b"s3cret", b"REGISTER");
-            assert_eq!(check(&a, &v, b"INVITE", NOW), Verdict::WrongPassword, "{alg:?}");
+            assert_eq!(check(&a, &v, b"INVITE", NOW), wrong(b"103"), "{alg:?}");
             // Another user's password.
             let v = answer(&a, alg, NOW, b"other", b"INVITE");
-            assert_eq!(check(&a, &v, b"INVITE", NOW), Verdict::WrongPassword, "{alg:?}");
+            assert_eq!(check(&a, &v, b"INVITE", NOW), wrong(b"103"), "{alg:?}");
             // Unknown user.
-            let nonce = nonce_of(&a.challenges(REALM, NOW, false)[0]);
+            let nonce = nonce_of(&a.challenges(REALM, NOW, 1, false)[0]);
             let i = DigestInput { username: b"999", ..input(&nonce, b"x", b"INVITE", b"sip:park@acme.example") };
             assert_eq!(check(&a, &authorization(alg, &i), b"INVITE", NOW), Verdict::UnknownUser, "{alg:?}");
+            // A user the caller refuses to look up: nothing is checked.
+            let i = DigestInput { username: b"105", ..input(&nonce, b"x", b"INVITE", b"sip:park@acme.example") };
+            assert_eq!(check(&a, &authorization(alg, &i), b"INVITE", NOW), Verdict::Refused, "{alg:?}");
         }
         // The uri must be the Request-URI's resource; parameters do not count.
-        let nonce = nonce_of(&a.challenges(REALM, NOW, false)[0]);
+        let nonce = nonce_of(&a.challenges(REALM, NOW, 1, false)[0]);
         let v = authorization(Algorithm::Sha256, &input(&nonce, b"s3cret", b"INVITE", b"sip:park@acme.example"));
         let ok = Verdict::Ok(b"103".to_vec());
-        let at = |uri: &'static [u8]| a.verify(&v, &req(b"INVITE", uri), NOW, passwords);
+        let at = |uri: &'static [u8]| a.verify(&v, &req(b"INVITE", uri), NOW, &mut counts(), passwords);
         assert_eq!(at(b"sip:park@ACME.example;transport=udp"), ok);
         assert_eq!(at(b"sip:retrieve@acme.example"), Verdict::Malformed("Digest uri is not the Request-URI"));
         assert_eq!(at(b"sip:park@acme.example:5070"), Verdict::Malformed("Digest uri is not the Request-URI"));
@@ -798,12 +863,12 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
         let v = answer(&other, Algorithm::Sha256, NOW, b"s3cret", b"REGISTER");
         assert_eq!(check(&a, &v, b"REGISTER", NOW), Verdict::UnknownNonce);
         // Issued for another tenant's realm, presented with this realm.
-        let foreign = nonce_of(&a.challenges(b"beta.example", NOW, false)[0]);
+        let foreign = nonce_of(&a.challenges(b"beta.example", NOW, 1, false)[0]);
         let v = authorization(Algorithm::Sha256, &input(&foreign, b"s3cret", b"REGISTER", b"sip:park@acme.example"));
         assert_eq!(check(&a, &v, b"REGISTER", NOW), Verdict::UnknownNonce);
-        // A tampered issue time (to extend the validity) or tag.
-        let good = nonce_of(&a.challenges(REALM, NOW, false)[0]);
-        for pos in [0, 15, 16, 47] {
+        // A tampered issue time (to extend the validity), salt or tag.
+        let good = nonce_of(&a.challenges(REALM, NOW, 1, false)[0]);
+        for pos in [0, 15, 16, 31, 32, 63] {
             let mut n = good.clone();
             n[pos] = if n[pos] == b'0' { b'1' } else { b'0' };
             let v = authorization(Algorithm::Md5, &input(&n, b"s3cret", b"REGISTER", b"sip:park@acme.example"));
@@ -811,7 +876,7 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
         }
         // Not hex, wrong length, uppercase.
         let upper = good.to_ascii_uppercase();
-        for n in [&b"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"[..], &good[..47], &upper] {
+        for n in [&b"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"[..], &good[..63], &good[..48], &upper] {
             let v = authorization(Algorithm::Md5, &input(n, b"s3cret", b"REGISTER", b"sip:park@acme.example"));
             assert_eq!(check(&a, &v, b"REGISTER", NOW), Verdict::UnknownNonce, "{}", String::from_utf8_lossy(n));
         }
@@ -827,9 +892,11 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
             // Issued "in the future" beyond the slack (a clock stepped back).
             assert_eq!(check(&a, &v, b"INVITE", NOW - FUTURE_SLACK_SECS - 1), Verdict::Stale, "{alg:?}");
             assert_eq!(check(&a, &v, b"INVITE", NOW - FUTURE_SLACK_SECS), Verdict::Ok(b"103".to_vec()));
-            // Stale is only for a right digest: a wrong one stays wrong.
+            // An expired nonce is stale whatever the digest: it is not
+            // checked, so an old nonce is no oracle (ADR 0019).
             let bad = answer(&a, alg, NOW, b"wrong", b"INVITE");
-            assert_eq!(check(&a, &bad, b"INVITE", NOW + 301), Verdict::WrongPassword, "{alg:?}");
+            assert_eq!(check(&a, &bad, b"INVITE", NOW), wrong(b"103"), "{alg:?}");
+            assert_eq!(check(&a, &bad, b"INVITE", NOW + 301), Verdict::Stale, "{alg:?}");
         }
         // Extremes of the clock do not overflow.
         let v = answer(&a, Algorithm::Sha256, u64::MAX, b"s3cret", b"INVITE");
@@ -840,9 +907,54 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
     }
 
     #[test]
+    fn a_nonce_answers_one_wrong_response_and_each_count_once() {
+        let a = auth();
+        let mut counts = counts();
+        let uri: &[u8] = b"sip:park@acme.example";
+        let mut verify = |value: &[u8], lookups: &mut u32| {
+            a.verify(value, &req(b"INVITE", uri), NOW, &mut counts, |u| {
+                *lookups += 1;
+                passwords(u)
+            })
+        };
+        let nonce = nonce_of(&a.challenges(REALM, NOW, 7, false)[0]);
+        let with = |nc: &'static [u8], pw: &'static [u8]| {
+            authorization(Algorithm::Md5, &DigestInput { nc, ..input(&nonce, pw, b"INVITE", uri) })
+        };
+        let mut lookups = 0;
+        assert_eq!(verify(&with(b"00000001", b"s3cret"), &mut lookups), Verdict::Ok(b"103".to_vec()));
+        // The same count again (a replay), or a lower one: not checked.
+        assert_eq!(verify(&with(b"00000001", b"s3cret"), &mut lookups), Verdict::Reused(Reuse::Replayed));
+        assert_eq!(verify(&with(b"00000002", b"s3cret"), &mut lookups), Verdict::Ok(b"103".to_vec()));
+        assert_eq!(lookups, 2, "a replay looks nothing up");
+        // One wrong response spends the nonce, even for the right password.
+        assert_eq!(verify(&with(b"00000003", b"guess"), &mut lookups), wrong(b"103"));
+        assert_eq!(verify(&with(b"00000004", b"s3cret"), &mut lookups), Verdict::Reused(Reuse::Spent));
+        assert_eq!(verify(&with(b"00000005", b"guess2"), &mut lookups), Verdict::Reused(Reuse::Spent));
+        assert_eq!(lookups, 3);
+        // An unknown user spends a nonce too; a refused one does not.
+        let other = nonce_of(&a.challenges(REALM, NOW, 8, false)[0]);
+        let as_user = |user: &'static [u8], nc: &'static [u8]| {
+            authorization(
+                Algorithm::Md5,
+                &DigestInput { username: user, nc, ..input(&other, b"s3cret", b"INVITE", uri) },
+            )
+        };
+        assert_eq!(verify(&as_user(b"105", b"00000001"), &mut lookups), Verdict::Refused);
+        assert_eq!(verify(&as_user(b"103", b"00000001"), &mut lookups), Verdict::Ok(b"103".to_vec()));
+        assert_eq!(verify(&as_user(b"999", b"00000002"), &mut lookups), Verdict::UnknownUser);
+        assert_eq!(verify(&as_user(b"103", b"00000003"), &mut lookups), Verdict::Reused(Reuse::Spent));
+        // A first use with count 0 is not a count.
+        let third = nonce_of(&a.challenges(REALM, NOW, 9, false)[0]);
+        let zero =
+            authorization(Algorithm::Md5, &DigestInput { nc: b"00000000", ..input(&third, b"s3cret", b"INVITE", uri) });
+        assert_eq!(verify(&zero, &mut lookups), Verdict::Reused(Reuse::Replayed));
+    }
+
+    #[test]
     fn realm_must_match() {
         let a = auth();
-        let nonce = nonce_of(&a.challenges(REALM, NOW, false)[0]);
+        let nonce = nonce_of(&a.challenges(REALM, NOW, 1, false)[0]);
         let i = DigestInput { realm: b"beta.example", ..input(&nonce, b"s3cret", b"INVITE", b"sip:park@acme.example") };
         let v = authorization(Algorithm::Sha256, &i);
         assert_eq!(check(&a, &v, b"INVITE", NOW), Verdict::WrongRealm);
@@ -853,7 +965,7 @@ opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"";
 
     /// A valid SHA-256 answer, hand-written so each parameter can be varied.
     fn valid_value(a: &Authenticator) -> (Vec<u8>, String) {
-        let nonce = nonce_of(&a.challenges(REALM, NOW, false)[0]);
+        let nonce = nonce_of(&a.challenges(REALM, NOW, 1, false)[0]);
         let i = input(&nonce, b"s3cret", b"INVITE", b"sip:park@acme.example");
         let resp = response(Algorithm::Sha256, &i);
         let nonce = String::from_utf8(nonce).unwrap_or_else(|e| panic!("{e}"));

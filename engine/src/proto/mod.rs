@@ -12,7 +12,7 @@
 //! Leaf modules every layer may use: [`env`] (what a shard's layers
 //! share), [`ids`], [`reject`], [`tu`] (the context and owner names of the
 //! transaction users), [`named`], [`timers`], [`config`], [`stats`],
-//! [`route`], [`auth`].
+//! [`route`], [`auth`], [`guard`].
 //!
 //! Nothing in this module opens a socket, spawns a thread or reads a clock:
 //! datagrams and `now` come in as arguments, and work comes out through
@@ -23,6 +23,7 @@ pub mod bridge;
 pub mod config;
 pub mod dialog;
 pub mod env;
+pub mod guard;
 pub mod ids;
 pub mod named;
 pub mod notify;

@@ -113,6 +113,29 @@ stats! {
     /// Requests refused 403 for wrong credentials, a user that may not act
     /// as the From (To) user, or a source outside the trusted peers.
     Counter auth_failures,
+    /// Credentials answered with a fresh challenge without being checked:
+    /// their nonce already had a wrong response, their nonce count was not
+    /// above the last one, or the nonce was forgotten under pressure (ADR 0019).
+    Counter auth_nonce_reuses,
+    /// Nonce-count entries evicted because the table was full.
+    Counter auth_nonce_evictions,
+    /// Sources this shard banned after too many failed digest responses.
+    Counter auth_bans,
+    /// Bans decided by another worker and applied here too.
+    Counter auth_bans_shared,
+    /// Datagrams dropped unread because their source is banned.
+    Counter auth_banned_drops,
+    /// Users locked after too many failed digest responses.
+    Counter auth_user_locks,
+    /// Credentials of a locked user refused (403) without being checked.
+    Counter auth_locked_refusals,
+    /// Sources or users not tracked (or bans not reported) because a
+    /// guard table was full.
+    Counter auth_guard_full,
+    /// Bans the worker could not write to the XDP ban map.
+    Counter auth_xdp_ban_errors,
+    /// Sources banned now (this shard's bans and those it was told of).
+    Gauge auth_bans_active,
     /// Requests refused because a per-shard limit was reached.
     Counter overload_rejects,
     /// Bindings currently registered.

@@ -338,6 +338,8 @@ pub struct Config {
     pub nonce_secret: [u8; 32],
     /// How long after it is issued a nonce is accepted (`stale=true` past it).
     pub nonce_validity: Duration,
+    /// Failure budgets and bans for digest authentication (`--auth-*`).
+    pub guard: Guard,
     /// `--outbound-proxy`: NOTIFYs and recall INVITEs go to
     /// `sip:<ext>@<domain>` through this proxy, which forks them to the
     /// extension's devices, instead of to the embedded registrar's contacts.
@@ -351,6 +353,38 @@ pub struct OutboundProxy {
     pub peer: super::sip::Peer,
     /// Its URI as configured, written as a loose-routing `Route`.
     pub uri: Box<str>,
+}
+
+/// Failure budgets for digest authentication, and what happens past them
+/// (docs/decisions/0019-password-guessing.md). Fixed at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    /// A source (an IPv4 address, an IPv6 /64) whose failed digest
+    /// responses within `window` reach this is banned: everything it sends
+    /// is dropped. 0: sources are never banned.
+    pub source_failures: u32,
+    /// A user (tenant and username) whose failed responses, from any
+    /// sources, within `window` reach this is locked: its credentials are
+    /// not checked from sources it has not authenticated from. 0: never.
+    pub user_failures: u32,
+    /// The window failures are counted in, from the first one.
+    pub window: Duration,
+    /// The first ban or lock; each repeat doubles it, up to `max_ban`.
+    pub ban: Duration,
+    /// The longest ban or lock.
+    pub max_ban: Duration,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            source_failures: 5,
+            user_failures: 10,
+            window: Duration::from_secs(60),
+            ban: Duration::from_secs(60),
+            max_ban: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Per-shard caps. Past a cap, new work is refused with 503 and counted.
@@ -367,6 +401,12 @@ pub struct Limits {
     /// A bridged call is hung up after this long: sipark has no media to
     /// watch, so this bounds the state a lost BYE can leave behind.
     pub max_call_duration: std::time::Duration,
+    /// Nonces whose use is remembered (ADR 0019); past it the oldest
+    /// nonce's entry is evicted (counted) and older nonces re-challenged.
+    pub max_nonce_counts: usize,
+    /// Sources and users whose failures are counted (each); past it a new
+    /// one is not tracked (counted).
+    pub max_guarded: usize,
 }
 
 impl Default for Limits {
@@ -378,6 +418,8 @@ impl Default for Limits {
             max_parked: 500_000,
             max_dialogs: 500_000,
             max_call_duration: std::time::Duration::from_secs(12 * 3600),
+            max_nonce_counts: 65_536,
+            max_guarded: 65_536,
         }
     }
 }
@@ -402,6 +444,7 @@ impl Default for Config {
             trust: Vec::new(),
             nonce_secret: [0; 32],
             nonce_validity: Duration::from_secs(300),
+            guard: Guard::default(),
             outbound_proxy: None,
         }
     }
@@ -428,6 +471,21 @@ impl Config {
         } else {
             Admission::Open
         }
+    }
+
+    /// Whether a trust list (the global one, the defaults', or any
+    /// tenant's) has an address in `net`: such a source is never banned,
+    /// since it is some tenant's trusted peer.
+    pub fn trusts_any_of(&self, net: Cidr) -> bool {
+        let tenants: Box<dyn Iterator<Item = &TenantPolicy>> = match &self.tenants {
+            TenantMode::Open => Box::new(std::iter::empty()),
+            TenantMode::Strict(map) => Box::new(map.values()),
+        };
+        self.trust
+            .iter()
+            .chain(&self.defaults.trust)
+            .chain(tenants.flat_map(|t| t.trust.iter()))
+            .any(|c| c.overlaps(&net))
     }
 
     /// The policy for `domain` (any case), or `None` if it is not served.
@@ -526,6 +584,12 @@ impl std::str::FromStr for Cidr {
 }
 
 impl Cidr {
+    /// Whether the two networks share an address (one holds the other).
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let (wide, narrow) = if self.prefix <= other.prefix { (self, other) } else { (other, self) };
+        wide.contains(narrow.addr)
+    }
+
     /// Is `ip` in this network? (An IPv4-mapped IPv6 `ip` counts as IPv4.)
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         use std::net::IpAddr;

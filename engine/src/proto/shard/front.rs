@@ -15,7 +15,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::Shard;
-use crate::proto::auth::{Request as AuthRequest, Verdict};
+use crate::proto::auth::{Lookup, Request as AuthRequest, Verdict};
 use crate::proto::config::{Admission, TenantPolicy, is_extension};
 use crate::proto::ids::ServerId;
 use crate::proto::notify::Notifier;
@@ -261,10 +261,12 @@ impl Shard {
     /// acting as `user` (the To user of a REGISTER, the From user of an
     /// INVITE), may go on (docs/decisions/0013-digest-auth.md). When not,
     /// it has been answered: 401 with fresh challenges (none or unusable
-    /// credentials for this realm, unknown nonce; `stale=true` for an
-    /// expired one), 403 (wrong password or unknown user, a user acting as
-    /// someone else, a source outside the trusted peers of a tenant with no
-    /// credentials), 400 (credentials that cannot be read).
+    /// credentials for this realm, unknown nonce, a nonce that may not be
+    /// used again; `stale=true` for an expired one), 403 (wrong password or
+    /// unknown user, a locked user, a user acting as someone else, a source
+    /// outside the trusted peers of a tenant with no credentials), 400
+    /// (credentials that cannot be read). Failures count against the
+    /// source's and the user's budgets (docs/decisions/0019).
     fn admit(
         &mut self,
         now: Instant,
@@ -292,6 +294,7 @@ impl Shard {
         let (Some(method), Some(uri)) = (msg.method(), msg.request_uri()) else { return false };
         let req = AuthRequest { method: method.as_bytes(), uri, realm: &realm };
         let unix = self.env.unix(now);
+        let ip = src.addr.ip();
         let mut stale = false;
         // Credentials of another scheme are none (RFC 4475 regaut01): the
         // request is challenged.
@@ -304,23 +307,45 @@ impl Shard {
             .filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization") && digest(h.value))
             .take(4);
         for h in creds {
-            let verdict = self.auth.verify(h.value, &req, unix, |u| {
-                std::str::from_utf8(u).ok().and_then(|u| policy.users.get(u)).map(|p| &*p.0)
+            let guard = &self.guard;
+            let verdict = self.auth.verify(h.value, &req, unix, &mut self.nonces, |u| {
+                match std::str::from_utf8(u).ok().and_then(|name| policy.users.get(name)) {
+                    Some(_) if guard.refuses(&realm, u, ip, now) => Lookup::Refused,
+                    Some(p) => Lookup::Password(&p.0),
+                    None => Lookup::Unknown,
+                }
             });
             match verdict {
-                Verdict::Ok(name) if name == user => return true,
+                Verdict::Ok(name) if name == user => {
+                    self.guard.success(now, &realm, &name, ip);
+                    return true;
+                }
                 Verdict::Ok(_) => return refuse(self, Reject::AnotherUser),
-                Verdict::WrongPassword | Verdict::UnknownUser => {
+                Verdict::WrongPassword(name) => {
                     debug!(src = %src.addr, "digest authentication failed");
+                    let cfg = Arc::clone(&self.env.cfg);
+                    self.guard.failure(now, ip, Some((&realm, &name)), &cfg);
+                    return refuse(self, Reject::Forbidden);
+                }
+                Verdict::UnknownUser => {
+                    debug!(src = %src.addr, "digest authentication failed");
+                    let cfg = Arc::clone(&self.env.cfg);
+                    self.guard.failure(now, ip, None, &cfg);
+                    return refuse(self, Reject::Forbidden);
+                }
+                Verdict::Refused => {
+                    self.env.stats.auth_locked_refusals.inc();
                     return refuse(self, Reject::Forbidden);
                 }
                 Verdict::Malformed(reason) => return refuse(self, Reject::BadCredentials(reason)),
                 Verdict::Stale => stale = true,
+                Verdict::Reused(_) => self.env.stats.auth_nonce_reuses.inc(),
                 Verdict::UnknownNonce | Verdict::WrongRealm => {}
             }
         }
         self.env.stats.auth_challenges.inc();
-        let [sha, md5] = self.auth.challenges(&realm, unix, stale);
+        let salt = self.env.random();
+        let [sha, md5] = self.auth.challenges(&realm, unix, salt, stale);
         let extra = [("WWW-Authenticate", &sha[..]), ("WWW-Authenticate", &md5[..])];
         self.txns.respond(&mut self.env, now, server, msg, &Response::new(401, "Unauthorized").headers(&extra));
         false

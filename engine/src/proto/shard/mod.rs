@@ -15,9 +15,11 @@
 //! * one input method per kind of input: [`Shard::handle`] (a message, as
 //!   bytes or parsed), [`Shard::handle_timeout`], [`Shard::shutdown`],
 //!   [`Shard::reconfigure`];
-//! * `poll_*`: [`Shard::poll_transmit`], [`Shard::poll_timeout`] and
-//!   [`Shard::poll_event`] pull the work out; [`Shard::recycle`] gives a
-//!   sent buffer back.
+//! * `poll_*`: [`Shard::poll_transmit`], [`Shard::poll_timeout`],
+//!   [`Shard::poll_event`] and [`Shard::poll_ban`] pull the work out;
+//!   [`Shard::recycle`] gives a sent buffer back;
+//! * bans: [`Shard::drop_if_banned`] (asked first, by the I/O layer as
+//!   well), [`Shard::import_ban`] (a ban another worker decided).
 //!
 //! What a message meets first (checks, transaction matching, admission,
 //! dispatch to the layer that owns it) is in `front`.
@@ -30,10 +32,12 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::auth::Authenticator;
+use super::auth::{Authenticator, NonceCounts};
 use super::config::Config;
 use super::env::Env;
 pub use super::env::{Transmit, WallClock};
+use super::guard::Guard;
+pub use super::guard::{Ban, Source};
 pub use super::ids::Seed;
 use super::notify::Notifier;
 use super::park::Park;
@@ -96,6 +100,10 @@ pub struct Shard {
     park: Park,
     /// Digest challenges and checks (nonce key from the config).
     auth: Authenticator,
+    /// What each nonce was used for (ADR 0019).
+    nonces: NonceCounts,
+    /// Failure budgets, bans and user locks (ADR 0019).
+    guard: Guard,
     shutting_down: bool,
 }
 
@@ -104,6 +112,7 @@ impl Shard {
     /// of its hash maps and its tags, so that the same seed and inputs give
     /// the same outputs (the I/O layer draws it from the operating system).
     pub fn new(id: u16, shards: u16, cfg: Arc<Config>, wall: WallClock, seed: Seed) -> Shard {
+        let env = Env::new(id, Arc::clone(&cfg), wall, &seed);
         Shard {
             shards: shards.max(1),
             txns: Transactions::new(seed.hasher(1)),
@@ -111,7 +120,9 @@ impl Shard {
             notifier: Notifier::default(),
             park: Park::new(wall, &seed),
             auth: Authenticator::new(cfg.nonce_secret, cfg.nonce_validity),
-            env: Env::new(id, cfg, wall, &seed),
+            nonces: NonceCounts::new(cfg.limits.max_nonce_counts, cfg.nonce_validity, seed.hasher(5)),
+            guard: Guard::new(cfg.guard, cfg.limits.max_guarded, seed.hasher(6), Arc::clone(&env.stats)),
+            env,
             shutting_down: false,
         }
     }
@@ -147,6 +158,9 @@ impl Shard {
     /// counted and dropped (nothing in them can be trusted to answer with).
     pub fn handle<'a, 'b: 'a>(&mut self, now: Instant, src: impl Into<Peer>, input: impl Into<Input<'a, 'b>>) {
         let src = src.into();
+        if self.drop_if_banned(now, src.addr.ip()) {
+            return;
+        }
         match input.into() {
             Input::Parsed(msg) => self.message(now, src, msg),
             Input::Bytes(data) => {
@@ -179,9 +193,38 @@ impl Shard {
         }
     }
 
+    /// Whether `ip`'s source is banned (ADR 0019); if so, its datagram is
+    /// counted as dropped and must not be handled. [`Shard::handle`] asks
+    /// first; the I/O layer may ask before it routes a datagram, since
+    /// every shard learns every ban ([`Shard::import_ban`]).
+    #[inline]
+    pub fn drop_if_banned(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
+        let banned = self.guard.is_banned(ip, now);
+        if banned {
+            self.env.stats.auth_banned_drops.inc();
+        }
+        banned
+    }
+
+    /// The next ban this shard decided, for the I/O layer to apply in XDP
+    /// and to hand to the other workers.
+    pub fn poll_ban(&mut self) -> Option<Ban> {
+        self.guard.poll_ban()
+    }
+
+    /// A ban another worker decided: from now on this shard drops that
+    /// source too.
+    pub fn import_ban(&mut self, now: Instant, ban: Ban) {
+        self.guard.import(now, ban);
+        self.update_gauges();
+    }
+
     /// Runs every timer due at `now`, the earliest first (transactions
     /// first at the same instant, then calls, then bindings).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.guard.next_timeout().is_some_and(|t| t <= now) {
+            self.guard.handle_timeout(now);
+        }
         'next: loop {
             let due = [(self.park.next_timeout(), Due::Call), (self.registrar.next_timeout(), Due::Binding)]
                 .into_iter()
@@ -222,7 +265,10 @@ impl Shard {
 
     /// The next instant [`Shard::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.txns.next_timeout(), self.park.next_timeout(), self.registrar.next_timeout()].into_iter().flatten().min()
+        [self.txns.next_timeout(), self.park.next_timeout(), self.registrar.next_timeout(), self.guard.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next park-lifecycle event (parked, retrieved, recalled, hung
@@ -272,6 +318,8 @@ impl Shard {
         s.bindings.set(self.registrar.bindings() as u64);
         s.parked.set(self.park.listed());
         s.bridged.set(self.park.bridged());
+        s.auth_bans_active.set(self.guard.active_bans());
+        s.auth_nonce_evictions.set(self.nonces.evicted());
     }
 }
 

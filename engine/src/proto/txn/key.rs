@@ -52,31 +52,32 @@ impl<'a> RequestKey<'a> {
     }
 
     /// Writes the bytes of this key in the class of `method` (ACK and
-    /// CANCEL look in INVITE's) into `out`. Each part is preceded by its
-    /// length, so that no two keys write the same bytes.
+    /// CANCEL look in INVITE's) into `out`: a kind byte, then each part with
+    /// its length, so that no two keys write the same bytes. The branch
+    /// form, met by every request, is written in four copies.
     pub(super) fn write(&self, class: Method<'_>, out: &mut Vec<u8>) {
-        let mut part = |p: &[u8]| {
-            // Header values are shorter than a datagram, far below 2^32.
-            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            out.extend_from_slice(p);
-        };
+        // Header values are shorter than a datagram: their lengths fit in 16 bits.
+        let len16 = |p: &[u8]| (p.len() as u16).to_le_bytes();
         match *self {
             RequestKey::Branch { branch, host, port } => {
-                part(branch);
-                part(host);
-                part(&port.unwrap_or(0).to_le_bytes());
+                let [b0, b1] = len16(branch);
+                let [h0, h1] = len16(host);
+                let [p0, p1] = port.unwrap_or(0).to_le_bytes();
+                out.extend_from_slice(&[b'B', b0, b1, h0, h1, p0, p1]);
+                out.extend_from_slice(branch);
+                out.extend_from_slice(host);
             }
             RequestKey::Rfc2543 { request_uri, from_tag, to_tag, call_id, cseq, top_via } => {
-                part(b"2543");
-                part(request_uri);
-                part(from_tag);
-                part(if class == Method::Invite { b"" } else { to_tag });
-                part(call_id);
-                part(&cseq.to_le_bytes());
-                part(top_via);
+                out.push(b'O');
+                let to_tag = if class == Method::Invite { &[][..] } else { to_tag };
+                for part in [request_uri, from_tag, to_tag, call_id, &cseq.to_le_bytes(), top_via] {
+                    out.extend_from_slice(&len16(part));
+                    out.extend_from_slice(part);
+                }
             }
         }
-        part(class.as_bytes());
+        // The class is last: what precedes it has its own lengths.
+        out.extend_from_slice(class.as_bytes());
     }
 }
 

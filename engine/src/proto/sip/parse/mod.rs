@@ -15,6 +15,22 @@ use super::find::{Byte, all_in};
 /// Most header lines a message may carry; more is [`ParseError::TooManyHeaders`].
 pub const MAX_HEADERS: usize = 64;
 
+/// The headers that may appear once ([`HeaderName::duplicate_reason`]), a
+/// bit per name.
+const SINGLE: u32 = {
+    let mut bits = 0u32;
+    let mut i = 0;
+    while i < HeaderName::ALL.len() {
+        if HeaderName::ALL[i].duplicate_reason().is_some() {
+            bits |= 1 << (HeaderName::ALL[i] as u32);
+        }
+        i += 1;
+    }
+    bits
+};
+// A bit per name in a `u32`.
+const _: () = assert!((HeaderName::Other as u32) < 32);
+
 /// What was wrong with a message. Each variant names the bad part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
@@ -260,8 +276,8 @@ impl<'a> SipMessage<'a> {
         let buf = self.buf;
         let len = buf.len();
         let mut content_length: Option<&'a [u8]> = None;
-        // Headers that may appear once, seen so far (a bit per name), and
-        // the first one seen again.
+        // The names seen so far (a bit each), and the first header that may
+        // appear once seen again.
         let mut seen = 0u32;
         let mut duplicate = None;
         let line_ends = Byte::new(b'\n');
@@ -315,18 +331,17 @@ impl<'a> SipMessage<'a> {
                 }
             };
             let value = trim(&buf[value_start..value_end]);
-            if name != HeaderName::Other && duplicate.is_none() {
-                let bit = 1u32 << (name as u32);
-                if seen & bit == 0 {
-                    seen |= bit;
-                    if name == HeaderName::ContentLength {
-                        content_length = Some(value);
-                    }
-                } else if name.duplicate_reason().is_some()
-                    && (name != HeaderName::ContentLength || content_length.map(parse_u32) != Some(parse_u32(value)))
-                {
+            let bit = 1u32 << (name as u32);
+            if seen & bit & SINGLE != 0 {
+                let same_length =
+                    name == HeaderName::ContentLength && content_length.map(parse_u32) == Some(parse_u32(value));
+                if !same_length && duplicate.is_none() {
                     duplicate = Some(ParseError::Duplicate(name));
                 }
+            }
+            seen |= bit;
+            if name == HeaderName::ContentLength && content_length.is_none() {
+                content_length = Some(value);
             }
             self.headers.try_push(Header { name, raw_name, value }).map_err(|_| ParseError::TooManyHeaders)?;
         }

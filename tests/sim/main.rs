@@ -17,6 +17,7 @@ mod events;
 mod groups;
 mod isolation;
 mod offer;
+mod overload;
 mod park;
 mod proxy;
 mod recall;

@@ -367,6 +367,9 @@ pub struct Limits {
     /// A bridged call is hung up after this long: sipark has no media to
     /// watch, so this bounds the state a lost BYE can leave behind.
     pub max_call_duration: std::time::Duration,
+    /// Overload control's bounds on the receive path's queueing delay
+    /// (`--overload-*`); `None`: off.
+    pub overload: Option<super::overload::Bounds>,
 }
 
 impl Default for Limits {
@@ -378,6 +381,7 @@ impl Default for Limits {
             max_parked: 500_000,
             max_dialogs: 500_000,
             max_call_duration: std::time::Duration::from_secs(12 * 3600),
+            overload: Some(super::overload::Bounds::default()),
         }
     }
 }

@@ -13,16 +13,19 @@
 //! * getters: [`Shard::id`], [`Shard::shards`], [`Shard::stats`],
 //!   [`Shard::is_drained`];
 //! * one input method per kind of input: [`Shard::handle`] (a message, as
-//!   bytes or parsed), [`Shard::handle_timeout`], [`Shard::shutdown`],
-//!   [`Shard::reconfigure`];
+//!   bytes or parsed), [`Shard::handle_timeout`], [`Shard::handle_load`]
+//!   (the receive path's queueing delay, for overload control),
+//!   [`Shard::shutdown`], [`Shard::reconfigure`];
 //! * `poll_*`: [`Shard::poll_transmit`], [`Shard::poll_timeout`] and
 //!   [`Shard::poll_event`] pull the work out; [`Shard::recycle`] gives a
 //!   sent buffer back.
 //!
 //! What a message meets first (checks, transaction matching, admission,
-//! dispatch to the layer that owns it) is in `front`.
+//! dispatch to the layer that owns it) is in `front`; overload control's
+//! refusals (docs/decisions/0021-overload-control.md) in `shed`.
 
 mod front;
+mod shed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,8 +37,10 @@ use super::auth::Authenticator;
 use super::config::Config;
 use super::env::Env;
 pub use super::env::{Transmit, WallClock};
+use super::ids::Keyed;
 pub use super::ids::Seed;
 use super::notify::Notifier;
+use super::overload::{Controller, Refused};
 use super::park::Park;
 pub use super::park::{Lifecycle, ParkEvent};
 use super::registrar::Registrar;
@@ -96,6 +101,12 @@ pub struct Shard {
     park: Park,
     /// Digest challenges and checks (nonce key from the config).
     auth: Authenticator,
+    /// Overload control: whether the worker keeps up.
+    overload: Controller,
+    /// Requests overload control refused lately, by branch.
+    refused: Refused,
+    /// The keys of `refused`'s fingerprints.
+    refused_keys: Keyed,
     shutting_down: bool,
 }
 
@@ -111,6 +122,9 @@ impl Shard {
             notifier: Notifier::default(),
             park: Park::new(wall, &seed),
             auth: Authenticator::new(cfg.nonce_secret, cfg.nonce_validity),
+            overload: Controller::new(cfg.limits.overload),
+            refused: Refused::default(),
+            refused_keys: seed.hasher(6),
             env: Env::new(id, cfg, wall, &seed),
             shutting_down: false,
         }

@@ -14,10 +14,11 @@ use crate::harness::{Sim, ms, secs};
 use crate::phone::CallState;
 use crate::wire::Msg;
 
-/// The bounds these tests run with: overloaded from 4 ms, everything
-/// admitted again at 2 ms, the state left after 1 s under 2 ms.
+/// The bounds these tests run with: overloaded from 4 ms (at once: no
+/// window), everything admitted again at 2 ms, the state left after 1 s
+/// under 2 ms.
 fn bounds() -> Bounds {
-    Bounds { high: ms(4), low: ms(2), hold: secs(1), retry_after: (4, 8) }
+    Bounds { high: ms(4), low: ms(2), window: Duration::ZERO, hold: secs(1), retry_after: (4, 8) }
 }
 
 fn config() -> Config {
@@ -273,6 +274,26 @@ fn a_refused_invite_retransmitted_later_is_refused_again() {
     let last = sim.phones[o.alice].txns[txn].responses.last().cloned();
     assert_eq!(last.and_then(|m| m.code()), Some(200), "admitted as a new request");
     assert_eq!(sim.stat(|s| s.requests_shed.get()), 2);
+}
+
+#[test]
+fn a_delay_shorter_than_the_window_sheds_nothing() {
+    let mut cfg = Config::default();
+    cfg.limits.overload = Some(Bounds { window: ms(50), ..bounds() });
+    let mut sim = Sim::new(1, cfg, 71);
+    let p = sim.add_phone("104", ACME, Some("Carol"));
+    // A stall the next turns drain: over the bound for 40 ms only.
+    sim.load(ms(30));
+    sim.run_for(ms(40));
+    sim.load(ms(6));
+    assert_eq!(sim.try_register(p).code(), Some(200), "a burst is not overload");
+    sim.load(ms(1));
+    // A standing queue: over the bound for the whole window.
+    sim.load(ms(5));
+    sim.run_for(ms(50));
+    sim.load(ms(5));
+    assert_shed(&sim.try_register(p), "after the window");
+    assert_eq!(sim.stat(|s| s.overload_entered.get()), 1);
 }
 
 #[test]

@@ -187,17 +187,21 @@ pub struct Args {
     #[arg(long, value_name = "URI")]
     pub outbound_proxy: Option<String>,
     /// Overload control: when a worker's receive path queues this long (the
-    /// oldest datagram of a batch waited this many milliseconds), it is
-    /// overloaded and answers new out-of-dialog requests (park, retrieve,
-    /// REGISTER; not OPTIONS) 503 with Retry-After, all of them past this
-    /// delay. In-dialog requests, ACK, CANCEL and responses are always
-    /// served. 0 turns overload control off.
-    #[arg(long, value_name = "MS", default_value_t = 2.0)]
+    /// oldest datagram of each batch waited this many milliseconds) for
+    /// --overload-window-ms, it is overloaded and answers new out-of-dialog
+    /// requests (park, retrieve, REGISTER; not OPTIONS) 503 with
+    /// Retry-After, all of them past this delay. In-dialog requests, ACK,
+    /// CANCEL and responses are always served. 0 turns overload control off.
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
     pub overload_delay_ms: f64,
+    /// Milliseconds the delay must stay at or over --overload-delay-ms
+    /// before a worker is overloaded (a burst or a short stall is not).
+    #[arg(long, value_name = "MS", default_value_t = 20)]
+    pub overload_window_ms: u64,
     /// The delay, milliseconds, at or under which an overloaded worker
     /// admits every new request again; between it and --overload-delay-ms
     /// it admits a share that falls as the delay grows (retrieves: all).
-    #[arg(long, value_name = "MS", default_value_t = 0.5)]
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
     pub overload_resume_ms: f64,
     /// Milliseconds the delay must stay under --overload-resume-ms before
     /// a worker is no longer overloaded.

@@ -197,6 +197,9 @@ fn overload_bounds(args: &Args) -> Result<Option<overload::Bounds>, String> {
     if !(low > 0.0 && low <= high) {
         return Err("--overload-resume-ms must be above 0 and at most --overload-delay-ms".into());
     }
+    if args.overload_window_ms > 60_000 {
+        return Err("--overload-window-ms must be 0..=60000".into());
+    }
     if args.overload_hold_ms > 600_000 {
         return Err("--overload-hold-ms must be 0..=600000".into());
     }
@@ -210,6 +213,7 @@ fn overload_bounds(args: &Args) -> Result<Option<overload::Bounds>, String> {
     Ok(Some(overload::Bounds {
         high: ms(high),
         low: ms(low),
+        window: Duration::from_millis(args.overload_window_ms),
         hold: Duration::from_millis(args.overload_hold_ms),
         retry_after,
     }))

@@ -244,6 +244,7 @@ fn out_of_range_and_contradictory_flags_are_refused_by_name() {
             "--overload-resume-ms must be above 0 and at most --overload-delay-ms",
         ),
         (&["--overload-resume-ms", "0"], "--overload-resume-ms must be above 0 and at most --overload-delay-ms"),
+        (&["--overload-window-ms", "60001"], "--overload-window-ms must be 0..=60000"),
         (&["--overload-hold-ms", "600001"], "--overload-hold-ms must be 0..=600000"),
         (&["--overload-retry-after", "0"], r#"--overload-retry-after "0": expected N or MIN-MAX seconds"#),
         (&["--overload-retry-after", "9-3"], r#"--overload-retry-after "9-3": expected N or MIN-MAX seconds"#),
@@ -461,6 +462,8 @@ fn overload_flags_set_the_bounds_and_zero_turns_it_off() {
         "5",
         "--overload-resume-ms",
         "1.5",
+        "--overload-window-ms",
+        "0",
         "--overload-hold-ms",
         "250",
         "--overload-retry-after",
@@ -469,6 +472,7 @@ fn overload_flags_set_the_bounds_and_zero_turns_it_off() {
     let want = Bounds {
         high: Duration::from_millis(5),
         low: Duration::from_micros(1500),
+        window: Duration::ZERO,
         hold: Duration::from_millis(250),
         retry_after: (10, 10),
     };

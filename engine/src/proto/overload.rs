@@ -12,8 +12,10 @@
 //!
 //! The rule, with two bounds `low < high`:
 //!
-//! * **Entering.** A worker is overloaded from the first delay at or over
-//!   `high`.
+//! * **Entering.** A worker is overloaded once the delay has stayed at or
+//!   over `high` for `window` (CoDel's test for a standing queue, RFC 8289
+//!   §3.2): a burst, or a stall of the worker that its next turns soon
+//!   drain, does not count.
 //! * **Shedding.** While overloaded, new work ([`Work::New`]: parks,
 //!   REGISTER, any other new out-of-dialog request but OPTIONS) is admitted
 //!   in the fraction `(high − delay) / (high − low)`, clamped to `0..=1`:
@@ -34,12 +36,15 @@ use std::time::{Duration, Instant};
 /// The bounds of overload control (`--overload-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
-    /// Queueing delay at which a worker becomes overloaded, and over
-    /// which it admits no new work at all.
+    /// Queueing delay at which a worker becomes overloaded (once it has
+    /// lasted `window`), and over which it admits no new work at all.
     pub high: Duration,
     /// Queueing delay at or under which all work is admitted; the delay
     /// must stay under it for `hold` before the overloaded state ends.
     pub low: Duration,
+    /// How long the delay must stay at or over `high` before the worker is
+    /// overloaded.
+    pub window: Duration,
     /// How long the delay must stay under `low` before the state ends.
     pub hold: Duration,
     /// `Retry-After` of the 503, seconds: drawn uniformly from
@@ -52,8 +57,9 @@ impl Default for Bounds {
     /// The defaults of the flags (docs/decisions/0021-overload-control.md).
     fn default() -> Self {
         Bounds {
-            high: Duration::from_millis(2),
-            low: Duration::from_micros(500),
+            high: Duration::from_millis(5),
+            low: Duration::from_millis(1),
+            window: Duration::from_millis(20),
             hold: Duration::from_secs(1),
             retry_after: (4, 8),
         }
@@ -92,6 +98,9 @@ pub struct Controller {
     /// `None`: overload control is off, everything is admitted.
     bounds: Option<Bounds>,
     state: Option<Overloaded>,
+    /// Not overloaded: since when the delay has been at or over the high
+    /// bound, if it is.
+    above_since: Option<Instant>,
     /// The last delay measured.
     delay: Duration,
     /// When the last delay was measured.
@@ -108,7 +117,15 @@ const CREDIT_ONE: u32 = 1 << 16;
 impl Controller {
     /// A controller with `bounds` (`None`: never overloaded).
     pub fn new(bounds: Option<Bounds>) -> Controller {
-        Controller { bounds, state: None, delay: Duration::ZERO, at: None, credit: 0, overloaded_for: Duration::ZERO }
+        Controller {
+            bounds,
+            state: None,
+            above_since: None,
+            delay: Duration::ZERO,
+            at: None,
+            credit: 0,
+            overloaded_for: Duration::ZERO,
+        }
     }
 
     /// The delay measured at `now`: how long the oldest datagram of the
@@ -125,11 +142,19 @@ impl Controller {
         self.at = Some(now);
         match &mut self.state {
             None if delay >= b.high => {
+                let since = *self.above_since.get_or_insert(now);
+                if now.saturating_duration_since(since) < b.window {
+                    return None;
+                }
+                self.above_since = None;
                 self.state = Some(Overloaded { calm_since: None });
                 self.credit = 0;
                 Some(Change::Entered)
             }
-            None => None,
+            None => {
+                self.above_since = None;
+                None
+            }
             Some(o) if delay < b.low => {
                 let since = *o.calm_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= b.hold {
@@ -267,7 +292,7 @@ mod tests {
     }
 
     fn bounds() -> Bounds {
-        Bounds { high: ms(4), low: ms(2), hold: ms(100), retry_after: (4, 8) }
+        Bounds { high: ms(4), low: ms(2), window: Duration::ZERO, hold: ms(100), retry_after: (4, 8) }
     }
 
     /// How many of `n` new requests are admitted.
@@ -295,6 +320,23 @@ mod tests {
         assert!(c.is_overloaded());
         assert_eq!(admitted(&mut c, 10), 0);
         assert!(!c.admits(Work::Finishing), "over the high bound, retrieves are refused too");
+    }
+
+    #[test]
+    fn only_a_delay_that_lasts_the_window_enters() {
+        let mut c = Controller::new(Some(Bounds { window: ms(20), ..bounds() }));
+        let t = Instant::now();
+        // A stall: the next turns drain it within the window.
+        assert_eq!(c.on_delay(t, ms(30)), None);
+        assert_eq!(c.on_delay(t + ms(10), ms(8)), None);
+        assert_eq!(c.on_delay(t + ms(19), ms(4)), None);
+        assert_eq!(c.on_delay(t + ms(20), ms(1)), None);
+        assert_eq!(admitted(&mut c, 10), 10, "not overloaded: nothing shed");
+        // A standing queue: at or over the bound for the whole window.
+        assert_eq!(c.on_delay(t + ms(30), ms(5)), None);
+        assert_eq!(c.on_delay(t + ms(45), ms(9)), None);
+        assert_eq!(c.on_delay(t + ms(50), ms(4)), Some(Change::Entered));
+        assert_eq!(admitted(&mut c, 10), 0);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! The rule, with two bounds `low < high`:
 //!
 //! * **Entering.** A worker is overloaded once the delay has stayed at or
-//!   over `high` for `window` (CoDel's test for a standing queue, RFC 8289
-//!   §3.2): a burst, or a stall of the worker that its next turns soon
+//!   over `high` for `window` (CoDel's test for a standing queue, RFC
+//!   8289): a burst, or a stall of the worker that its next turns soon
 //!   drain, does not count.
 //! * **Shedding.** While overloaded, new work ([`Work::New`]: parks,
 //!   REGISTER, any other new out-of-dialog request but OPTIONS) is admitted

@@ -229,11 +229,11 @@ fn admitted_share(b: &Bounds, delay: Duration) -> u32 {
 /// at the first refusal).
 pub const REFUSED_SLOTS: usize = 1 << 15;
 
-/// Requests refused lately, by a keyed fingerprint of their branch, so
-/// that a retransmission of one is refused again rather than admitted once
-/// the worker keeps up again (a client that lost the 503, or whose copies
-/// were still queued, would otherwise get a 503 and then a 200 for one
-/// transaction). A direct-mapped table of fixed size: a refusal takes the
+/// Requests refused lately, by a keyed fingerprint of their branch and
+/// source, so that a retransmission of one is refused again rather than
+/// admitted once the worker keeps up again (a client that lost the 503, or
+/// whose copies were still queued, would otherwise get a 503 and then a 200
+/// for one transaction). A direct-mapped table of fixed size: a refusal takes the
 /// slot its fingerprint names, and forgets (evicts) whatever refusal was
 /// there; the caller counts those. Nothing else is kept per refusal.
 #[derive(Debug, Clone, Default)]

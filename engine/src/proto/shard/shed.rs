@@ -7,6 +7,7 @@
 //! retransmissions of admitted requests never come here: they finish work
 //! already admitted.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -16,7 +17,36 @@ use crate::proto::overload::{Change, Work};
 use crate::proto::reject::Intent;
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{Method, SipMessage};
-use crate::proto::sip::write::push_dec;
+
+/// The source address as bytes (address, then port), to key a refusal
+/// by: a retransmission comes from where the request came from.
+fn peer_bytes(addr: SocketAddr, out: &mut [u8; 18]) -> &[u8] {
+    let n = match addr {
+        SocketAddr::V4(a) => {
+            out[..4].copy_from_slice(&a.ip().octets());
+            4
+        }
+        SocketAddr::V6(a) => {
+            out[..16].copy_from_slice(&a.ip().octets());
+            16
+        }
+    };
+    out[n..n + 2].copy_from_slice(&addr.port().to_be_bytes());
+    &out[..n + 2]
+}
+
+/// `n` in decimal, written into `out` (no allocation per refusal).
+fn decimal(mut n: u32, out: &mut [u8; 10]) -> &[u8] {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &out[at..];
+        }
+    }
+}
 
 /// Microseconds in `d`, saturated.
 fn micros(d: Duration) -> u64 {
@@ -67,7 +97,11 @@ impl Shard {
         if method == Method::Options || (!self.overload.is_overloaded() && !self.refused.any(now)) {
             return false;
         }
-        let fp = self.refused_keys.bytes(branch);
+        // Keyed by branch and source, as a server transaction is matched
+        // (RFC 3261 §17.2.3): a client that reuses another's branch is not
+        // refused for it.
+        let mut peer = [0u8; 18];
+        let fp = self.refused_keys.pair(branch, peer_bytes(src.addr, &mut peer));
         if self.refused.contains(now, fp) {
             self.env.stats.shed_again.inc();
         } else {
@@ -84,10 +118,11 @@ impl Shard {
         }
         self.env.stats.requests_shed.inc();
         let (lo, hi) = self.overload.bounds().map_or((1, 1), |b| b.retry_after);
-        let secs = u64::from(lo) + self.env.rng.next_u64() % (u64::from(hi.saturating_sub(lo)) + 1);
-        let mut retry_after = Vec::with_capacity(4);
-        push_dec(&mut retry_after, secs);
-        self.reply_stateless(src, msg, 503, "Service Unavailable", &[("Retry-After", &retry_after)]);
+        let spread = u64::from(hi.saturating_sub(lo)) + 1;
+        let secs = lo.saturating_add(u32::try_from(self.env.rng.next_u64() % spread).unwrap_or(0));
+        let mut digits = [0u8; 10];
+        let retry_after = decimal(secs, &mut digits);
+        self.reply_stateless(src, msg, 503, "Service Unavailable", &[("Retry-After", retry_after)]);
         true
     }
 
@@ -97,5 +132,24 @@ impl Shard {
         let replaces = msg.header_raw(b"Replaces").is_some();
         let user = msg.request_uri_parsed().and_then(|u| u.user).unwrap_or_default();
         self.intent(user, replaces) == Intent::Retrieve
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_and_peers_are_written_in_place() {
+        let mut d = [0u8; 10];
+        assert_eq!(decimal(0, &mut d), b"0");
+        assert_eq!(decimal(8, &mut d), b"8");
+        assert_eq!(decimal(3600, &mut d), b"3600");
+        assert_eq!(decimal(u32::MAX, &mut d), b"4294967295");
+        let mut p = [0u8; 18];
+        let v4: SocketAddr = "192.0.2.1:5060".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(peer_bytes(v4, &mut p), [192, 0, 2, 1, 0x13, 0xc4]);
+        let v6: SocketAddr = "[2001:db8::1]:5061".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(peer_bytes(v6, &mut p).len(), 18);
     }
 }

@@ -1,7 +1,8 @@
 //! I/O tests against the real `sipark` binary: two workers on an
 //! ephemeral loopback port, OPTIONS answered through the io_uring loop,
 //! hand-offs between workers (MsgRing wake-ups), the metrics endpoint,
-//! SIGTERM handling and exit codes; `--bare-io` (bare.rs).
+//! SIGTERM handling and exit codes; `--bare-io` (bare.rs); overload
+//! control's 503s under a flood (overload.rs).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use sipark::proto::route::shard_of;
 
 mod bare;
+mod overload;
 mod reload;
 mod stream;
 
@@ -34,9 +36,13 @@ fn field(line: &str, key: &str) -> Option<String> {
 }
 
 impl Sipark {
+    /// Starts sipark with two workers (unless `extra` names `--workers`)
+    /// and `extra`.
     fn start(extra: &[&str]) -> Sipark {
+        let workers = extra.iter().position(|a| *a == "--workers").and_then(|i| extra.get(i + 1)).copied();
         let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin", "--metrics", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--no-pin", "--metrics", "127.0.0.1:0"])
+            .args(if workers.is_some() { &[][..] } else { &["--workers", "2"][..] })
             .args(["--shutdown-grace", &GRACE_SECS.to_string()])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -68,7 +74,8 @@ impl Sipark {
         p.metrics =
             field(&line, "metrics").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no metrics= in {line:?}"));
         assert_ne!(p.listen.port(), 0, "port 0 must be resolved: {line}");
-        assert!(line.contains("workers=2"), "start line names the workers: {line}");
+        let workers = format!("workers={}", workers.unwrap_or("2"));
+        assert!(line.contains(&workers), "start line names the workers ({workers}): {line}");
         let backend = if extra.contains(&"mmsg") { "io=recvmmsg/sendmmsg" } else { "io=io_uring" };
         assert!(line.contains(backend), "start line names the io backend ({backend}): {line}");
         assert!(line.contains("steering="), "start line says whether steering is on: {line}");

@@ -19,6 +19,7 @@ mod groups;
 mod guard;
 mod isolation;
 mod offer;
+mod overload;
 mod park;
 mod proxy;
 mod recall;

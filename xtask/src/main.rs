@@ -28,6 +28,12 @@
 //!   (cycle rate and latency, engine CPU µs per cycle, engine RSS and RSS bytes per parked call)
 //!   and writes target/bench/parked/{<N>,summary}.json, docs/img/bench-parked.svg and
 //!   docs/img/bench-parked-rss.svg.
+//! * `cargo xtask bench --overload M1,M2,... [--overload-seconds S] [LOAD-ARGS...] [--engine ...]`:
+//!   overload control against one worker (see overload.rs): a fresh `sipark --workers 1` and a
+//!   closed-loop run (`--concurrency 128`) as the maximum, then per multiple M a fresh engine
+//!   offered M times it, open loop, S seconds (default 10) each; prints goodput as a share of the
+//!   maximum, p99 of admitted cycles, p99 and max of the 503 latency, cycles shed and
+//!   retransmissions, and writes target/bench/overload/{max,<M>x,summary}.json.
 //! * `cargo xtask bench --instructions [--warmup-cycles N] [--cycles N]`: instructions per park
 //!   cycle inside the sans-IO shard and in all, counted by callgrind over N cycles (default
 //!   5,000) through one in-memory shard after a warm-up (default 40,000 cycles) that is not
@@ -52,6 +58,7 @@ mod floor;
 mod fuzz;
 mod guessing;
 mod icount;
+mod overload;
 mod parked;
 mod perf;
 mod plot;
@@ -87,6 +94,11 @@ tasks:
                    (default 8) of cycles at R/s (default 2000); table (engine µs per cycle,
                    RSS per parked call), target/bench/parked/summary.json,
                    docs/img/bench-parked.svg and docs/img/bench-parked-rss.svg
+  bench --overload M1,M2,... [--overload-seconds S] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+                   overload control, one worker (--workers 1, pinned): a closed-loop
+                   maximum, then M times it offered open loop, S seconds (default 10)
+                   each; goodput, p99 of admitted cycles, 503 latency, cycles shed,
+                   retransmissions; target/bench/overload/summary.json
   bench --instructions [--warmup-cycles N] [--cycles N]
                    instructions per park cycle inside the sans-IO shard and in all
                    (callgrind, one in-memory shard, N cycles after the warm-up);
@@ -467,6 +479,14 @@ fn bench(args: &[OsString]) -> ExitCode {
         Ok(None) => {}
         Err(e) => {
             eprintln!("xtask: {e}\n\n{}", parked::USAGE);
+            return ExitCode::from(2);
+        }
+    }
+    match overload::parse_args(args) {
+        Ok(Some(overload_args)) => return overload::overload(&overload_args),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("xtask: {e}\n\n{}", overload::USAGE);
             return ExitCode::from(2);
         }
     }

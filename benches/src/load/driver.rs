@@ -34,6 +34,8 @@ const CT_NONE: u8 = 0;
 const CT_PARK: u8 = b'p';
 const CT_RETRIEVE: u8 = b'r';
 const CT_BYE: u8 = b'b';
+/// The parked party's BYE after a retrieve was refused 503 (overload).
+const CT_PARK_BYE: u8 = b'q';
 
 /// Counters the generator keeps (cumulative over the run).
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +73,15 @@ pub struct Counters {
     /// Final error responses (300..=699) to our cycle requests, by status
     /// code minus 300.
     pub refusals: [u64; 400],
+    /// Cycles whose park INVITE the engine refused `503 Service
+    /// Unavailable` (overload control, or the transaction cap): ended
+    /// cleanly, neither ok nor failed. (A 503 that names a limit, such as
+    /// `Park Capacity Reached`, fails the cycle.)
+    pub shed_parks: u64,
+    /// Cycles whose retrieve the engine refused `503 Service Unavailable`
+    /// after the park was admitted: the parked party hangs up (BYE), and
+    /// the cycle ends, neither ok nor failed (a failure if that BYE fails).
+    pub shed_retrieves: u64,
 }
 
 impl Default for Counters {
@@ -96,6 +107,8 @@ impl Default for Counters {
             bg_bye_ok: 0,
             bg_bye_failed: 0,
             refusals: [0; 400],
+            shed_parks: 0,
+            shed_retrieves: 0,
         }
     }
 }
@@ -136,6 +149,9 @@ struct Slot {
     ct: Txn,
     park_ok: bool,
     park_ack: Vec<u8>,
+    /// The parked party's BYE, written from the park's 200, sent only if
+    /// the retrieve is refused 503.
+    park_bye: Vec<u8>,
     park_seen: u64,
     park_version: u64,
     retr_started: bool,
@@ -301,6 +317,10 @@ pub struct Gen<'c, T: Transport = Net> {
     pub h_park: Histogram,
     pub h_notify: Histogram,
     pub h_retrieve: Histogram,
+    /// Whole admitted cycles: first park INVITE sent to the last BYE answer.
+    pub h_cycle: Histogram,
+    /// Refused requests: first INVITE sent to its 503 received.
+    pub h_shed: Histogram,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -368,6 +388,8 @@ impl<'c, T: Transport> Gen<'c, T> {
             h_park: Histogram::new(),
             h_notify: Histogram::new(),
             h_retrieve: Histogram::new(),
+            h_cycle: Histogram::new(),
+            h_shed: Histogram::new(),
         }
     }
 
@@ -441,6 +463,7 @@ impl<'c, T: Transport> Gen<'c, T> {
         }
         match (kind, cseq.method) {
             (b'p', Method::Invite) => self.on_invite_response(s, b'p', code, msg, now),
+            (b'p', Method::Bye) => self.on_park_bye_response(s, code),
             (b'r', Method::Invite) => self.on_invite_response(s, b'r', code, msg, now),
             (b'r', Method::Bye) => {
                 if code < 200 {
@@ -477,12 +500,33 @@ impl<'c, T: Transport> Gen<'c, T> {
         let sock = if kind == b'p' { self.slot_sock(s) } else { self.device_sock(self.retriever_dev(s)) };
         let target = self.cfg.target;
         let sl = &mut self.slots[s];
+        if code >= 300 && sl.ct.kind != ct_kind && sl.ct.kind == CT_PARK_BYE {
+            // The refused retrieve's 503 again (our ACK was lost), while the
+            // parked party hangs up: already taken.
+            self.c.duplicates += 1;
+            return;
+        }
         if code >= 300 {
             // A final error: ACK it (same branch), then the cycle failed.
             if sl.ct.kind == ct_kind && wire::ack_non_2xx(&mut self.scratch, &sl.ct.buf, msg) {
                 self.net.send(sock, target, &self.scratch);
             }
             self.c.refused(code);
+            if code == 503 && sl.ct.kind == ct_kind && msg.reason_phrase() == Some(b"Service Unavailable") {
+                // Overload (sipark's overload control, or its transaction
+                // cap): a refusal, not a failure. The 503s of a full park
+                // or registrar name their limit and fail the cycle.
+                let sent = if kind == b'p' { sl.park_sent } else { sl.retr_sent };
+                self.h_shed.record(us(now.saturating_sub(sent)));
+                if kind == b'p' {
+                    self.c.shed_parks += 1;
+                    self.refused(s);
+                } else {
+                    self.c.shed_retrieves += 1;
+                    self.hang_up_parked(s, now);
+                }
+                return;
+            }
             let why = if kind == b'p' { Failure::ParkRefused } else { Failure::RetrieveRefused };
             self.fail(s, why);
             return;
@@ -500,6 +544,7 @@ impl<'c, T: Transport> Gen<'c, T> {
         let hostport = &self.hostports[sock];
         let built = if kind == b'p' {
             wire::in_dialog(&mut sl.park_ack, &self.ctx, &d, hostport, msg, b"ACK", 1, b'a')
+                && wire::in_dialog(&mut sl.park_bye, &self.ctx, &d, hostport, msg, b"BYE", 2, b'x')
         } else {
             wire::in_dialog(&mut sl.retr_ack, &self.ctx, &d, hostport, msg, b"ACK", 1, b'c')
                 && wire::in_dialog(&mut sl.bye_buf, &self.ctx, &d, hostport, msg, b"BYE", 2, b'b')
@@ -520,6 +565,23 @@ impl<'c, T: Transport> Gen<'c, T> {
             self.net.send(sock, target, &sl.retr_ack);
         }
         self.progress(s, now);
+    }
+
+    /// The answer to the parked party's BYE after a refused retrieve.
+    fn on_park_bye_response(&mut self, s: usize, code: u16) {
+        if code < 200 {
+            return;
+        }
+        if self.slots[s].ct.kind != CT_PARK_BYE {
+            self.c.duplicates += 1;
+            return;
+        }
+        if code < 300 {
+            self.refused(s);
+        } else {
+            self.c.refused(code);
+            self.fail(s, Failure::ByeRefused);
+        }
     }
 
     fn on_reg_response(&mut self, dev: usize, cseq: u32, code: u16, _now: u64) {
@@ -1098,8 +1160,37 @@ impl<'c, T: Transport> Gen<'c, T> {
             self.ext_version[idx] = sl.clear_version;
             self.ext_owner[idx] = FREE;
             self.c.ok += 1;
+            self.h_cycle.record(us(now.saturating_sub(sl.started)));
             self.release(s);
         }
+    }
+
+    /// Ends cycle `s`, refused by overload control with nothing left in the
+    /// engine: its extension is free again.
+    fn refused(&mut self, s: usize) {
+        if !self.slots[s].active {
+            return;
+        }
+        let idx = self.ext_index(s);
+        // A clearing NOTIFY may still come: the next cycle's park-info
+        // must be newer than this cycle's.
+        self.ext_version[idx] = self.ext_version[idx].max(self.slots[s].park_version);
+        self.ext_owner[idx] = FREE;
+        self.release(s);
+    }
+
+    /// After a retrieve refused 503: the parked party hangs up (BYE on the
+    /// park's dialog), so that the cycle leaves nothing behind.
+    fn hang_up_parked(&mut self, s: usize, now: u64) {
+        let sock = self.slot_sock(s);
+        let sl = &mut self.slots[s];
+        std::mem::swap(&mut sl.ct.buf, &mut sl.park_bye);
+        sl.ct.kind = CT_PARK_BYE;
+        sl.ct.sock = sock;
+        sl.ct.proceeding = false;
+        sl.ct.interval = self.t1;
+        sl.ct.next = now + self.t1;
+        self.net.send(sock, self.cfg.target, &sl.ct.buf);
     }
 
     fn ext_index(&self, s: usize) -> usize {
@@ -1135,7 +1226,9 @@ impl<'c, T: Transport> Gen<'c, T> {
     fn stuck_at(&self, s: usize) -> Failure {
         let sl = &self.slots[s];
         let all = self.all_devices;
-        if !sl.park_ok {
+        if sl.ct.kind == CT_PARK_BYE {
+            Failure::ByeNoAnswer
+        } else if !sl.park_ok {
             Failure::ParkNoAnswer
         } else if sl.park_seen != all {
             Failure::NoParkNotify
@@ -1170,7 +1263,7 @@ impl<'c, T: Transport> Gen<'c, T> {
             let sl = &mut self.slots[s];
             let ct = &mut sl.ct;
             if ct.kind != CT_NONE && !ct.proceeding && now >= ct.next {
-                let invite = ct.kind != CT_BYE;
+                let invite = ct.kind != CT_BYE && ct.kind != CT_PARK_BYE;
                 ct.interval = if invite { ct.interval * 2 } else { (ct.interval * 2).min(t2) };
                 ct.next = now + ct.interval;
                 self.net.send(ct.sock, target, &ct.buf);
@@ -1484,6 +1577,8 @@ impl<'c> Gen<'c, Net> {
         self.h_park = Histogram::new();
         self.h_notify = Histogram::new();
         self.h_retrieve = Histogram::new();
+        self.h_cycle = Histogram::new();
+        self.h_shed = Histogram::new();
         Ok(())
     }
 

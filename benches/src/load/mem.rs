@@ -98,6 +98,13 @@ pub mod shard_entry {
     pub fn recycle(shard: &mut Shard, payload: Vec<u8>) {
         shard.recycle(payload);
     }
+
+    /// Tells the shard its receive path's queueing delay (overload
+    /// control's input; the drivers here only do so in tests).
+    #[inline(never)]
+    pub fn load(shard: &mut Shard, now: Instant, delay: std::time::Duration) {
+        shard.handle_load(now, delay);
+    }
 }
 
 /// Runs `cycles` cycles of `sim` ([`ShardCycles::run`]) as the measured
@@ -662,6 +669,39 @@ mod tests {
         assert_eq!(sim.load_gen.c.ok, 23);
         assert_eq!(sim.misdirected + sim.load_gen.net.misdirected, 0);
         assert!(r.shard_time > Duration::ZERO && r.shard_time <= r.wall_time, "{r:?}");
+    }
+
+    #[test]
+    fn parks_shed_503_are_refusals_not_failures() {
+        let mut load = LoadConfig::new(ENGINE);
+        load.tenants = 2;
+        load.extensions = 4;
+        load.devices = 1;
+        load.sockets = 2;
+        load.mode = Mode::Closed { concurrency: 4 };
+        let mut cfg = Config::default();
+        cfg.limits.overload = Some(sipark::proto::overload::Bounds { window: Duration::ZERO, ..Default::default() });
+        let mut sim = ShardCycles::new(&load, Arc::new(cfg), 4, Duration::from_micros(100))
+            .unwrap_or_else(|e| panic!("set-up: {e}"));
+        shard_entry::load(&mut sim.shard, sim.now, Duration::from_secs(1));
+        for _ in 0..4 {
+            let now = sim.vnow();
+            assert!(sim.load_gen.start_cycle(now), "a free extension");
+        }
+        sim.pump();
+        let c = sim.load_gen.c;
+        assert_eq!((c.shed_parks, c.shed_retrieves, c.failed, c.ok), (4, 0, 0, 0), "{c:?}");
+        assert_eq!(sim.load_gen.active(), 0, "the refused cycles ended");
+        assert_eq!(sim.load_gen.h_shed.count(), 4, "each 503's latency");
+        assert_eq!(c.refusals[503 - 300], 4);
+        assert_eq!(sim.shard.stats().requests_shed.get(), 4);
+        // The extensions are free again: with the worker keeping up, the
+        // same number of cycles completes.
+        shard_entry::load(&mut sim.shard, sim.now, Duration::ZERO);
+        sim.now += Duration::from_secs(2);
+        shard_entry::load(&mut sim.shard, sim.now, Duration::ZERO);
+        let r = sim.run(8).unwrap_or_else(|e| panic!("cycles after the overload: {e}"));
+        assert_eq!(r.cycles, 8);
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //!
 //! That is `7 + 2·D` datagrams into the engine and as many out of it.
 //!
+//! A `503 Service Unavailable` (sipark's overload control) to the park
+//! INVITE ends the cycle as refused, not failed; to the retrieve, the
+//! parked party hangs up with BYE first. Refused cycles are counted apart,
+//! with the time from the INVITE to its 503.
+//!
 //! [`run`] registers every device first (Expires 3600), then, with
 //! [`LoadConfig::background_parked`], parks that many calls that stay parked
 //! for the whole run (on extensions no cycle uses and no device registers,
@@ -431,6 +436,8 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
         h_park: &g.h_park,
         h_notify: &g.h_notify,
         h_retrieve: &g.h_retrieve,
+        h_cycle: &g.h_cycle,
+        h_shed: &g.h_shed,
         cleanup_error,
         background: bg,
     }))

@@ -59,6 +59,11 @@ pub struct Report {
     pub cycles_failed: u64,
     /// Open loop: starts skipped because no slot or idle extension was free.
     pub cycles_not_started: u64,
+    /// Cycles whose park INVITE was refused 503 (overload control).
+    pub cycles_shed_park: u64,
+    /// Cycles whose retrieve was refused 503 after the park was admitted
+    /// (the parked party then hung up).
+    pub cycles_shed_retrieve: u64,
     /// Failed cycles by cause (label, count), non-zero only.
     pub failures: Vec<(&'static str, u64)>,
     /// Final error responses to our cycle requests, (status, count).
@@ -89,6 +94,10 @@ pub struct Report {
     pub park_notify: Latency,
     /// Retrieve INVITE sent → its 200 received.
     pub retrieve_200: Latency,
+    /// Whole completed cycles: park INVITE sent → the last BYE answer.
+    pub cycle: Latency,
+    /// Refused requests: INVITE sent → its 503 received.
+    pub shed_503: Latency,
     pub engine_cpu_s: Option<f64>,
     pub generator_cpu_s: f64,
     /// The headline: completed cycles per engine CPU-second.
@@ -175,6 +184,8 @@ pub struct Inputs<'a> {
     pub h_park: &'a Histogram,
     pub h_notify: &'a Histogram,
     pub h_retrieve: &'a Histogram,
+    pub h_cycle: &'a Histogram,
+    pub h_shed: &'a Histogram,
     pub cleanup_error: Option<String>,
     pub background: BackgroundInputs,
 }
@@ -250,6 +261,8 @@ impl Report {
             cycles_ok: ok,
             cycles_failed: c1.failed - c0.failed,
             cycles_not_started: c1.not_started - c0.not_started,
+            cycles_shed_park: c1.shed_parks - c0.shed_parks,
+            cycles_shed_retrieve: c1.shed_retrieves - c0.shed_retrieves,
             failures,
             refusals: (0..c1.refusals.len())
                 .map(|i| (300 + i as u16, c1.refusals[i] - c0.refusals[i]))
@@ -271,6 +284,8 @@ impl Report {
             park_200: Latency::of(i.h_park),
             park_notify: Latency::of(i.h_notify),
             retrieve_200: Latency::of(i.h_retrieve),
+            cycle: Latency::of(i.h_cycle),
+            shed_503: Latency::of(i.h_shed),
             engine_cpu_s,
             generator_cpu_s: gen_s,
             cycles_per_engine_cpu_s: engine_cpu_s.filter(|s| *s > 0.0).map(|s| ok as f64 / s),
@@ -302,11 +317,11 @@ impl Report {
             "{{\"target\":{},\"mode\":{},\"rate_target\":{},\"concurrency\":{},\"warmup_s\":{},\"tenants\":{},\"extensions\":{},\
              \"devices\":{},\"sockets\":{},\"registered\":{},\"registration_failed\":{},\"registration_s\":{},\
              \"unregistered\":{},\"unregistration_failed\":{},\"cleanup_error\":{},\"cycles_started\":{},\
-             \"cycles_ok\":{},\"cycles_failed\":{},\"cycles_not_started\":{},\"failures\":{{{}}},\"refusals\":{{{}}},\"window_s\":{},\
+             \"cycles_ok\":{},\"cycles_failed\":{},\"cycles_not_started\":{},\"cycles_shed_park\":{},\"cycles_shed_retrieve\":{},\"failures\":{{{}}},\"refusals\":{{{}}},\"window_s\":{},\
              \"rate_achieved\":{},\"retransmissions_sent\":{},\"duplicates_received\":{},\"stray\":{},\"stray_answered\":{},\
              \"datagrams_sent\":{},\"datagrams_received\":{},\"datagrams_per_cycle\":{},\
              \"datagrams_sent_total\":{},\"datagrams_received_total\":{},\"send_dropped\":{},\"truncated\":{},\
-             \"park_200\":{},\"park_notify\":{},\"retrieve_200\":{},\"engine_cpu_s\":{},\"generator_cpu_s\":{},\
+             \"park_200\":{},\"park_notify\":{},\"retrieve_200\":{},\"cycle\":{},\"shed_503\":{},\"engine_cpu_s\":{},\"generator_cpu_s\":{},\
              \"cycles_per_engine_cpu_s\":{},\"engine_cpu_us_per_cycle\":{},\"cycles_per_generator_cpu_s\":{},{}}}",
             json_str(&self.target),
             json_str(self.mode),
@@ -327,6 +342,8 @@ impl Report {
             self.cycles_ok,
             self.cycles_failed,
             self.cycles_not_started,
+            self.cycles_shed_park,
+            self.cycles_shed_retrieve,
             failures.join(","),
             refusals.join(","),
             num(self.window_s),
@@ -345,6 +362,8 @@ impl Report {
             lat(&self.park_200),
             lat(&self.park_notify),
             lat(&self.retrieve_200),
+            lat(&self.cycle),
+            lat(&self.shed_503),
             opt_f(self.engine_cpu_s),
             num(self.generator_cpu_s),
             opt_f(self.cycles_per_engine_cpu_s),
@@ -453,6 +472,13 @@ impl fmt::Display for Report {
             let r: Vec<String> = self.refusals.iter().map(|(c, n)| format!("{c} x{n}")).collect();
             writeln!(f, "  refusals          {}", r.join(", "))?;
         }
+        if self.cycles_shed_park + self.cycles_shed_retrieve > 0 {
+            writeln!(
+                f,
+                "  cycles shed 503   {} at the park, {} at the retrieve (overload control)",
+                self.cycles_shed_park, self.cycles_shed_retrieve
+            )?;
+        }
         if self.cycles_not_started > 0 {
             writeln!(f, "  not started       {} (no free slot or idle extension)", self.cycles_not_started)?;
         }
@@ -473,6 +499,8 @@ impl fmt::Display for Report {
             ("park INVITE -> 200", &self.park_200),
             ("park 200 -> NOTIFY", &self.park_notify),
             ("retrieve INVITE -> 200", &self.retrieve_200),
+            ("whole cycle", &self.cycle),
+            ("INVITE -> 503 (shed)", &self.shed_503),
         ] {
             writeln!(
                 f,

@@ -206,6 +206,31 @@ pub struct Args {
     /// the extension's devices, instead of to locally registered contacts.
     #[arg(long, value_name = "URI")]
     pub outbound_proxy: Option<String>,
+    /// Overload control: when a worker's receive path queues this long (the
+    /// oldest datagram of each batch waited this many milliseconds) for
+    /// --overload-window-ms, it is overloaded and answers new out-of-dialog
+    /// requests (park, retrieve, REGISTER; not OPTIONS) 503 with
+    /// Retry-After, all of them past this delay. In-dialog requests, ACK,
+    /// CANCEL and responses are always served. 0 turns overload control off.
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    pub overload_delay_ms: f64,
+    /// Milliseconds the delay must stay at or over --overload-delay-ms
+    /// before a worker is overloaded (a burst or a short stall is not).
+    #[arg(long, value_name = "MS", default_value_t = 20)]
+    pub overload_window_ms: u64,
+    /// The delay, milliseconds, at or under which an overloaded worker
+    /// admits every new request again; between it and --overload-delay-ms
+    /// it admits a share that falls as the delay grows (retrieves: all).
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    pub overload_resume_ms: f64,
+    /// Milliseconds the delay must stay under --overload-resume-ms before
+    /// a worker is no longer overloaded.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub overload_hold_ms: u64,
+    /// Retry-After of overload control's 503, seconds: N, or MIN-MAX to
+    /// draw each one at random (so refused clients do not return together).
+    #[arg(long, value_name = "SECS[-SECS]", default_value = "4-8")]
+    pub overload_retry_after: String,
     /// Seconds to drain parked calls and transactions on SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_grace: u64,

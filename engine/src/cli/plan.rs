@@ -19,6 +19,7 @@ use crate::proto::config::{
     self, Config, DatapathPolicy, Guard, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
     Tenants, Timers,
 };
+use crate::proto::overload;
 use crate::proto::sip::parse::Uri;
 use crate::proto::sip::{Peer, Transport};
 
@@ -169,7 +170,11 @@ pub fn plan(args: &Args, sources: &impl Sources) -> Result<Plan, String> {
             t2: Duration::from_millis(args.t2_ms),
             t4: Duration::from_millis(args.t4_ms),
         },
-        limits: Limits { max_call_duration: Duration::from_secs(args.max_call_duration), ..Limits::default() },
+        limits: Limits {
+            max_call_duration: Duration::from_secs(args.max_call_duration),
+            overload: overload_bounds(args)?,
+            ..Limits::default()
+        },
         trust: args.trust.clone(),
         nonce_secret,
         nonce_validity: Duration::from_secs(args.nonce_validity),
@@ -201,6 +206,42 @@ fn guard_policy(args: &Args) -> Result<Guard, String> {
         ban: Duration::from_secs(args.auth_ban),
         max_ban: Duration::from_secs(args.auth_ban_max),
     })
+}
+
+/// Overload control's bounds from `--overload-*`; `None` with
+/// `--overload-delay-ms 0` (docs/decisions/0021-overload-control.md).
+fn overload_bounds(args: &Args) -> Result<Option<overload::Bounds>, String> {
+    let ms = |v: f64| Duration::from_nanos((v * 1e6).round() as u64);
+    let (high, low) = (args.overload_delay_ms, args.overload_resume_ms);
+    if high == 0.0 {
+        return Ok(None);
+    }
+    if !(0.05..=10_000.0).contains(&high) {
+        return Err("--overload-delay-ms must be 0 (off) or 0.05..=10000".into());
+    }
+    if !(low > 0.0 && low <= high) {
+        return Err("--overload-resume-ms must be above 0 and at most --overload-delay-ms".into());
+    }
+    if args.overload_window_ms > 60_000 {
+        return Err("--overload-window-ms must be 0..=60000".into());
+    }
+    if args.overload_hold_ms > 600_000 {
+        return Err("--overload-hold-ms must be 0..=600000".into());
+    }
+    let v = &args.overload_retry_after;
+    let secs = |t: &str| t.trim().parse::<u32>().ok().filter(|n| (1..=3600).contains(n));
+    let retry_after = match v.split_once('-') {
+        None => secs(v).map(|n| (n, n)),
+        Some((a, b)) => secs(a).zip(secs(b)).filter(|(a, b)| a <= b),
+    }
+    .ok_or_else(|| format!("--overload-retry-after {v:?}: expected N or MIN-MAX seconds, 1..=3600, MIN <= MAX"))?;
+    Ok(Some(overload::Bounds {
+        high: ms(high),
+        low: ms(low),
+        window: Duration::from_millis(args.overload_window_ms),
+        hold: Duration::from_millis(args.overload_hold_ms),
+        retry_after,
+    }))
 }
 
 /// A feature code: non-empty, at most 16 characters of `0-9 * # A-Z a-z`.

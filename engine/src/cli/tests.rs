@@ -17,6 +17,7 @@ use super::{Args, Plan, Reloaded, Sources, plan, reload_plan};
 use crate::io::tls::{self, TlsCert};
 use crate::io::{IoChoice, Serve, SteerChoice};
 use crate::proto::config::{Admission, Cidr, Config, Guard, Limits, RecallTo, TenantMode, TenantPolicy, Timers};
+use crate::proto::overload::Bounds;
 use crate::proto::sip::Transport;
 
 const SECRET: [u8; 32] = [7; 32];
@@ -276,6 +277,18 @@ fn out_of_range_and_contradictory_flags_are_refused_by_name() {
             "--bare-io serves no SIP: --tls-listen, --xdp and --steer on do not apply",
         ),
         (&["--tls-ca", "/etc/ca.pem"], "--tls-ca: /etc/ca.pem: I/O error: No such file or directory (os error 2)"),
+        (&["--overload-delay-ms", "0.01"], "--overload-delay-ms must be 0 (off) or 0.05..=10000"),
+        (&["--overload-delay-ms=-1"], "--overload-delay-ms must be 0 (off) or 0.05..=10000"),
+        (
+            &["--overload-delay-ms", "1", "--overload-resume-ms", "2"],
+            "--overload-resume-ms must be above 0 and at most --overload-delay-ms",
+        ),
+        (&["--overload-resume-ms", "0"], "--overload-resume-ms must be above 0 and at most --overload-delay-ms"),
+        (&["--overload-window-ms", "60001"], "--overload-window-ms must be 0..=60000"),
+        (&["--overload-hold-ms", "600001"], "--overload-hold-ms must be 0..=600000"),
+        (&["--overload-retry-after", "0"], r#"--overload-retry-after "0": expected N or MIN-MAX seconds"#),
+        (&["--overload-retry-after", "9-3"], r#"--overload-retry-after "9-3": expected N or MIN-MAX seconds"#),
+        (&["--overload-retry-after", "2-x"], r#"--overload-retry-after "2-x": expected N or MIN-MAX seconds"#),
     ];
     for (flags, want) in cases {
         let got = refused(flags);
@@ -478,6 +491,35 @@ fn max_flags_land_in_limits_policy_and_streams() {
         (l.max_connections, l.max_message, l.max_backlog, l.idle_timeout, l.handshake_timeout),
         (500, 4096, 8192, Duration::from_secs(60), Duration::from_secs(3))
     );
+}
+
+#[test]
+fn overload_flags_set_the_bounds_and_zero_turns_it_off() {
+    let bounds = |flags: &[&str]| planned(flags).config(addr("192.0.2.1:5060")).limits.overload;
+    assert_eq!(bounds(&[]), Some(Bounds::default()), "on by default, with the documented bounds");
+    let b = bounds(&[
+        "--overload-delay-ms",
+        "5",
+        "--overload-resume-ms",
+        "1.5",
+        "--overload-window-ms",
+        "0",
+        "--overload-hold-ms",
+        "250",
+        "--overload-retry-after",
+        "10",
+    ]);
+    let want = Bounds {
+        high: Duration::from_millis(5),
+        low: Duration::from_micros(1500),
+        window: Duration::ZERO,
+        hold: Duration::from_millis(250),
+        retry_after: (10, 10),
+    };
+    assert_eq!(b, Some(want));
+    let b = bounds(&["--overload-retry-after", "2-6"]);
+    assert_eq!(b.map(|b| b.retry_after), Some((2, 6)));
+    assert_eq!(bounds(&["--overload-delay-ms", "0"]), None);
 }
 
 #[test]

@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 
 use super::shared::Waker;
 use super::sys::{eventfd_clear, new_eventfd};
-use super::uring::{read_sockaddr, write_sockaddr};
-use super::worker::{Core, Io};
+use super::uring::{RX_STAMP_SPACE, read_sockaddr, rx_stamp, write_sockaddr};
+use super::worker::{Core, Io, queue_delay};
 use crate::proto::shard::Transmit;
 use crate::proto::sip::Transport;
 
@@ -73,6 +73,10 @@ pub struct MmsgIo {
     id: u16,
     rx: Batch,
     rx_bufs: Box<[u8]>,
+    /// Control-message room of each receive header (`RX_STAMP_SPACE`
+    /// bytes each, as `u64`s for the alignment), when the socket stamps
+    /// datagrams (overload control); empty otherwise.
+    rx_ctrl: Box<[u64]>,
     tx: Batch,
     /// Transmits taken from the shard, oldest first.
     pending: VecDeque<Transmit>,
@@ -85,7 +89,7 @@ pub struct MmsgIo {
 // slices; it is created and used on one worker thread.
 
 impl Io for MmsgIo {
-    fn new(id: u16, socket: UdpSocket) -> Result<(MmsgIo, Waker, &'static str), String> {
+    fn new(id: u16, socket: UdpSocket, stamps: bool) -> Result<(MmsgIo, Waker, &'static str), String> {
         socket.set_nonblocking(true).map_err(|e| format!("O_NONBLOCK on the socket: {e}"))?;
         let event = new_eventfd().map_err(|e| format!("eventfd: {e}"))?;
         let peer_copy = event.try_clone().map_err(|e| format!("dup of eventfd: {e}"))?;
@@ -94,12 +98,18 @@ impl Io for MmsgIo {
         for (i, chunk) in rx_bufs.chunks_exact_mut(RECV_BUF_SIZE).enumerate() {
             rx.iovs[i] = libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: RECV_BUF_SIZE };
         }
+        let words = RX_STAMP_SPACE.div_ceil(8);
+        let mut rx_ctrl = vec![0u64; if stamps { BATCH * words } else { 0 }].into_boxed_slice();
+        for (i, chunk) in rx_ctrl.chunks_exact_mut(words.max(1)).enumerate() {
+            rx.hdrs[i].msg_hdr.msg_control = chunk.as_mut_ptr().cast();
+        }
         let io = MmsgIo {
             socket,
             event,
             id,
             rx,
             rx_bufs,
+            rx_ctrl,
             tx: Batch::new(),
             pending: VecDeque::with_capacity(MAX_PENDING),
             send_blocked: false,
@@ -115,6 +125,8 @@ impl Io for MmsgIo {
             core.busy = false;
             if readable {
                 self.receive(core, now)?;
+            } else if !self.rx_ctrl.is_empty() {
+                core.on_load(now, Duration::ZERO);
             }
             core.drain_inbox(now);
             core.run_timers(now);
@@ -141,18 +153,24 @@ impl Io for MmsgIo {
 }
 
 impl MmsgIo {
-    /// Receives up to `RECV_ROUNDS` batches.
+    /// Receives up to `RECV_ROUNDS` batches. With stamps, each batch's
+    /// queueing delay goes to [`Core::on_load`] before its datagrams (zero
+    /// when the first finds nothing waiting).
     fn receive(&mut self, core: &mut Core, now: Instant) -> io::Result<()> {
         let fd = self.socket.as_raw_fd();
-        for _ in 0..RECV_ROUNDS {
+        let stamps = !self.rx_ctrl.is_empty();
+        for round in 0..RECV_ROUNDS {
             for h in self.rx.hdrs.iter_mut() {
                 h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_controllen = if stamps { RX_STAMP_SPACE } else { 0 };
                 h.msg_hdr.msg_flags = 0;
                 h.msg_len = 0;
             }
             // SAFETY: every header points at its own name and iovec in
-            // `self.rx`, and each iovec at its own RECV_BUF_SIZE chunk of
-            // `self.rx_bufs`; all outlive the call. The timeout is null.
+            // `self.rx`, each iovec at its own RECV_BUF_SIZE chunk of
+            // `self.rx_bufs`, and (with stamps) its control pointer at its
+            // own RX_STAMP_SPACE bytes of `self.rx_ctrl`; all outlive the
+            // call. The timeout is null.
             let n = unsafe {
                 libc::recvmmsg(
                     fd,
@@ -162,6 +180,9 @@ impl MmsgIo {
                     ptr::null_mut(),
                 )
             };
+            if n <= 0 && round == 0 && stamps {
+                core.on_load(now, Duration::ZERO);
+            }
             if n < 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
@@ -178,6 +199,10 @@ impl MmsgIo {
             }
             self.recv_errors = 0;
             let n = n as usize;
+            if stamps && n > 0 {
+                let oldest = (0..n).filter_map(|i| self.stamp_of(i)).min();
+                core.on_load(now, queue_delay(oldest));
+            }
             for i in 0..n {
                 let h = &self.rx.hdrs[i];
                 let len = h.msg_len as usize;
@@ -206,6 +231,20 @@ impl MmsgIo {
         // Every round came back full: more is probably waiting.
         core.busy = true;
         Ok(())
+    }
+
+    /// The kernel receive stamp of the `i`-th datagram of the last batch.
+    fn stamp_of(&self, i: usize) -> Option<Duration> {
+        let h = &self.rx.hdrs[i].msg_hdr;
+        if h.msg_flags & libc::MSG_CTRUNC != 0 || h.msg_control.is_null() {
+            return None;
+        }
+        let len = h.msg_controllen.min(RX_STAMP_SPACE);
+        // SAFETY: `msg_control` points at this header's RX_STAMP_SPACE
+        // bytes of `self.rx_ctrl`, which the kernel filled up to
+        // `msg_controllen` (capped at that room).
+        let control = unsafe { std::slice::from_raw_parts(h.msg_control.cast::<u8>(), len) };
+        rx_stamp(control)
     }
 
     /// Moves the shard's transmits into `pending` and sends as much as the

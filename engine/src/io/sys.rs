@@ -26,6 +26,27 @@ pub fn random_bytes() -> io::Result<[u8; 32]> {
     Ok(key)
 }
 
+/// Asks the kernel to stamp every datagram `socket` receives with its
+/// receive time (`SO_TIMESTAMPNS`: an `SCM_TIMESTAMPNS` control message,
+/// `CLOCK_REALTIME`), for overload control's queueing delay.
+pub fn enable_rx_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a live c_int and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::addr_of!(on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Creates a non-blocking eventfd.
 pub fn new_eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes no pointers; a negative return is an error.

@@ -412,9 +412,94 @@ pub fn read_sockaddr(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
+/// Room for the one control message a receive asks for: the kernel's
+/// receive time (`SCM_TIMESTAMPNS`, a `timespec`), aligned as
+/// `CMSG_SPACE` aligns it.
+pub const RX_STAMP_SPACE: usize = cmsg_align(size_of::<libc::cmsghdr>()) + cmsg_align(size_of::<libc::timespec>());
+
+/// `CMSG_ALIGN`: rounds up to the alignment of a control message header.
+const fn cmsg_align(n: usize) -> usize {
+    (n + size_of::<usize>() - 1) & !(size_of::<usize>() - 1)
+}
+
+/// The kernel's receive time of a datagram (time since the Unix epoch,
+/// `CLOCK_REALTIME`), from its control messages as `recvmsg` lays them
+/// out: the `SCM_TIMESTAMPNS` message that `SO_TIMESTAMPNS` asks for.
+/// `None` if there is none (or it is cut short).
+pub fn rx_stamp(control: &[u8]) -> Option<std::time::Duration> {
+    let hdr = size_of::<libc::cmsghdr>();
+    let mut at = 0;
+    while let Some(head) = control.get(at..at + hdr) {
+        // SAFETY: `head` is `size_of::<cmsghdr>()` bytes of plain data;
+        // the read is unaligned and cmsghdr has no invalid bit patterns.
+        let h: libc::cmsghdr = unsafe { ptr::read_unaligned(head.as_ptr().cast()) };
+        let len = h.cmsg_len as usize;
+        if len < hdr {
+            return None;
+        }
+        let data = control.get(at + cmsg_align(hdr)..at + len)?;
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+            let ts = data.get(..size_of::<libc::timespec>())?;
+            // SAFETY: as above, for a timespec.
+            let ts: libc::timespec = unsafe { ptr::read_unaligned(ts.as_ptr().cast()) };
+            let (secs, nanos) = (u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?);
+            return Some(std::time::Duration::new(secs, nanos));
+        }
+        at += cmsg_align(len);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A control buffer holding `msgs` (level, type, data), laid out as the
+    /// kernel lays it out.
+    fn control(msgs: &[(i32, i32, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (level, ty, data) in msgs {
+            let hdr = size_of::<libc::cmsghdr>();
+            // SAFETY: all-zero is a valid cmsghdr.
+            let mut h: libc::cmsghdr = unsafe { std::mem::zeroed() };
+            h.cmsg_len = (cmsg_align(hdr) + data.len()) as _;
+            h.cmsg_level = *level;
+            h.cmsg_type = *ty;
+            // SAFETY: `h` is plain data; its bytes are read as bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr::addr_of!(h).cast::<u8>(), hdr) };
+            out.extend_from_slice(bytes);
+            out.resize(cmsg_align(out.len()), 0);
+            out.extend_from_slice(data);
+            out.resize(cmsg_align(out.len()), 0);
+        }
+        out
+    }
+
+    fn timespec(secs: i64, nanos: i64) -> Vec<u8> {
+        let ts = libc::timespec { tv_sec: secs as _, tv_nsec: nanos as _ };
+        // SAFETY: `ts` is plain data; its bytes are read as bytes.
+        unsafe { std::slice::from_raw_parts(ptr::addr_of!(ts).cast::<u8>(), size_of::<libc::timespec>()) }.to_vec()
+    }
+
+    #[test]
+    fn the_receive_stamp_is_found_among_control_messages() {
+        use std::time::Duration;
+        let ts = timespec(1_795_543_200, 123_456_789);
+        let one = control(&[(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts)]);
+        assert_eq!(one.len(), RX_STAMP_SPACE, "one stamp fills the room asked for");
+        assert_eq!(rx_stamp(&one), Some(Duration::new(1_795_543_200, 123_456_789)));
+        let two = control(&[
+            (libc::IPPROTO_IP, libc::IP_TTL, &[64, 0, 0, 0]),
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts),
+        ]);
+        assert_eq!(rx_stamp(&two), Some(Duration::new(1_795_543_200, 123_456_789)));
+        assert_eq!(rx_stamp(&[]), None);
+        assert_eq!(rx_stamp(&one[..RX_STAMP_SPACE - 1]), None, "cut short");
+        let other = control(&[(libc::IPPROTO_IP, libc::IP_TTL, &[64, 0, 0, 0])]);
+        assert_eq!(rx_stamp(&other), None);
+        let negative = control(&[(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &timespec(-1, 0))]);
+        assert_eq!(rx_stamp(&negative), None);
+    }
 
     #[test]
     fn sockaddr_round_trip() {

@@ -16,9 +16,10 @@ use tracing::{debug, warn};
 
 use super::shared::Waker;
 use super::uring::{
-    BufRing, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring, read_sockaddr,
+    BufRing, RX_STAMP_SPACE, SendSlab, UD_CANCEL, UD_MSG_SENT, UD_RECV, UD_SEND, UD_TAG_MASK, UD_WAKE, new_ring,
+    read_sockaddr, rx_stamp,
 };
-use super::worker::{Core, Io};
+use super::worker::{Core, Io, queue_delay};
 use crate::proto::sip::Transport;
 
 /// Submission queue entries per worker ring (more than the send slab plus
@@ -29,9 +30,10 @@ pub const CQ_ENTRIES: u32 = 16384;
 /// Provided receive buffers per worker.
 pub const RECV_BUFFERS: u16 = 1024;
 /// Size of each receive buffer. Each one also holds the 16-byte
-/// `io_uring_recvmsg_out` header and a `sockaddr_storage`, so the largest
-/// datagram accepted is `RECV_BUF_SIZE - 144` bytes; longer ones arrive
-/// truncated and are dropped (and counted).
+/// `io_uring_recvmsg_out` header, a `sockaddr_storage` and, with overload
+/// control on, the 32-byte receive stamp ([`RX_STAMP_SPACE`]), so the
+/// largest datagram accepted is `RECV_BUF_SIZE - 176` bytes; longer ones
+/// arrive truncated and are dropped (and counted).
 pub const RECV_BUF_SIZE: u32 = 9216;
 /// Sends in flight per worker.
 pub const SEND_SLOTS: u32 = 1024;
@@ -105,10 +107,13 @@ pub struct UringIo {
     cqes: Vec<cqueue::Entry>,
     /// `poll_transmit` may have more: the slab was full.
     transmit_blocked: bool,
+    /// Each datagram carries its kernel receive stamp: report each turn's
+    /// queueing delay ([`Core::on_load`]).
+    stamps: bool,
 }
 
 impl Io for UringIo {
-    fn new(id: u16, socket: UdpSocket) -> Result<(UringIo, Waker, &'static str), String> {
+    fn new(id: u16, socket: UdpSocket, stamps: bool) -> Result<(UringIo, Waker, &'static str), String> {
         let (ring, mode) = new_ring(SQ_ENTRIES, CQ_ENTRIES).map_err(|e| format!("io_uring_setup: {e}"))?;
         let bufs = BufRing::new(RECV_BUFFERS, RECV_BUF_SIZE, BGID).map_err(|e| format!("buffer ring memory: {e}"))?;
         // SAFETY: `bufs` is stored in the same UringIo after `ring`, so the
@@ -120,10 +125,14 @@ impl Io for UringIo {
         let ring_fd = unsafe { BorrowedFd::borrow_raw(ring.as_raw_fd()) }
             .try_clone_to_owned()
             .map_err(|e| format!("dup of ring fd: {e}"))?;
-        // SAFETY: all-zero is a valid msghdr; only the name length matters
-        // for a multishot receive.
+        // SAFETY: all-zero is a valid msghdr; only the name and control
+        // lengths matter for a multishot receive (the kernel lays both out
+        // in each provided buffer).
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         recv_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if stamps {
+            recv_hdr.msg_controllen = RX_STAMP_SPACE as _;
+        }
         let io = UringIo {
             ring,
             bufs,
@@ -135,6 +144,7 @@ impl Io for UringIo {
             recv_errors: 0,
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             transmit_blocked: false,
+            stamps,
         };
         Ok((io, Waker::Ring(ring_fd), mode.name()))
     }
@@ -253,6 +263,10 @@ impl UringIo {
         if cqes.len() == cqes.capacity() {
             core.busy = true;
         }
+        if self.stamps {
+            let oldest = cqes.iter().filter_map(|cqe| self.stamp_of(cqe)).min();
+            core.on_load(now, queue_delay(oldest));
+        }
         for cqe in &cqes {
             let ud = cqe.user_data();
             match ud & UD_TAG_MASK {
@@ -269,6 +283,21 @@ impl UringIo {
         self.cqes = cqes;
         self.bufs.publish();
         Ok(())
+    }
+
+    /// The kernel receive stamp of the datagram a receive completion
+    /// carries, if it is one and has a stamp.
+    fn stamp_of(&self, cqe: &cqueue::Entry) -> Option<Duration> {
+        if cqe.user_data() & UD_TAG_MASK != UD_RECV || cqe.result() < 0 {
+            return None;
+        }
+        let bid = cqueue::buffer_select(cqe.flags())?;
+        let buf = self.bufs.buffer(bid, cqe.result() as usize)?;
+        let out = types::RecvMsgOut::parse(buf, &self.recv_hdr).ok()?;
+        if out.is_control_data_truncated() {
+            return None;
+        }
+        rx_stamp(out.control_data())
     }
 
     fn on_send(&mut self, core: &mut Core, slot: u32, res: i32) {

@@ -13,7 +13,10 @@
 //! neither: [`run`] is generic over [`Io`] and the engine picks the backend.
 //! Both call the same [`Core`] methods in the same order each turn:
 //! 1. read `Instant::now()` once;
-//! 2. receive: each datagram goes to [`Core::on_datagram`], which hands it
+//! 2. receive: with overload control on, first [`Core::on_load`] with the
+//!    batch's queueing delay (how long its oldest datagram waited since the
+//!    kernel stamped it, `SO_TIMESTAMPNS`; docs/decisions/0021); then each
+//!    datagram goes to [`Core::on_datagram`], which hands it
 //!    to the shard or, when another shard owns it ([`route::owner`]),
 //!    copies it into the owner's inbox and marks the owner for a wake-up;
 //! 3. [`Core::drain_inbox`] (first a new configuration, if a reload queued
@@ -36,14 +39,14 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
 
 use super::bare::Bare;
 use super::shared::{Handoff, Peers, Serve, Waker};
 use super::signal::block_shutdown_signals;
-use super::sys::pin_to_cpu;
+use super::sys::{enable_rx_timestamps, pin_to_cpu};
 use crate::bpf::BanMap;
 use crate::proto::config::Config;
 use crate::proto::route::{self, Owner};
@@ -56,6 +59,15 @@ use crate::proto::stats::ShardStats;
 const INBOX_BATCH: usize = 4096;
 /// Longest single wait, so that a lost wake-up costs at most this.
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// The queueing delay of a batch whose oldest kernel receive stamp is
+/// `oldest` (time since the Unix epoch, `CLOCK_REALTIME`): the time on the
+/// same clock now, less the stamp. Zero without a stamp, or when the clock
+/// was stepped back past it.
+pub fn queue_delay(oldest: Option<Duration>) -> Duration {
+    let Some(oldest) = oldest else { return Duration::ZERO };
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(Duration::ZERO, |now| now.saturating_sub(oldest))
+}
 
 /// Which I/O backend the workers run (the same for every worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +111,11 @@ pub struct WorkerInit {
 /// One I/O backend's per-worker state, driven by [`run`].
 pub trait Io: Sized {
     /// Sets the backend up on the worker thread (rings are bound to the
-    /// thread that creates them). Returns the waker peers use and a name.
-    fn new(id: u16, socket: UdpSocket) -> Result<(Self, Waker, &'static str), String>;
+    /// thread that creates them). With `stamps`, the socket stamps each
+    /// datagram with its receive time, and the backend reads the stamps
+    /// and reports each batch's queueing delay ([`Core::on_load`]).
+    /// Returns the waker peers use and a name.
+    fn new(id: u16, socket: UdpSocket, stamps: bool) -> Result<(Self, Waker, &'static str), String>;
     /// The loop, until the shard has drained after a shutdown.
     fn run(&mut self, core: &mut Core) -> io::Result<()>;
     /// Ends in-flight operations before the memory they use is freed.
@@ -120,7 +135,17 @@ pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
             }
         }
     }
-    let (mut backend, service, stats) = match B::new(id, socket) {
+    // Overload control's signal: the kernel's receive time of each datagram.
+    let stamps = serve == Serve::Sip
+        && cfg.limits.overload.is_some()
+        && match enable_rx_timestamps(&socket) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(worker = id, error = %e, "SO_TIMESTAMPNS refused: overload control is off for this worker");
+                false
+            }
+        };
+    let (mut backend, service, stats) = match B::new(id, socket, stamps) {
         Ok((backend, waker, mode)) => {
             let (service, stats) = match serve {
                 Serve::Sip => {
@@ -245,6 +270,16 @@ impl Core {
                 }
             }
             _ => shard.handle(now, src, msg),
+        }
+    }
+
+    /// The queueing delay of the batch about to be handed over: how long its
+    /// oldest datagram waited since the kernel received it (zero when
+    /// nothing waited). Overload control's input
+    /// (docs/decisions/0021-overload-control.md).
+    pub fn on_load(&mut self, now: Instant, delay: Duration) {
+        if let Service::Sip(shard) = &mut self.service {
+            shard.handle_load(now, delay);
         }
     }
 

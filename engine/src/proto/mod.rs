@@ -12,7 +12,7 @@
 //! Leaf modules every layer may use: [`env`] (what a shard's layers
 //! share), [`ids`], [`reject`], [`tu`] (the context and owner names of the
 //! transaction users), [`named`], [`timers`], [`config`], [`stats`],
-//! [`route`], [`auth`], [`guard`].
+//! [`route`], [`auth`], [`guard`], [`overload`].
 //!
 //! Nothing in this module opens a socket, spawns a thread or reads a clock:
 //! datagrams and `now` come in as arguments, and work comes out through
@@ -27,6 +27,7 @@ pub mod guard;
 pub mod ids;
 pub mod named;
 pub mod notify;
+pub mod overload;
 pub mod park;
 pub mod registrar;
 pub mod reject;

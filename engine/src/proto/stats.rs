@@ -136,8 +136,29 @@ stats! {
     Counter auth_xdp_ban_errors,
     /// Sources banned now (this shard's bans and those it was told of).
     Gauge auth_bans_active,
-    /// Requests refused because a per-shard limit was reached.
+    /// Requests refused because a per-shard limit was reached (transactions,
+    /// parked calls, dialogs, bindings); overload control's refusals count
+    /// in `requests_shed`.
     Counter overload_rejects,
+    /// New out-of-dialog requests refused 503 by overload control: the
+    /// worker's receive path was queueing past its bound.
+    Counter requests_shed,
+    /// Of `requests_shed`: retransmissions of a request refused before,
+    /// refused again after admission had opened.
+    Counter shed_again,
+    /// Refusals forgotten before their time because a newer one took their
+    /// slot (a retransmission of one may then be admitted).
+    Counter shed_forgotten,
+    /// Times the worker became overloaded (its queueing delay reached
+    /// `--overload-delay-ms`).
+    Counter overload_entered,
+    /// Microseconds the worker spent overloaded.
+    Counter overloaded_us,
+    /// 1 while the worker is overloaded, else 0.
+    Gauge overloaded,
+    /// The receive path's queueing delay last measured: how long the
+    /// oldest datagram of the last batch waited, microseconds.
+    Gauge queue_delay_us,
     /// Bindings currently registered.
     Gauge bindings,
     /// Calls currently parked (including ones being recalled).

@@ -407,6 +407,9 @@ pub struct Limits {
     /// Sources and users whose failures are counted (each); past it a new
     /// one is not tracked (counted).
     pub max_guarded: usize,
+    /// Overload control's bounds on the receive path's queueing delay
+    /// (`--overload-*`); `None`: off.
+    pub overload: Option<super::overload::Bounds>,
 }
 
 impl Default for Limits {
@@ -420,6 +423,7 @@ impl Default for Limits {
             max_call_duration: std::time::Duration::from_secs(12 * 3600),
             max_nonce_counts: 65_536,
             max_guarded: 65_536,
+            overload: Some(super::overload::Bounds::default()),
         }
     }
 }

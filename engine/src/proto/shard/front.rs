@@ -30,7 +30,14 @@ use crate::proto::txn::{Match, Reply, RequestKey, Response, TxnEvent};
 impl Shard {
     /// Answers `req` without a transaction (for requests that cannot have
     /// one, or must not get one).
-    fn reply_stateless(&mut self, src: Peer, req: &SipMessage<'_>, code: u16, reason: &str, extra: &[(&str, &[u8])]) {
+    pub(super) fn reply_stateless(
+        &mut self,
+        src: Peer,
+        req: &SipMessage<'_>,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) {
         let tag = self.env.tag();
         let mut out = self.env.out.buf();
         if response_head(&mut out, req, src.addr, code, reason, Some(&tag)) {
@@ -154,6 +161,10 @@ impl Shard {
             self.reply_stateless(src, msg, 420, "Bad Extension", &[("Unsupported", &unsupported)]);
             return;
         }
+        // Overload control (`shed.rs`): only new out-of-dialog work.
+        if to.tag().is_none() && self.shed(now, src, msg, method, &key) {
+            return;
+        }
         if self.txns.live() >= self.env.cfg.limits.max_transactions {
             self.env.stats.overload_rejects.inc();
             self.reply_stateless(src, msg, 503, "Service Unavailable", &[("Retry-After", b"5")]);
@@ -194,7 +205,7 @@ impl Shard {
     }
 
     /// What an out-of-dialog INVITE to `user` is for, for counting its refusal.
-    fn intent(&self, user: &[u8], replaces: bool) -> Intent {
+    pub(super) fn intent(&self, user: &[u8], replaces: bool) -> Intent {
         let cfg = &self.env.cfg;
         if replaces || user.starts_with(cfg.retrieve_fac.as_bytes()) {
             Intent::Retrieve

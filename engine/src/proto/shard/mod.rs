@@ -13,8 +13,9 @@
 //! * getters: [`Shard::id`], [`Shard::shards`], [`Shard::stats`],
 //!   [`Shard::is_drained`];
 //! * one input method per kind of input: [`Shard::handle`] (a message, as
-//!   bytes or parsed), [`Shard::handle_timeout`], [`Shard::shutdown`],
-//!   [`Shard::reconfigure`];
+//!   bytes or parsed), [`Shard::handle_timeout`], [`Shard::handle_load`]
+//!   (the receive path's queueing delay, for overload control),
+//!   [`Shard::shutdown`], [`Shard::reconfigure`];
 //! * `poll_*`: [`Shard::poll_transmit`], [`Shard::poll_timeout`],
 //!   [`Shard::poll_event`] and [`Shard::poll_ban`] pull the work out;
 //!   [`Shard::recycle`] gives a sent buffer back;
@@ -22,9 +23,11 @@
 //!   well), [`Shard::import_ban`] (a ban another worker decided).
 //!
 //! What a message meets first (checks, transaction matching, admission,
-//! dispatch to the layer that owns it) is in `front`.
+//! dispatch to the layer that owns it) is in `front`; overload control's
+//! refusals (docs/decisions/0021-overload-control.md) in `shed`.
 
 mod front;
+mod shed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,8 +41,10 @@ use super::env::Env;
 pub use super::env::{Transmit, WallClock};
 use super::guard::Guard;
 pub use super::guard::{Ban, Source};
+use super::ids::Keyed;
 pub use super::ids::Seed;
 use super::notify::Notifier;
+use super::overload::{Controller, Refused};
 use super::park::Park;
 pub use super::park::{Lifecycle, ParkEvent};
 use super::registrar::Registrar;
@@ -104,6 +109,12 @@ pub struct Shard {
     nonces: NonceCounts,
     /// Failure budgets, bans and user locks (ADR 0019).
     guard: Guard,
+    /// Overload control: whether the worker keeps up.
+    overload: Controller,
+    /// Requests overload control refused lately, by branch.
+    refused: Refused,
+    /// The keys of `refused`'s fingerprints.
+    refused_keys: Keyed,
     shutting_down: bool,
 }
 
@@ -122,6 +133,9 @@ impl Shard {
             auth: Authenticator::new(cfg.nonce_secret, cfg.nonce_validity),
             nonces: NonceCounts::new(cfg.limits.max_nonce_counts, cfg.nonce_validity, seed.hasher(5)),
             guard: Guard::new(cfg.guard, cfg.limits.max_guarded, seed.hasher(6), Arc::clone(&env.stats)),
+            overload: Controller::new(cfg.limits.overload),
+            refused: Refused::default(),
+            refused_keys: seed.hasher(7),
             env,
             shutting_down: false,
         }

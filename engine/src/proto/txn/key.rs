@@ -51,6 +51,16 @@ impl<'a> RequestKey<'a> {
         })
     }
 
+    /// What names the request among those of its source: its branch, or
+    /// without one its Call-ID (for a layer that remembers requests by
+    /// source, as overload control remembers the ones it refused).
+    pub fn id(&self) -> &'a [u8] {
+        match *self {
+            RequestKey::Branch { branch, .. } => branch,
+            RequestKey::Rfc2543 { call_id, .. } => call_id,
+        }
+    }
+
     /// Writes the bytes of this key in the class of `method` (ACK and
     /// CANCEL look in INVITE's) into `out`: a kind byte, then each part with
     /// its length, so that no two keys write the same bytes. The branch

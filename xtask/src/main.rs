@@ -273,6 +273,51 @@ fn take_options(args: Vec<OsString>, ours: &[&str]) -> Result<(Options, Vec<OsSt
     Ok((found, rest))
 }
 
+/// The options of a bench mode (`--sweep R1,R2 --sweep-seconds S`, `--overload M1,M2
+/// --overload-seconds S`), taken out of `mixed`: the values of `mode` parsed by `parse`, the
+/// seconds per run (1..=300), and the load's arguments, which may not set what the mode sets
+/// (`what` names it in the error: "the sweep", "the run"). `(None, _, _)` without `mode`.
+type ModeOptions<T> = (Option<T>, Option<f64>, Vec<OsString>);
+
+fn mode_options<T>(
+    mixed: Vec<OsString>,
+    mode: &str,
+    seconds_flag: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<ModeOptions<T>, String> {
+    let (options, load) = take_options(mixed, &[mode, seconds_flag])?;
+    let (mut values, mut seconds) = (None, None);
+    for (name, value) in options {
+        if name == mode {
+            if values.is_some() {
+                return Err(format!("{mode} given twice"));
+            }
+            values = Some(parse(&value)?);
+        } else {
+            if seconds.is_some() {
+                return Err(format!("{seconds_flag} given twice"));
+            }
+            seconds = match value.parse::<f64>() {
+                Ok(s) if (1.0..=300.0).contains(&s) => Some(s),
+                _ => return Err(format!("{seconds_flag}: expected seconds in 1..=300, got `{value}`")),
+            };
+        }
+    }
+    if values.is_none() {
+        return match seconds {
+            Some(_) => Err(format!("{seconds_flag} needs {mode}")),
+            None => Ok((None, None, load)),
+        };
+    }
+    for flag in ["--rate", "--concurrency", "--duration", "--cycles", "--json"] {
+        if has_flag(&load, flag) {
+            return Err(format!("{flag} cannot be combined with {mode} ({what} sets it)"));
+        }
+    }
+    Ok((values, seconds, load))
+}
+
 /// Whether `flag` (`--name`) is among `args`, as `--name` or `--name=...`.
 fn has_flag(args: &[OsString], flag: &str) -> bool {
     args.iter().any(|a| a.to_str().is_some_and(|a| a == flag || a.starts_with(&format!("{flag}="))))

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use crate::sweep::{Json, MAX_CONCURRENCY, jnum, jopt, json_args, jstr, run_load, write_file};
-use crate::{cargo_build, create_dir, has_flag, split_bench_args, take_options, target_dir};
+use crate::{cargo_build, create_dir, has_flag, mode_options, split_bench_args, target_dir};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask bench --overload M1,M2,... [--overload-seconds S] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
@@ -49,35 +49,9 @@ pub(crate) struct OverloadArgs {
 /// Parses `cargo xtask bench` arguments for an overload run: `None` without `--overload`.
 pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<OverloadArgs>, String> {
     let (mixed, mut engine) = split_bench_args(args);
-    let (options, mut load) = take_options(mixed, &["--overload", "--overload-seconds"])?;
-    let (mut multiples, mut seconds) = (None, None);
-    for (name, value) in options {
-        if name == "--overload" {
-            if multiples.is_some() {
-                return Err("--overload given twice".into());
-            }
-            multiples = Some(parse_multiples(&value)?);
-        } else {
-            if seconds.is_some() {
-                return Err("--overload-seconds given twice".into());
-            }
-            seconds = match value.parse::<f64>() {
-                Ok(s) if (1.0..=300.0).contains(&s) => Some(s),
-                _ => return Err(format!("--overload-seconds: expected seconds in 1..=300, got `{value}`")),
-            };
-        }
-    }
-    let Some(multiples) = multiples else {
-        return match seconds {
-            Some(_) => Err("--overload-seconds needs --overload".into()),
-            None => Ok(None),
-        };
-    };
-    for flag in ["--rate", "--concurrency", "--duration", "--cycles", "--json"] {
-        if has_flag(&load, flag) {
-            return Err(format!("{flag} cannot be combined with --overload (the run sets it)"));
-        }
-    }
+    let (multiples, seconds, mut load) =
+        mode_options(mixed, "--overload", "--overload-seconds", "the run", parse_multiples)?;
+    let Some(multiples) = multiples else { return Ok(None) };
     if !has_flag(&engine, "--workers") {
         engine.splice(0..0, ["--workers".into(), "1".into()]);
     }

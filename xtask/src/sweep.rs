@@ -9,9 +9,7 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::plot::{self, Chart, Guide, Point, Scale, Series};
-use crate::{
-    cargo_build, create_dir, has_flag, root, split_bench_args, start_engine, stop_engine, take_options, target_dir,
-};
+use crate::{cargo_build, create_dir, mode_options, root, split_bench_args, start_engine, stop_engine, target_dir};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask bench --sweep R1,R2,... [--sweep-seconds S] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
@@ -45,36 +43,8 @@ pub(crate) struct SweepArgs {
 /// `--sweep` and `--sweep-seconds` (`--x V` or `--x=V`) are ours, anywhere before `--engine`.
 pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<SweepArgs>, String> {
     let (mixed, engine) = split_bench_args(args);
-    let mut rates = None;
-    let mut seconds = None;
-    let (options, load) = take_options(mixed, &["--sweep", "--sweep-seconds"])?;
-    for (name, value) in options {
-        if name == "--sweep" {
-            if rates.is_some() {
-                return Err("--sweep given twice".into());
-            }
-            rates = Some(parse_rates(&value)?);
-        } else {
-            if seconds.is_some() {
-                return Err("--sweep-seconds given twice".into());
-            }
-            seconds = match value.parse::<f64>() {
-                Ok(s) if (1.0..=300.0).contains(&s) => Some(s),
-                _ => return Err(format!("--sweep-seconds: expected seconds in 1..=300, got `{value}`")),
-            };
-        }
-    }
-    let Some(rates) = rates else {
-        return match seconds {
-            Some(_) => Err("--sweep-seconds needs --sweep".into()),
-            None => Ok(None),
-        };
-    };
-    for flag in ["--rate", "--concurrency", "--duration", "--cycles", "--json"] {
-        if has_flag(&load, flag) {
-            return Err(format!("{flag} cannot be combined with --sweep (the sweep sets it)"));
-        }
-    }
+    let (rates, seconds, load) = mode_options(mixed, "--sweep", "--sweep-seconds", "the sweep", parse_rates)?;
+    let Some(rates) = rates else { return Ok(None) };
     Ok(Some(SweepArgs { rates, seconds: seconds.unwrap_or(8.0), load, engine }))
 }
 

@@ -98,6 +98,28 @@ fn dialog_of(ok: &[u8]) -> (String, String) {
     (tag.unwrap_or_default(), contact.unwrap_or_else(|| "sip:sipark@127.0.0.1".into()))
 }
 
+/// A phone's side of a dialog with sipark: what its in-dialog requests say.
+struct Leg {
+    /// sipark's Contact.
+    target: String,
+    via: SocketAddr,
+    from: String,
+    /// To, with sipark's tag.
+    to: String,
+    call_id: String,
+}
+
+impl Leg {
+    fn request(&self, method: &str, branch: &str, cseq: u32) -> Vec<u8> {
+        let Leg { target, via, from, to, call_id } = self;
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+}
+
 /// A `shard_datagrams` input that registers 103, parks a call on it,
 /// answers the park-info NOTIFYs, retrieves the call with `*88103`, lets
 /// the parked party answer sipark's re-INVITE, and hangs up the bridged
@@ -128,16 +150,15 @@ pub fn park_cycle() -> Vec<u8> {
         )
         .as_bytes(),
     );
-    let (park_tag, park_contact) = dialog_of(&s.last_to(CALLER, "SIP/2.0 200"));
-    s.send(
-        CALLER,
-        format!(
-            "ACK {park_contact} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\n\
-             From: \"Caller\" <sip:5551234@acme.example>;tag=c1\r\nTo: <sip:*68103@acme.example>;tag={park_tag}\r\n\
-             Call-ID: park1@{caller}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-        )
-        .as_bytes(),
-    );
+    let (tag, target) = dialog_of(&s.last_to(CALLER, "SIP/2.0 200"));
+    let parked = Leg {
+        target,
+        via: caller,
+        from: "\"Caller\" <sip:5551234@acme.example>;tag=c1".into(),
+        to: format!("<sip:*68103@acme.example>;tag={tag}"),
+        call_id: format!("park1@{caller}"),
+    };
+    s.send(CALLER, &parked.request("ACK", "z9hG4bKack1", 1));
     let notify = s.last_to(DEVICE, "NOTIFY");
     s.send(DEVICE, &answer(&notify, "200 OK", "dev1", "", ""));
     // The retrieve, from another desk of the tenant.
@@ -154,28 +175,19 @@ pub fn park_cycle() -> Vec<u8> {
     );
     let reinvite = s.last_to(CALLER, "INVITE");
     s.send(CALLER, &answer(&reinvite, "200 OK", "c1", &format!("Contact: <sip:5551234@{caller}>\r\n"), SDP_CALLER));
-    let (ret_tag, ret_contact) = dialog_of(&s.last_to(RETRIEVER, "SIP/2.0 200"));
-    s.send(
-        RETRIEVER,
-        format!(
-            "ACK {ret_contact} SIP/2.0\r\nVia: SIP/2.0/UDP {retriever};branch=z9hG4bKack2;rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:104@acme.example>;tag=d1\r\nTo: <sip:*88103@acme.example>;tag={ret_tag}\r\n\
-             Call-ID: ret1@{retriever}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-        )
-        .as_bytes(),
-    );
+    let (tag, target) = dialog_of(&s.last_to(RETRIEVER, "SIP/2.0 200"));
+    let retrieving = Leg {
+        target,
+        via: retriever,
+        from: "<sip:104@acme.example>;tag=d1".into(),
+        to: format!("<sip:*88103@acme.example>;tag={tag}"),
+        call_id: format!("ret1@{retriever}"),
+    };
+    s.send(RETRIEVER, &retrieving.request("ACK", "z9hG4bKack2", 1));
     let notify = s.last_to(DEVICE, "NOTIFY");
     s.send(DEVICE, &answer(&notify, "200 OK", "dev1", "", ""));
     // The parked party hangs up the bridged call; sipark relays the BYE.
-    s.send(
-        CALLER,
-        format!(
-            "BYE {park_contact} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKbye1;rport\r\nMax-Forwards: 70\r\n\
-             From: \"Caller\" <sip:5551234@acme.example>;tag=c1\r\nTo: <sip:*68103@acme.example>;tag={park_tag}\r\n\
-             Call-ID: park1@{caller}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-        )
-        .as_bytes(),
-    );
+    s.send(CALLER, &parked.request("BYE", "z9hG4bKbye1", 2));
     let bye = s.last_to(RETRIEVER, "BYE");
     s.send(RETRIEVER, &answer(&bye, "200 OK", "d1", "", ""));
     s.input

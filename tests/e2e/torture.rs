@@ -2,7 +2,7 @@
 //! over UDP and over TCP, and each answer checked beside what the RFC says of it.
 //!
 //! The engine runs on its embedded defaults: every domain is an open tenant, so each request
-//! reaches the rule that decides it (docs/decisions/0023-rfc-4475-conformance.md gives the
+//! reaches the rule that decides it (docs/decisions/0020-rfc-4475-conformance.md gives the
 //! reasoning for every row). Where sipark answers otherwise than the RFC's first suggestion, the
 //! row says why: a UAS checks the Request-URI (§8.2.2.1: `user@example.com` names no park
 //! service, 404) before the body (§8.2.3, the 415 of invut and the 406 of sdp01), and the

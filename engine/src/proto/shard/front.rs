@@ -5,7 +5,7 @@
 //! RFC 2543 fields without a magic cookie), admission (trusted peers and
 //! digest authentication, docs/decisions/0013), and dispatch to the layer
 //! that owns it. Responses go to the transaction layer, and from there to
-//! the owner of their client transaction. docs/decisions/0023 gives the
+//! the owner of their client transaction. docs/decisions/0020 gives the
 //! answers to the RFC 4475 messages.
 
 use std::borrow::Cow;

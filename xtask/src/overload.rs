@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use crate::sweep::{Json, MAX_CONCURRENCY, jnum, jopt, json_args, jstr, run_load, write_file};
+use crate::sweep::{Json, MAX_CONCURRENCY, jnum, jopt, json_args, jstr, run_load_on, write_file};
 use crate::{cargo_build, create_dir, has_flag, mode_options, split_bench_args, target_dir};
 
 pub(crate) const USAGE: &str =
@@ -320,7 +320,11 @@ fn run_one(
     extra: &[String],
 ) -> Result<Run, String> {
     let dir = target_dir().join("bench").join("overload");
-    let (text, status) = run_load(&args.load, engine, &dir, name, extra)?;
+    // The engine's one worker pins itself to the first CPU; the generator, which needs more CPU
+    // the more it offers, keeps to the others, so that it never takes the worker's core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let others = (cores > 1).then(|| format!("1-{}", cores - 1));
+    let (text, status) = run_load_on(&args.load, engine, &dir, name, extra, others.as_deref())?;
     let r = Run::from_json(name, multiple, &text)
         .map_err(|e| format!("{}: {e}", dir.join(format!("{name}.json")).display()))?;
     if !status.success() {

@@ -578,6 +578,19 @@ pub(crate) fn run_load(
     name: &str,
     extra: &[String],
 ) -> Result<(String, ExitStatus), String> {
+    run_load_on(load_args, engine_args, dir, name, extra, None)
+}
+
+/// [`run_load`], the generator kept to `cpus` (a `taskset -c` list) when given, off the cores
+/// the engine's pinned workers take.
+pub(crate) fn run_load_on(
+    load_args: &[OsString],
+    engine_args: &[OsString],
+    dir: &Path,
+    name: &str,
+    extra: &[String],
+    cpus: Option<&str>,
+) -> Result<(String, ExitStatus), String> {
     let release = target_dir().join("release");
     let json = dir.join(format!("{name}.json"));
     let txt = dir.join(format!("{name}.txt"));
@@ -593,7 +606,14 @@ pub(crate) fn run_load(
             return Err(e);
         }
     };
-    let mut load = Command::new(release.join("sipark-load"));
+    let mut load = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(release.join("sipark-load"));
+            c
+        }
+        None => Command::new(release.join("sipark-load")),
+    };
     load.current_dir(root())
         .arg("--engine-pid")
         .arg(engine.id().to_string())

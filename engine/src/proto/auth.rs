@@ -582,16 +582,28 @@ fn skip_ws(s: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The auth-scheme token a credentials value starts with, and where it ends.
+fn scheme(value: &[u8]) -> (&[u8], usize) {
+    let start = skip_ws(value, 0);
+    let end = start + value[start..].iter().take_while(|&&b| is_token(b)).count();
+    (&value[start..end], end)
+}
+
+/// Whether an `Authorization` value is of the Digest scheme. Credentials of
+/// another scheme are none to sipark: the request is challenged (RFC 4475
+/// regaut01), where [`Authenticator::verify`] would call them malformed.
+pub fn is_digest(value: &[u8]) -> bool {
+    scheme(value).0.eq_ignore_ascii_case(b"Digest")
+}
+
 /// Parses `Digest name=value, …`: at most [`MAX_PARAMS`] parameters, no
 /// name twice (case-insensitively), values tokens or quoted-strings.
 fn parse_params(value: &[u8]) -> Result<Vec<Param<'_>>, &'static str> {
     let s = value;
-    let mut i = skip_ws(s, 0);
-    let scheme_end = i + s[i..].iter().take_while(|&&b| is_token(b)).count();
-    if !s[i..scheme_end].eq_ignore_ascii_case(b"Digest") {
+    let (name, mut i) = scheme(s);
+    if !name.eq_ignore_ascii_case(b"Digest") {
         return Err("Not Digest credentials");
     }
-    i = scheme_end;
     if !s.get(i).copied().is_some_and(is_ws) {
         return Err("Digest credentials are empty");
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::Shard;
-use crate::proto::auth::{Lookup, Request as AuthRequest, Verdict};
+use crate::proto::auth::{Lookup, Request as AuthRequest, Verdict, is_digest};
 use crate::proto::config::{Admission, TenantPolicy, is_extension};
 use crate::proto::ids::ServerId;
 use crate::proto::notify::Notifier;
@@ -307,15 +307,11 @@ impl Shard {
         let unix = self.env.unix(now);
         let ip = src.addr.ip();
         let mut stale = false;
-        // Credentials of another scheme are none (RFC 4475 regaut01): the
-        // request is challenged.
-        let digest = |v: &[u8]| {
-            v.len() >= 6 && v[..6].eq_ignore_ascii_case(b"Digest") && v.get(6).is_none_or(|b| b.is_ascii_whitespace())
-        };
+        // Credentials of another scheme are none (RFC 4475 regaut01).
         let creds = msg
             .headers()
             .iter()
-            .filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization") && digest(h.value))
+            .filter(|h| h.raw_name.eq_ignore_ascii_case(b"Authorization") && is_digest(h.value))
             .take(4);
         for h in creds {
             let guard = &self.guard;

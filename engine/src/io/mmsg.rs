@@ -123,6 +123,7 @@ impl Io for MmsgIo {
         loop {
             let now = Instant::now();
             core.busy = false;
+            core.apply_config(now);
             if readable {
                 self.receive(core, now)?;
             } else if !self.rx_ctrl.is_empty() {

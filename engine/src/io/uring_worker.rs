@@ -153,6 +153,7 @@ impl Io for UringIo {
         loop {
             let now = Instant::now();
             core.busy = false;
+            core.apply_config(now);
             self.take_completions(core, now)?;
             core.drain_inbox(now);
             core.run_timers(now);

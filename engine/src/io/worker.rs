@@ -12,15 +12,16 @@
 //! chosen engine-wide by `--io`. Both import this module, which imports
 //! neither: [`run`] is generic over [`Io`] and the engine picks the backend.
 //! Both call the same [`Core`] methods in the same order each turn:
-//! 1. read `Instant::now()` once;
+//! 1. read `Instant::now()` once, and apply a new configuration if a reload
+//!    queued one ([`Core::apply_config`]: before the turn's datagrams, so
+//!    that a request sent after the reload was logged meets it);
 //! 2. receive: with overload control on, first [`Core::on_load`] with the
 //!    batch's queueing delay (how long its oldest datagram waited since the
 //!    kernel stamped it, `SO_TIMESTAMPNS`; docs/decisions/0021); then each
 //!    datagram goes to [`Core::on_datagram`], which hands it
 //!    to the shard or, when another shard owns it ([`route::owner`]),
 //!    copies it into the owner's inbox and marks the owner for a wake-up;
-//! 3. [`Core::drain_inbox`] (first a new configuration, if a reload queued
-//!    one: [`Shard::reconfigure`], and the bans other workers decided:
+//! 3. [`Core::drain_inbox`] (first the bans other workers decided:
 //!    [`Shard::import_ban`]); 4. [`Core::run_timers`], which also takes the
 //!    bans this shard decided ([`Shard::poll_ban`]) to the XDP ban map and
 //!    to the other workers' inboxes;
@@ -283,26 +284,38 @@ impl Core {
         }
     }
 
+    /// Applies the newest configuration a reload queued, if any. The
+    /// backends call it first in each turn, before the turn's datagrams:
+    /// the reload is logged once every inbox holds it, so a request sent
+    /// after the log line meets the new configuration.
+    pub fn apply_config(&mut self, now: Instant) {
+        let Core { peers, service, id, .. } = self;
+        let Some(inbox) = peers.inboxes.get(usize::from(*id)) else {
+            return;
+        };
+        let mut newest = None;
+        while let Some(cfg) = inbox.config.pop() {
+            newest = Some(cfg);
+        }
+        if let (Some(cfg), Service::Sip(shard)) = (newest, service) {
+            shard.reconfigure(now, cfg);
+            debug!(worker = *id, "configuration reloaded");
+        }
+    }
+
     /// Hands this turn's share of the inbox to the shard, after a new
     /// configuration if a reload queued one.
     pub fn drain_inbox(&mut self, now: Instant) {
+        self.apply_config(now);
         let Core { peers, service, stats, id, busy, .. } = self;
         let Some(inbox) = peers.inboxes.get(usize::from(*id)) else {
             return;
         };
         inbox.notified.store(false, Ordering::SeqCst);
-        let mut newest = None;
-        while let Some(cfg) = inbox.config.pop() {
-            newest = Some(cfg);
-        }
         let Service::Sip(shard) = service else {
             // The bare responder takes no configuration and no hand-offs.
             return;
         };
-        if let Some(cfg) = newest {
-            shard.reconfigure(now, cfg);
-            debug!(worker = *id, "configuration reloaded");
-        }
         while let Some(ban) = inbox.bans.pop() {
             shard.import_ban(now, ban);
         }

@@ -44,6 +44,16 @@
 /* Longest domain the parity program accepts. */
 #define SIPARK_PARITY_MAX 300
 #define SIPARK_PARITY_NS 6
+/* Overload shedding in XDP (ADR 0022): admission shares are in
+ * 1/SIPARK_SHED_ONE; the longest retrieve feature code; the most Via lines
+ * a 503 built in XDP copies; the per-CPU buffer it is built in (positions
+ * are masked with SIPARK_OUT_MASK, so that a position plus a copy of at
+ * most SIPARK_MAX_PAYLOAD bytes stays inside it). */
+#define SIPARK_SHED_ONE 65536u
+#define SIPARK_FAC_MAX 16
+#define SIPARK_MAX_VIA 8
+#define SIPARK_OUT_SIZE 4096
+#define SIPARK_OUT_MASK 2047
 
 /* sipark_cfg.flags */
 #define SIPARK_FLAG_STRICT 1u
@@ -68,7 +78,9 @@ enum sipark_reason {
 	SIPARK_PASS_NOT_OURS = 6,       /* not UDP to our ports: untouched */
 	SIPARK_PASS_UNPARSED = 7,       /* fragments, IPv6 ext headers, QinQ */
 	SIPARK_DROP_BANNED = 8,         /* source in sipark_bans, ban not over */
-	SIPARK_N_REASONS = 9,
+	SIPARK_TX_SHED = 9,             /* new request refused: 503 sent back (XDP_TX) */
+	SIPARK_DROP_SHED_ACK = 10,      /* ACK of an overload 503 (To tag "ovl-") */
+	SIPARK_N_REASONS = 11,
 };
 
 /* sk_reuseport outcomes: index into the per-CPU array sipark_sstats. */
@@ -127,6 +139,32 @@ struct sipark_ban {
 	__u64 until_ns;
 }; /* 8 bytes */
 
+/* sipark_shed: ARRAY[SIPARK_MAX_SOCKS], index = shard (reduce(tenant
+ * hash, sipark_cfg.n_shards)). Written by the shard's worker whenever its
+ * overload controller's admission share changes (ADR 0022). A new
+ * out-of-dialog INVITE (not a retrieve) or REGISTER whose admission hash
+ * has its top 16 bits under `refuse` is answered 503 in XDP; 0 (the
+ * initial value) refuses nothing. While CLOCK_MONOTONIC is before
+ * ack_until_ns, an ACK whose To tag starts with "ovl-" (the tag of every
+ * overload 503, the worker's and XDP's) is dropped. */
+struct sipark_shed {
+	__u32 refuse;
+	__u32 _pad;
+	__u64 ack_until_ns;
+}; /* 16 bytes */
+
+/* sipark_shed_cfg: ARRAY[1]. key: the admission hash's key (shared with
+ * every shard; see sipark_admission_hash). Retry-After is drawn from
+ * retry_min..=retry_max seconds. retrieve: the retrieve feature code
+ * (case-sensitive prefix of the Request-URI user), retrieve_len 0..=16. */
+struct sipark_shed_cfg {
+	__u32 key;
+	__u16 retry_min;
+	__u16 retry_max;
+	__u32 retrieve_len;
+	__u8 retrieve[SIPARK_FAC_MAX];
+}; /* 28 bytes */
+
 /* sipark_scanners: ARRAY[16]. Lowercase User-Agent prefix; len 0 = unused. */
 struct sipark_sig {
 	__u32 len;
@@ -176,6 +214,36 @@ static __always_inline __u16 sipark_reduce(__u32 hash, __u32 n)
 	if (n == 0)
 		n = 1;
 	return (__u16)(((__u64)hash * (__u64)n) >> 32);
+}
+
+/* The admission hash of overload control (overload::admission_hash in
+ * Rust): FNV-1a 32 over the Call-ID value's first 255 bytes, as received,
+ * started from SIPARK_FNV_OFFSET ^ key, then over the CSeq number's four
+ * bytes (least significant first), then MurmurHash3's fmix32 so that the
+ * top 16 bits, which the share is compared with, are well mixed. The CSeq
+ * number makes each new request of a call (a REGISTER refresh) a new
+ * draw, while a retransmission gets its first copy's. bytes must have 255
+ * readable bytes for the verifier. */
+static __always_inline __u32 sipark_admission_hash(const __u8 *bytes, __u32 len, __u32 key, __u32 cseq)
+{
+	__u32 h = SIPARK_FNV_OFFSET ^ key;
+
+	for (__u32 i = 0; i < SIPARK_MAX_DOMAIN; i++) {
+		if (i >= len)
+			break;
+		h ^= bytes[i];
+		h *= SIPARK_FNV_PRIME;
+	}
+	for (__u32 i = 0; i < 4; i++) {
+		h ^= (cseq >> (8 * i)) & 0xff;
+		h *= SIPARK_FNV_PRIME;
+	}
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
 }
 
 /* ---------------------------------------------------------------------- */

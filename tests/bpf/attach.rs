@@ -78,6 +78,8 @@ fn xdp_filters_real_traffic_in_a_private_netns() {
             default_rate: None,
             block: Vec::new(),
             scanners: DEFAULT_SCANNERS.iter().map(|s| (*s).to_owned()).collect(),
+            shards: 1,
+            shed: None,
         };
         let xdp = Xdp::attach(&cfg).unwrap_or_else(|e| panic!("attaching XDP to lo: {e}"));
         let modes = xdp.modes();

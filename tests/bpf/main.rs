@@ -8,6 +8,7 @@
 mod attach;
 mod frame;
 mod parity;
+mod shed;
 mod steer;
 mod xdp;
 

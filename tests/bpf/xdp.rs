@@ -23,6 +23,8 @@ fn config(strict: bool) -> XdpConfig {
         default_rate: None,
         block: Vec::new(),
         scanners: DEFAULT_SCANNERS.iter().map(|s| (*s).to_owned()).collect(),
+        shards: 1,
+        shed: None,
     }
 }
 

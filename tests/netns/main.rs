@@ -8,6 +8,7 @@
 
 mod engine;
 mod metrics;
+mod overload;
 mod sip;
 mod topo;
 

@@ -29,6 +29,8 @@ pub struct Topo {
     pub ns_b: String,
     /// The veth end in A (where XDP attaches).
     pub if_a: String,
+    /// The veth end in B.
+    pub if_b: String,
     /// 10.S.T.0/24
     net: [u8; 3],
 }
@@ -117,7 +119,7 @@ impl Topo {
         // A per-run third octet, so that two concurrent runs never look alike
         // in a packet capture (namespaces keep them apart anyway).
         let third = u8::try_from(pid % 250).unwrap_or(0) + 1;
-        let topo = Topo { ns_a, ns_b, if_a, net: [10, octet, third] };
+        let topo = Topo { ns_a, ns_b, if_a, if_b: if_b.clone(), net: [10, octet, third] };
         // Leftovers from an earlier process with the same pid.
         ip_quiet(&["netns", "del", &topo.ns_a]);
         ip_quiet(&["netns", "del", &topo.ns_b]);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use sipark::proto::config::Config;
-use sipark::proto::overload::Bounds;
+use sipark::proto::overload::{Bounds, SHARE_ONE, admission_hash, admission_key};
 
 use crate::fixtures::{ACME, Office};
 use crate::harness::{Sim, ms, secs};
@@ -48,6 +48,32 @@ impl Sim {
     fn try_register(&mut self, phone: usize) -> Msg {
         self.register_ok(phone, 3600)
     }
+}
+
+/// Sends `n` REGISTERs of `phone` and checks that each is answered as the
+/// admission hash of its Call-ID and CSeq says, with `refused` of
+/// `SHARE_ONE` refused; returns how many were shed.
+fn by_the_hash(sim: &mut Sim, phone: usize, n: usize, refused: u32) -> u64 {
+    let key = admission_key(&config().nonce_secret);
+    let mut shed = 0;
+    for i in 0..n {
+        let r = sim.try_register(phone);
+        let call_id = r.header("Call-ID").unwrap_or_else(|| panic!("no Call-ID in {r:?}"));
+        let cseq: u32 = r
+            .header("CSeq")
+            .and_then(|c| c.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no CSeq in {r:?}"));
+        let hash = admission_hash(key, call_id.trim().as_bytes(), cseq);
+        if hash >> 16 < refused {
+            assert_shed(&r, &format!("REGISTER {i}, hash {hash:#010x}"));
+            let to = r.header("To").unwrap_or_default();
+            assert!(to.ends_with(&format!(";tag=ovl-{hash:08x}")), "the tag XDP writes too: {to}");
+            shed += 1;
+        } else {
+            assert_eq!(r.code(), Some(200), "REGISTER {i}, hash {hash:#010x}: {r:?}");
+        }
+    }
+    shed
 }
 
 /// A 503 of overload control: its Retry-After, within the configured range.
@@ -211,9 +237,11 @@ fn admission_resumes_under_the_low_bound_and_the_state_ends_after_the_hold() {
     assert_eq!(sim.stat(|s| s.overloaded.get()), 0);
     sim.load(ms(4));
     assert_eq!(codes(&mut sim, 2), [503; 2], "at the high bound: overloaded");
-    // Overloaded, halfway between the bounds: every other request.
+    // Overloaded, halfway between the bounds: half of the requests, those
+    // whose admission hash (Call-ID and CSeq) falls in the upper half.
     sim.load(ms(3));
-    assert_eq!(codes(&mut sim, 4), [503, 200, 503, 200]);
+    let halfway = by_the_hash(&mut sim, p, 8, SHARE_ONE / 2);
+    assert!((1..8).contains(&halfway), "{halfway} of 8 shed: some, not all");
     // At the low bound, all of them, though the state lasts.
     sim.load(ms(2));
     assert_eq!(codes(&mut sim, 3), [200; 3]);
@@ -224,7 +252,7 @@ fn admission_resumes_under_the_low_bound_and_the_state_ends_after_the_hold() {
     sim.run_for(ms(900));
     sim.load(ms(1));
     sim.load(ms(3));
-    assert_eq!(codes(&mut sim, 2), [503, 200]);
+    let again = by_the_hash(&mut sim, p, 4, SHARE_ONE / 2);
     sim.load(ms(1));
     sim.run_for(ms(999));
     sim.load(ms(1));
@@ -235,7 +263,7 @@ fn admission_resumes_under_the_low_bound_and_the_state_ends_after_the_hold() {
     // Normal again: between the bounds admits everything.
     sim.load(ms(3));
     assert_eq!(codes(&mut sim, 4), [200; 4]);
-    assert_eq!(sim.stat(|s| s.requests_shed.get()), 5);
+    assert_eq!(sim.stat(|s| s.requests_shed.get()), 2 + halfway + again);
     assert_eq!(sim.stat(|s| s.overload_entered.get()), 1, "one episode: no flapping");
     assert!(sim.stat(|s| s.overloaded_us.get()) >= 1_900_000, "the two holds and more, overloaded");
 }
@@ -307,4 +335,33 @@ fn with_overload_control_off_nothing_is_shed() {
     assert_eq!(r.code(), Some(200), "{r:?}");
     assert_eq!(sim.stat(|s| s.overloaded.get()), 0);
     assert_eq!(sim.stat(|s| s.requests_shed.get()), 0);
+}
+
+#[test]
+fn the_refused_share_is_handed_out_for_xdp_when_it_changes_and_renewed() {
+    let mut sim = Sim::new(1, config(), 70);
+    let t1 = Config::default().timers.t1;
+    let poll = |sim: &mut Sim| {
+        let now = sim.now;
+        sim.shards[0].poll_shed(now).map(|s| (s.refuse, s.ack_for))
+    };
+    sim.load(ms(1));
+    assert_eq!(poll(&mut sim), None, "nothing refused, nothing to tell");
+    sim.load(ms(9));
+    assert_eq!(poll(&mut sim), Some((SHARE_ONE, 64 * t1)), "overloaded: all new work refused");
+    assert_eq!(poll(&mut sim), None, "told once");
+    sim.load(ms(3));
+    assert_eq!(poll(&mut sim), Some((SHARE_ONE / 2, 64 * t1)), "halfway: half");
+    sim.run_for(32 * t1 - ms(1));
+    sim.load(ms(3));
+    assert_eq!(poll(&mut sim), None, "the ACK window still holds");
+    sim.run_for(ms(1));
+    sim.load(ms(3));
+    assert_eq!(poll(&mut sim), Some((SHARE_ONE / 2, 64 * t1)), "renewed before the ACK window ends");
+    sim.load(ms(1));
+    sim.run_for(secs(1));
+    sim.load(ms(1));
+    assert_eq!(sim.stat(|s| s.overloaded.get()), 0);
+    assert_eq!(poll(&mut sim), Some((0, 64 * t1)), "no longer refusing: told at once");
+    assert_eq!(poll(&mut sim), None);
 }

@@ -31,6 +31,12 @@ pub const MAX_SOCKS: usize = 1024;
 pub const PARITY_MAX: usize = 300;
 /// Shard counts the parity program reduces to, in order.
 pub const PARITY_SHARD_COUNTS: [u16; 6] = [1, 2, 4, 16, 64, 1024];
+/// `SIPARK_SHED_ONE`: admission shares are in `1 / SHED_ONE`.
+pub const SHED_ONE: u32 = 65536;
+/// `SIPARK_FAC_MAX`: longest retrieve feature code XDP compares.
+pub const FAC_MAX: usize = 16;
+/// `SIPARK_MAX_VIA`: most Via lines of a request XDP answers 503.
+pub const MAX_VIA: usize = 8;
 /// `SIPARK_FLAG_STRICT` in [`Cfg::flags`].
 pub const FLAG_STRICT: u32 = 1;
 
@@ -55,18 +61,35 @@ pub mod reason {
     pub const PASS_UNPARSED: usize = 7;
     /// The source is banned (`sipark_bans`) and its ban is not over.
     pub const DROP_BANNED: usize = 8;
+    /// A new request its shard's admission share refuses: answered 503
+    /// from XDP (`XDP_TX`).
+    pub const TX_SHED: usize = 9;
+    /// The ACK of an overload 503 (To tag `ovl-`).
+    pub const DROP_SHED_ACK: usize = 10;
 }
 
 /// `SIPARK_N_REASONS`.
-pub const N_REASONS: usize = 9;
+pub const N_REASONS: usize = 11;
 
 /// Metric label of each reason, indexed like [`reason`].
-pub const REASON_NAMES: [&str; N_REASONS] =
-    ["pass", "not_sip", "unknown_tenant", "rate_limited", "scanner", "blocklist", "not_ours", "unparsed", "banned"];
+pub const REASON_NAMES: [&str; N_REASONS] = [
+    "pass",
+    "not_sip",
+    "unknown_tenant",
+    "rate_limited",
+    "scanner",
+    "blocklist",
+    "not_ours",
+    "unparsed",
+    "banned",
+    "shed",
+    "shed_ack",
+];
 
-/// The XDP action of each reason (`verdict()` in xdp.bpf.c): `true` for
-/// `XDP_DROP`.
-pub const REASON_DROPS: [bool; N_REASONS] = [false, true, true, true, true, true, false, false, true];
+/// The XDP action of each reason (`verdict()` in xdp.bpf.c), as the
+/// metrics' `action` label: `pass`, `drop` or `tx` (sent back out).
+pub const REASON_ACTIONS: [&str; N_REASONS] =
+    ["pass", "drop", "drop", "drop", "drop", "drop", "pass", "pass", "drop", "tx", "drop"];
 
 /// `enum sipark_steer_outcome`: index of the steering counters.
 pub mod steer {
@@ -139,6 +162,32 @@ pub struct BanEntry {
     pub until_ns: u64,
 }
 
+/// `struct sipark_shed` (map `sipark_shed`, index: shard).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shed {
+    /// Share of new INVITEs and REGISTERs refused, in `1 / SHED_ONE`: those
+    /// whose admission hash has its top 16 bits under it. 0 refuses none.
+    pub refuse: u32,
+    pub _pad: u32,
+    /// Until when ACKs of overload 503s are dropped, `CLOCK_MONOTONIC` ns.
+    pub ack_until_ns: u64,
+}
+
+/// `struct sipark_shed_cfg` (map `sipark_shed_cfg`, one entry).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShedCfg {
+    /// Key of the admission hash (`overload::admission_hash`).
+    pub key: u32,
+    /// `Retry-After` seconds, drawn from `retry_min..=retry_max`.
+    pub retry_min: u16,
+    pub retry_max: u16,
+    /// The retrieve feature code, `retrieve[..retrieve_len]`; 0 = none.
+    pub retrieve_len: u32,
+    pub retrieve: [u8; FAC_MAX],
+}
+
 /// `struct sipark_sig` (map `sipark_scanners`): a lowercase User-Agent
 /// prefix; `len == 0` is an unused slot.
 #[repr(C)]
@@ -174,6 +223,8 @@ const _: () = assert!(size_of::<Sig>() == 36);
 const _: () = assert!(size_of::<BanKey>() == 16);
 const _: () = assert!(size_of::<BanEntry>() == 8);
 const _: () = assert!(size_of::<Scratch>() == SCRATCH_SIZE);
+const _: () = assert!(size_of::<Shed>() == 16);
+const _: () = assert!(size_of::<ShedCfg>() == 28);
 const _: () = assert!(size_of::<ParityOut>() == 20);
 const _: () = assert!(MAX_PAYLOAD < SCRATCH_SIZE);
 
@@ -194,3 +245,7 @@ unsafe impl aya::Pod for BanKey {}
 unsafe impl aya::Pod for BanEntry {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ParityOut {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Shed {}
+// SAFETY: as above.
+unsafe impl aya::Pod for ShedCfg {}

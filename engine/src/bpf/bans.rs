@@ -9,13 +9,12 @@
 //! so a ban reaches the NIC from the thread that decided it, with one
 //! `bpf(BPF_MAP_UPDATE_ELEM)` and no lock.
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use aya::Ebpf;
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{HashMap, MapData};
 
-use super::{BpfError, abi, classify};
+use super::{BpfError, abi, classify, own_handle};
 
 /// The map's name in the object.
 pub(super) const BANS: &str = "sipark_bans";
@@ -47,15 +46,7 @@ impl std::fmt::Debug for BanMap {
 impl BanMap {
     /// A new handle (a duplicated fd) on the ban map of a loaded object.
     pub(super) fn open(ebpf: &Ebpf) -> Result<BanMap, BpfError> {
-        let data = match ebpf.map(BANS) {
-            Some(Map::HashMap(d)) => d,
-            Some(_) => return Err(BpfError::Map(format!("{BANS} is not a hash map"))),
-            None => return Err(BpfError::Map(format!("no map {BANS} in the object"))),
-        };
-        let fd = data.fd().as_fd().try_clone_to_owned().map_err(|e| classify(BANS, e, BpfError::Map))?;
-        let data = MapData::from_fd(fd).map_err(|e| classify(BANS, e, BpfError::Map))?;
-        let map = Map::from_map_data(data).map_err(|e| classify(BANS, e, BpfError::Map))?;
-        let map = HashMap::try_from(map).map_err(|e| classify(BANS, e, BpfError::Map))?;
+        let map = HashMap::try_from(own_handle(ebpf, BANS)?).map_err(|e| classify(BANS, e, BpfError::Map))?;
         Ok(BanMap { map })
     }
 

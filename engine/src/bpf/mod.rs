@@ -3,7 +3,8 @@
 //!
 //! * [`Xdp`]: the XDP filter `sipark_xdp` on one or more interfaces
 //!   (blocklist, banned sources, not-SIP, scanners, unknown tenants,
-//!   per-tenant GCRA rate); [`BanMap`] writes its bans.
+//!   per-tenant GCRA rate, overload 503s); [`BanMap`] writes its bans,
+//!   [`ShedMap`] each shard's admission share.
 //! * [`Steering`]: the `sk_reuseport` program `sipark_steer`, which hands
 //!   each datagram to the socket of the shard that owns it
 //!   ([`crate::proto::route`]).
@@ -16,6 +17,7 @@
 
 pub mod abi;
 mod bans;
+mod shed;
 mod steer;
 mod xdp;
 
@@ -23,14 +25,17 @@ use std::borrow::Borrow;
 use std::error::Error as StdError;
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp as AyaXdp};
 
 pub use bans::{BanMap, monotonic_ns};
+pub use shed::ShedMap;
+
 pub use steer::{SteerStats, Steering};
 pub use xdp::{Xdp, XdpStats, XdpTester};
 
@@ -115,6 +120,21 @@ pub struct XdpConfig {
     /// User-Agent prefixes (any case, 1 to 32 bytes, at most 16); use
     /// [`DEFAULT_SCANNERS`] when the operator gives none.
     pub scanners: Vec<String>,
+    /// Workers (shards): XDP finds the shard that owns a request as
+    /// `route::shard_of` does (filled in by the I/O layer).
+    pub shards: u32,
+    /// Overload 503s in XDP (ADR 0022); `None`: overload control is off.
+    pub shed: Option<XdpShed>,
+}
+
+/// What XDP needs to answer a shard's refusals itself (ADR 0022): the
+/// admission hash's key (every shard's), the `Retry-After` range, and the
+/// retrieve feature code (retrieves are not refused under the high bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpShed {
+    pub key: u32,
+    pub retry_after: (u32, u32),
+    pub retrieve_fac: String,
 }
 
 /// User-Agent prefixes of well-known SIP scanners.
@@ -140,9 +160,14 @@ const MAX_LOG: usize = 4000;
 /// source chain is [`BpfError::Permission`], anything else goes to `other`.
 fn classify<E: StdError + 'static>(what: &str, e: E, other: fn(String) -> BpfError) -> BpfError {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(&e);
+    // The verifier refuses a program with EACCES too: with its log, that is
+    // not a missing privilege, and the log says why.
+    let text = e.to_string();
+    let refused_by_verifier = text.contains("Verifier output:") && !text.trim_end().ends_with("Verifier output:");
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<io::Error>()
             && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            && !refused_by_verifier
         {
             return BpfError::Permission(format!("{what}: {io}"));
         }
@@ -182,6 +207,19 @@ fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut AyaXdp, BpfErr
     Ok(prog)
 }
 
+/// A handle of its own (a duplicated fd) on the map `name` of a loaded
+/// object, for a worker thread to write with no lock.
+fn own_handle(ebpf: &Ebpf, name: &str) -> Result<Map, BpfError> {
+    let data = match ebpf.map(name) {
+        Some(Map::HashMap(d) | Map::Array(d)) => d,
+        Some(_) => return Err(BpfError::Map(format!("{name} is neither a hash map nor an array"))),
+        None => return Err(BpfError::Map(format!("no map {name} in the object"))),
+    };
+    let fd = data.fd().as_fd().try_clone_to_owned().map_err(|e| classify(name, e, BpfError::Map))?;
+    let data = MapData::from_fd(fd).map_err(|e| classify(name, e, BpfError::Map))?;
+    Map::from_map_data(data).map_err(|e| classify(name, e, BpfError::Map))
+}
+
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map, BpfError> {
     ebpf.map_mut(name).ok_or_else(|| BpfError::Map(format!("no map {name} in the object")))
 }
@@ -192,6 +230,7 @@ struct XdpMaps {
     tenants: Vec<(u32, abi::Tenant)>,
     block: Vec<([u8; 16], u32)>,
     scanners: Vec<abi::Sig>,
+    shed: abi::ShedCfg,
 }
 
 fn rate_fields(r: Option<Rate>, what: &str) -> Result<(u32, u32), BpfError> {
@@ -241,7 +280,10 @@ impl XdpMaps {
 
     /// Everything but the ports.
     fn from_policy(c: &XdpConfig) -> Result<XdpMaps, BpfError> {
-        let mut cfg = abi::Cfg { n_shards: 1, ..abi::Cfg::default() };
+        if c.shards == 0 || c.shards as usize > abi::MAX_SOCKS {
+            return Err(BpfError::Config(format!("{} shards; 1 to {} are supported", c.shards, abi::MAX_SOCKS)));
+        }
+        let mut cfg = abi::Cfg { n_shards: c.shards, ..abi::Cfg::default() };
         cfg.flags = if c.strict { abi::FLAG_STRICT } else { 0 };
         (cfg.default_rate, cfg.default_burst) = rate_fields(c.default_rate, "default rate")?;
 
@@ -298,7 +340,22 @@ impl XdpMaps {
             }
             scanners.push(s);
         }
-        Ok(XdpMaps { cfg, tenants, block, scanners })
+        let mut shed = abi::ShedCfg::default();
+        if let Some(s) = &c.shed {
+            let fac = s.retrieve_fac.as_bytes();
+            let (lo, hi) = s.retry_after;
+            if fac.len() > abi::FAC_MAX || lo > hi || hi > u32::from(u16::MAX) {
+                return Err(BpfError::Config(format!(
+                    "overload shedding: a retrieve code of at most {} bytes and Retry-After {lo}..={hi} within 0..=65535",
+                    abi::FAC_MAX
+                )));
+            }
+            shed.key = s.key;
+            (shed.retry_min, shed.retry_max) = (lo as u16, hi as u16);
+            shed.retrieve_len = fac.len() as u32;
+            shed.retrieve[..fac.len()].copy_from_slice(fac);
+        }
+        Ok(XdpMaps { cfg, tenants, block, scanners, shed })
     }
 }
 
@@ -375,6 +432,11 @@ fn configure_xdp(ebpf: &mut Ebpf, c: &XdpConfig) -> Result<(), BpfError> {
         for k in &stale {
             t.remove(k).map_err(map_err("sipark_block"))?;
         }
+    }
+    {
+        let mut a: Array<_, abi::ShedCfg> =
+            map_mut(ebpf, "sipark_shed_cfg")?.try_into().map_err(map_err("sipark_shed_cfg"))?;
+        a.set(0, m.shed, 0).map_err(map_err("sipark_shed_cfg"))?;
     }
     {
         let mut a: Array<_, abi::Sig> =

@@ -9,6 +9,7 @@ use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp as AyaXdp, XdpMod
 use tracing::{info, warn};
 
 use super::bans::BanMap;
+use super::shed::ShedMap;
 use super::{BpfError, XdpConfig, XdpMode, abi, classify, configure_xdp, load_object, load_xdp, objects, sum_percpu};
 
 /// XDP verdicts (`enum xdp_action`).
@@ -106,6 +107,12 @@ impl Xdp {
         BanMap::open(&self.ebpf)
     }
 
+    /// A handle of its own on the shed map, for one worker to publish its
+    /// admission share with (docs/decisions/0022-overload-503-in-xdp.md).
+    pub fn shed(&self) -> Result<ShedMap, BpfError> {
+        ShedMap::open(&self.ebpf)
+    }
+
     /// The mode each interface got.
     pub fn modes(&self) -> Vec<(String, XdpMode)> {
         self.modes.clone()
@@ -167,9 +174,28 @@ impl XdpTester {
         BanMap::open(&self.ebpf)
     }
 
+    /// A handle on the program's shed map, as [`Xdp::shed`].
+    pub fn shed(&self) -> Result<ShedMap, BpfError> {
+        ShedMap::open(&self.ebpf)
+    }
+
     /// Runs the program on one Ethernet frame (at least 14 bytes, which
-    /// the kernel requires) and returns its XDP action (1 drop, 2 pass).
+    /// the kernel requires) and returns its XDP action (1 drop, 2 pass,
+    /// 3 tx).
     pub fn run(&mut self, frame: &[u8]) -> Result<u32, BpfError> {
+        self.run_out(frame).map(|(action, _)| action)
+    }
+
+    /// As [`XdpTester::run`], and the frame as the program left it (what
+    /// `XDP_TX` sends back).
+    pub fn run_out(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), BpfError> {
+        let (action, out, _) = self.run_repeat(frame, 1)?;
+        Ok((action, out))
+    }
+
+    /// Runs the program `repeat` times on the same frame, in the kernel;
+    /// also returns the mean time of one run.
+    pub fn run_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, Vec<u8>, std::time::Duration), BpfError> {
         if frame.len() < 14 {
             return Err(BpfError::Config(format!("a {}-byte frame: BPF_PROG_TEST_RUN needs at least 14", frame.len())));
         }
@@ -179,10 +205,18 @@ impl XdpTester {
             .ok_or_else(|| BpfError::Load(format!("no program {PROG}")))?
             .try_into()
             .map_err(|e: ProgramError| classify(PROG, e, BpfError::Load))?;
+        // Room for a 503 longer than the request.
+        let mut out = vec![0u8; frame.len() + 4096];
         let res = prog
-            .test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat: repeat.max(1),
+                ..TestRunOptions::default()
+            })
             .map_err(|e| classify("XDP test run", e, BpfError::Load))?;
-        Ok(res.return_value)
+        out.truncate(res.data_size_out as usize);
+        Ok((res.return_value, out, res.duration))
     }
 
     /// Counts per reason so far, summed over CPUs.

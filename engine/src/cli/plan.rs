@@ -460,6 +460,10 @@ pub(super) fn xdp_config(
         default_rate: datapath.default_rate.or(args.tenant_rate),
         block,
         scanners,
+        // Both filled in by the I/O layer, which knows the workers and the
+        // configuration (io::Engine::start).
+        shards: 1,
+        shed: None,
     };
     cfg.validate().map_err(|e| format!("--xdp: {e}"))?;
     Ok(Some(cfg))

@@ -132,9 +132,9 @@ impl Collector for DatapathCollector {
                         None,
                         MetricType::Counter,
                     )?;
-                    let abi = (crate::bpf::abi::REASON_NAMES.iter()).zip(crate::bpf::abi::REASON_DROPS);
-                    for ((reason, drops), v) in abi.zip(counts) {
-                        let labels = [("action", if drops { "drop" } else { "pass" }), ("reason", *reason)];
+                    let abi = (crate::bpf::abi::REASON_NAMES.iter()).zip(crate::bpf::abi::REASON_ACTIONS);
+                    for ((reason, action), v) in abi.zip(counts) {
+                        let labels = [("action", action), ("reason", *reason)];
                         metric.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
                     }
                 }

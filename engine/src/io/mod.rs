@@ -251,6 +251,18 @@ fn check_buffers(s: &UdpSocket) {
     }
 }
 
+/// What the XDP program needs to answer overload control's refusals
+/// itself (docs/decisions/0022-overload-503-in-xdp.md); `None` when
+/// overload control is off.
+fn xdp_shed(cfg: &Config) -> Option<crate::bpf::XdpShed> {
+    let b = cfg.limits.overload?;
+    Some(crate::bpf::XdpShed {
+        key: crate::proto::overload::admission_key(&cfg.nonce_secret),
+        retry_after: b.retry_after,
+        retrieve_fac: cfg.retrieve_fac.clone(),
+    })
+}
+
 impl Engine {
     /// Binds the sockets, starts the workers (and metrics), and returns
     /// once every worker's ring is up. `make_config` gets the bound address
@@ -299,26 +311,6 @@ impl Engine {
                 Err(source) => return Err(StartError::Bpf { what: "--steer on", source }),
             },
         };
-        let xdp_live = opts.xdp.as_ref().map(|cfg| {
-            let mut cfg = cfg.clone();
-            cfg.ports = vec![local_addr.port()];
-            cfg
-        });
-        let xdp = match &xdp_live {
-            None => None,
-            // Logs each interface's attach mode itself.
-            Some(cfg) => {
-                Some(crate::bpf::Xdp::attach(cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?)
-            }
-        };
-        // One handle on the ban map per worker, and one to sweep it with.
-        let mut ban_maps = Vec::new();
-        if let Some(x) = &xdp {
-            for _ in 0..=n {
-                ban_maps.push(Some(x.bans().map_err(|source| StartError::Bpf { what: "--xdp ban map", source })?));
-            }
-        }
-        let xdp_bans = ban_maps.pop().flatten().map(|m| (m, Instant::now() + BAN_SWEEP));
         let metrics_listener = match opts.metrics {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })?),
             None => None,
@@ -356,6 +348,33 @@ impl Engine {
             None => None,
         };
         let cfg = Arc::new(cfg);
+        let xdp_live = opts.xdp.as_ref().map(|x| {
+            let mut x = x.clone();
+            x.ports = vec![local_addr.port()];
+            x.shards = u32::from(n);
+            x.shed = xdp_shed(&cfg);
+            x
+        });
+        let xdp = match &xdp_live {
+            None => None,
+            // Logs each interface's attach mode itself.
+            Some(cfg) => {
+                Some(crate::bpf::Xdp::attach(cfg).map_err(|source| StartError::Bpf { what: "--xdp", source })?)
+            }
+        };
+        // One handle on the ban map per worker, and one to sweep it with;
+        // one on the shed map per worker.
+        let mut ban_maps = Vec::new();
+        let mut shed_maps = Vec::new();
+        if let Some(x) = &xdp {
+            for _ in 0..=n {
+                ban_maps.push(Some(x.bans().map_err(|source| StartError::Bpf { what: "--xdp ban map", source })?));
+            }
+            for _ in 0..n {
+                shed_maps.push(Some(x.shed().map_err(|source| StartError::Bpf { what: "--xdp shed map", source })?));
+            }
+        }
+        let xdp_bans = ban_maps.pop().flatten().map(|m| (m, Instant::now() + BAN_SWEEP));
         let reloads = Arc::new(metrics::ReloadStats::default());
         let wall =
             WallClock { at: Instant::now(), unix: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() };
@@ -386,6 +405,7 @@ impl Engine {
                 cpu: (!cpus.is_empty()).then(|| cpus[usize::from(i) % cpus.len()]),
                 grace: opts.shutdown_grace,
                 bans: ban_maps.get_mut(usize::from(i)).and_then(Option::take),
+                shed: shed_maps.get_mut(usize::from(i)).and_then(Option::take),
                 ready: ready_tx.clone(),
                 go: go_rx,
             };
@@ -522,7 +542,12 @@ impl Engine {
             _ => None,
         };
         if let (Some(xdp), Some(live), Some(next)) = (self.xdp.as_mut(), self.xdp_live.as_ref(), r.xdp) {
-            let next = crate::bpf::XdpConfig { ports: live.ports.clone(), ..next };
+            let next = crate::bpf::XdpConfig {
+                ports: live.ports.clone(),
+                shards: live.shards,
+                shed: xdp_shed(&r.cfg),
+                ..next
+            };
             let retiring = retire(&self.cfg, live, &next, &self.xdp_retiring, now);
             let mut applied = next.clone();
             applied.tenants.extend(retiring.iter().map(|t| (t.domain.clone(), t.rate)));

@@ -48,7 +48,7 @@ use super::bare::Bare;
 use super::shared::{Handoff, Peers, Serve, Waker};
 use super::signal::block_shutdown_signals;
 use super::sys::{enable_rx_timestamps, pin_to_cpu};
-use crate::bpf::BanMap;
+use crate::bpf::{BanMap, ShedMap, monotonic_ns};
 use crate::proto::config::Config;
 use crate::proto::route::{self, Owner};
 use crate::proto::shard::{Seed, Shard, Transmit, WallClock};
@@ -104,6 +104,8 @@ pub struct WorkerInit {
     pub grace: Duration,
     /// With `--xdp`: this worker's handle on the XDP ban map.
     pub bans: Option<BanMap>,
+    /// With `--xdp` and overload control: its handle on the XDP shed map.
+    pub shed: Option<ShedMap>,
     pub ready: mpsc::Sender<(u16, Result<Ready, String>)>,
     /// `Some(peers)`: run; `None`: another worker failed, exit.
     pub go: mpsc::Receiver<Option<Arc<Peers>>>,
@@ -127,7 +129,7 @@ pub trait Io: Sized {
 /// names). Returns an error text if the worker failed.
 pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, bans, ready, go } = init;
+    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, bans, shed, ready, go } = init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -173,6 +175,7 @@ pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     };
     let mut core = Core::new(id, n, service, stats, peers, grace);
     core.xdp_bans = bans;
+    core.xdp_shed = if stamps { shed } else { None };
     let result = backend.run(&mut core);
     backend.finish(&mut core);
     result.map_err(|e| format!("worker {id}: {e}"))
@@ -204,6 +207,9 @@ pub struct Core {
     grace: Duration,
     /// With `--xdp`: where this worker writes the bans its shard decides.
     pub xdp_bans: Option<BanMap>,
+    /// With `--xdp` and overload control: where it publishes the share of
+    /// new requests its shard refuses (ADR 0022).
+    pub xdp_shed: Option<ShedMap>,
 }
 
 impl Core {
@@ -219,6 +225,7 @@ impl Core {
             deadline: None,
             grace,
             xdp_bans: None,
+            xdp_shed: None,
         }
     }
 
@@ -278,9 +285,22 @@ impl Core {
     /// oldest datagram waited since the kernel received it (zero when
     /// nothing waited). Overload control's input
     /// (docs/decisions/0021-overload-control.md).
+    ///
+    /// With `--xdp`, a change of the share of new requests the shard
+    /// refuses goes to the XDP program at once, which answers those 503
+    /// itself from then on (docs/decisions/0022-overload-503-in-xdp.md).
     pub fn on_load(&mut self, now: Instant, delay: Duration) {
-        if let Service::Sip(shard) = &mut self.service {
-            shard.handle_load(now, delay);
+        let Core { service, stats, id, xdp_shed, .. } = self;
+        let Service::Sip(shard) = service else { return };
+        shard.handle_load(now, delay);
+        if let Some(map) = xdp_shed.as_mut()
+            && let Some(share) = shard.poll_shed(now)
+        {
+            let until = monotonic_ns().saturating_add(u64::try_from(share.ack_for.as_nanos()).unwrap_or(u64::MAX));
+            if let Err(e) = map.set(u32::from(*id), share.refuse, until) {
+                stats.overload_xdp_errors.inc();
+                debug!(worker = *id, error = %e, "cannot write the refused share to the XDP map; the shard refuses alone");
+            }
         }
     }
 

@@ -19,8 +19,13 @@
 //! * **Shedding.** While overloaded, new work ([`Work::New`]: parks,
 //!   REGISTER, any other new out-of-dialog request but OPTIONS) is admitted
 //!   in the fraction `(high − delay) / (high − low)`, clamped to `0..=1`:
-//!   all of it at or under `low`, none at or over `high`, and evenly spread
-//!   between (a credit counter, no dice). Work that finishes what was
+//!   all of it at or under `low`, none at or over `high`. Which requests
+//!   make up the share is decided by a keyed hash of the Call-ID
+//!   ([`admission_hash`]), the same rule the XDP program applies with the
+//!   share the worker publishes (docs/decisions/0022-overload-503-in-xdp.md):
+//!   a request XDP admitted is admitted here too, a retransmission gets the
+//!   answer its first copy got, and the choice repeats bit for bit in the
+//!   simulation. Work that finishes what was
 //!   admitted ([`Work::Finishing`]: retrieves, which end a parked call) is
 //!   refused only while the delay is at or over `high`.
 //! * **Leaving** (hysteresis). The state ends once the delay has stayed
@@ -105,14 +110,52 @@ pub struct Controller {
     delay: Duration,
     /// When the last delay was measured.
     at: Option<Instant>,
-    /// Admission credit, in `1 / CREDIT_ONE` of a request.
-    credit: u32,
     /// Time spent overloaded, in all.
     overloaded_for: Duration,
 }
 
-/// One whole request of credit.
-const CREDIT_ONE: u32 = 1 << 16;
+/// The whole of a share: shares of new work are in `1 / SHARE_ONE`
+/// (`SIPARK_SHED_ONE` in ebpf/sipark.h).
+pub const SHARE_ONE: u32 = 1 << 16;
+
+/// The admission hash of a request with Call-ID `call_id` and CSeq number
+/// `cseq`, under `key` (`sipark_admission_hash` in ebpf/sipark.h, which
+/// the BPF tests hold to this): FNV-1a 32 over the Call-ID's first 255
+/// bytes, as received, started from the FNV offset basis xor `key`, then
+/// over the CSeq number's four bytes, least significant first, then
+/// MurmurHash3's `fmix32`. A new request is refused when the top 16 bits
+/// are under the refused share ([`Controller::refused_share`]). The CSeq
+/// makes each new request of a call (a phone's REGISTER refresh) a draw of
+/// its own; a retransmission gets its first copy's answer.
+pub fn admission_hash(key: u32, call_id: &[u8], cseq: u32) -> u32 {
+    let mut h = crate::proto::route::FNV_OFFSET ^ key;
+    let seq = cseq.to_le_bytes();
+    for &b in call_id.iter().take(crate::proto::route::MAX_DOMAIN_HASHED).chain(&seq) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(crate::proto::route::FNV_PRIME);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The key of [`admission_hash`] for a process whose secret is `secret`
+/// (its digest nonce key): one-way, so that what an attacker learns of
+/// the key by watching which Call-IDs are refused tells nothing of the
+/// nonce key; the same in every shard and in the XDP program.
+pub fn admission_key(secret: &[u8; 32]) -> u32 {
+    use std::hash::Hasher as _;
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&secret[..8]);
+    let k0 = u64::from_le_bytes(k);
+    k.copy_from_slice(&secret[8..16]);
+    let k1 = u64::from_le_bytes(k);
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
+    h.write(b"sipark overload admission key");
+    h.finish() as u32
+}
 
 impl Controller {
     /// A controller with `bounds` (`None`: never overloaded).
@@ -123,7 +166,6 @@ impl Controller {
             above_since: None,
             delay: Duration::ZERO,
             at: None,
-            credit: 0,
             overloaded_for: Duration::ZERO,
         }
     }
@@ -148,7 +190,6 @@ impl Controller {
                 }
                 self.above_since = None;
                 self.state = Some(Overloaded { calm_since: None });
-                self.credit = 0;
                 Some(Change::Entered)
             }
             None => {
@@ -170,22 +211,22 @@ impl Controller {
         }
     }
 
-    /// Whether a request that would start `work` is admitted now. Each
-    /// call for [`Work::New`] while overloaded spends or gathers credit,
-    /// so call it once per request.
-    pub fn admits(&mut self, work: Work) -> bool {
+    /// Whether a request that would start `work`, whose [`admission_hash`]
+    /// is `hash`, is admitted now.
+    pub fn admits(&self, work: Work, hash: u32) -> bool {
         let (Some(b), Some(_)) = (self.bounds, self.state) else { return true };
         match work {
             Work::Finishing => self.delay < b.high,
-            Work::New => {
-                self.credit += admitted_share(&b, self.delay);
-                if self.credit >= CREDIT_ONE {
-                    self.credit -= CREDIT_ONE;
-                    true
-                } else {
-                    false
-                }
-            }
+            Work::New => hash >> 16 >= self.refused_share(),
+        }
+    }
+
+    /// The share of new work refused now, in `1 / SHARE_ONE`: 0 unless
+    /// overloaded. What the worker publishes to the XDP program.
+    pub fn refused_share(&self) -> u32 {
+        match (self.bounds, self.state) {
+            (Some(b), Some(_)) => SHARE_ONE - admitted_share(&b, self.delay),
+            _ => 0,
         }
     }
 
@@ -211,18 +252,18 @@ impl Controller {
 }
 
 /// The share of new work admitted at `delay` while overloaded, in
-/// `1 / CREDIT_ONE`: all at or under `low`, none at or over `high`,
+/// `1 / SHARE_ONE`: all at or under `low`, none at or over `high`,
 /// linear between.
 fn admitted_share(b: &Bounds, delay: Duration) -> u32 {
     if delay <= b.low {
-        return CREDIT_ONE;
+        return SHARE_ONE;
     }
     if delay >= b.high || b.high <= b.low {
         return 0;
     }
     let span = (b.high - b.low).as_nanos();
     let left = (b.high - delay).as_nanos();
-    u32::try_from(left * u128::from(CREDIT_ONE) / span).unwrap_or(CREDIT_ONE)
+    u32::try_from(left * u128::from(SHARE_ONE) / span).unwrap_or(SHARE_ONE)
 }
 
 /// Slots of [`Refused`]: 32,768 refusals (16 bytes each, 512 KiB, taken
@@ -295,9 +336,10 @@ mod tests {
         Bounds { high: ms(4), low: ms(2), window: Duration::ZERO, hold: ms(100), retry_after: (4, 8) }
     }
 
-    /// How many of `n` new requests are admitted.
+    /// How many of `n` new requests are admitted, their admission hashes
+    /// spread evenly over the whole range.
     fn admitted(c: &mut Controller, n: usize) -> usize {
-        (0..n).filter(|_| c.admits(Work::New)).count()
+        (0..n as u64).filter(|i| c.admits(Work::New, ((i << 32) / n as u64) as u32)).count()
     }
 
     #[test]
@@ -307,7 +349,7 @@ mod tests {
         assert_eq!(c.on_delay(t, Duration::from_secs(5)), None);
         assert!(!c.is_overloaded());
         assert_eq!(admitted(&mut c, 10), 10);
-        assert!(c.admits(Work::Finishing));
+        assert!(c.admits(Work::Finishing, 0));
     }
 
     #[test]
@@ -319,7 +361,7 @@ mod tests {
         assert_eq!(c.on_delay(t + ms(1), ms(4)), Some(Change::Entered));
         assert!(c.is_overloaded());
         assert_eq!(admitted(&mut c, 10), 0);
-        assert!(!c.admits(Work::Finishing), "over the high bound, retrieves are refused too");
+        assert!(!c.admits(Work::Finishing, u32::MAX), "over the high bound, retrieves are refused too");
     }
 
     #[test]
@@ -347,7 +389,7 @@ mod tests {
         // 3 ms is halfway between 2 and 4: every other new request.
         assert_eq!(c.on_delay(t + ms(1), ms(3)), None);
         assert_eq!(admitted(&mut c, 100), 50);
-        assert!(c.admits(Work::Finishing), "retrieves pass under the high bound");
+        assert!(c.admits(Work::Finishing, 0), "retrieves pass under the high bound");
         // A quarter of the way down from the high bound: one in four.
         c.on_delay(t + ms(2), Duration::from_micros(3500));
         assert_eq!(admitted(&mut c, 100), 25);
@@ -378,14 +420,50 @@ mod tests {
     #[test]
     fn the_share_is_linear_and_clamped() {
         let b = bounds();
-        assert_eq!(admitted_share(&b, ms(1)), CREDIT_ONE);
-        assert_eq!(admitted_share(&b, ms(2)), CREDIT_ONE);
-        assert_eq!(admitted_share(&b, ms(3)), CREDIT_ONE / 2);
+        assert_eq!(admitted_share(&b, ms(1)), SHARE_ONE);
+        assert_eq!(admitted_share(&b, ms(2)), SHARE_ONE);
+        assert_eq!(admitted_share(&b, ms(3)), SHARE_ONE / 2);
         assert_eq!(admitted_share(&b, ms(4)), 0);
         assert_eq!(admitted_share(&b, ms(400)), 0);
         let flat = Bounds { low: ms(4), ..b };
-        assert_eq!(admitted_share(&flat, ms(4)), CREDIT_ONE);
+        assert_eq!(admitted_share(&flat, ms(4)), SHARE_ONE);
         assert_eq!(admitted_share(&flat, Duration::from_micros(4001)), 0);
+    }
+
+    #[test]
+    fn the_refused_share_is_what_admits_refuses() {
+        let mut c = Controller::new(Some(bounds()));
+        let t = Instant::now();
+        assert_eq!(c.refused_share(), 0, "not overloaded");
+        c.on_delay(t, ms(10));
+        assert_eq!(c.refused_share(), SHARE_ONE);
+        c.on_delay(t + ms(1), Duration::from_micros(3500));
+        let r = c.refused_share();
+        assert_eq!(r, SHARE_ONE * 3 / 4);
+        assert!(!c.admits(Work::New, (r - 1) << 16 | 0xffff), "top bits just under the share: refused");
+        assert!(c.admits(Work::New, r << 16), "at the share: admitted");
+    }
+
+    #[test]
+    fn the_admission_hash_is_keyed_and_spreads_call_ids() {
+        // Values from an implementation of its own (Python); tests/bpf/shed.rs
+        // holds the kernel's sipark_admission_hash to this function.
+        assert_eq!(admission_hash(0, b"", 0), 0x4997_eb7b);
+        assert_eq!(admission_hash(0x5eed_0001, b"c1@client.example", 1), 0xbbac_6131);
+        assert_ne!(admission_hash(0, b"a@b", 1), admission_hash(1, b"a@b", 1), "keyed");
+        assert_ne!(admission_hash(0, b"a@b", 1), admission_hash(0, b"a@b", 2), "each CSeq a draw");
+        // Only the first 255 bytes of the Call-ID count.
+        let long = [b'x'; 300];
+        assert_eq!(admission_hash(7, &long, 1), admission_hash(7, &long[..255], 1));
+        // The top 16 bits of sequential Call-IDs fill the range evenly:
+        // each quarter gets a quarter, within 4% (over 3 standard
+        // deviations of a fair draw).
+        let mut quarters = [0u32; 4];
+        for i in 0..20_000 {
+            quarters[(admission_hash(0x1234_5678, format!("{i}-1@192.0.2.1").as_bytes(), 1) >> 30) as usize] += 1;
+        }
+        assert!(quarters.iter().all(|&q| (4800..=5200).contains(&q)), "{quarters:?}");
+        assert_ne!(admission_key(&[0; 32]), admission_key(&[1; 32]));
     }
 
     #[test]

@@ -16,8 +16,9 @@
 use super::sip::parse::{Method, SipMessage};
 use super::sip::write::{BRANCH_PREFIX, CONTACT_PREFIX};
 
-const FNV_OFFSET: u32 = 0x811c_9dc5;
-const FNV_PRIME: u32 = 0x0100_0193;
+/// FNV-1a 32's offset basis and prime (`SIPARK_FNV_*` in ebpf/sipark.h).
+pub const FNV_OFFSET: u32 = 0x811c_9dc5;
+pub const FNV_PRIME: u32 = 0x0100_0193;
 
 /// Longest domain that is hashed; bytes past it are ignored (the BPF side
 /// must bound its loop, and no DNS name is longer than 253 bytes).

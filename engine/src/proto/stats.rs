@@ -156,6 +156,11 @@ stats! {
     Counter overloaded_us,
     /// 1 while the worker is overloaded, else 0.
     Gauge overloaded,
+    /// The share of new requests refused now, in 1/65536 (what the XDP
+    /// program applies with `--xdp`; ADR 0022).
+    Gauge overload_refused_share,
+    /// Times the worker could not write its refused share to the XDP map.
+    Counter overload_xdp_errors,
     /// The receive path's queueing delay last measured: how long the
     /// oldest datagram of the last batch waited, microseconds.
     Gauge queue_delay_us,

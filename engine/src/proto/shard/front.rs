@@ -39,8 +39,21 @@ impl Shard {
         extra: &[(&str, &[u8])],
     ) {
         let tag = self.env.tag();
+        self.reply_stateless_tagged(src, req, code, reason, &tag, extra);
+    }
+
+    /// [`Shard::reply_stateless`] with the To tag `tag` (for a To without one).
+    pub(super) fn reply_stateless_tagged(
+        &mut self,
+        src: Peer,
+        req: &SipMessage<'_>,
+        code: u16,
+        reason: &str,
+        tag: &[u8],
+        extra: &[(&str, &[u8])],
+    ) {
         let mut out = self.env.out.buf();
-        if response_head(&mut out, req, src.addr, code, reason, Some(&tag)) {
+        if response_head(&mut out, req, src.addr, code, reason, Some(tag)) {
             for (name, value) in extra {
                 header(&mut out, name, value);
             }

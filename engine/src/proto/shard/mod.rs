@@ -44,7 +44,7 @@ pub use super::guard::{Ban, Source};
 use super::ids::Keyed;
 pub use super::ids::Seed;
 use super::notify::Notifier;
-use super::overload::{Controller, Refused};
+use super::overload::{Controller, Refused, admission_key};
 use super::park::Park;
 pub use super::park::{Lifecycle, ParkEvent};
 use super::registrar::Registrar;
@@ -53,6 +53,7 @@ use super::sip::parse::SipMessage;
 use super::stats::ShardStats;
 use super::tu::{Ctx, Owner};
 use super::txn::Transactions;
+pub use shed::ShedShare;
 
 /// A message given to [`Shard::handle`]: its bytes, or the message
 /// already parsed (by the worker that routed it).
@@ -115,6 +116,10 @@ pub struct Shard {
     refused: Refused,
     /// The keys of `refused`'s fingerprints.
     refused_keys: Keyed,
+    /// The key of the admission hash, the same in every shard and in XDP.
+    admission_key: u32,
+    /// The refused share last handed to the I/O layer for XDP, and when.
+    published: Option<(u32, Instant)>,
     shutting_down: bool,
 }
 
@@ -136,6 +141,8 @@ impl Shard {
             overload: Controller::new(cfg.limits.overload),
             refused: Refused::default(),
             refused_keys: seed.hasher(7),
+            admission_key: admission_key(&cfg.nonce_secret),
+            published: None,
             env,
             shutting_down: false,
         }

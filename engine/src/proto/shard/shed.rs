@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::Shard;
-use crate::proto::overload::{Change, Work};
+use crate::proto::overload::{Change, Work, admission_hash};
 use crate::proto::reject::Intent;
 use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{Method, SipMessage};
@@ -64,6 +64,7 @@ impl Shard {
         let change = self.overload.on_delay(now, delay);
         let s = &self.env.stats;
         s.queue_delay_us.set(micros(delay));
+        s.overload_refused_share.set(u64::from(self.overload.refused_share()));
         s.overloaded_us.set(micros(self.overload.overloaded_for()));
         match change {
             Some(Change::Entered) => {
@@ -102,11 +103,13 @@ impl Shard {
         // another's branch is not refused for it.
         let mut peer = [0u8; 18];
         let fp = self.refused_keys.pair(key.id(), peer_bytes(src.addr, &mut peer));
+        let cseq = msg.cseq().map_or(0, |c| c.seq);
+        let hash = admission_hash(self.admission_key, msg.call_id().unwrap_or_default(), cseq);
         if self.refused.contains(now, fp) {
             self.env.stats.shed_again.inc();
         } else {
             let work = if method == Method::Invite && self.is_retrieve(msg) { Work::Finishing } else { Work::New };
-            if self.overload.admits(work) {
+            if self.overload.admits(work, hash) {
                 return false;
             }
         }
@@ -122,8 +125,29 @@ impl Shard {
         let secs = lo.saturating_add(u32::try_from(self.env.rng.next_u64() % spread).unwrap_or(0));
         let mut digits = [0u8; 10];
         let retry_after = decimal(secs, &mut digits);
-        self.reply_stateless(src, msg, 503, "Service Unavailable", &[("Retry-After", retry_after)]);
+        let tag = shed_tag(hash);
+        self.reply_stateless_tagged(src, msg, 503, "Service Unavailable", &tag, &[("Retry-After", retry_after)]);
         true
+    }
+
+    /// What the I/O layer publishes to the XDP program for this shard
+    /// (docs/decisions/0022-overload-503-in-xdp.md), when it changed or
+    /// must be renewed: the share of new requests refused
+    /// ([`Controller::refused_share`]), and for how long from `now` the
+    /// ACKs of overload 503s may still come (64·T1 after the last share
+    /// that refused anything). `None` when the last one still holds.
+    pub fn poll_shed(&mut self, now: Instant) -> Option<ShedShare> {
+        let refuse = self.overload.refused_share();
+        let keep = 64 * self.env.cfg.timers.t1;
+        let renew = match self.published {
+            None => refuse > 0,
+            Some((last, at)) => last != refuse || (refuse > 0 && now.saturating_duration_since(at) >= keep / 2),
+        };
+        if !renew {
+            return None;
+        }
+        self.published = Some((refuse, now));
+        Some(ShedShare { refuse, ack_for: keep })
     }
 
     /// Whether the INVITE `msg` is a retrieve (the retrieve feature code,
@@ -133,6 +157,28 @@ impl Shard {
         let user = msg.request_uri_parsed().and_then(|u| u.user).unwrap_or_default();
         self.intent(user, replaces) == Intent::Retrieve
     }
+}
+
+/// A shard's refusals as the XDP program applies them ([`Shard::poll_shed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShedShare {
+    /// New requests whose admission hash has its top 16 bits under this
+    /// are refused (of [`crate::proto::overload::SHARE_ONE`]).
+    pub refuse: u32,
+    /// How long from now ACKs of overload 503s are dropped.
+    pub ack_for: Duration,
+}
+
+/// The To tag of an overload 503: `ovl-` and the request's admission hash
+/// in hex, as the XDP program writes it, so that the ACK of either is
+/// recognised (and dropped) there.
+fn shed_tag(hash: u32) -> [u8; 12] {
+    let mut tag = *b"ovl-00000000";
+    for (i, d) in tag[4..].iter_mut().enumerate() {
+        let v = (hash >> (28 - 4 * i)) & 15;
+        *d = if v < 10 { b'0' + v as u8 } else { b'a' + (v - 10) as u8 };
+    }
+    tag
 }
 
 #[cfg(test)]
@@ -151,5 +197,6 @@ mod tests {
         assert_eq!(peer_bytes(v4, &mut p), [192, 0, 2, 1, 0x13, 0xc4]);
         let v6: SocketAddr = "[2001:db8::1]:5061".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(peer_bytes(v6, &mut p).len(), 18);
+        assert_eq!(&shed_tag(0x0a1b_2c3d), b"ovl-0a1b2c3d");
     }
 }

@@ -15,13 +15,13 @@
 //! Prints each run's report and a table; the reports are in target/bench/guessing/.
 
 use std::ffi::OsString;
-use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
-use crate::{cargo_build, create_dir, root, start_engine, stop_engine, take_options, target_dir};
+use crate::netns::{Netns, is_root};
+use crate::{cargo_build, create_dir, start_engine, stop_engine, take_options, target_dir};
 
 pub const USAGE: &str = "usage: cargo xtask bench --guessing [--seconds S] [--window N] [--no-xdp] \
 [--engine ENGINE-ARGS...]";
@@ -136,122 +136,28 @@ fn loopback_run(g: &GuessArgs, label: &str, extra: &[&str], out: &Path, tenants:
     r
 }
 
-/// Two network namespaces joined by a veth pair; deleted on drop.
-struct Netns {
-    a: String,
-    b: String,
-    if_a: String,
-    net: [u8; 3],
-}
-
-fn ip(args: &[&str]) -> Result<(), ExitCode> {
-    match Command::new("ip").args(args).stdin(Stdio::null()).output() {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => {
-            eprintln!("xtask: `ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
-            Err(ExitCode::FAILURE)
-        }
-        Err(e) => {
-            eprintln!("xtask: cannot run `ip` (iproute2): {e}");
-            Err(ExitCode::FAILURE)
-        }
-    }
-}
-
-impl Netns {
-    fn new() -> Result<Netns, ExitCode> {
-        let pid = std::process::id();
-        let n = Netns {
-            a: format!("spkguess{pid}a"),
-            b: format!("spkguess{pid}b"),
-            if_a: format!("vg{pid}a"),
-            net: [10, 201, u8::try_from(pid % 250).unwrap_or(0) + 1],
-        };
-        let if_b = format!("vg{pid}b");
-        ip(&["netns", "add", &n.a])?;
-        ip(&["netns", "add", &n.b])?;
-        ip(&["link", "add", &n.if_a, "netns", &n.a, "type", "veth", "peer", "name", &if_b, "netns", &n.b])?;
-        ip(&["-n", &n.a, "addr", "add", &format!("{}/24", n.host(1)), "dev", &n.if_a])?;
-        ip(&["-n", &n.b, "addr", "add", &format!("{}/24", n.host(2)), "dev", &if_b])?;
-        for (ns, dev) in [(&n.a, n.if_a.as_str()), (&n.b, if_b.as_str()), (&n.a, "lo"), (&n.b, "lo")] {
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        Ok(n)
-    }
-
-    fn host(&self, h: u8) -> String {
-        format!("{}.{}.{}.{h}", self.net[0], self.net[1], self.net[2])
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-        }
-    }
-}
-
-/// Waits until `log` has `needle`, `child` exits or `limit` passes.
-fn wait_log(log: &Path, needle: &str, child: &mut Child, limit: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        if text.contains(needle) {
-            return Ok(());
-        }
-        if let Ok(Some(s)) = child.try_wait() {
-            return Err(format!("sipark exited during start-up ({s})"));
-        }
-        if start.elapsed() > limit {
-            return Err(format!("no {needle:?} in {} within {limit:?}", log.display()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The XDP run: sipark with `--xdp` in namespace A, the attacker in B.
 fn xdp_run(g: &GuessArgs, out: &Path, tenants: &Path) -> Result<Result_, ExitCode> {
     let release = target_dir().join("release");
-    let ns = Netns::new()?;
-    let (sip, metrics) = (format!("{}:5060", ns.host(1)), format!("{}:9464", ns.host(1)));
-    let log_path = out.join("sipark-xdp.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| {
-        eprintln!("xtask: cannot create {}: {e}", log_path.display());
-        ExitCode::FAILURE
-    })?;
-    let err = log.try_clone().map_err(|_| ExitCode::FAILURE)?;
-    let sipark = release.join("sipark");
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.a])
-        .arg(&sipark)
-        .args(["--listen", &sip, "--workers", "2", "--no-pin", "--metrics", &metrics, "--xdp", &ns.if_a])
-        .arg("--tenants")
-        .arg(tenants)
-        .args(&g.engine)
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
-    let mut engine = cmd.spawn().map_err(|e| {
-        eprintln!("xtask: cannot start sipark in {}: {e}", ns.a);
-        ExitCode::FAILURE
-    })?;
-    eprintln!(
-        "xtask: sipark (pid {}) in namespace {} with --xdp {}, log in {}",
-        engine.id(),
-        ns.a,
-        ns.if_a,
-        log_path.display()
-    );
-    if let Err(e) = wait_log(&log_path, "sipark started", &mut engine, Duration::from_secs(20)) {
+    let ns = Netns::new("guess", "vg", 201).map_err(|e| {
         eprintln!("xtask: {e}");
-        stop_engine(&mut engine, Duration::from_secs(5));
-        return Err(ExitCode::FAILURE);
-    }
+        ExitCode::FAILURE
+    })?;
+    let (sip, metrics) = (format!("{}:5060", ns.host(1)), format!("{}:9464", ns.host(1)));
+    let mut args: Vec<OsString> =
+        ["--listen", &sip, "--workers", "2", "--no-pin", "--metrics", &metrics, "--xdp", &ns.if_a]
+            .iter()
+            .map(OsString::from)
+            .collect();
+    args.push("--tenants".into());
+    args.push(tenants.into());
+    args.extend(g.engine.iter().cloned());
+    let log_path = out.join("sipark-xdp.log");
+    let mut engine =
+        ns.start_engine(&release.join("sipark"), &args, &log_path, Duration::from_secs(20)).map_err(|e| {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        })?;
     let mut guess = Command::new("ip");
     guess
         .args(["netns", "exec", &ns.b])
@@ -261,13 +167,6 @@ fn xdp_run(g: &GuessArgs, out: &Path, tenants: &Path) -> Result<Result_, ExitCod
     let r = run_guess(guess);
     stop_engine(&mut engine, Duration::from_secs(10));
     r
-}
-
-/// Whether this process runs as root (namespaces and XDP need it).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").ok().is_some_and(|s| {
-        s.lines().any(|l| l.strip_prefix("Uid:").is_some_and(|u| u.split_whitespace().nth(1) == Some("0")))
-    })
 }
 
 pub fn guessing(g: &GuessArgs) -> ExitCode {

@@ -28,12 +28,15 @@
 //!   (cycle rate and latency, engine CPU µs per cycle, engine RSS and RSS bytes per parked call)
 //!   and writes target/bench/parked/{<N>,summary}.json, docs/img/bench-parked.svg and
 //!   docs/img/bench-parked-rss.svg.
-//! * `cargo xtask bench --overload M1,M2,... [--overload-seconds S] [LOAD-ARGS...] [--engine ...]`:
-//!   overload control against one worker (see overload.rs): a fresh `sipark --workers 1` and a
-//!   closed-loop run (`--concurrency 128`) as the maximum, then per multiple M a fresh engine
-//!   offered M times it, open loop, S seconds (default 10) each; prints goodput as a share of the
-//!   maximum, p99 of admitted cycles, p99 and max of the 503 latency, cycles shed and
-//!   retransmissions, and writes target/bench/overload/{max,<M>x,summary}.json.
+//! * `cargo xtask bench --overload M1,M2,... [--overload-seconds S] [--xdp] [LOAD-ARGS...]
+//!   [--engine ...]`: overload control against one worker (see overload.rs): a fresh `sipark
+//!   --workers 1` and a closed-loop run (`--concurrency 128`) as the maximum, then per multiple M
+//!   a fresh engine offered M times it, open loop, S seconds (default 10) each; prints goodput as
+//!   a share of the maximum, p99 of admitted cycles, p99 and max of the 503 latency, cycles shed
+//!   and retransmissions, and writes target/bench/overload/{max,<M>x,summary}.json. With `--xdp`
+//!   (root), each engine runs in a network namespace with `--xdp` on a veth end and sipark-load
+//!   in another (netns.rs); the engine's XDP counters by reason go into each run's JSON, and the
+//!   frames passed (`pass`) and shed (`shed`, `shed_ack`) into the table.
 //! * `cargo xtask bench --instructions [--warmup-cycles N] [--cycles N]`: instructions per park
 //!   cycle inside the sans-IO shard and in all, counted by callgrind over N cycles (default
 //!   5,000) through one in-memory shard after a warm-up (default 40,000 cycles) that is not
@@ -52,12 +55,16 @@
 //!   sipark-load drives it; writes target/perf/flamegraph.svg (inferno).
 //! * `cargo xtask fuzz {parse_roundtrip|shard_datagrams} [--seconds S]`: a seeded `cargo +nightly
 //!   fuzz run` with the SIP dictionary, then executions, coverage and any crash (see fuzz.rs).
+//!
+//! `netns-http-get ADDR PATH` is not for people: the benches that run sipark in a network
+//! namespace run this binary there with it to read the engine's metrics (netns.rs).
 
 mod compare;
 mod floor;
 mod fuzz;
 mod guessing;
 mod icount;
+mod netns;
 mod overload;
 mod parked;
 mod perf;
@@ -94,11 +101,14 @@ tasks:
                    (default 8) of cycles at R/s (default 2000); table (engine µs per cycle,
                    RSS per parked call), target/bench/parked/summary.json,
                    docs/img/bench-parked.svg and docs/img/bench-parked-rss.svg
-  bench --overload M1,M2,... [--overload-seconds S] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+  bench --overload M1,M2,... [--overload-seconds S] [--xdp] [LOAD-ARGS...]
+        [--engine ENGINE-ARGS...]
                    overload control, one worker (--workers 1, pinned): a closed-loop
                    maximum, then M times it offered open loop, S seconds (default 10)
                    each; goodput, p99 of admitted cycles, 503 latency, cycles shed,
-                   retransmissions; target/bench/overload/summary.json
+                   retransmissions; target/bench/overload/summary.json. --xdp (root):
+                   sipark in a network namespace with --xdp on a veth end, sipark-load
+                   in another; XDP frames passed and shed per run
   bench --instructions [--warmup-cycles N] [--cycles N]
                    instructions per park cycle inside the sans-IO shard and in all
                    (callgrind, one in-memory shard, N cycles after the warm-up);
@@ -136,6 +146,7 @@ fn main() -> ExitCode {
         Some("perf") => perf::perf(&rest),
         Some("compare") => compare::compare(&rest),
         Some("fuzz") => fuzz::fuzz(&rest),
+        Some(netns::HTTP_GET_TASK) => netns::http_get_task(&rest),
         Some("install-deps") => match install_deps() {
             Ok(()) => ExitCode::SUCCESS,
             Err(code) => code,

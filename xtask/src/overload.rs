@@ -7,23 +7,40 @@
 //! devices register 64 at a time unless LOAD-ARGS say otherwise. Prints the goodput as a share
 //! of the maximum, the p99 of admitted cycles, the latency of the 503s, the cycles shed and the
 //! retransmissions, and writes target/bench/overload/{max,<M>x,summary}.json.
+//!
+//! With `--xdp` (root only), every engine runs in a network namespace A with its XDP program on
+//! A's end of a veth pair (`sipark --xdp <iface>`, listening on that end's address), and
+//! sipark-load runs in namespace B (see netns.rs), so that the program sees the generator's
+//! traffic, which on loopback it does not. Once the generator is done, before the engine stops,
+//! the engine's `sipark_xdp_packets_total` counters are read from its metrics: every reason's
+//! count goes into the run's JSON (`xdp_packets`), and the table adds `pass`, `shed` and
+//! `shed_ack`. They count every frame since the engine started: the registrations, the warm-up
+//! and the clean-up as well as the measured window.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{ExitCode, ExitStatus};
+use std::time::Duration;
 
-use crate::sweep::{Json, MAX_CONCURRENCY, jnum, jopt, json_args, jstr, run_load_on, write_file};
-use crate::{cargo_build, create_dir, has_flag, mode_options, split_bench_args, target_dir};
+use crate::netns::{Netns, is_root};
+use crate::sweep::{Json, MAX_CONCURRENCY, Place, drive_load, jnum, jopt, json_args, jstr, run_load_on, write_file};
+use crate::{cargo_build, create_dir, has_flag, mode_options, split_bench_args, stop_engine, target_dir};
 
 pub(crate) const USAGE: &str =
-    "usage: cargo xtask bench --overload M1,M2,... [--overload-seconds S] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+    "usage: cargo xtask bench --overload M1,M2,... [--overload-seconds S] [--xdp] [--] [LOAD-ARGS...]
+       [--engine ENGINE-ARGS...]
   --overload M1,M2,...  multiples of the measured maximum to offer (open loop), e.g. 2,4; the
                         maximum is measured first (closed loop, --concurrency 128)
   --overload-seconds S  seconds of load per run, after LOAD-ARGS' --warmup (default 10)
+  --xdp                 (root) each engine in a network namespace with its XDP program on a
+                        veth end (sipark --xdp), sipark-load in another; the XDP counters by
+                        reason go into each run's JSON, pass, shed and shed_ack into the table
   LOAD-ARGS             other sipark-load flags (not --rate, --concurrency, --duration, --cycles,
-                        --json), e.g. --warmup 8 (default --register-window 64)
+                        --json; with --xdp not --bind), e.g. --warmup 8 (default
+                        --register-window 64)
   ENGINE-ARGS           sipark's (default --workers 1, pinned); the maximum adds
-                        --overload-delay-ms 0
+                        --overload-delay-ms 0 (with --xdp not --listen, --metrics, --xdp)
 Writes target/bench/overload/max.json, <M>x.json and summary.json.";
 
 /// Registrations in flight at set-up: a burst of sipark-load's default 512 can be shed as an
@@ -36,12 +53,23 @@ const MAX_MULTIPLES: usize = 8;
 const GOODPUT_GOAL: f64 = 0.9;
 const ADMITTED_P99_GOAL_MS: f64 = 50.0;
 const SHED_GOAL_MS: f64 = 1.0;
+/// With `--xdp`: the second octet of the veth pair's network (10.202.x.0/24, x from the pid),
+/// and the engine's SIP and metrics ports on A's end.
+const XDP_NET: u8 = 202;
+const XDP_SIP_PORT: u16 = 5060;
+const XDP_METRICS_PORT: u16 = 9464;
+/// The engine's XDP verdict counters (a Prometheus counter, labelled `action` and `reason`).
+const XDP_SERIES: &str = "sipark_xdp_packets_total";
+/// The XDP reasons the table shows; a reason the engine does not count shows 0.
+const XDP_SHOWN: [&str; 3] = ["pass", "shed", "shed_ack"];
 
 /// The arguments of an overload run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OverloadArgs {
     pub multiples: Vec<f64>,
     pub seconds: f64,
+    /// Engines in a network namespace with `--xdp`, the generator in another.
+    pub xdp: bool,
     pub load: Vec<OsString>,
     pub engine: Vec<OsString>,
 }
@@ -49,16 +77,28 @@ pub(crate) struct OverloadArgs {
 /// Parses `cargo xtask bench` arguments for an overload run: `None` without `--overload`.
 pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<OverloadArgs>, String> {
     let (mixed, mut engine) = split_bench_args(args);
+    let xdp = mixed.iter().any(|a| a == "--xdp");
+    let mixed: Vec<OsString> = mixed.into_iter().filter(|a| a != "--xdp").collect();
     let (multiples, seconds, mut load) =
         mode_options(mixed, "--overload", "--overload-seconds", "the run", parse_multiples)?;
-    let Some(multiples) = multiples else { return Ok(None) };
+    let Some(multiples) = multiples else {
+        return if xdp { Err("--xdp needs --overload".into()) } else { Ok(None) };
+    };
+    if xdp {
+        if has_flag(&load, "--bind") {
+            return Err("--bind cannot be combined with --xdp (the run sets it)".into());
+        }
+        if let Some(flag) = ["--listen", "--metrics", "--xdp"].into_iter().find(|f| has_flag(&engine, f)) {
+            return Err(format!("--engine {flag} cannot be combined with --xdp (the run sets it)"));
+        }
+    }
     if !has_flag(&engine, "--workers") {
         engine.splice(0..0, ["--workers".into(), "1".into()]);
     }
     if !has_flag(&load, "--register-window") {
         load.extend(["--register-window".into(), REGISTER_WINDOW.into()]);
     }
-    Ok(Some(OverloadArgs { multiples, seconds: seconds.unwrap_or(10.0), load, engine }))
+    Ok(Some(OverloadArgs { multiples, seconds: seconds.unwrap_or(10.0), xdp, load, engine }))
 }
 
 /// `M1,M2,...`: distinct multiples in 0.1..=100.
@@ -120,6 +160,9 @@ pub(crate) struct Run {
     pub retransmissions_sent: f64,
     pub duplicates_received: f64,
     pub engine_cpu_s: Option<f64>,
+    /// With `--xdp`: the engine's XDP frames by reason (`xdp_packets` in the run's JSON), in the
+    /// engine's order; `None` without `--xdp` or when they could not be read.
+    pub xdp: Option<Vec<(String, f64)>>,
 }
 
 impl Run {
@@ -143,8 +186,65 @@ impl Run {
             retransmissions_sent: need("retransmissions_sent")?,
             duplicates_received: need("duplicates_received")?,
             engine_cpu_s: j.num(&["engine_cpu_s"]),
+            xdp: match j.get("xdp_packets") {
+                Some(Json::Obj(members)) => Some(
+                    members
+                        .iter()
+                        .map(|(k, v)| match v {
+                            Json::Num(n) => Ok((k.clone(), *n)),
+                            _ => Err(format!("xdp_packets: `{k}` is not a number")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => None,
+            },
         })
     }
+
+    /// Frames the engine's XDP program counted for `reason`: 0 for a reason it does not count,
+    /// `None` without counters.
+    fn xdp_count(&self, reason: &str) -> Option<f64> {
+        let counts = self.xdp.as_ref()?;
+        Some(counts.iter().find(|(r, _)| r == reason).map_or(0.0, |(_, n)| *n))
+    }
+
+    fn xdp_json(&self) -> String {
+        match &self.xdp {
+            Some(counts) => xdp_json(counts),
+            None => "null".into(),
+        }
+    }
+}
+
+/// The frames of each reason in the engine's metrics text (`sipark_xdp_packets_total{action=...,
+/// reason=...} N`), summed over the other labels, in the order the reasons first appear.
+pub(crate) fn xdp_counts(metrics: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for line in metrics.lines() {
+        let Some((series, value)) = line.trim().rsplit_once(' ') else { continue };
+        let Some(labels) = series.strip_prefix(XDP_SERIES).and_then(|l| l.strip_prefix('{')) else { continue };
+        let reason = labels.split(',').find_map(|l| l.trim().strip_prefix("reason=\"")?.split('"').next());
+        let (Some(reason), Ok(v)) = (reason, value.parse::<f64>()) else { continue };
+        match out.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += v,
+            None => out.push((reason.to_owned(), v)),
+        }
+    }
+    out
+}
+
+/// `{"pass":12,"not_sip":0,...}`.
+fn xdp_json(counts: &[(String, f64)]) -> String {
+    let members: Vec<String> = counts.iter().map(|(r, n)| format!("{}:{}", jstr(r), jnum(*n))).collect();
+    format!("{{{}}}", members.join(","))
+}
+
+/// A run's JSON object with `"xdp_packets": {...}` added as its last member; checked to parse.
+fn with_xdp(run_json: &str, counts: &[(String, f64)]) -> Result<String, String> {
+    let body = run_json.trim_end().strip_suffix('}').ok_or("the run's JSON is not an object")?;
+    let text = format!("{body},\"xdp_packets\":{}}}\n", xdp_json(counts));
+    Json::parse(&text).map_err(|e| format!("JSON with the XDP counters added: {e}"))?;
+    Ok(text)
 }
 
 fn ms(us: f64) -> f64 {
@@ -164,13 +264,23 @@ fn per_cpu(r: &Run) -> Option<f64> {
 /// The results as a table: goodput against the maximum, latencies of admitted cycles and of
 /// the 503s, shed cycles, retransmissions, and the engine's CPU with the completed cycles per
 /// engine CPU-second as a share of the maximum's (on a shared machine the engine's share of a
-/// core moves from run to run; this figure does not follow it).
+/// core moves from run to run; this figure does not follow it). When a run has XDP counters
+/// (`--xdp`), the frames the XDP program passed and shed come last (`-`: not read).
 pub(crate) fn table(max: f64, runs: &[Run]) -> String {
     let max_per_cpu = runs.iter().find(|r| r.multiple.is_none()).and_then(per_cpu);
+    let xdp = runs.iter().any(|r| r.xdp.is_some());
+    let mut head = [String::new(), String::new()];
+    if xdp {
+        head[0] = format!(" | {:>29}", "XDP frames");
+        head[1] = " |".to_owned();
+        for reason in XDP_SHOWN {
+            let _ = write!(head[1], " {reason:>9}");
+        }
+    }
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<7} {:>9} {:>9} {:>8} {:>7} {:>15} | {:>25} | {:>17} | {:>15} | {:>15}",
+        "{:<7} {:>9} {:>9} {:>8} {:>7} {:>15} | {:>25} | {:>17} | {:>15} | {:>15}{}",
         "offered",
         "offered",
         "goodput",
@@ -180,11 +290,12 @@ pub(crate) fn table(max: f64, runs: &[Run]) -> String {
         "admitted p99 (ms)",
         "503 latency (ms)",
         "retransmissions",
-        "engine"
+        "engine",
+        head[0]
     );
     let _ = writeln!(
         o,
-        "{:<7} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} | {:>7} {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} | {:>6} {:>8}",
+        "{:<7} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} | {:>7} {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} | {:>6} {:>8}{}",
         "",
         "cycles/s",
         "cycles/s",
@@ -200,13 +311,21 @@ pub(crate) fn table(max: f64, runs: &[Run]) -> String {
         "ours",
         "engine",
         "CPU-s",
-        "per CPU"
+        "per CPU",
+        head[1]
     );
     for r in runs {
         let share = if max > 0.0 { 100.0 * r.rate_achieved / max } else { f64::NAN };
+        let mut frames = String::new();
+        if xdp {
+            frames.push_str(" |");
+            for reason in XDP_SHOWN {
+                let _ = write!(frames, " {:>9}", r.xdp_count(reason).map_or_else(|| "-".into(), |n| format!("{n}")));
+            }
+        }
         let _ = writeln!(
             o,
-            "{:<7} {:>9.0} {:>9.0} {:>7.1}% {:>7} {:>7} {:>7} | {:>7} {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} | {:>6} {:>8}",
+            "{:<7} {:>9.0} {:>9.0} {:>7.1}% {:>7} {:>7} {:>7} | {:>7} {:>8} {:>8} | {:>8} {:>8} | {:>7} {:>7} | {:>6} {:>8}{}",
             r.name,
             r.rate_target.unwrap_or(f64::NAN),
             r.rate_achieved,
@@ -225,7 +344,8 @@ pub(crate) fn table(max: f64, runs: &[Run]) -> String {
             match (per_cpu(r), max_per_cpu) {
                 (Some(v), Some(m)) if m > 0.0 => format!("{:.1}%", 100.0 * v / m),
                 _ => "n/a".into(),
-            }
+            },
+            frames
         );
     }
     o
@@ -255,7 +375,7 @@ pub(crate) fn summary_json(args: &OverloadArgs, max: f64, runs: &[Run]) -> Strin
                 "{{\"name\":{},\"multiple\":{},\"rate_target\":{},\"rate_achieved\":{},\"goodput_share\":{},\
                  \"cycles_ok\":{},\"cycles_failed\":{},\"cycles_shed_park\":{},\"cycles_shed_retrieve\":{},\
                  \"cycles_not_started\":{},\"park_notify\":{},\"retrieve_200\":{},\"cycle\":{},\"shed_503\":{},\
-                 \"retransmissions_sent\":{},\"duplicates_received\":{},\"engine_cpu_s\":{}}}",
+                 \"retransmissions_sent\":{},\"duplicates_received\":{},\"engine_cpu_s\":{},\"xdp_packets\":{}}}",
                 jstr(&r.name),
                 jopt(r.multiple),
                 jopt(r.rate_target),
@@ -272,17 +392,19 @@ pub(crate) fn summary_json(args: &OverloadArgs, max: f64, runs: &[Run]) -> Strin
                 r.shed_503.json(),
                 jnum(r.retransmissions_sent),
                 jnum(r.duplicates_received),
-                jopt(r.engine_cpu_s)
+                jopt(r.engine_cpu_s),
+                r.xdp_json()
             )
         })
         .collect();
     let multiples: Vec<String> = args.multiples.iter().map(|m| jnum(*m)).collect();
     format!(
-        "{{\"seconds_per_run\":{},\"multiples\":[{}],\"max_concurrency\":{MAX_CONCURRENCY},\"maximum\":{},\
+        "{{\"seconds_per_run\":{},\"multiples\":[{}],\"xdp\":{},\"max_concurrency\":{MAX_CONCURRENCY},\"maximum\":{},\
          \"load_args\":[{}],\"engine_args\":[{}],\"goals\":{{\"goodput_share\":{GOODPUT_GOAL},\
          \"admitted_p99_ms\":{ADMITTED_P99_GOAL_MS},\"shed_503_ms\":{SHED_GOAL_MS}}},\"runs\":[\n{}\n]}}\n",
         jnum(args.seconds),
         multiples.join(","),
+        args.xdp,
         jnum(max),
         json_args(&args.load),
         json_args(&args.engine),
@@ -324,7 +446,11 @@ fn run_one(
     // the more it offers, keeps to the others, so that it never takes the worker's core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let others = (cores > 1).then(|| format!("1-{}", cores - 1));
-    let (text, status) = run_load_on(&args.load, engine, &dir, name, extra, others.as_deref())?;
+    let (text, status) = if args.xdp {
+        run_load_xdp(&args.load, engine, &dir, name, extra, others.as_deref())?
+    } else {
+        run_load_on(&args.load, engine, &dir, name, extra, others.as_deref())?
+    };
     let r = Run::from_json(name, multiple, &text)
         .map_err(|e| format!("{}: {e}", dir.join(format!("{name}.json")).display()))?;
     if !status.success() {
@@ -333,8 +459,55 @@ fn run_one(
     Ok(r)
 }
 
+/// [`run_load_on`] across a veth pair made for this run: the engine in namespace A with `--xdp`
+/// on A's end, listening on its address, and the generator in B, kept to `cpus`. Once the
+/// generator is done, and before the engine stops, the engine's XDP counters are read from its
+/// metrics and added to the run's JSON as `xdp_packets` (left out, with a warning, when they
+/// cannot be read). The namespaces are deleted before this returns.
+fn run_load_xdp(
+    load_args: &[OsString],
+    engine_args: &[OsString],
+    dir: &Path,
+    name: &str,
+    extra: &[String],
+    cpus: Option<&str>,
+) -> Result<(String, ExitStatus), String> {
+    let ns = Netns::new("ovl", "vo", XDP_NET)?;
+    let (sip, metrics) = (ns.addr(1, XDP_SIP_PORT), ns.addr(1, XDP_METRICS_PORT));
+    let mut args: Vec<OsString> =
+        ["--listen", &sip.to_string(), "--metrics", &metrics.to_string(), "--xdp", &ns.if_a].map(OsString::from).into();
+    args.extend(engine_args.iter().cloned());
+    let release = target_dir().join("release");
+    let log = dir.join(format!("{name}.sipark.log"));
+    let mut engine = ns.start_engine(&release.join("sipark"), &args, &log, Duration::from_secs(20))?;
+    let mut extra = extra.to_vec();
+    extra.extend(["--bind".into(), ns.host(2)]);
+    let place = Place { cpus, netns: Some(&ns.b) };
+    let result = drive_load(place, engine.id(), sip, load_args, dir, name, &extra);
+    let scrape = ns.http_get_from_b(metrics, "/metrics");
+    stop_engine(&mut engine, Duration::from_secs(20));
+    drop(ns);
+    let (text, status) = result?;
+    let json = dir.join(format!("{name}.json"));
+    let added = scrape.and_then(|m| with_xdp(&text, &xdp_counts(&m))).and_then(|t| {
+        std::fs::write(&json, &t).map_err(|e| format!("{}: {e}", json.display()))?;
+        Ok(t)
+    });
+    match added {
+        Ok(t) => Ok((t, status)),
+        Err(e) => {
+            eprintln!("xtask: {name}: no XDP counters: {e}");
+            Ok((text, status))
+        }
+    }
+}
+
 /// The maximum, then one run per multiple; the exit code is failure when a run left no figures.
 pub(crate) fn overload(args: &OverloadArgs) -> ExitCode {
+    if args.xdp && !is_root() {
+        eprintln!("xtask: --overload --xdp needs root (network namespaces, veth pairs and XDP); run it as root");
+        return ExitCode::FAILURE;
+    }
     if let Err(code) = cargo_build(&["build", "--release", "-p", "sipark", "-p", "sipark-benches", "--bins"], &[]) {
         return code;
     }
@@ -370,7 +543,8 @@ pub(crate) fn overload(args: &OverloadArgs) -> ExitCode {
             }
         }
     }
-    println!("\noverload: one worker, {} s per run, files in {}\n", args.seconds, dir.display());
+    let place = if args.xdp { ", engine in a network namespace with --xdp on a veth" } else { "" };
+    println!("\noverload: one worker{place}, {} s per run, files in {}\n", args.seconds, dir.display());
     print!("{}", table(max, &runs));
     println!();
     for r in runs.iter().filter(|r| r.multiple.is_some()) {
@@ -422,6 +596,37 @@ mod tests {
     }
 
     #[test]
+    fn xdp_is_ours_before_engine_and_the_engines_after_it() {
+        let a = parse_args(&os(&["--overload", "2", "--xdp", "--", "--warmup", "2"]))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("an overload run"));
+        assert!(a.xdp);
+        assert_eq!(a.load, os(&["--warmup", "2", "--register-window", "64"]), "--xdp is not the load's");
+        assert_eq!(a.engine, os(&["--workers", "1"]));
+        let a = parse_args(&os(&["--overload", "2"]))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("an overload run"));
+        assert!(!a.xdp, "off unless asked");
+        for (args, want) in [
+            (&["--xdp"][..], "--xdp needs --overload"),
+            (&["--overload", "2", "--xdp", "--bind", "10.0.0.2"], "--bind cannot be combined with --xdp"),
+            (&["--overload", "2", "--xdp", "--engine", "--metrics", "x"], "--engine --metrics cannot be combined"),
+            (&["--overload", "2", "--xdp", "--engine", "--xdp=eth0"], "--engine --xdp cannot be combined"),
+        ] {
+            match parse_args(&os(args)) {
+                Err(e) => assert!(e.starts_with(want), "{args:?}: {e}"),
+                Ok(a) => panic!("{args:?} accepted: {a:?}"),
+            }
+        }
+        // Without ours, an engine's `--xdp IFACE` and a load's `--bind` are theirs.
+        let a = parse_args(&os(&["--overload", "2", "--bind", "127.0.0.2", "--engine", "--xdp", "lo"]))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("an overload run"));
+        assert!(!a.xdp);
+        assert_eq!(a.engine, os(&["--workers", "1", "--xdp", "lo"]));
+    }
+
+    #[test]
     fn the_maximum_runs_with_overload_control_off() {
         assert_eq!(overload_off(&os(&["--workers", "1"])), os(&["--workers", "1", "--overload-delay-ms", "0"]));
         assert_eq!(
@@ -465,6 +670,7 @@ mod tests {
             retransmissions_sent: 3.0,
             duplicates_received: 4.0,
             engine_cpu_s: Some(10.0),
+            xdp: None,
         }
     }
 
@@ -500,6 +706,64 @@ mod tests {
         assert!(row.contains("95.0%"), "{t}");
         assert!(row.contains("2.000") && row.contains("0.800"), "{t}");
         assert!(row.trim_end().ends_with("19.00    50.0%"), "{t}");
+    }
+
+    #[test]
+    fn xdp_counters_are_read_from_the_metrics_by_reason() {
+        let metrics = "# HELP sipark_xdp_packets Frames seen by the XDP program, by verdict and reason\n\
+                       # TYPE sipark_xdp_packets counter\n\
+                       sipark_xdp_packets_total{action=\"pass\",reason=\"pass\"} 1200\n\
+                       sipark_xdp_packets_total{action=\"drop\",reason=\"not_sip\"} 0\n\
+                       sipark_xdp_packets_total{action=\"drop\",reason=\"shed\"} 30\n\
+                       sipark_xdp_packets_total{action=\"pass\",reason=\"not_ours\"} 7\n\
+                       sipark_xdp_packets_created{action=\"pass\",reason=\"pass\"} 99\n\
+                       sipark_datagrams_in_total{worker=\"0\"} 1300\n";
+        let counts = xdp_counts(metrics);
+        let want = [("pass", 1200.0), ("not_sip", 0.0), ("shed", 30.0), ("not_ours", 7.0)];
+        assert_eq!(counts, want.map(|(r, n)| (r.to_owned(), n)));
+        assert_eq!(xdp_counts("sipark_handoff_ratio 0\n"), vec![]);
+    }
+
+    #[test]
+    fn the_table_shows_the_xdp_frames_when_read() {
+        let mut max = run("max", 10_000.0, 1_000.0, 0.0);
+        max.multiple = None;
+        max.xdp = Some(vec![("pass".into(), 500_000.0), ("not_ours".into(), 9.0)]);
+        let mut two = run("2x", 9_500.0, 2_000.0, 800.0);
+        two.xdp = Some(vec![("pass".into(), 400_000.0), ("shed".into(), 3.0), ("shed_ack".into(), 2.0)]);
+        let four = run("4x", 9_000.0, 2_000.0, 800.0);
+        let t = table(10_000.0, &[max.clone(), two, four]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].trim_end().ends_with("|                    XDP frames")
+                && lines[1].trim_end().ends_with("pass      shed  shed_ack"),
+            "{t}"
+        );
+        assert!(lines[2].trim_end().ends_with("|    500000         0         0"), "a reason not counted is 0: {t}");
+        assert!(lines[3].trim_end().ends_with("|    400000         3         2"), "{t}");
+        assert!(lines[4].trim_end().ends_with("|         -         -         -"), "not read: {t}");
+        max.xdp = None;
+        assert!(!table(10_000.0, &[max]).contains("XDP"), "no XDP columns without counters");
+    }
+
+    #[test]
+    fn xdp_counters_go_into_the_runs_json_and_the_summary() {
+        let text = r#"{"rate_target":null,"rate_achieved":9000,"cycles_ok":90000,"cycles_failed":0,
+            "cycles_shed_park":0,"cycles_shed_retrieve":0,"retransmissions_sent":0,"duplicates_received":0}"#;
+        let counts = vec![("pass".to_owned(), 1200.0), ("shed".to_owned(), 30.0)];
+        let with = with_xdp(text, &counts).unwrap_or_else(|e| panic!("{e}"));
+        let r = Run::from_json("max", None, &with).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.xdp, Some(counts));
+        assert_eq!((r.xdp_count("shed"), r.xdp_count("shed_ack")), (Some(30.0), Some(0.0)));
+        assert_eq!(Run::from_json("max", None, text).map(|r| r.xdp), Ok(None));
+        assert!(with_xdp("[1]", &[]).is_err());
+        let args = OverloadArgs { multiples: vec![2.0], seconds: 3.0, xdp: true, load: vec![], engine: vec![] };
+        let summary = summary_json(&args, 9000.0, &[r, run("2x", 9_000.0, 1.0, 1.0)]);
+        let j = Json::parse(&summary).unwrap_or_else(|e| panic!("{e}\n{summary}"));
+        assert_eq!(j.get("xdp"), Some(&Json::Bool(true)));
+        let Some(Json::Arr(runs)) = j.get("runs") else { panic!("no runs in {summary}") };
+        assert_eq!(runs[0].num(&["xdp_packets", "pass"]), Some(1200.0));
+        assert_eq!(runs[1].get("xdp_packets"), Some(&Json::Null));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
@@ -592,31 +593,61 @@ pub(crate) fn run_load_on(
     cpus: Option<&str>,
 ) -> Result<(String, ExitStatus), String> {
     let release = target_dir().join("release");
-    let json = dir.join(format!("{name}.json"));
-    let txt = dir.join(format!("{name}.txt"));
-    let _ = std::fs::remove_file(&json);
     let (mut engine, addr) =
         start_engine(&release.join("sipark"), engine_args, &dir.join(format!("{name}.sipark.log")))
             .map_err(|_| "the engine did not start".to_string())?;
-    let out = std::fs::File::create(&txt).map_err(|e| format!("cannot create {}: {e}", txt.display()));
-    let out = match out {
-        Ok(f) => f,
-        Err(e) => {
-            stop_engine(&mut engine, Duration::from_secs(20));
-            return Err(e);
-        }
-    };
-    let mut load = match cpus {
-        Some(cpus) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", cpus]).arg(release.join("sipark-load"));
-            c
-        }
-        None => Command::new(release.join("sipark-load")),
-    };
-    load.current_dir(root())
+    let place = Place { cpus, netns: None };
+    let result = drive_load(place, engine.id(), addr, load_args, dir, name, extra);
+    stop_engine(&mut engine, Duration::from_secs(20));
+    result
+}
+
+/// Where sipark-load runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Place<'a> {
+    /// A `taskset -c` list to keep it to, off the cores the engine's pinned workers take.
+    pub cpus: Option<&'a str>,
+    /// The network namespace to run it in (`ip netns exec`).
+    pub netns: Option<&'a str>,
+}
+
+/// The command line that starts `binary` at `place`: `[ip netns exec NS] [taskset -c CPUS]
+/// binary`.
+fn placed(binary: &Path, place: Place) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = Vec::new();
+    if let Some(ns) = place.netns {
+        argv.extend(["ip", "netns", "exec", ns].map(OsString::from));
+    }
+    if let Some(cpus) = place.cpus {
+        argv.extend(["taskset", "-c", cpus].map(OsString::from));
+    }
+    argv.push(binary.into());
+    argv
+}
+
+/// Runs the release sipark-load at `place` against the running engine `engine_pid` on `addr`
+/// with `load_args`, `extra` and `--json <dir>/<name>.json` (its table goes to
+/// `<dir>/<name>.txt`), and returns the JSON text and sipark-load's exit status; the engine is
+/// left running. An exit status of 1 (some cycles failed) still has figures.
+pub(crate) fn drive_load(
+    place: Place,
+    engine_pid: u32,
+    addr: SocketAddr,
+    load_args: &[OsString],
+    dir: &Path,
+    name: &str,
+    extra: &[String],
+) -> Result<(String, ExitStatus), String> {
+    let json = dir.join(format!("{name}.json"));
+    let txt = dir.join(format!("{name}.txt"));
+    let _ = std::fs::remove_file(&json);
+    let out = std::fs::File::create(&txt).map_err(|e| format!("cannot create {}: {e}", txt.display()))?;
+    let argv = placed(&target_dir().join("release").join("sipark-load"), place);
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(root())
         .arg("--engine-pid")
-        .arg(engine.id().to_string())
+        .arg(engine_pid.to_string())
         .arg("--target")
         .arg(addr.to_string())
         .args(load_args)
@@ -624,10 +655,9 @@ pub(crate) fn run_load_on(
         .arg("--json")
         .arg(&json)
         .stdin(Stdio::null())
-        .stdout(out);
-    let status = load.status();
-    stop_engine(&mut engine, Duration::from_secs(20));
-    let status = status.map_err(|e| format!("cannot run sipark-load: {e}"))?;
+        .stdout(out)
+        .status()
+        .map_err(|e| format!("cannot run sipark-load: {e}"))?;
     // Exit 1 (some cycles failed) still has figures; they are what overload looks like.
     let text = std::fs::read_to_string(&json)
         .map_err(|e| format!("sipark-load ({status}) left no {}: {e}; see {}", json.display(), txt.display()))?;
@@ -751,6 +781,20 @@ mod tests {
             Err(e) => assert!(e.contains("at most 32"), "{e}"),
             Ok(v) => panic!("33 rates accepted: {v:?}"),
         }
+    }
+
+    #[test]
+    fn the_generator_is_placed_in_its_namespace_and_off_the_workers_cores() {
+        let load = Path::new("/t/sipark-load");
+        assert_eq!(placed(load, Place::default()), os(&["/t/sipark-load"]));
+        assert_eq!(
+            placed(load, Place { cpus: Some("1-3"), netns: None }),
+            os(&["taskset", "-c", "1-3", "/t/sipark-load"])
+        );
+        assert_eq!(
+            placed(load, Place { cpus: Some("1"), netns: Some("spkovl7b") }),
+            os(&["ip", "netns", "exec", "spkovl7b", "taskset", "-c", "1", "/t/sipark-load"])
+        );
     }
 
     #[test]

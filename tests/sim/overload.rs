@@ -365,3 +365,24 @@ fn the_refused_share_is_handed_out_for_xdp_when_it_changes_and_renewed() {
     assert_eq!(poll(&mut sim), Some((0, 64 * t1)), "no longer refusing: told at once");
     assert_eq!(poll(&mut sim), None);
 }
+
+#[test]
+fn with_xdp_screening_a_new_invite_is_refused_only_over_the_high_bound() {
+    let mut sim = Sim::new(1, config(), 71);
+    let o = sim.office(ACME);
+    let p = sim.add_phone("105", ACME, Some("Erin"));
+    sim.shards[0].set_nic_screening(true);
+    sim.load(ms(9));
+    // Just under the high bound the share refuses almost everything: XDP
+    // has applied it to INVITEs already, so the shard does not again.
+    sim.load(Duration::from_micros(3990));
+    let (_, r) = sim.try_park(&o, o.dave);
+    assert_eq!(r.code(), Some(200), "a park XDP let through: {r:?}");
+    // REGISTERs are not screened by XDP in every mode: the share applies.
+    let shed = by_the_hash(&mut sim, p, 8, SHARE_ONE - SHARE_ONE / 200);
+    assert!(shed >= 6, "{shed} of 8 REGISTERs refused at a 99.5% share");
+    // At the high bound, everything new is refused.
+    sim.load(ms(4));
+    let (_, r) = sim.try_park(&o, o.alice);
+    assert_shed(&r, "park at the high bound");
+}

@@ -321,6 +321,13 @@ pub struct Gen<'c, T: Transport = Net> {
     pub h_cycle: Histogram,
     /// Refused requests: first INVITE sent to its 503 received.
     pub h_shed: Histogram,
+    /// Of those, the 503s the engine's XDP program sent (their Via is the
+    /// request's as sent: an `rport` without a value; ADR 0022).
+    pub h_shed_nic: Histogram,
+    /// When the datagram being handled reached its socket (the kernel's
+    /// receive stamp, on the generator's clock), if known: where the
+    /// latencies end.
+    arrived: Option<u64>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -390,6 +397,8 @@ impl<'c, T: Transport> Gen<'c, T> {
             h_retrieve: Histogram::new(),
             h_cycle: Histogram::new(),
             h_shed: Histogram::new(),
+            h_shed_nic: Histogram::new(),
+            arrived: None,
         }
     }
 
@@ -517,7 +526,11 @@ impl<'c, T: Transport> Gen<'c, T> {
                 // cap): a refusal, not a failure. The 503s of a full park
                 // or registrar name their limit and fail the cycle.
                 let sent = if kind == b'p' { sl.park_sent } else { sl.retr_sent };
-                self.h_shed.record(us(now.saturating_sub(sent)));
+                let at = self.arrived.unwrap_or(now);
+                self.h_shed.record(us(at.saturating_sub(sent)));
+                if msg.top_via().ok().and_then(|v| v.param(b"rport")) == Some(None) {
+                    self.h_shed_nic.record(us(at.saturating_sub(sent)));
+                }
                 if kind == b'p' {
                     self.c.shed_parks += 1;
                     self.refused(s);
@@ -556,12 +569,13 @@ impl<'c, T: Transport> Gen<'c, T> {
         sl.ct.kind = CT_NONE;
         if kind == b'p' {
             sl.park_ok = true;
-            sl.park_ok_at = now;
-            self.h_park.record(us(now.saturating_sub(sl.park_sent)));
+            let at = self.arrived.unwrap_or(now);
+            sl.park_ok_at = at;
+            self.h_park.record(us(at.saturating_sub(sl.park_sent)));
             self.net.send(sock, target, &sl.park_ack);
         } else {
             sl.retr_ok = true;
-            self.h_retrieve.record(us(now.saturating_sub(sl.retr_sent)));
+            self.h_retrieve.record(us(self.arrived.unwrap_or(now).saturating_sub(sl.retr_sent)));
             self.net.send(sock, target, &sl.retr_ack);
         }
         self.progress(s, now);
@@ -769,7 +783,7 @@ impl<'c, T: Transport> Gen<'c, T> {
             }
             sl.park_version = version;
             sl.park_seen |= bit;
-            self.h_notify.record(us(now.saturating_sub(sl.park_ok_at)));
+            self.h_notify.record(us(self.arrived.unwrap_or(now).saturating_sub(sl.park_ok_at)));
         } else {
             if sl.park_version == 0 || version <= sl.park_version {
                 self.c.duplicates += 1;
@@ -1160,7 +1174,7 @@ impl<'c, T: Transport> Gen<'c, T> {
             self.ext_version[idx] = sl.clear_version;
             self.ext_owner[idx] = FREE;
             self.c.ok += 1;
-            self.h_cycle.record(us(now.saturating_sub(sl.started)));
+            self.h_cycle.record(us(self.arrived.unwrap_or(now).saturating_sub(sl.started)));
             self.release(s);
         }
     }
@@ -1371,7 +1385,13 @@ impl<'c> Gen<'c, Net> {
                 let now = self.now();
                 for k in 0..n {
                     match rx.get(k) {
-                        Some((src, data)) => self.on_datagram(i, src, data, now),
+                        Some((src, data)) => {
+                            // The latencies end when the datagram reached
+                            // our socket, not when this loop got to it.
+                            self.arrived = Some(now.saturating_sub(rx.waited(k)));
+                            self.on_datagram(i, src, data, now);
+                            self.arrived = None;
+                        }
                         None => self.c.stray += 1,
                     }
                 }
@@ -1579,6 +1599,7 @@ impl<'c> Gen<'c, Net> {
         self.h_retrieve = Histogram::new();
         self.h_cycle = Histogram::new();
         self.h_shed = Histogram::new();
+        self.h_shed_nic = Histogram::new();
         Ok(())
     }
 

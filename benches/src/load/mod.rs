@@ -20,6 +20,12 @@
 //! parked party hangs up with BYE first. Refused cycles are counted apart,
 //! with the time from the INVITE to its 503.
 //!
+//! Every latency ends when the answer reached the generator's socket (its
+//! kernel receive stamp, `SO_TIMESTAMPNS`), not when the generator got to
+//! it: a generator that falls behind does not add its own backlog to the
+//! engine's figures. It starts when the request was handed to the kernel's
+//! send queue (within the generator's turn).
+//!
 //! [`run`] registers every device first (Expires 3600), then, with
 //! [`LoadConfig::background_parked`], parks that many calls that stay parked
 //! for the whole run (on extensions no cycle uses and no device registers,
@@ -438,6 +444,7 @@ pub fn run(cfg: &LoadConfig) -> Result<Report, LoadError> {
         h_retrieve: &g.h_retrieve,
         h_cycle: &g.h_cycle,
         h_shed: &g.h_shed,
+        h_shed_nic: &g.h_shed_nic,
         cleanup_error,
         background: bg,
     }))

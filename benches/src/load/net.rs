@@ -48,10 +48,29 @@ pub fn from_raw(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Soc
     sipark::io::uring::read_sockaddr(bytes)
 }
 
-fn set_buffer(fd: libc::c_int, opt: libc::c_int) {
-    let v: libc::c_int = SOCKET_BUFFER;
-    // SAFETY: `v` is a valid c_int for the duration of the call; a failure
-    // only leaves the default size.
+/// An all-zero `msghdr` (null pointers, zero lengths: valid).
+fn unsafe_zeroed_msghdr() -> libc::msghdr {
+    // SAFETY: every field of msghdr is an integer or a raw pointer, for
+    // which all-zero is valid.
+    unsafe { zeroed() }
+}
+
+/// Nanoseconds of `CLOCK_REALTIME`, the clock of `SO_TIMESTAMPNS`.
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Control bytes per received datagram: room for one `SCM_TIMESTAMPNS`.
+const CTRL: usize = 64;
+
+/// Sets an integer `SOL_SOCKET` option; a failure leaves the default (the
+/// default buffer size; for `SO_TIMESTAMPNS`, no receive stamps, and a
+/// datagram counts as arrived when it is read).
+fn set_int(fd: libc::c_int, opt: libc::c_int, v: libc::c_int) {
+    // SAFETY: `v` is a valid c_int for the duration of the call.
     unsafe {
         libc::setsockopt(
             fd,
@@ -91,8 +110,9 @@ impl Net {
         for _ in 0..count.max(1) {
             let s = UdpSocket::bind(SocketAddr::new(ip, 0))?;
             s.set_nonblocking(true)?;
-            set_buffer(s.as_raw_fd(), libc::SO_RCVBUF);
-            set_buffer(s.as_raw_fd(), libc::SO_SNDBUF);
+            set_int(s.as_raw_fd(), libc::SO_RCVBUF, SOCKET_BUFFER);
+            set_int(s.as_raw_fd(), libc::SO_SNDBUF, SOCKET_BUFFER);
+            set_int(s.as_raw_fd(), libc::SO_TIMESTAMPNS, 1);
             local.push(s.local_addr()?);
             fds.push(libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             socks.push(s);
@@ -236,6 +256,11 @@ pub struct Rx {
     name_lens: [libc::socklen_t; BATCH],
     lens: [usize; BATCH],
     flags: [libc::c_int; BATCH],
+    /// Each datagram's control messages (its kernel receive stamp).
+    ctrl: Box<[[u64; CTRL / 8]; BATCH]>,
+    ctrl_lens: [usize; BATCH],
+    /// `CLOCK_REALTIME` when the batch was read.
+    read_at: u64,
     n: usize,
 }
 
@@ -255,6 +280,9 @@ impl Rx {
             name_lens: [0; BATCH],
             lens: [0; BATCH],
             flags: [0; BATCH],
+            ctrl: Box::new([[0; CTRL / 8]; BATCH]),
+            ctrl_lens: [0; BATCH],
+            read_at: 0,
             n: 0,
         }
     }
@@ -274,6 +302,8 @@ impl Rx {
             msgs[k].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             msgs[k].msg_hdr.msg_iov = std::ptr::addr_of_mut!(iov[k]);
             msgs[k].msg_hdr.msg_iovlen = 1;
+            msgs[k].msg_hdr.msg_control = self.ctrl[k].as_mut_ptr().cast();
+            msgs[k].msg_hdr.msg_controllen = CTRL as _;
         }
         let r = loop {
             // SAFETY: every header points into `iov`, `self.buf` and
@@ -292,14 +322,41 @@ impl Rx {
             return 0;
         }
         let n = r as usize;
+        self.read_at = realtime_ns();
         for (k, m) in msgs.iter().enumerate().take(n) {
             self.lens[k] = m.msg_len as usize;
             self.name_lens[k] = m.msg_hdr.msg_namelen;
             self.flags[k] = m.msg_hdr.msg_flags;
+            self.ctrl_lens[k] = m.msg_hdr.msg_controllen;
         }
         self.n = n;
         net.stats.received += n as u64;
         n
+    }
+
+    /// How long datagram `k` of the last batch had waited in its socket when
+    /// the batch was read (nanoseconds; 0 without a kernel stamp).
+    pub fn waited(&self, k: usize) -> u64 {
+        if k >= self.n {
+            return 0;
+        }
+        let mut hdr: libc::msghdr = unsafe_zeroed_msghdr();
+        hdr.msg_control = self.ctrl[k].as_ptr().cast_mut().cast();
+        hdr.msg_controllen = self.ctrl_lens[k].min(CTRL) as _;
+        // SAFETY: `hdr` describes the control bytes the kernel wrote for
+        // datagram k (its length as returned); CMSG_* walk only inside them.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    let at = (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64);
+                    return self.read_at.saturating_sub(at);
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+        }
+        0
     }
 
     /// Datagram `k` of the last batch: its source and bytes, or `None` if
@@ -355,5 +412,23 @@ mod tests {
         assert_eq!(got[0], "msg 0");
         assert_eq!(got[149], "msg 149");
         assert_eq!(net.stats.received, 150);
+    }
+
+    #[test]
+    fn the_wait_in_the_socket_is_read_from_the_kernel_stamp() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut net = Net::bind(ip, 2).unwrap_or_else(|e| panic!("bind: {e}"));
+        let dst = net.local(1);
+        net.send(0, dst, b"late");
+        net.flush_all();
+        std::thread::sleep(Duration::from_millis(30));
+        let mut rx = Rx::new();
+        assert_eq!(rx.recv(&mut net, 1), 1);
+        let waited = rx.waited(0);
+        assert!(
+            (25_000_000..5_000_000_000).contains(&waited),
+            "the datagram waited {waited} ns in the socket, about 30 ms"
+        );
+        assert_eq!(rx.waited(1), 0, "no such datagram");
     }
 }

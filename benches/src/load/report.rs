@@ -98,6 +98,8 @@ pub struct Report {
     pub cycle: Latency,
     /// Refused requests: INVITE sent → its 503 received.
     pub shed_503: Latency,
+    /// Of those, the 503s sent by the engine's XDP program.
+    pub shed_503_nic: Latency,
     pub engine_cpu_s: Option<f64>,
     pub generator_cpu_s: f64,
     /// The headline: completed cycles per engine CPU-second.
@@ -186,6 +188,7 @@ pub struct Inputs<'a> {
     pub h_retrieve: &'a Histogram,
     pub h_cycle: &'a Histogram,
     pub h_shed: &'a Histogram,
+    pub h_shed_nic: &'a Histogram,
     pub cleanup_error: Option<String>,
     pub background: BackgroundInputs,
 }
@@ -286,6 +289,7 @@ impl Report {
             retrieve_200: Latency::of(i.h_retrieve),
             cycle: Latency::of(i.h_cycle),
             shed_503: Latency::of(i.h_shed),
+            shed_503_nic: Latency::of(i.h_shed_nic),
             engine_cpu_s,
             generator_cpu_s: gen_s,
             cycles_per_engine_cpu_s: engine_cpu_s.filter(|s| *s > 0.0).map(|s| ok as f64 / s),
@@ -321,7 +325,7 @@ impl Report {
              \"rate_achieved\":{},\"retransmissions_sent\":{},\"duplicates_received\":{},\"stray\":{},\"stray_answered\":{},\
              \"datagrams_sent\":{},\"datagrams_received\":{},\"datagrams_per_cycle\":{},\
              \"datagrams_sent_total\":{},\"datagrams_received_total\":{},\"send_dropped\":{},\"truncated\":{},\
-             \"park_200\":{},\"park_notify\":{},\"retrieve_200\":{},\"cycle\":{},\"shed_503\":{},\"engine_cpu_s\":{},\"generator_cpu_s\":{},\
+             \"park_200\":{},\"park_notify\":{},\"retrieve_200\":{},\"cycle\":{},\"shed_503\":{},\"shed_503_nic\":{},\"engine_cpu_s\":{},\"generator_cpu_s\":{},\
              \"cycles_per_engine_cpu_s\":{},\"engine_cpu_us_per_cycle\":{},\"cycles_per_generator_cpu_s\":{},{}}}",
             json_str(&self.target),
             json_str(self.mode),
@@ -364,6 +368,7 @@ impl Report {
             lat(&self.retrieve_200),
             lat(&self.cycle),
             lat(&self.shed_503),
+            lat(&self.shed_503_nic),
             opt_f(self.engine_cpu_s),
             num(self.generator_cpu_s),
             opt_f(self.cycles_per_engine_cpu_s),
@@ -501,6 +506,7 @@ impl fmt::Display for Report {
             ("retrieve INVITE -> 200", &self.retrieve_200),
             ("whole cycle", &self.cycle),
             ("INVITE -> 503 (shed)", &self.shed_503),
+            ("  of which from XDP", &self.shed_503_nic),
         ] {
             writeln!(
                 f,

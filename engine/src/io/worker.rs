@@ -176,6 +176,9 @@ pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     let mut core = Core::new(id, n, service, stats, peers, grace);
     core.xdp_bans = bans;
     core.xdp_shed = if stamps { shed } else { None };
+    if let (Some(_), Service::Sip(shard)) = (&core.xdp_shed, &mut core.service) {
+        shard.set_nic_screening(true);
+    }
     let result = backend.run(&mut core);
     backend.finish(&mut core);
     result.map_err(|e| format!("worker {id}: {e}"))

@@ -78,6 +78,11 @@ pub enum Work {
     New,
     /// A retrieve: it finishes a park that was admitted (and frees it).
     Finishing,
+    /// New work the XDP program has already admitted by the share
+    /// (docs/decisions/0022-overload-503-in-xdp.md): refused again only at
+    /// or over the high bound, as a retrieve is. Applying the share twice
+    /// would admit its square.
+    Screened,
 }
 
 /// A change of state, for the log.
@@ -216,7 +221,7 @@ impl Controller {
     pub fn admits(&self, work: Work, hash: u32) -> bool {
         let (Some(b), Some(_)) = (self.bounds, self.state) else { return true };
         match work {
-            Work::Finishing => self.delay < b.high,
+            Work::Finishing | Work::Screened => self.delay < b.high,
             Work::New => hash >> 16 >= self.refused_share(),
         }
     }

@@ -120,6 +120,8 @@ pub struct Shard {
     admission_key: u32,
     /// The refused share last handed to the I/O layer for XDP, and when.
     published: Option<(u32, Instant)>,
+    /// XDP applies the refused share to new INVITEs over UDP.
+    nic_screens: bool,
     shutting_down: bool,
 }
 
@@ -143,6 +145,7 @@ impl Shard {
             refused_keys: seed.hasher(7),
             admission_key: admission_key(&cfg.nonce_secret),
             published: None,
+            nic_screens: false,
             env,
             shutting_down: false,
         }

@@ -15,8 +15,8 @@ use tracing::info;
 use super::Shard;
 use crate::proto::overload::{Change, Work, admission_hash};
 use crate::proto::reject::Intent;
-use crate::proto::sip::Peer;
 use crate::proto::sip::parse::{Method, SipMessage};
+use crate::proto::sip::{Peer, Transport};
 use crate::proto::txn::RequestKey;
 
 /// The source address as bytes (address, then port), to key a refusal
@@ -108,7 +108,15 @@ impl Shard {
         if self.refused.contains(now, fp) {
             self.env.stats.shed_again.inc();
         } else {
-            let work = if method == Method::Invite && self.is_retrieve(msg) { Work::Finishing } else { Work::New };
+            let work = match method {
+                Method::Invite if self.is_retrieve(msg) => Work::Finishing,
+                // What XDP refuses by the share itself (ADR 0022): a new
+                // INVITE over UDP that is not a retrieve. REGISTERs are not
+                // counted in: XDP takes only those whose Request-URI host is
+                // in its tenant map, which the shard cannot see.
+                Method::Invite if self.nic_screens && src.transport == Transport::Udp => Work::Screened,
+                _ => Work::New,
+            };
             if self.overload.admits(work, hash) {
                 return false;
             }
@@ -128,6 +136,13 @@ impl Shard {
         let tag = shed_tag(hash);
         self.reply_stateless_tagged(src, msg, 503, "Service Unavailable", &tag, &[("Retry-After", retry_after)]);
         true
+    }
+
+    /// Tells the shard whether the XDP program applies its refused share
+    /// to new INVITEs over UDP ([`Shard::poll_shed`] goes to it): those the
+    /// shard then refuses only over the high bound, as it does retrieves.
+    pub fn set_nic_screening(&mut self, on: bool) {
+        self.nic_screens = on;
     }
 
     /// What the I/O layer publishes to the XDP program for this shard

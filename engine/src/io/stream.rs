@@ -71,6 +71,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Buffers handed to `writev` at once.
 const WRITEV_MAX: usize = 16;
+/// How long a connection whose framing is lost waits for the 400 its shard
+/// builds from the unframeable message's header section, before closing.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 const TOKEN_WAKE: u64 = 0;
 const TOKEN_TCP: u64 = 1;
@@ -226,9 +229,56 @@ struct Conn {
     opened: Instant,
     /// EPOLLOUT is in the interest set.
     epollout: bool,
+    /// EPOLLIN is out of the interest set (closing).
+    reading_off: bool,
+    /// The framing is lost (RFC 4475 ncl, mcl01): nothing more is read;
+    /// the connection closes once the shard's answer is written, or at the
+    /// deadline.
+    closing: Option<Closing>,
+}
+
+/// A connection that closes once its last answer is out.
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    reason: CloseReason,
+    by: Instant,
+    /// Something was queued since the framing was lost.
+    answered: bool,
 }
 
 impl Conn {
+    /// A connection just accepted or connecting (`connecting`: EPOLLOUT is
+    /// in its interest set until the connect completes).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        transport: Transport,
+        generation: u32,
+        tls: Option<Box<Connection>>,
+        connecting: bool,
+        max_message: usize,
+        now: Instant,
+    ) -> Conn {
+        Conn {
+            sock,
+            peer,
+            transport,
+            generation,
+            tls,
+            connecting,
+            framer: Framer::new(max_message),
+            out: VecDeque::new(),
+            out_off: 0,
+            out_bytes: 0,
+            last: now,
+            opened: now,
+            epollout: connecting,
+            reading_off: false,
+            closing: None,
+        }
+    }
+
     fn handshaking(&self) -> bool {
         self.connecting || self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
@@ -249,6 +299,11 @@ impl Conn {
     fn enqueue(&mut self, payload: Vec<u8>) {
         self.out_bytes += payload.len();
         self.out.push_back(payload);
+    }
+
+    /// Whether a closing connection has written its answer.
+    fn answered(&self) -> bool {
+        self.closing.is_some_and(|c| c.answered) && self.out.is_empty()
     }
 
     /// Drops `n` written bytes from the front of `out`.
@@ -443,6 +498,11 @@ fn frames(
             }
             Ok(None) => return Ok(()),
             Err(e) => {
+                // A header section that is complete but whose end of body
+                // cannot be found still gets its 400 from the shard.
+                if let Some(head) = framer.failed_head() {
+                    d.deliver(peer, transport, head);
+                }
                 d.warn(|| warn!(%peer, transport = transport.via_token(), error = %e, "closing stream connection"));
                 return Err(match e {
                     FrameError::TooLarge { .. } => CloseReason::Oversize,
@@ -785,21 +845,7 @@ impl Front {
             self.free.push(idx);
             return None;
         }
-        let conn = Conn {
-            sock,
-            peer,
-            transport,
-            generation,
-            tls,
-            connecting,
-            framer: Framer::new(self.limits.max_message),
-            out: VecDeque::new(),
-            out_off: 0,
-            out_bytes: 0,
-            last: now,
-            opened: now,
-            epollout: connecting,
-        };
+        let conn = Conn::new(sock, peer, transport, generation, tls, connecting, self.limits.max_message, now);
         self.conns[idx] = Some(conn);
         self.live += 1;
         inc(&self.stats.connections[slot(transport)]);
@@ -839,7 +885,11 @@ impl Front {
                 }
             }
         }
-        if result.is_ok() && flags & (EV_IN | (libc::EPOLLHUP | libc::EPOLLERR) as u32) != 0 && !conn.connecting {
+        if result.is_ok()
+            && flags & (EV_IN | (libc::EPOLLHUP | libc::EPOLLERR) as u32) != 0
+            && !conn.connecting
+            && conn.closing.is_none()
+        {
             let mut d = Deliver {
                 peers: &self.peers,
                 n: self.n,
@@ -849,11 +899,21 @@ impl Front {
                 now,
             };
             result = conn.on_readable(&mut d, now);
+            if let Err(reason) = result
+                && conn.framer.failed_head().is_some()
+            {
+                conn.closing = Some(Closing { reason, by: now + ANSWER_GRACE, answered: false });
+                result = Ok(());
+            }
         }
         if result.is_ok() {
             result = conn.flush(now);
         }
         match result {
+            Ok(()) if conn.answered() => {
+                let reason = conn.closing.map_or(CloseReason::Error, |c| c.reason);
+                self.close(idx, reason);
+            }
             Ok(()) => self.update_interest(idx),
             Err(r) => self.close(idx, r),
         }
@@ -865,13 +925,19 @@ impl Front {
             return;
         };
         let want = conn.wants_out();
-        if want == conn.epollout {
+        // A closing connection reads nothing more: without EPOLLIN, bytes
+        // still arriving do not wake the loop (HUP and ERR still do).
+        let reading = conn.closing.is_none();
+        if want == conn.epollout && (reading || !conn.reading_off) {
             return;
         }
         let token = (u64::from(conn.generation) << 32) | (idx as u64 + TOKEN_CONN_BASE);
-        let events = EV_IN | if want { EV_OUT } else { 0 };
+        let events = if reading { EV_IN } else { 0 } | if want { EV_OUT } else { 0 };
         match epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.sock.as_raw_fd(), events, token) {
-            Ok(()) => conn.epollout = want,
+            Ok(()) => {
+                conn.epollout = want;
+                conn.reading_off = !reading;
+            }
             Err(e) => {
                 debug!(peer = %conn.peer, error = %e, "epoll_ctl MOD failed");
                 self.close(idx, CloseReason::Error);
@@ -943,7 +1009,14 @@ impl Front {
         }
         inc(&self.stats.messages_out[slot(transport)]);
         conn.enqueue(payload);
+        if let Some(c) = conn.closing.as_mut() {
+            c.answered = true;
+        }
         match conn.flush(now) {
+            Ok(()) if conn.answered() => {
+                let reason = conn.closing.map_or(CloseReason::Error, |c| c.reason);
+                self.close(idx, reason);
+            }
             Ok(()) => self.update_interest(idx),
             Err(r) => self.close(idx, r),
         }
@@ -1002,7 +1075,12 @@ impl Front {
             let Some(conn) = &self.conns[idx] else {
                 continue;
             };
-            if conn.handshaking() && now.saturating_duration_since(conn.opened) >= self.limits.handshake_timeout {
+            if let Some(c) = conn.closing
+                && now >= c.by
+            {
+                self.close(idx, c.reason);
+            } else if conn.handshaking() && now.saturating_duration_since(conn.opened) >= self.limits.handshake_timeout
+            {
                 self.close(idx, CloseReason::Handshake);
             } else if now.saturating_duration_since(conn.last) >= self.limits.idle_timeout {
                 self.close(idx, CloseReason::Idle);
@@ -1097,21 +1175,7 @@ mod tests {
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
         let now = Instant::now();
-        let mut c = Conn {
-            sock,
-            peer: addr,
-            transport: Transport::Tcp,
-            generation: 1,
-            tls: None,
-            connecting: false,
-            framer: Framer::new(100),
-            out: VecDeque::new(),
-            out_off: 0,
-            out_bytes: 0,
-            last: now,
-            opened: now,
-            epollout: false,
-        };
+        let mut c = Conn::new(sock, addr, Transport::Tcp, 1, None, false, 100, now);
         c.enqueue(b"abc".to_vec());
         c.enqueue(b"defg".to_vec());
         c.consume(2);

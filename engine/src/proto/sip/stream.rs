@@ -77,12 +77,24 @@ pub struct Framer {
     max: usize,
     /// Set once a [`FrameError`] was returned: every later call returns it.
     failed: Option<FrameError>,
+    /// After a Content-Length error: where the header section of the message
+    /// that cannot be framed is in `buf` (it can still be answered 400).
+    failed_head: Option<(usize, usize)>,
 }
 
 impl Framer {
     /// A framer accepting messages of at most `max` bytes (at least 1).
     pub fn new(max: usize) -> Framer {
-        Framer { buf: Vec::new(), start: 0, end: 0, scanned: 0, want: None, max: max.max(1), failed: None }
+        Framer {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            want: None,
+            max: max.max(1),
+            failed: None,
+            failed_head: None,
+        }
     }
 
     /// The cap on one message.
@@ -119,6 +131,15 @@ impl Framer {
     /// Marks `n` bytes of [`Framer::spare`] as received (clamped to it).
     pub fn advance(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// After [`FrameError::BadContentLength`] or
+    /// [`FrameError::ConflictingContentLength`]: the header section of the
+    /// message whose end cannot be found. It is complete, so a response can
+    /// still be built from it (RFC 4475 ncl, mcl01: 400, then the
+    /// connection closes, since nothing after it can be framed).
+    pub fn failed_head(&self) -> Option<&[u8]> {
+        self.failed_head.and_then(|(from, to)| self.buf.get(from..to))
     }
 
     /// Copies `data` in (for callers that do not read into [`Framer::spare`]).
@@ -177,7 +198,9 @@ impl Framer {
                     }
                     return Ok(None);
                 };
-                let cl = content_length(&self.buf[self.start..self.start + head])?;
+                let cl = content_length(&self.buf[self.start..self.start + head]).inspect_err(|_| {
+                    self.failed_head = Some((self.start, self.start + head));
+                })?;
                 let total = head.checked_add(cl).filter(|&t| t <= self.max);
                 let total = total.ok_or(FrameError::TooLarge { max: self.max })?;
                 self.want = Some(total);
@@ -455,7 +478,22 @@ mod tests {
             let mut f = Framer::new(DEFAULT_MAX_MESSAGE);
             let (ev, _) = run(&mut f, &[msg.as_bytes()]);
             assert_eq!(ev, vec![Err(FrameError::BadContentLength)], "Content-Length {cl:?}");
+            assert_eq!(f.failed_head(), Some(msg.as_bytes()), "the head can still be answered");
         }
+    }
+
+    #[test]
+    fn a_message_after_a_good_one_keeps_its_head_when_its_length_conflicts() {
+        let ok = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n".to_vec();
+        let head = b"INVITE sip:a SIP/2.0\r\nContent-Length: 3\r\nl: 4\r\n\r\n".to_vec();
+        let mut f = Framer::new(DEFAULT_MAX_MESSAGE);
+        assert_eq!(f.failed_head(), None);
+        let mut stream = ok.clone();
+        stream.extend_from_slice(&head);
+        stream.extend_from_slice(b"abcd");
+        let (ev, _) = run(&mut f, &[&stream]);
+        assert_eq!(ev, vec![Ok(Some(ok)), Err(FrameError::ConflictingContentLength)]);
+        assert_eq!(f.failed_head(), Some(&head[..]));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(crate) struct Netns {
     pub b: String,
     /// The veth end in A (where `--xdp` attaches).
     pub if_a: String,
+    /// The veth end in B.
+    pub if_b: String,
     net: [u8; 3],
 }
 
@@ -62,12 +64,12 @@ impl Netns {
         }
         ip(&["netns", "add", &a])?;
         // From here on, drop deletes A (and B once it exists).
-        let n = Netns { a, b, if_a, net: [10, octet, u8::try_from(pid % 250).unwrap_or(0) + 1] };
+        let n = Netns { a, b, if_a, if_b, net: [10, octet, u8::try_from(pid % 250).unwrap_or(0) + 1] };
         ip(&["netns", "add", &n.b])?;
-        ip(&["link", "add", &n.if_a, "netns", &n.a, "type", "veth", "peer", "name", &if_b, "netns", &n.b])?;
+        ip(&["link", "add", &n.if_a, "netns", &n.a, "type", "veth", "peer", "name", &n.if_b, "netns", &n.b])?;
         ip(&["-n", &n.a, "addr", "add", &format!("{}/24", n.host(1)), "dev", &n.if_a])?;
-        ip(&["-n", &n.b, "addr", "add", &format!("{}/24", n.host(2)), "dev", &if_b])?;
-        for (ns, dev) in [(&n.a, n.if_a.as_str()), (&n.b, if_b.as_str()), (&n.a, "lo"), (&n.b, "lo")] {
+        ip(&["-n", &n.b, "addr", "add", &format!("{}/24", n.host(2)), "dev", &n.if_b])?;
+        for (ns, dev) in [(&n.a, n.if_a.as_str()), (&n.b, n.if_b.as_str()), (&n.a, "lo"), (&n.b, "lo")] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
         Ok(n)

@@ -9,8 +9,9 @@
 //! retransmissions, and writes target/bench/overload/{max,<M>x,summary}.json.
 //!
 //! With `--xdp` (root only), every engine runs in a network namespace A with its XDP program on
-//! A's end of a veth pair (`sipark --xdp <iface> --xdp-mode skb`, listening on that end's
-//! address; generic mode, because a veth in native mode drops the 503s XDP sends back), and
+//! A's end of a veth pair (`sipark --xdp <iface> --xdp-mode native`, listening on that end's
+//! address; sipark-load attaches a pass-through XDP program to B's end, `--xdp-peer`, without
+//! which a veth drops the 503s XDP sends back), and
 //! sipark-load runs in namespace B (see netns.rs), so that the program sees the generator's
 //! traffic, which on loopback it does not. Once the generator is done, before the engine stops,
 //! the engine's `sipark_xdp_packets_total` counters are read from its metrics: every reason's
@@ -35,7 +36,7 @@ pub(crate) const USAGE: &str =
                         maximum is measured first (closed loop, --concurrency 128)
   --overload-seconds S  seconds of load per run, after LOAD-ARGS' --warmup (default 10)
   --xdp                 (root) each engine in a network namespace with its XDP program on a
-                        veth end (sipark --xdp, generic mode), sipark-load in another; the XDP counters by
+                        veth end (sipark --xdp, native mode), sipark-load in another; the XDP counters by
                         reason go into each run's JSON, pass, shed and shed_ack into the table
   LOAD-ARGS             other sipark-load flags (not --rate, --concurrency, --duration, --cycles,
                         --json; with --xdp not --bind), e.g. --warmup 8 (default
@@ -495,12 +496,12 @@ fn run_load_xdp(
 ) -> Result<(String, ExitStatus), String> {
     let ns = Netns::new("ovl", "vo", XDP_NET)?;
     let (sip, metrics) = (ns.addr(1, XDP_SIP_PORT), ns.addr(1, XDP_METRICS_PORT));
-    // Generic (skb) mode: in native mode a veth drops what the program sends back (XDP_TX, the
-    // overload 503s of ADR 0022) unless its peer has an XDP program of its own, which xtask cannot
-    // load. Generic XDP runs where the veth delivers, on the generator's core, as native XDP
-    // would; a NIC needs neither.
+    // Native mode. A veth drops what the program sends back (XDP_TX, the overload 503s of ADR
+    // 0022) unless its other end runs an XDP program too: sipark-load attaches a pass-through one
+    // to B's end (`--xdp-peer`). XDP runs where the veth delivers, on the generator's core; on a
+    // NIC it runs on the core of the receive queue, and needs no peer.
     let mut args: Vec<OsString> =
-        ["--listen", &sip.to_string(), "--metrics", &metrics.to_string(), "--xdp", &ns.if_a, "--xdp-mode", "skb"]
+        ["--listen", &sip.to_string(), "--metrics", &metrics.to_string(), "--xdp", &ns.if_a, "--xdp-mode", "native"]
             .map(OsString::from)
             .into();
     args.extend(engine_args.iter().cloned());
@@ -508,7 +509,7 @@ fn run_load_xdp(
     let log = dir.join(format!("{name}.sipark.log"));
     let mut engine = ns.start_engine(&release.join("sipark"), &args, &log, Duration::from_secs(20))?;
     let mut extra = extra.to_vec();
-    extra.extend(["--bind".into(), ns.host(2)]);
+    extra.extend(["--bind".into(), ns.host(2), "--xdp-peer".into(), ns.if_b.clone()]);
     let place = Place { cpus, netns: Some(&ns.b) };
     let result = drive_load(place, engine.id(), sip, load_args, dir, name, &extra);
     let scrape = ns.http_get_from_b(metrics, "/metrics");

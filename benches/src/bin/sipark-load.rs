@@ -29,6 +29,13 @@ struct Args {
     /// Process id of the engine, for its CPU time (/proc/PID/stat).
     #[arg(long, value_name = "PID")]
     engine_pid: Option<u32>,
+    /// (root) Attach a pass-through copy of sipark's XDP program to IFACE,
+    /// this side's end of a veth pair whose other end runs sipark with
+    /// native XDP: a veth drops what XDP sends back (the overload 503s of
+    /// ADR 0022) unless this end runs an XDP program too. It passes every
+    /// frame and is detached at exit.
+    #[arg(long, value_name = "IFACE")]
+    xdp_peer: Option<String>,
     /// Address the generator's sockets bind.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -172,6 +179,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Held for the whole run; dropping it detaches the program.
+    let _peer = match args.xdp_peer.as_deref().map(pass_through) {
+        None => None,
+        Some(Ok(x)) => Some(x),
+        Some(Err(e)) => {
+            eprintln!("sipark-load: --xdp-peer: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.floor {
         return run_floor(&cfg, args.json.as_deref());
     }
@@ -196,6 +212,23 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// sipark's XDP program on `iface`, watching a port nothing is sent to
+/// (9, discard), so that it passes every frame: what `--xdp-peer` needs.
+fn pass_through(iface: &str) -> Result<sipark::bpf::Xdp, sipark::bpf::BpfError> {
+    sipark::bpf::Xdp::attach(&sipark::bpf::XdpConfig {
+        ifaces: vec![iface.to_owned()],
+        mode: sipark::bpf::XdpMode::Native,
+        ports: vec![9],
+        strict: false,
+        tenants: Vec::new(),
+        default_rate: None,
+        block: Vec::new(),
+        scanners: Vec::new(),
+        shards: 1,
+        shed: None,
+    })
 }
 
 /// `--floor`: the cycle's shape from memory, then the floor run.

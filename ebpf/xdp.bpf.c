@@ -1089,6 +1089,7 @@ int sipark_xdp(struct xdp_md *ctx)
 	__u16 dport;
 	__u16 ulen;
 	int more_frags = 0;
+	int tcp = 0;
 	int ours = 0;
 	int v6 = 0;
 	int start;
@@ -1117,8 +1118,9 @@ int sipark_xdp(struct xdp_md *ctx)
 
 		if ((void *)(ip + 1) > data_end)
 			return verdict(SIPARK_PASS_NOT_OURS);
-		if (ip->version != 4 || ip->ihl < 5 || ip->protocol != IPPROTO_UDP)
+		if (ip->version != 4 || ip->ihl < 5 || (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP))
 			return verdict(SIPARK_PASS_NOT_OURS);
+		tcp = ip->protocol == IPPROTO_TCP;
 		frag = bpf_ntohs(ip->frag_off);
 		/* A later fragment has no UDP header. */
 		if (frag & 0x1fff)
@@ -1135,8 +1137,9 @@ int sipark_xdp(struct xdp_md *ctx)
 
 		if ((void *)(ip6 + 1) > data_end)
 			return verdict(SIPARK_PASS_NOT_OURS);
-		if (ip6->nexthdr != IPPROTO_UDP)
+		if (ip6->nexthdr != IPPROTO_UDP && ip6->nexthdr != IPPROTO_TCP)
 			return verdict(ipv6_ext(ip6->nexthdr) ? SIPARK_PASS_UNPARSED : SIPARK_PASS_NOT_OURS);
+		tcp = ip6->nexthdr == IPPROTO_TCP;
 		__builtin_memcpy(key.addr, &ip6->saddr, 16);
 		v6 = 1;
 		off += sizeof(*ip6);
@@ -1144,6 +1147,7 @@ int sipark_xdp(struct xdp_md *ctx)
 		return verdict(SIPARK_PASS_NOT_OURS);
 	}
 
+	/* TCP's ports are where UDP's are: the first 8 bytes suffice for both. */
 	udp = data + off;
 	if ((void *)(udp + 1) > data_end)
 		return verdict(SIPARK_PASS_NOT_OURS);
@@ -1168,6 +1172,11 @@ int sipark_xdp(struct xdp_md *ctx)
 	/* 1b. Banned for failed digest responses (until the ban ends). */
 	if (sipark_banned(&key, v6))
 		return verdict(SIPARK_DROP_BANNED);
+	/* TCP (and TLS) to our ports: only the two checks above; the stream
+	 * thread frames what passes. A banned guesser's segments, handshake
+	 * included, are dropped here. */
+	if (tcp)
+		return verdict(SIPARK_PASS_NOT_OURS);
 	/* The first fragment of a larger datagram: the payload is incomplete. */
 	if (more_frags)
 		return verdict(SIPARK_PASS_UNPARSED);

@@ -325,6 +325,27 @@ fn blocklist_v4_and_v6() {
 }
 
 #[test]
+fn tcp_from_a_banned_or_blocked_source_is_dropped() {
+    let mut cfg = config(true);
+    cfg.block = vec![("192.0.2.66".parse().unwrap_or_else(|e| panic!("{e}")), 32)];
+    let mut t = load(&cfg);
+    let mut bans = t.bans().unwrap_or_else(|e| panic!("ban map: {e}"));
+    let banned: std::net::IpAddr = "192.0.2.7".parse().unwrap_or_else(|e| panic!("{e}"));
+    bans.ban(Source::of(banned).bytes(), std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("ban: {e}"));
+    let syn = |src: &str| Frame { tcp: true, ..Frame::udp4(b"") }.from(src).build();
+    expect(&mut t, &syn("192.0.2.7"), DROP, "a banned guesser's TCP segment to the SIP port");
+    expect(&mut t, &syn("192.0.2.66"), DROP, "a blocked source over TCP");
+    expect(&mut t, &syn("192.0.2.8"), PASS, "another source over TCP");
+    expect(
+        &mut t,
+        &Frame { dport: 80, ..Frame { tcp: true, ..Frame::udp4(b"") } }.from("192.0.2.7").build(),
+        PASS,
+        "TCP to another port",
+    );
+    expect_counts(&t, &[(reason::DROP_BANNED, 1), (reason::DROP_BLOCKED, 1), (reason::PASS_NOT_OURS, 2)], "TCP");
+}
+
+#[test]
 fn banned_sources_are_dropped_until_their_ban_ends() {
     let mut t = load(&config(true));
     let mut bans = t.bans().unwrap_or_else(|e| panic!("the ban map: {e}"));

@@ -350,7 +350,15 @@ impl Engine {
         let cfg = Arc::new(cfg);
         let xdp_live = opts.xdp.as_ref().map(|x| {
             let mut x = x.clone();
+            // The SIP port, and the stream listeners' ports: XDP drops banned
+            // and blocked sources over TCP and TLS too (ADR 0019).
             x.ports = vec![local_addr.port()];
+            let streams = listeners.as_ref().map(|l| [l.tcp_addr(), l.tls_addr()]).unwrap_or_default();
+            for port in streams.into_iter().flatten().map(|a| a.port()) {
+                if !x.ports.contains(&port) {
+                    x.ports.push(port);
+                }
+            }
             x.shards = u32::from(n);
             x.shed = xdp_shed(&cfg);
             x

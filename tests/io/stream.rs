@@ -137,3 +137,54 @@ fn stream_flags_are_validated() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A message whose Content-Length conflicts ends the framing (RFC 4475 mcl01): it is answered
+/// 400 from its header section, nothing more is read, and the connection closes once the 400 is
+/// out, even while the peer goes on writing.
+#[test]
+fn conflicting_content_length_over_tcp_is_answered_400_then_closed() {
+    let sp = Sipark::start(&[]);
+    let mut s = TcpStream::connect(sp.listen).unwrap_or_else(|e| panic!("connect TCP {}: {e}", sp.listen));
+    let local = s.local_addr().expect("local addr");
+    let mut msg = options_tcp("acme.example", local, "mcl-io");
+    let head_end = msg.len() - 2;
+    msg.splice(head_end..head_end, b"l: 7\r\n".iter().copied());
+    s.write_all(&msg).expect("write");
+    // The peer goes on writing: bytes that can no longer be framed.
+    let mut writer = s.try_clone().expect("clone");
+    let feeding = std::thread::spawn(move || {
+        for _ in 0..50 {
+            if writer.write_all(b"more bytes that belong to no message\r\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut closed = false;
+    let mut chunk = [0u8; 4096];
+    while t0.elapsed() < Duration::from_secs(3) {
+        s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        match s.read(&mut chunk) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let _ = feeding.join();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("SIP/2.0 400 "), "a 400 first:\n{text}");
+    assert_eq!(header(&text, "Call-ID"), Some("mcl-io"), "{text}");
+    assert!(closed, "then the connection closes, within 3 s:\n{text}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "closed {:?} after the message", t0.elapsed());
+    let metrics = sp.scrape();
+    assert_eq!(sample(&metrics, "sipark_stream_closed_total{reason=\"error\"}"), 1, "{metrics}");
+}

@@ -928,7 +928,7 @@ impl Front {
         // A closing connection reads nothing more: without EPOLLIN, bytes
         // still arriving do not wake the loop (HUP and ERR still do).
         let reading = conn.closing.is_none();
-        if want == conn.epollout && (reading || !conn.reading_off) {
+        if want == conn.epollout && reading != conn.reading_off {
             return;
         }
         let token = (u64::from(conn.generation) << 32) | (idx as u64 + TOKEN_CONN_BASE);

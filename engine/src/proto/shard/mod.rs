@@ -118,8 +118,8 @@ pub struct Shard {
     refused_keys: Keyed,
     /// The key of the admission hash, the same in every shard and in XDP.
     admission_key: u32,
-    /// The refused share last handed to the I/O layer for XDP, and when.
-    published: Option<(u32, Instant)>,
+    /// The refused share last handed to the I/O layer for XDP.
+    published: Option<shed::Published>,
     /// XDP applies the refused share to new INVITEs over UDP.
     nic_screens: bool,
     shutting_down: bool,

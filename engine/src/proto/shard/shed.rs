@@ -156,12 +156,12 @@ impl Shard {
         let keep = 64 * self.env.cfg.timers.t1;
         let renew = match self.published {
             None => refuse > 0,
-            Some((last, at)) => last != refuse || (refuse > 0 && now.saturating_duration_since(at) >= keep / 2),
+            Some(p) => p.refuse != refuse || (refuse > 0 && now.saturating_duration_since(p.at) >= keep / 2),
         };
         if !renew {
             return None;
         }
-        self.published = Some((refuse, now));
+        self.published = Some(Published { refuse, at: now });
         Some(ShedShare { refuse, ack_for: keep })
     }
 
@@ -172,6 +172,13 @@ impl Shard {
         let user = msg.request_uri_parsed().and_then(|u| u.user).unwrap_or_default();
         self.intent(user, replaces) == Intent::Retrieve
     }
+}
+
+/// The refused share a shard last handed out for XDP, and when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Published {
+    refuse: u32,
+    at: Instant,
 }
 
 /// A shard's refusals as the XDP program applies them ([`Shard::poll_shed`]).

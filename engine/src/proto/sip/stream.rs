@@ -79,7 +79,7 @@ pub struct Framer {
     failed: Option<FrameError>,
     /// After a Content-Length error: where the header section of the message
     /// that cannot be framed is in `buf` (it can still be answered 400).
-    failed_head: Option<(usize, usize)>,
+    failed_head: Option<std::ops::Range<usize>>,
 }
 
 impl Framer {
@@ -139,7 +139,7 @@ impl Framer {
     /// still be built from it (RFC 4475 ncl, mcl01: 400, then the
     /// connection closes, since nothing after it can be framed).
     pub fn failed_head(&self) -> Option<&[u8]> {
-        self.failed_head.and_then(|(from, to)| self.buf.get(from..to))
+        self.failed_head.clone().and_then(|r| self.buf.get(r))
     }
 
     /// Copies `data` in (for callers that do not read into [`Framer::spare`]).
@@ -199,7 +199,7 @@ impl Framer {
                     return Ok(None);
                 };
                 let cl = content_length(&self.buf[self.start..self.start + head]).inspect_err(|_| {
-                    self.failed_head = Some((self.start, self.start + head));
+                    self.failed_head = Some(self.start..self.start + head);
                 })?;
                 let total = head.checked_add(cl).filter(|&t| t <= self.max);
                 let total = total.ok_or(FrameError::TooLarge { max: self.max })?;

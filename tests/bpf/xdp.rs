@@ -380,6 +380,12 @@ fn banned_sources_are_dropped_until_their_ban_ends() {
     let mut want = vec![src("192.0.2.1"), src("2001:db8:1:2::1")];
     want.sort_unstable();
     assert_eq!(left, want, "the expired entry is gone");
+    // A lifted ban (the source is trusted now) stops dropping at once;
+    // lifting one that is not there is no error.
+    bans.remove(src("192.0.2.1")).unwrap_or_else(|e| panic!("{e}"));
+    bans.remove(src("192.0.2.77")).unwrap_or_else(|e| panic!("{e}"));
+    expect(&mut t, &Frame::udp4(&inv).from("192.0.2.1").build(), PASS, "a lifted ban");
+    ban(&mut bans, "192.0.2.1", now + minute);
     // A sweep takes out what is over, and only that.
     ban(&mut bans, "192.0.2.9", monotonic_ns() - 1);
     assert_eq!(bans.sweep().unwrap_or_else(|e| panic!("{e}")), 1);

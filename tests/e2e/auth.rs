@@ -757,3 +757,48 @@ pub(crate) fn auth_guesser_is_banned(v: Variant) {
     assert_eq!(metric_sum(&text, "sipark_auth_bans_active"), 0, "the ban ended:\n{text}");
     engine.terminate_cleanly(12 * SEC);
 }
+
+/// A reload whose tenants file trusts a banned source lifts its ban at once, in every worker
+/// and in the XDP map (ADR 0019): an operator who trusts a peer after it was banned does not
+/// wait the ban out.
+pub(crate) fn auth_reload_trusting_a_banned_source_lifts_its_ban(v: Variant) {
+    let ctx = Ctx::new("auth_reload_trusting_a_banned_source_lifts_its_ban", 99, v);
+    let tenants = tenants_file(&ctx, "");
+    let metrics = free_tcp(&ctx, 1);
+    let metrics_s = metrics.to_string();
+    let mut engine = Engine::start(&ctx, &["--no-pin", "--tenants", &tenants, "--metrics", &metrics_s]);
+    let guesser = ctx.udp(3);
+    let mut req = sip::register(guesser.addr, "101", 300);
+    for i in 0..5 {
+        let (r, nonce) = fresh_nonce(&guesser, engine.addr, &req, "a guess's challenge");
+        req = retry(&r, &credentials(Algorithm::Md5, "101", &format!("{i:06}"), "REGISTER", &r.uri, &nonce));
+        let resp = attempt(&guesser, engine.addr, &req);
+        assert_eq!(resp.status(), Some(403), "guess {i}:\n{}", resp.raw);
+    }
+    let mut probe = retry(&req, "");
+    probe.extra.retain(|h| !h.is_empty());
+    guesser.send(engine.addr, &probe.render());
+    let got = guesser.recv_until(Instant::now() + Duration::from_millis(800));
+    assert!(got.is_none(), "banned: no answer, got:\n{}", got.map(|(m, _)| m.raw).unwrap_or_default());
+
+    // The same file, now trusting the guesser's address; the ban's 60 s are far from over.
+    tenants_file(&ctx, &format!("trust = [\"{}/32\"]", ctx.ip(3)));
+    let line = crate::reload::reload(&engine, crate::reload::pid_of(&engine), "bans lifted");
+    assert!(line.contains("sources=1"), "{line}");
+    guesser.send(engine.addr, &probe.render());
+    let got = guesser.recv_until(Instant::now() + 2 * SEC);
+    let (answer, _) =
+        got.unwrap_or_else(|| panic!("a trusted source is answered after the reload; log:\n{}", engine.log()));
+    assert!(answer.status().is_some(), "{}", answer.raw);
+    // Every worker applies the reload at its next turn (it was woken for it).
+    let deadline = Instant::now() + 2 * SEC;
+    loop {
+        let text = scrape(metrics);
+        if metric_sum(&text, "sipark_auth_bans_active") == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ban is still in force in a worker 2 s after the reload:\n{text}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    engine.terminate_cleanly(12 * SEC);
+}

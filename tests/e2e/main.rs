@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use auth::{
-    auth_acl_miss_is_refused, auth_digest_answers, auth_guesser_is_banned, auth_sipp_phone_registers_with_md5,
+    auth_acl_miss_is_refused, auth_digest_answers, auth_guesser_is_banned,
+    auth_reload_trusting_a_banned_source_lifts_its_ban, auth_sipp_phone_registers_with_md5,
     auth_wrong_password_never_parks_or_retrieves,
 };
 use callcontrol::{
@@ -92,6 +93,7 @@ variants!(
     auth_wrong_password_never_parks_or_retrieves,
     auth_acl_miss_is_refused,
     auth_guesser_is_banned,
+    auth_reload_trusting_a_banned_source_lifts_its_ban,
 );
 
 /// Checks the headers wire.md prescribes for a park-info NOTIFY sent to the contact `contact`

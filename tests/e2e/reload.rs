@@ -27,7 +27,7 @@ const BETA: &str = "beta.example";
 
 /// The pid of the engine listening on `engine.addr` (the harness keeps its `Child` to itself):
 /// the process whose command line has `--listen <addr>`, which only this test's engine has.
-fn pid_of(engine: &Engine) -> libc::pid_t {
+pub(crate) fn pid_of(engine: &Engine) -> libc::pid_t {
     let want = engine.addr.to_string();
     let dirs = std::fs::read_dir("/proc").unwrap_or_else(|e| panic!("cannot read /proc: {e}"));
     for d in dirs.flatten() {
@@ -56,7 +56,7 @@ fn sighup(pid: libc::pid_t) {
 
 /// Sends SIGHUP and waits until the engine logged `needle` one more time than before; returns
 /// that log line.
-fn reload(engine: &Engine, pid: libc::pid_t, needle: &str) -> String {
+pub(crate) fn reload(engine: &Engine, pid: libc::pid_t, needle: &str) -> String {
     let before = engine.log().matches(needle).count();
     sighup(pid);
     let deadline = Instant::now() + 5 * SEC;

@@ -65,6 +65,17 @@ impl BanMap {
             .map_err(|e| classify(BANS, e, BpfError::Map))
     }
 
+    /// Lifts `source`'s ban (a no-op when it has none).
+    pub fn remove(&mut self, source: [u8; 16]) -> Result<(), BpfError> {
+        match self.map.remove(&abi::BanKey { addr: source }) {
+            Ok(()) => Ok(()),
+            // Not there (never written, or expired and deleted): lifted all
+            // the same. The delete fails with ENOENT.
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(classify(BANS, e, BpfError::Map)),
+        }
+    }
+
     /// Deletes the entries whose ban is over; returns how many.
     pub fn sweep(&mut self) -> Result<usize, BpfError> {
         let now = monotonic_ns();

@@ -394,6 +394,14 @@ impl Core {
     fn spread_bans(&mut self, now: Instant) {
         let Core { service, stats, peers, id, wake, xdp_bans, .. } = self;
         let Service::Sip(shard) = service else { return };
+        while let Some(source) = shard.poll_lifted() {
+            if let Some(map) = xdp_bans.as_mut()
+                && let Err(e) = map.remove(source.bytes())
+            {
+                stats.auth_xdp_ban_errors.inc();
+                warn!(worker = *id, %source, error = %e, "cannot lift the ban in the XDP map; it ends at its time");
+            }
+        }
         while let Some(ban) = shard.poll_ban() {
             if let Some(map) = xdp_bans.as_mut()
                 && let Err(e) = map.ban(ban.source.bytes(), ban.until.saturating_duration_since(now))

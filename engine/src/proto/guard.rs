@@ -154,6 +154,9 @@ pub struct Guard {
     /// Bans in force (as of the last [`Guard::handle_timeout`]).
     active: u64,
     pending: VecDeque<Ban>,
+    /// Sources whose ban a reload lifted (now trusted), for the I/O layer
+    /// to take out of the XDP map.
+    lifted: VecDeque<Source>,
     next_sweep: Option<Instant>,
     stats: Arc<ShardStats>,
 }
@@ -181,6 +184,7 @@ impl Guard {
             ends: BinaryHeap::new(),
             active: 0,
             pending: VecDeque::new(),
+            lifted: VecDeque::new(),
             next_sweep: None,
             stats,
         }
@@ -286,6 +290,33 @@ impl Guard {
     /// The next ban decided here, for the I/O layer.
     pub fn poll_ban(&mut self) -> Option<Ban> {
         self.pending.pop_front()
+    }
+
+    /// A new configuration: the bans of sources it trusts are lifted at
+    /// once (an operator who adds a trusted peer after it was banned does
+    /// not wait out the ban). Returns how many.
+    pub fn lift_trusted(&mut self, now: Instant, cfg: &Config) -> usize {
+        if self.active == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        for (src, r) in &mut self.sources {
+            if r.banned_until.is_some_and(|u| u > now) && cfg.trusts_any_of(src.net()) {
+                // Its entry in `ends` goes stale: handle_timeout checks.
+                r.banned_until = None;
+                r.budget.failures = 0;
+                self.lifted.push_back(*src);
+                n += 1;
+            }
+        }
+        self.active = self.active.saturating_sub(n as u64);
+        n
+    }
+
+    /// The next source whose ban [`Guard::lift_trusted`] lifted, for the
+    /// I/O layer.
+    pub fn poll_lifted(&mut self) -> Option<Source> {
+        self.lifted.pop_front()
     }
 
     /// When the next ban ends.
@@ -497,6 +528,30 @@ mod tests {
             g.failure(t0 + Duration::from_millis(i), ip("2001:db8:0:5::1"), None, &v6);
         }
         assert!(!g.is_banned(ip("2001:db8:0:5::1"), t0 + secs(1)));
+    }
+
+    #[test]
+    fn a_reload_that_trusts_a_banned_source_lifts_its_ban() {
+        let (mut g, _) = guard(Policy::default(), 16);
+        let none = Config::default();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            g.failure(t0 + Duration::from_millis(i), ip("192.0.2.9"), None, &none);
+            g.failure(t0 + Duration::from_millis(i), ip("198.51.100.7"), None, &none);
+        }
+        assert!(g.is_banned(ip("192.0.2.9"), t0 + secs(1)) && g.is_banned(ip("198.51.100.7"), t0 + secs(1)));
+        assert_eq!(g.active_bans(), 2);
+        assert_eq!(g.lift_trusted(t0 + secs(1), &none), 0, "nothing trusted: nothing lifted");
+        let trusting = Config { trust: vec!["192.0.2.0/24".parse().unwrap_or_else(|e| panic!("{e}"))], ..none };
+        assert_eq!(g.lift_trusted(t0 + secs(1), &trusting), 1);
+        assert!(!g.is_banned(ip("192.0.2.9"), t0 + secs(1)), "trusted now");
+        assert!(g.is_banned(ip("198.51.100.7"), t0 + secs(1)), "still banned");
+        assert_eq!(g.poll_lifted(), Some(Source::of(ip("192.0.2.9"))), "for the XDP map");
+        assert_eq!(g.poll_lifted(), None);
+        assert_eq!(g.active_bans(), 1);
+        // The lifted ban's end comes and goes without counting twice.
+        g.handle_timeout(t0 + secs(3600));
+        assert_eq!(g.active_bans(), 0);
     }
 
     #[test]

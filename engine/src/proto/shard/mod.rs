@@ -236,6 +236,13 @@ impl Shard {
         self.guard.poll_ban()
     }
 
+    /// The next source whose ban a reload lifted (it is trusted now): the
+    /// I/O layer takes it out of the XDP ban map. Every shard lifts its own
+    /// copy of the ban on the same reload.
+    pub fn poll_lifted(&mut self) -> Option<Source> {
+        self.guard.poll_lifted()
+    }
+
     /// A ban another worker decided: from now on this shard drops that
     /// source too.
     pub fn import_ban(&mut self, now: Instant, ban: Ban) {
@@ -327,10 +334,14 @@ impl Shard {
     /// tenant takes no new parks or registrations, and its calls already
     /// parked here can still be retrieved until they end.
     pub fn reconfigure(&mut self, now: Instant, cfg: Arc<Config>) {
-        let _ = now;
         let retired = self.park.reconfigure(&self.env.cfg, &cfg);
         if retired > 0 {
             info!(shard = self.env.shard, tenants = retired, "removed tenants keep their parked calls until they end");
+        }
+        let lifted = self.guard.lift_trusted(now, &cfg);
+        if lifted > 0 {
+            info!(shard = self.env.shard, sources = lifted, "bans lifted: the new configuration trusts these sources");
+            self.update_gauges();
         }
         self.env.cfg = cfg;
     }

@@ -133,6 +133,18 @@ struct Txn {
     buf: Vec<u8>,
 }
 
+impl Txn {
+    /// Starts the transaction of kind `kind` whose request is in `buf`, sent
+    /// from socket `sock` at `now`: its first retransmission is due T1 later.
+    fn start(&mut self, kind: u8, sock: usize, t1: u64, now: u64) {
+        self.kind = kind;
+        self.sock = sock;
+        self.proceeding = false;
+        self.interval = t1;
+        self.next = now + t1;
+    }
+}
+
 #[derive(Default)]
 struct Slot {
     generation: u32,
@@ -1111,11 +1123,7 @@ impl<'c, T: Transport> Gen<'c, T> {
         wire::num(&mut self.user, s as u64);
         let sl = &mut self.slots[s];
         wire::invite(&mut sl.ct.buf, &self.ctx, &d, &self.hostports[sock], &self.user, Some(parker), &self.body);
-        sl.ct.kind = CT_PARK;
-        sl.ct.sock = sock;
-        sl.ct.proceeding = false;
-        sl.ct.interval = self.t1;
-        sl.ct.next = now + self.t1;
+        sl.ct.start(CT_PARK, sock, self.t1, now);
         sl.park_sent = now;
         self.net.send(sock, self.cfg.target, &sl.ct.buf);
         self.active += 1;
@@ -1139,11 +1147,7 @@ impl<'c, T: Transport> Gen<'c, T> {
         wire::invite(&mut sl.ct.buf, &self.ctx, &d, &self.hostports[sock], &self.user, None, &self.body);
         sl.retr_started = true;
         sl.retr_sent = now;
-        sl.ct.kind = CT_RETRIEVE;
-        sl.ct.sock = sock;
-        sl.ct.proceeding = false;
-        sl.ct.interval = self.t1;
-        sl.ct.next = now + self.t1;
+        sl.ct.start(CT_RETRIEVE, sock, self.t1, now);
         self.net.send(sock, self.cfg.target, &sl.ct.buf);
     }
 
@@ -1162,10 +1166,7 @@ impl<'c, T: Transport> Gen<'c, T> {
             sl.bye_sent = true;
             std::mem::swap(&mut sl.ct.buf, &mut sl.bye_buf);
             let sock = sl.ct.sock; // the retriever's socket
-            sl.ct.kind = CT_BYE;
-            sl.ct.proceeding = false;
-            sl.ct.interval = self.t1;
-            sl.ct.next = now + self.t1;
+            sl.ct.start(CT_BYE, sock, self.t1, now);
             self.net.send(sock, self.cfg.target, &sl.ct.buf);
         }
         let sl = &self.slots[s];
@@ -1199,11 +1200,7 @@ impl<'c, T: Transport> Gen<'c, T> {
         let sock = self.slot_sock(s);
         let sl = &mut self.slots[s];
         std::mem::swap(&mut sl.ct.buf, &mut sl.park_bye);
-        sl.ct.kind = CT_PARK_BYE;
-        sl.ct.sock = sock;
-        sl.ct.proceeding = false;
-        sl.ct.interval = self.t1;
-        sl.ct.next = now + self.t1;
+        sl.ct.start(CT_PARK_BYE, sock, self.t1, now);
         self.net.send(sock, self.cfg.target, &sl.ct.buf);
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sipark::bpf::{Xdp, XdpConfig, XdpMode};
+use sipark::bpf::{Xdp, XdpConfig};
 
 use crate::engine::Engine;
 use crate::metrics::DATAGRAMS_IN;
@@ -98,19 +98,8 @@ fn refused_invites_are_answered_503_from_xdp_and_their_acks_dropped() {
     // such frames on 6.18): the filter on B's end, with a port nothing is
     // sent to, passes everything. A NIC needs nothing of the kind.
     let _peer = topo.in_b(|| {
-        Xdp::attach(&XdpConfig {
-            ifaces: vec![topo.if_b.clone()],
-            mode: XdpMode::Native,
-            ports: vec![9],
-            strict: false,
-            tenants: Vec::new(),
-            default_rate: None,
-            block: Vec::new(),
-            scanners: Vec::new(),
-            shards: 1,
-            shed: None,
-        })
-        .unwrap_or_else(|e| panic!("a pass-through XDP program on B's end: {e}"))
+        Xdp::attach(&XdpConfig::pass_through(&topo.if_b))
+            .unwrap_or_else(|e| panic!("a pass-through XDP program on B's end: {e}"))
     });
     let dst = sp.sip;
     let m0 = sp.scrape(&topo);

@@ -214,21 +214,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// sipark's XDP program on `iface`, watching a port nothing is sent to
-/// (9, discard), so that it passes every frame: what `--xdp-peer` needs.
+/// sipark's XDP program on `iface`, passing every frame: what `--xdp-peer`
+/// needs.
 fn pass_through(iface: &str) -> Result<sipark::bpf::Xdp, sipark::bpf::BpfError> {
-    sipark::bpf::Xdp::attach(&sipark::bpf::XdpConfig {
-        ifaces: vec![iface.to_owned()],
-        mode: sipark::bpf::XdpMode::Native,
-        ports: vec![9],
-        strict: false,
-        tenants: Vec::new(),
-        default_rate: None,
-        block: Vec::new(),
-        scanners: Vec::new(),
-        shards: 1,
-        shed: None,
-    })
+    sipark::bpf::Xdp::attach(&sipark::bpf::XdpConfig::pass_through(iface))
 }
 
 /// `--floor`: the cycle's shape from memory, then the floor run.

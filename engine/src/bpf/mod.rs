@@ -244,6 +244,27 @@ fn rate_fields(r: Option<Rate>, what: &str) -> Result<(u32, u32), BpfError> {
 }
 
 impl XdpConfig {
+    /// The filter on `iface`, native mode, watching only port 9 (discard),
+    /// to which nothing is sent: it passes every frame. What the other end
+    /// of a veth pair needs so that the frames XDP sends back on its peer
+    /// (`XDP_TX`, the overload 503s of ADR 0022) are delivered: a veth drops
+    /// them unless the receiving end runs an XDP program. For tests and the
+    /// load generator; a NIC needs nothing of the kind.
+    pub fn pass_through(iface: &str) -> XdpConfig {
+        XdpConfig {
+            ifaces: vec![iface.to_owned()],
+            mode: XdpMode::Native,
+            ports: vec![9],
+            strict: false,
+            tenants: Vec::new(),
+            default_rate: None,
+            block: Vec::new(),
+            scanners: Vec::new(),
+            shards: 1,
+            shed: None,
+        }
+    }
+
     /// Checks everything that can be checked before the ports are known and
     /// without the kernel: interface names, tenants, rates, CIDRs and
     /// signatures. [`Xdp::attach`] checks the same, and the ports.

@@ -1194,10 +1194,7 @@ pub(crate) fn compare(args: &[OsString]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     #[test]
     fn arguments_parse_with_defaults() {

@@ -210,10 +210,7 @@ fn report(engine_json: &Path, floor_json: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     const ENGINE: &str = r#"{"mode":"closed","cycles_ok":1000,"cycles_per_engine_cpu_s":16570.2,"engine_cpu_us_per_cycle":60.35,"background_lost":0}"#;
     const FLOOR: &str = r#"{"mode":"floor","datagrams_in_per_cycle":11,"datagrams_out_per_cycle":11,"bytes_in_per_cycle":3680,"bytes_out_per_cycle":6205,"cycles_failed":0,"cycles_per_engine_cpu_s":19528.1,"engine_cpu_us_per_cycle":51.21}"#;

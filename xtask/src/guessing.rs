@@ -231,10 +231,7 @@ pub fn guessing(g: &GuessArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     #[test]
     fn guessing_arguments() {

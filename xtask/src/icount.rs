@@ -364,10 +364,7 @@ fn count(args: &IcountArgs, dir: &Path) -> Result<PerCycle, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     /// Cut from a real callgrind.out of `sipark-icount --warmup-cycles 2000 --cycles 500`
     /// (valgrind 3.19, `--compress-strings=no --compress-pos=no`): the header, the pump's

@@ -284,6 +284,29 @@ fn take_options(args: Vec<OsString>, ours: &[&str]) -> Result<(Options, Vec<OsSt
     Ok((found, rest))
 }
 
+/// The items of the comma-separated `list`, each read by `item` (whose error is returned as
+/// is), none given twice (`twice(item)` words that error) and at most `max` (`too_many`).
+pub(crate) fn distinct_items<T: PartialEq>(
+    list: &str,
+    max: usize,
+    item: impl Fn(&str) -> Result<T, String>,
+    twice: impl Fn(&str) -> String,
+    too_many: impl FnOnce() -> String,
+) -> Result<Vec<T>, String> {
+    let mut out: Vec<T> = Vec::new();
+    for text in list.split(',').map(str::trim) {
+        let v = item(text)?;
+        if out.contains(&v) {
+            return Err(twice(text));
+        }
+        out.push(v);
+    }
+    if out.len() > max {
+        return Err(too_many());
+    }
+    Ok(out)
+}
+
 /// The options of a bench mode (`--sweep R1,R2 --sweep-seconds S`, `--overload M1,M2
 /// --overload-seconds S`), taken out of `mixed`: the values of `mode` parsed by `parse`, the
 /// seconds per run (1..=300), and the load's arguments, which may not set what the mode sets
@@ -645,13 +668,15 @@ fn exit_code(code: Option<i32>) -> ExitCode {
     }
 }
 
+/// Command-line arguments from string literals, for the tests of every bench.
+#[cfg(test)]
+pub(crate) fn os(v: &[&str]) -> Vec<OsString> {
+    v.iter().map(OsString::from).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
 
     #[test]
     fn bench_arguments_split_at_engine() {

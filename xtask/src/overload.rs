@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use crate::netns::{Netns, is_root};
 use crate::sweep::{Json, MAX_CONCURRENCY, Place, drive_load, jnum, jopt, json_args, jstr, run_load_on, write_file};
-use crate::{cargo_build, create_dir, has_flag, mode_options, split_bench_args, stop_engine, target_dir};
+use crate::{
+    cargo_build, create_dir, distinct_items, has_flag, mode_options, split_bench_args, stop_engine, target_dir,
+};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask bench --overload M1,M2,... [--overload-seconds S] [--xdp] [--] [LOAD-ARGS...]
@@ -105,21 +107,16 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<OverloadArgs>, Stri
 
 /// `M1,M2,...`: distinct multiples in 0.1..=100.
 fn parse_multiples(list: &str) -> Result<Vec<f64>, String> {
-    let mut out: Vec<f64> = Vec::new();
-    for item in list.split(',').map(str::trim) {
-        let m = match item.parse::<f64>() {
-            Ok(m) if m.is_finite() && (0.1..=100.0).contains(&m) => m,
-            _ => return Err(format!("--overload: `{item}` is not a multiple in 0.1..=100")),
-        };
-        if out.contains(&m) {
-            return Err(format!("--overload: {item} given twice"));
-        }
-        out.push(m);
-    }
-    if out.len() > MAX_MULTIPLES {
-        return Err(format!("--overload: at most {MAX_MULTIPLES} multiples"));
-    }
-    Ok(out)
+    distinct_items(
+        list,
+        MAX_MULTIPLES,
+        |item| match item.parse::<f64>() {
+            Ok(m) if m.is_finite() && (0.1..=100.0).contains(&m) => Ok(m),
+            _ => Err(format!("--overload: `{item}` is not a multiple in 0.1..=100")),
+        },
+        |item| format!("--overload: {item} given twice"),
+        || format!("--overload: at most {MAX_MULTIPLES} multiples"),
+    )
 }
 
 /// Percentiles of one latency, microseconds.
@@ -587,10 +584,7 @@ pub(crate) fn overload(args: &OverloadArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     #[test]
     fn arguments_without_overload_are_another_bench() {

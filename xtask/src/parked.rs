@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use crate::plot::{self, Chart, Guide, Point, Scale, Series};
 use crate::sweep::{Json, RunResult, jnum, jopt, json_args, run_load, write_file};
-use crate::{cargo_build, create_dir, has_flag, root, split_bench_args, take_options, target_dir};
+use crate::{cargo_build, create_dir, distinct_items, has_flag, root, split_bench_args, take_options, target_dir};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask bench --parked-sweep N1,N2,... [--parked-rate R] [--sweep-seconds S] [--]
@@ -130,27 +130,20 @@ fn engine_workers(engine: &[OsString]) -> Result<u64, String> {
 /// worker (sipark parks at most 500,000 calls per shard), at most [`MAX_COUNTS`] of them.
 fn parse_counts(list: &str, workers: u64) -> Result<Vec<u32>, String> {
     let cap = (PER_WORKER * workers).min(u64::from(u32::MAX));
-    let mut counts: Vec<u32> = Vec::new();
-    for item in list.split(',').map(str::trim) {
-        let n = match item.parse::<u64>() {
-            Ok(n) if n <= cap => n as u32,
-            Ok(_) => {
-                return Err(format!(
-                    "--parked-sweep: {item} parked calls is too many for {workers} worker(s): sipark parks at most \
-                     {MAX_PARKED_PER_SHARD} per shard, so stay at or below {cap} (450,000 per worker)"
-                ));
-            }
-            Err(_) => return Err(format!("--parked-sweep: `{item}` is not a count of parked calls")),
-        };
-        if counts.contains(&n) {
-            return Err(format!("--parked-sweep: count {item} given twice"));
-        }
-        counts.push(n);
-    }
-    if counts.len() > MAX_COUNTS {
-        return Err(format!("--parked-sweep: at most {MAX_COUNTS} counts"));
-    }
-    Ok(counts)
+    distinct_items(
+        list,
+        MAX_COUNTS,
+        |item| match item.parse::<u64>() {
+            Ok(n) if n <= cap => Ok(n as u32),
+            Ok(_) => Err(format!(
+                "--parked-sweep: {item} parked calls is too many for {workers} worker(s): sipark parks at most \
+                 {MAX_PARKED_PER_SHARD} per shard, so stay at or below {cap} (450,000 per worker)"
+            )),
+            Err(_) => Err(format!("--parked-sweep: `{item}` is not a count of parked calls")),
+        },
+        |item| format!("--parked-sweep: count {item} given twice"),
+        || format!("--parked-sweep: at most {MAX_COUNTS} counts"),
+    )
 }
 
 /// What one run measured (sipark-load's JSON).
@@ -482,11 +475,8 @@ pub(crate) fn parked_sweep(args: &ParkedArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os;
     use crate::plot::tests::check_well_formed;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
 
     #[test]
     fn arguments_without_parked_sweep_are_someone_elses() {

@@ -326,10 +326,7 @@ fn flame(args: &PerfArgs, event: Option<&str>, out: &Path) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     #[test]
     fn arguments_split_and_load_defaults() {

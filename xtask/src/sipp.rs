@@ -1183,10 +1183,7 @@ fn verdict(args: &SippArgs, achieved: f64, failed: u64, cpu: &Cpu, sipp_cpu: f64
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
+    use crate::os;
 
     #[test]
     fn arguments_parse_with_defaults_and_engine_passthrough() {

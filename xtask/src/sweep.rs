@@ -10,7 +10,10 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::plot::{self, Chart, Guide, Point, Scale, Series};
-use crate::{cargo_build, create_dir, mode_options, root, split_bench_args, start_engine, stop_engine, target_dir};
+use crate::{
+    cargo_build, create_dir, distinct_items, mode_options, root, split_bench_args, start_engine, stop_engine,
+    target_dir,
+};
 
 pub(crate) const USAGE: &str =
     "usage: cargo xtask bench --sweep R1,R2,... [--sweep-seconds S] [--] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
@@ -52,21 +55,16 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<SweepArgs>, String>
 /// `R1,R2,...`: distinct rates in 0.001..=1000000 cycles/s (sipark-load's range), at most
 /// [`MAX_RATES`].
 fn parse_rates(list: &str) -> Result<Vec<f64>, String> {
-    let mut rates: Vec<f64> = Vec::new();
-    for item in list.split(',').map(str::trim) {
-        let r = match item.parse::<f64>() {
-            Ok(r) if r.is_finite() && (0.001..=1e6).contains(&r) => r,
-            _ => return Err(format!("--sweep: `{item}` is not a rate in 0.001..=1000000 cycles/s")),
-        };
-        if rates.contains(&r) {
-            return Err(format!("--sweep: rate {item} given twice"));
-        }
-        rates.push(r);
-    }
-    if rates.len() > MAX_RATES {
-        return Err(format!("--sweep: at most {MAX_RATES} rates"));
-    }
-    Ok(rates)
+    distinct_items(
+        list,
+        MAX_RATES,
+        |item| match item.parse::<f64>() {
+            Ok(r) if r.is_finite() && (0.001..=1e6).contains(&r) => Ok(r),
+            _ => Err(format!("--sweep: `{item}` is not a rate in 0.001..=1000000 cycles/s")),
+        },
+        |item| format!("--sweep: rate {item} given twice"),
+        || format!("--sweep: at most {MAX_RATES} rates"),
+    )
 }
 
 /// A minimal JSON value, enough to read sipark-load's report.
@@ -723,11 +721,8 @@ pub(crate) fn sweep(args: &SweepArgs) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os;
     use crate::plot::tests::check_well_formed;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
 
     #[test]
     fn arguments_without_sweep_are_a_plain_bench() {

@@ -511,6 +511,20 @@ __noinline long long sipark_host_hash(const struct sipark_scratch *s, __u32 p, _
 	return (SIPARK_RURI_TENANT << 32) | sipark_hash_range(s, p, n);
 }
 
+/* Where the part after the scheme of a sip: or sips: URI (any case) at s[p..]
+ * starts, or -1 for another scheme. */
+static __always_inline int sipark_sip_rest(const struct sipark_scratch *s, __u32 p)
+{
+	if (sipark_lower(sipark_at(s, p)) != 's' || sipark_lower(sipark_at(s, p + 1)) != 'i' ||
+	    sipark_lower(sipark_at(s, p + 2)) != 'p')
+		return -1;
+	if (sipark_at(s, p + 3) == ':')
+		return (int)(p + 4);
+	if (sipark_lower(sipark_at(s, p + 3)) == 's' && sipark_at(s, p + 4) == ':')
+		return (int)(p + 5);
+	return -1;
+}
+
 /* Routes a request by its Request-URI at s[p..len): the scheme is sip:,
  * sips: (case-insensitive) or tel: (whose host is empty, as in parse.rs).
  * A user part "sp<digits>." is one of sipark's own Contacts (in-dialog):
@@ -520,6 +534,7 @@ __noinline long long sipark_host_hash(const struct sipark_scratch *s, __u32 p, _
 __noinline long long sipark_ruri_route(const struct sipark_scratch *s, __u32 p, __u32 len)
 {
 	__u32 h;
+	int rest;
 	int at;
 	int shard;
 
@@ -528,15 +543,10 @@ __noinline long long sipark_ruri_route(const struct sipark_scratch *s, __u32 p, 
 	if ((sipark_lower(sipark_at(s, p)) == 't') && (sipark_lower(sipark_at(s, p + 1)) == 'e') &&
 	    (sipark_lower(sipark_at(s, p + 2)) == 'l') && sipark_at(s, p + 3) == ':')
 		return (SIPARK_RURI_TENANT << 32) | SIPARK_FNV_OFFSET;
-	if (sipark_lower(sipark_at(s, p)) != 's' || sipark_lower(sipark_at(s, p + 1)) != 'i' ||
-	    sipark_lower(sipark_at(s, p + 2)) != 'p')
+	rest = sipark_sip_rest(s, p);
+	if (rest < 0)
 		return SIPARK_RURI_INVALID;
-	if (sipark_at(s, p + 3) == ':')
-		h = p + 4;
-	else if (sipark_lower(sipark_at(s, p + 3)) == 's' && sipark_at(s, p + 4) == ':')
-		h = p + 5;
-	else
-		return SIPARK_RURI_INVALID;
+	h = (__u32)rest;
 
 	at = sipark_find_at(s, h, len);
 	if (at >= 0) {

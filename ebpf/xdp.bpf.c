@@ -710,6 +710,7 @@ __noinline int sipark_is_retrieve_uri(const struct sipark_scratch *s, __u32 p, _
 {
 	__u32 u;
 	__u32 n;
+	int rest;
 	int at;
 
 	if (!s || !sc || p > 16 || len > SIPARK_MAX_PAYLOAD)
@@ -717,15 +718,10 @@ __noinline int sipark_is_retrieve_uri(const struct sipark_scratch *s, __u32 p, _
 	n = sc->retrieve_len;
 	if (n == 0 || n > SIPARK_FAC_MAX)
 		return 0;
-	if (sipark_lower(sipark_at(s, p)) != 's' || sipark_lower(sipark_at(s, p + 1)) != 'i' ||
-	    sipark_lower(sipark_at(s, p + 2)) != 'p')
+	rest = sipark_sip_rest(s, p);
+	if (rest < 0)
 		return 0;
-	if (sipark_at(s, p + 3) == ':')
-		u = p + 4;
-	else if (sipark_lower(sipark_at(s, p + 3)) == 's' && sipark_at(s, p + 4) == ':')
-		u = p + 5;
-	else
-		return 0;
+	u = (__u32)rest;
 	at = sipark_find_at(s, u, len);
 	if (at < 0 || (__u32)at < u + n)
 		return 0;

@@ -6,7 +6,8 @@
 //! * [`dialog`]: dialogs and the dialog index;
 //! * the transaction users: [`registrar`], [`park`] (park, retrieve,
 //!   recall, REFER), [`bridge`] (the B2BUA relay), [`notify`] (park-info
-//!   NOTIFYs and their documents);
+//!   NOTIFYs and their documents), [`media`] (music on hold for parked
+//!   calls);
 //! * [`shard`]: the integrator and its sans-IO API.
 //!
 //! Leaf modules every layer may use: [`env`] (what a shard's layers
@@ -25,6 +26,7 @@ pub mod dialog;
 pub mod env;
 pub mod guard;
 pub mod ids;
+pub mod media;
 pub mod named;
 pub mod notify;
 pub mod overload;

@@ -9,6 +9,43 @@ use arrayvec::ArrayVec;
 
 use super::find;
 
+/// The codecs sipark's music on hold is sent in (RFC 3551 static payload
+/// types): G.711 µ-law and A-law, 8,000 samples a second, one byte each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// PCMU, payload type 0.
+    Pcmu,
+    /// PCMA, payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    /// Its static RTP payload type.
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+        }
+    }
+
+    /// The codec of static payload type `pt`, if it is one of these.
+    pub fn from_payload_type(pt: u8) -> Option<Codec> {
+        match pt {
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
+            _ => None,
+        }
+    }
+
+    /// Its encoding name in `a=rtpmap`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        }
+    }
+}
+
 /// sipark's origin towards one leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {

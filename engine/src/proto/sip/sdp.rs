@@ -1,9 +1,16 @@
-//! The little SDP (RFC 4566) sipark needs: a hold answer, and rewriting the
-//! origin line so that each leg sees one origin whose version goes up with
-//! every new offer or answer (RFC 3264 §8).
+//! The little SDP (RFC 4566) sipark needs: a hold answer, the answer and
+//! offer for music on hold, and rewriting the origin line so that each leg
+//! sees one origin whose version goes up with every new offer or answer
+//! (RFC 3264 §8).
 //!
-//! Media never flows through sipark: connection lines are passed through
-//! untouched, so the phones talk to each other directly once bridged.
+//! Bridged media never flows through sipark: connection lines are passed
+//! through untouched, so the phones talk to each other directly once
+//! bridged. The one stream sipark sends itself is music on hold, G.711 to a
+//! parked phone from its own media socket ([`music_choice`],
+//! [`music_answer`], [`music_offer`]).
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use arrayvec::ArrayVec;
 
@@ -160,26 +167,31 @@ fn lone_origin(sdp: &[u8]) -> Option<(usize, usize)> {
     origin
 }
 
-/// What [`hold_answer`] reads of `sdp`: `v=0`, the m-lines and the
-/// `a=rtpmap`/`a=fmtp` lines after the first. A parked leg keeps this, not
-/// its whole SDP (ICE candidates, crypto and the like go): every hold
-/// answer or hold offer made for it later is the same either way. Anything
-/// that is not SDP is kept as it is.
+/// What [`hold_answer`], [`music_choice`] and [`music_answer`] read of
+/// `sdp`. A parked leg keeps this, not its whole SDP (ICE candidates, the
+/// keys themselves and the like go): every hold answer, hold offer, music
+/// choice and music answer made for it later is the same either way.
+///
+/// Kept, in their order: `v=0`; the m-lines; the `a=rtpmap`/`a=fmtp`
+/// lines after the first; and what [`music_choice`] reads, at session
+/// level and in the m-section it would choose: the first `c=` line, the
+/// first `a=ptime`, the first direction attribute (unless it is a
+/// `a=sendrecv` that changes nothing) and, in that m-section, one marker
+/// for its keys: its first `a=crypto:` or `a=fingerprint:` line cut after
+/// the colon. Anything that is not SDP is kept as it is.
 pub fn hold_basis(sdp: &[u8]) -> Box<[u8]> {
     if !is_sdp(sdp) {
         return sdp.into();
     }
-    let keep = |m_seen: bool, line: &[u8]| {
-        line.starts_with(b"m=") || (m_seen && (line.starts_with(b"a=rtpmap:") || line.starts_with(b"a=fmtp:")))
-    };
     // One pass notes the lines kept (a second finds them again if there
     // are more than a usual SDP has), then they are copied into a buffer
     // of their exact size.
-    let (mut len, mut m_seen, mut all_noted) = (5, false, true);
+    let mut len = 5;
+    let mut all_noted = true;
     let mut kept: ArrayVec<&[u8], 24> = ArrayVec::new();
+    let mut basis = Basis::default();
     for line in lines(sdp) {
-        m_seen |= line.starts_with(b"m=");
-        if keep(m_seen, line) {
+        if let Some(line) = basis.keep(line) {
             len += line.len() + 2;
             all_noted &= kept.try_push(line).is_ok();
         }
@@ -193,15 +205,29 @@ pub fn hold_basis(sdp: &[u8]) -> Box<[u8]> {
     if all_noted {
         kept.iter().for_each(|line| copy(line));
     } else {
-        m_seen = false;
-        for line in lines(sdp) {
-            m_seen |= line.starts_with(b"m=");
-            if keep(m_seen, line) {
-                copy(line);
-            }
-        }
+        let mut basis = Basis::default();
+        lines(sdp).filter_map(|line| basis.keep(line)).for_each(copy);
     }
     out.into()
+}
+
+/// Which lines of an SDP [`hold_basis`] keeps, read one at a time.
+#[derive(Default)]
+struct Basis<'a> {
+    /// An m-line has been read.
+    m_seen: bool,
+    music: MusicScan<'a>,
+}
+
+impl<'a> Basis<'a> {
+    /// What is kept of `line`: all of it, a part of it, or nothing.
+    fn keep(&mut self, line: &'a [u8]) -> Option<&'a [u8]> {
+        let for_music = self.music.read(line);
+        self.m_seen |= line.starts_with(b"m=");
+        let for_hold = line.starts_with(b"m=")
+            || (self.m_seen && (line.starts_with(b"a=rtpmap:") || line.starts_with(b"a=fmtp:")));
+        if for_hold { Some(line) } else { for_music }
+    }
 }
 
 /// Writes a hold answer to `offer` into `out`: one m-line per offered
@@ -277,6 +303,336 @@ pub fn hold_offer(out: &mut Vec<u8>, origin: Origin, host: &str) {
     );
 }
 
+/// What an offer lets sipark stream as music on hold: the codec and packet
+/// time it sends in, and where to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Music {
+    /// PCMU or PCMA, whichever the chosen m-line offers first.
+    pub codec: Codec,
+    /// Milliseconds of audio a packet: 10 to 60, a multiple of 10.
+    pub ptime_ms: u16,
+    /// The offered connection address and port; `None` where the address
+    /// is not an IP literal, or is `0.0.0.0` or `::` (hold in the style of
+    /// RFC 2543, RFC 3264 §8.4): the caller latches to where the phone's
+    /// RTP comes from, or sends nothing.
+    pub dest: Option<SocketAddr>,
+}
+
+/// What sipark may stream to the sender of `offer`.
+///
+/// The first m-line that is `m=audio`, has a port, is plain `RTP/AVP` and
+/// offers payload type 0 or 8 is chosen (the codec: whichever of the two
+/// comes first in its format list); `None` if there is none, if `offer` is
+/// not SDP, or if the chosen stream cannot carry music:
+/// * its direction (media level, else session level, else `sendrecv`, the
+///   first direction attribute of a level counting) is `sendonly` or
+///   `inactive`: the answer could only be `recvonly` or `inactive`
+///   (RFC 3264 §6.1);
+/// * it carries `a=crypto` or `a=fingerprint`: SRTP is not served.
+///
+/// Only the first such m-line is looked at: a later one is not taken in its
+/// place.
+///
+/// `ptime_ms` comes from the first `a=ptime` of the m-section, else of the
+/// session: the nearest multiple of 10 ms (halfway rounds up: 25 gives 30;
+/// a decimal point is allowed), held within 10..=60; 20 where there is
+/// none or it is not a number. `dest` comes from the first `c=` of the
+/// m-section, else of the session, with the m-line's port (a `/ttl` or
+/// `/count` suffix is dropped); see [`Music::dest`].
+pub fn music_choice(offer: &[u8]) -> Option<Music> {
+    choose(offer).map(|(_, music)| music)
+}
+
+/// Writes sipark's answer to `offer` for streaming `music`, the result of
+/// [`music_choice`] on the same offer: sipark's origin (its family from
+/// `host`), a connection line naming `media` (the media socket, IPv4-mapped
+/// addresses written as IPv4), then one m-line per offered m-line in their
+/// order (RFC 3264 §6). The chosen one becomes
+/// `m=audio <media port> RTP/AVP <pt>` with its `a=rtpmap`, `a=ptime` and
+/// `a=sendonly`; every other one is rejected: port 0, same media,
+/// transport and formats, no attributes. An m-line too short to have a
+/// transport is left out, as [`hold_answer`] does.
+///
+/// Returns false, and writes nothing, where [`music_choice`] gives `None`
+/// (not SDP, no m-line it could choose) or `music.codec` is not offered on
+/// the chosen m-line.
+pub fn music_answer(
+    out: &mut Vec<u8>,
+    offer: &[u8],
+    origin: Origin,
+    host: &str,
+    media: SocketAddr,
+    music: &Music,
+) -> bool {
+    let Some((chosen, _)) = choose(offer) else {
+        return false;
+    };
+    let start = out.len();
+    write_media_session(out, origin, host, media.ip());
+    let m_lines = lines(offer).filter_map(|line| line.strip_prefix(b"m="));
+    for (index, m) in m_lines.enumerate() {
+        let mut parts = words(m);
+        if index == chosen {
+            if !parts.skip(3).any(|fmt| payload_type(fmt) == Some(music.codec.payload_type())) {
+                out.truncate(start);
+                return false;
+            }
+            write_music_stream(out, media.port(), &[music.codec], music.ptime_ms);
+            continue;
+        }
+        let (Some(kind), Some(_), Some(proto)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        out.extend_from_slice(b"m=");
+        out.extend_from_slice(kind);
+        out.extend_from_slice(b" 0 ");
+        out.extend_from_slice(proto);
+        for fmt in parts {
+            out.push(b' ');
+            out.extend_from_slice(fmt);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    true
+}
+
+/// Writes sipark's own offer for music on hold to a call that came without
+/// SDP (a delayed offer): one `sendonly` audio stream from `media`, PCMU
+/// and PCMA, 20 ms packets.
+pub fn music_offer(out: &mut Vec<u8>, origin: Origin, host: &str, media: SocketAddr) {
+    write_media_session(out, origin, host, media.ip());
+    write_music_stream(out, media.port(), &[Codec::Pcmu, Codec::Pcma], 20);
+}
+
+/// Which m-line of `offer` [`music_choice`] chooses (counting every line
+/// starting `m=`, from 0), and the music it allows.
+fn choose(offer: &[u8]) -> Option<(usize, Music)> {
+    if !is_sdp(offer) {
+        return None;
+    }
+    let mut scan = MusicScan::default();
+    for line in lines(offer) {
+        scan.read(line);
+        if scan.past_chosen {
+            break;
+        }
+    }
+    scan.music()
+}
+
+/// What [`music_choice`] reads at one level (the session, or the chosen
+/// m-section): the first of each, the value after `c=` or `a=ptime:`.
+#[derive(Default)]
+struct Level<'a> {
+    connection: Option<&'a [u8]>,
+    ptime: Option<&'a [u8]>,
+    direction: Option<Direction>,
+    /// An `a=crypto` or `a=fingerprint` line.
+    keyed: bool,
+}
+
+/// A stream's direction attribute (RFC 4566 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn of(line: &[u8]) -> Option<Direction> {
+        match line.trim_ascii_end() {
+            b"a=sendrecv" => Some(Direction::SendRecv),
+            b"a=sendonly" => Some(Direction::SendOnly),
+            b"a=recvonly" => Some(Direction::RecvOnly),
+            b"a=inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// [`music_choice`]'s reading of an SDP, a line at a time. [`Self::read`]
+/// also says which lines (or which part of them) it depends on, which is
+/// what [`hold_basis`] keeps for it: reading only those gives the same
+/// music.
+#[derive(Default)]
+struct MusicScan<'a> {
+    /// m-lines read so far.
+    m_lines: usize,
+    /// The chosen m-line: its index, codec and port.
+    chosen: Option<(usize, Codec, u16)>,
+    /// An m-line after the chosen one has been read: nothing more counts.
+    past_chosen: bool,
+    session: Level<'a>,
+    media: Level<'a>,
+}
+
+impl<'a> MusicScan<'a> {
+    /// Reads `line`; returns what of it the music depends on, besides the
+    /// m-lines (all of which count).
+    fn read(&mut self, line: &'a [u8]) -> Option<&'a [u8]> {
+        if let Some(m) = line.strip_prefix(b"m=") {
+            if self.chosen.is_some() {
+                self.past_chosen = true;
+            } else if let Some((codec, port)) = music_stream(m) {
+                self.chosen = Some((self.m_lines, codec, port));
+            }
+            self.m_lines += 1;
+            return None;
+        }
+        let level = match (self.m_lines, self.chosen, self.past_chosen) {
+            (0, _, _) => &mut self.session,
+            (_, Some(_), false) => &mut self.media,
+            _ => return None,
+        };
+        if let Some(value) = line.strip_prefix(b"c=") {
+            return level.connection.is_none().then(|| {
+                level.connection = Some(value);
+                line
+            });
+        }
+        if let Some(value) = line.strip_prefix(b"a=ptime:") {
+            return level.ptime.is_none().then(|| {
+                level.ptime = Some(value);
+                line
+            });
+        }
+        if let Some(direction) = Direction::of(line) {
+            if level.direction.is_some() {
+                return None;
+            }
+            level.direction = Some(direction);
+            // `a=sendrecv` changes nothing where the level above it (or
+            // the default) says the same.
+            let above = if self.m_lines == 0 { None } else { self.session.direction };
+            let redundant = direction == Direction::SendRecv && matches!(above, None | Some(Direction::SendRecv));
+            return (!redundant).then_some(line);
+        }
+        if self.m_lines > 0 && !level.keyed {
+            for marker in [&b"a=crypto:"[..], b"a=fingerprint:"] {
+                if line.starts_with(marker) {
+                    level.keyed = true;
+                    return Some(&line[..marker.len()]);
+                }
+            }
+        }
+        None
+    }
+
+    /// The music, once every line that counts has been read.
+    fn music(&self) -> Option<(usize, Music)> {
+        let (index, codec, port) = self.chosen?;
+        let direction = self.media.direction.or(self.session.direction);
+        if self.media.keyed || matches!(direction, Some(Direction::SendOnly | Direction::Inactive)) {
+            return None;
+        }
+        let ptime_ms = self.media.ptime.or(self.session.ptime).map_or(20, ptime_ms);
+        let dest = self.media.connection.or(self.session.connection).and_then(connection_address);
+        Some((index, Music { codec, ptime_ms, dest: dest.map(|ip| SocketAddr::new(ip, port)) }))
+    }
+}
+
+/// The codec and port of m-line `m` (the text after `m=`) if sipark could
+/// send music on it: audio, a port, plain RTP/AVP, PCMU or PCMA offered
+/// (the first of the two in its format list).
+fn music_stream(m: &[u8]) -> Option<(Codec, u16)> {
+    let mut parts = words(m);
+    let (Some(b"audio"), Some(port), Some(b"RTP/AVP")) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    // `<port>/<count>` names several ports; the first carries the stream.
+    let port = port.split(|&b| b == b'/').next().and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
+    let port = port.filter(|&p: &u16| p != 0)?;
+    let codec = parts.find_map(|fmt| payload_type(fmt).and_then(Codec::from_payload_type))?;
+    Some((codec, port))
+}
+
+/// The packet time sipark sends at for `a=ptime:<value>`: the nearest
+/// multiple of 10 ms (halfway rounds up), held within 10..=60; 20 if
+/// `value` is not a number of milliseconds (digits, maybe a decimal point
+/// and more digits).
+fn ptime_ms(value: &[u8]) -> u16 {
+    let value = value.trim_ascii();
+    let (whole, fraction) = match memchr::memchr(b'.', value) {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &b""[..]),
+    };
+    let digits = |d: &[u8]| d.iter().all(u8::is_ascii_digit);
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return 20;
+    }
+    // In tenths of a millisecond; later fraction digits cannot move a
+    // rounding to 10 ms.
+    let whole = whole.iter().fold(0u32, |n, &d| n.saturating_mul(10).saturating_add(u32::from(d - b'0')));
+    let tenths = whole.saturating_mul(10).saturating_add(fraction.first().map_or(0, |&d| u32::from(d - b'0')));
+    let rounded = tenths.saturating_add(50) / 100 * 10;
+    rounded.clamp(10, 60) as u16
+}
+
+/// The address of a connection line's value (`IN IP4 <addr>` or
+/// `IN IP6 <addr>`, a `/ttl` or `/count` suffix dropped): `None` if it is
+/// not an IP literal of its family, or is unspecified.
+fn connection_address(value: &[u8]) -> Option<IpAddr> {
+    let mut parts = words(value);
+    let (Some(b"IN"), Some(family), Some(addr)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let addr = std::str::from_utf8(addr.split(|&b| b == b'/').next()?).ok()?;
+    let ip = match family {
+        b"IP4" => IpAddr::V4(addr.parse::<Ipv4Addr>().ok()?),
+        b"IP6" => IpAddr::V6(addr.parse::<Ipv6Addr>().ok()?),
+        _ => return None,
+    };
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// The space-separated words of a line.
+fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b' ').filter(|w| !w.is_empty())
+}
+
+/// The payload type an m-line's format names, if it is a number below 256.
+fn payload_type(fmt: &[u8]) -> Option<u8> {
+    if fmt.is_empty() || !fmt.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(fmt).ok()?.parse().ok()
+}
+
+/// sipark's version, origin, session, connection (`media`, the socket the
+/// music comes from) and time lines.
+fn write_media_session(out: &mut Vec<u8>, origin: Origin, host: &str, media: IpAddr) {
+    let media = media.to_canonical();
+    out.extend_from_slice(b"v=0\r\n");
+    write_origin(out, origin, host);
+    out.extend_from_slice(if media.is_ipv6() { b"s=sipark\r\nc=IN IP6 " } else { b"s=sipark\r\nc=IN IP4 " });
+    let _ = write!(out, "{media}");
+    out.extend_from_slice(b"\r\nt=0 0\r\n");
+}
+
+/// A `sendonly` G.711 audio stream from `port` offering `codecs`.
+fn write_music_stream(out: &mut Vec<u8>, port: u16, codecs: &[Codec], ptime_ms: u16) {
+    out.extend_from_slice(b"m=audio ");
+    super::write::push_dec(out, u64::from(port));
+    out.extend_from_slice(b" RTP/AVP");
+    for &codec in codecs {
+        out.push(b' ');
+        super::write::push_dec(out, u64::from(codec.payload_type()));
+    }
+    out.extend_from_slice(b"\r\n");
+    for &codec in codecs {
+        out.extend_from_slice(b"a=rtpmap:");
+        super::write::push_dec(out, u64::from(codec.payload_type()));
+        out.push(b' ');
+        out.extend_from_slice(codec.name().as_bytes());
+        out.extend_from_slice(b"/8000\r\n");
+    }
+    out.extend_from_slice(b"a=ptime:");
+    super::write::push_dec(out, u64::from(ptime_ms));
+    out.extend_from_slice(b"\r\na=sendonly\r\n");
+}
+
 /// sipark's session, connection (no media: the host's own address) and
 /// time lines, after its origin.
 fn write_session(out: &mut Vec<u8>, family: &str, bare_host: &str) {
@@ -288,143 +644,4 @@ fn write_session(out: &mut Vec<u8>, family: &str, bare_host: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_hold_basis_gives_the_same_hold_answers() {
-        let offers: [&[u8]; 4] = [
-            b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=ice-ufrag:x\r\n\
-              m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
-              a=fmtp:101 0-16\r\na=candidate:1 1 UDP 1 10.0.0.1 4000 typ host\r\na=sendrecv\r\n\
-              m=video 0 RTP/AVP 96\r\nm=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=crypto:1 AES x\r\n",
-            b"v=0\no=a 1 1 IN IP4 10.0.0.1\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
-            b"v=0\r\ns=-\r\nm=broken\r\na=rtpmap:0 PCMU/8000\r\n",
-            b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\n",
-        ];
-        let origin = Origin::new(9);
-        for offer in offers {
-            let basis = hold_basis(offer);
-            assert!(basis.len() <= offer.len() + 2, "{}", String::from_utf8_lossy(&basis));
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let ok = hold_answer(&mut a, offer, origin, "192.0.2.1");
-            assert_eq!(hold_answer(&mut b, &basis, origin, "192.0.2.1"), ok);
-            assert_eq!(a, b, "{}", String::from_utf8_lossy(offer));
-        }
-        assert!(!hold_basis(offers[0]).windows(9).any(|w| w == b"candidate"), "ICE lines are not kept");
-        // More kept lines than the first pass notes: all are kept, in order.
-        for m_lines in [11, 12, 13, 40] {
-            let mut offer = b"v=0\r\no=a 1 1 IN IP4 h\r\ns=-\r\nt=0 0\r\n".to_vec();
-            let mut want = b"v=0\r\n".to_vec();
-            for i in 0..m_lines {
-                let m = format!("m=audio {} RTP/AVP 0\r\n", 4000 + 2 * i);
-                let rtpmap = "a=rtpmap:0 PCMU/8000\r\n";
-                offer.extend_from_slice(format!("{m}a=sendrecv\r\n{rtpmap}").as_bytes());
-                want.extend_from_slice(format!("{m}{rtpmap}").as_bytes());
-            }
-            assert_eq!(
-                String::from_utf8_lossy(&hold_basis(&offer)),
-                String::from_utf8_lossy(&want),
-                "{m_lines} m-lines"
-            );
-        }
-        assert_eq!(&*hold_basis(b"not sdp"), b"not sdp");
-        assert!(hold_basis(b"").is_empty());
-    }
-
-    const OFFER: &[u8] = b"v=0\r\no=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\ns=-\r\n\
-c=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 0 RTP/AVP 31\r\n";
-
-    #[test]
-    fn hold_answer_mirrors_m_lines_inactive() {
-        let mut out = Vec::new();
-        assert!(hold_answer(&mut out, OFFER, Origin { session: 7, version: 3 }, "198.51.100.1"));
-        let text = String::from_utf8(out).expect("ascii");
-        assert!(text.starts_with("v=0\r\no=sipark 7 3 IN IP4 198.51.100.1\r\n"), "{text}");
-        assert!(text.contains("m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"), "{text}");
-        assert!(text.contains("a=fmtp:101 0-15\r\na=inactive\r\n"), "{text}");
-        assert!(text.contains("m=video 0 RTP/AVP 31\r\n"), "{text}");
-        assert!(!text.contains("sendrecv"), "{text}");
-        assert_eq!(text.matches("a=inactive").count(), 1, "{text}");
-    }
-
-    #[test]
-    fn rewrite_keeps_media_and_replaces_origin() {
-        let mut out = Vec::new();
-        assert!(rewrite_origin(&mut out, OFFER, Origin { session: 9, version: 2 }, "[2001:db8::1]"));
-        let text = String::from_utf8(out).expect("ascii");
-        assert!(text.contains("o=sipark 9 2 IN IP6 2001:db8::1\r\n"), "{text}");
-        assert!(text.contains("c=IN IP4 192.0.2.10\r\n"), "{text}");
-        assert!(!text.contains("alice"), "{text}");
-    }
-
-    #[test]
-    fn the_two_piece_rewrite_writes_what_the_line_by_line_one_does() {
-        // Each form the two-piece copy must refuse, and the usual one.
-        let sdps: [(&[u8], bool); 10] = [
-            (OFFER, true),
-            (b"v=0\r\no=a 1 1 IN IP4 h\r\ns=-\r\n", true),
-            (b"v=0\r\no=a\r\r\ns=-\r\nx=\ry\r\n", true),
-            (b"v=0\no=a 1 1 IN IP4 h\ns=-\n", false),
-            (b"v=0\r\no=a 1 1 IN IP4 h\r\n\r\ns=-\r\n", false),
-            (b"v=0\r\no=a 1 1 IN IP4 h\r\n\r\n", false),
-            (b"v=0\r\no=a 1 1 IN IP4 h\r\n\r\r\n", true),
-            (b"v=0\r\no=a 1 1 IN IP4 h\r\ns=-", false),
-            (b"v=0\r\no=a 1 1 IN IP4 h\r\no=b 2 2 IN IP4 h\r\n", false),
-            (b"v=0\r\ns=-\r\nc=IN IP4 h\r\n", false),
-        ];
-        for (sdp, two_pieces) in sdps {
-            assert_eq!(lone_origin(sdp).is_some(), two_pieces, "{}", String::from_utf8_lossy(sdp));
-            let mut fast = b"head".to_vec();
-            let ok = rewrite_origin(&mut fast, sdp, Origin { session: 9, version: 2 }, "192.0.2.1");
-            // The line-by-line rewrite, as the fallback does it.
-            let mut slow = b"head".to_vec();
-            let mut wrote = false;
-            for line in lines(sdp) {
-                if line.starts_with(b"o=") {
-                    write_origin(&mut slow, Origin { session: 9, version: 2 }, "192.0.2.1");
-                    wrote = true;
-                } else {
-                    slow.extend_from_slice(line);
-                    slow.extend_from_slice(b"\r\n");
-                }
-            }
-            assert!(ok);
-            if wrote {
-                assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
-            }
-        }
-    }
-
-    #[test]
-    fn an_sdp_without_origin_gets_one_after_its_version_line() {
-        let mut out = b"prefix".to_vec();
-        let sdp = b"v=0\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nm=audio 4000 RTP/AVP 0\r\n";
-        assert!(rewrite_origin(&mut out, sdp, Origin { session: 9, version: 2 }, "192.0.2.1"));
-        assert_eq!(
-            String::from_utf8(out).expect("ascii"),
-            "prefixv=0\r\no=sipark 9 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nm=audio 4000 RTP/AVP 0\r\n"
-        );
-    }
-
-    #[test]
-    fn not_sdp_is_refused() {
-        let mut out = Vec::new();
-        assert!(!hold_answer(&mut out, b"<xml/>", Origin::new(1), "h"));
-        assert!(!hold_answer(&mut out, b"v=0\r\ns=-\r\n", Origin::new(1), "h"));
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn hold_offer_is_an_inactive_audio_offer() {
-        let mut out = Vec::new();
-        hold_offer(&mut out, Origin { session: 5, version: 1 }, "[2001:db8::1]");
-        let text = String::from_utf8(out).expect("ascii");
-        assert!(text.starts_with("v=0\r\no=sipark 5 1 IN IP6 2001:db8::1\r\n"), "{text}");
-        assert!(text.contains("c=IN IP6 2001:db8::1\r\n"), "{text}");
-        assert!(text.contains("m=audio 9 RTP/AVP 0 8 9 18 101\r\n"), "{text}");
-        assert!(text.ends_with("a=inactive\r\n"), "{text}");
-        assert!(is_sdp(text.as_bytes()));
-    }
-}
+mod tests;

@@ -77,6 +77,7 @@ fn start_engine() -> Engine {
         steer: SteerChoice::Auto,
         xdp: None,
         serve: Serve::Sip,
+        media: None,
     };
     Engine::start(&opts, |bound: SocketAddr| Config { advertise: bound.to_string(), ..Config::default() })
         .unwrap_or_else(|e| panic!("sipark did not start: {e}"))
@@ -319,6 +320,7 @@ fn background_parks_the_engine_refuses_are_counted_as_failed() {
         steer: SteerChoice::Auto,
         xdp: None,
         serve: Serve::Sip,
+        media: None,
     };
     let engine = Engine::start(&opts, |bound: SocketAddr| {
         let mut c = Config { advertise: bound.to_string(), ..Config::default() };
@@ -444,6 +446,7 @@ fn floor_cycles_against_a_bare_engine_have_the_cycles_sizes() {
         steer: SteerChoice::Off,
         xdp: None,
         serve: Serve::Bare,
+        media: None,
     };
     let engine = Engine::start(&opts, |bound: SocketAddr| Config { advertise: bound.to_string(), ..Config::default() })
         .unwrap_or_else(|e| panic!("bare sipark did not start: {e}"));

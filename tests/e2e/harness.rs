@@ -292,6 +292,9 @@ impl Engine {
         let addr_s = addr.to_string();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipark"));
         cmd.args(["--workers", "2", "--listen", &addr_s, "--advertise", &addr_s])
+            // The scenarios written before music on hold expect the silent hold;
+            // the music tests ask for `--moh` themselves.
+            .args(if extra.contains(&"--moh") { &[][..] } else { &["--moh", "off"][..] })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(out)

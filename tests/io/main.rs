@@ -44,6 +44,9 @@ impl Sipark {
             .args(["--listen", "127.0.0.1:0", "--no-pin", "--metrics", "127.0.0.1:0"])
             .args(if workers.is_some() { &[][..] } else { &["--workers", "2"][..] })
             .args(["--shutdown-grace", &GRACE_SECS.to_string()])
+            // No music on hold unless a test asks for it: a flood of parks
+            // would stream to addresses nobody listens on.
+            .args(if extra.contains(&"--moh") { &[][..] } else { &["--moh", "off"][..] })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

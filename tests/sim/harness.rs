@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sipark::proto::config::Config;
 use sipark::proto::route::{Owner, owner};
-use sipark::proto::shard::{Ban, ParkEvent, Seed, Shard, WallClock};
+use sipark::proto::shard::{Ban, Packets, ParkEvent, Seed, Shard, WallClock};
 use sipark::proto::sip::parse::SipMessage;
 use sipark::proto::stats::ShardStats;
 
@@ -149,6 +149,22 @@ pub struct Sim {
     /// is handed to the other shards as the workers do
     /// ([`Shard::import_ban`]).
     pub bans: Vec<(usize, Duration, Ban)>,
+    /// With [`Sim::enable_media`]: every music-on-hold packet the shards
+    /// sent (time since the start, shard, destination, bytes), up to
+    /// `RTP_KEEP`. RTP is not delivered to the phones.
+    pub rtp: Option<Vec<Sent>>,
+}
+
+/// A music-on-hold packet a shard sent: time since the start, shard,
+/// destination, bytes.
+pub type Sent = (Duration, usize, SocketAddr, Vec<u8>);
+
+/// Most packets `Sim::rtp` keeps.
+pub const RTP_KEEP: usize = 200_000;
+
+/// The port of shard `i`'s media socket with [`Sim::enable_media`].
+pub fn media_port(i: usize) -> u16 {
+    40_000 + 2 * i as u16
 }
 
 /// Most datagrams `Sim::capture` keeps.
@@ -191,6 +207,45 @@ impl Sim {
             sent: None,
             events: Vec::new(),
             bans: Vec::new(),
+            rtp: None,
+        }
+    }
+
+    /// Gives each shard a media socket (sipark's address, port
+    /// [`media_port`]), as the workers do: parks may get music on hold, and
+    /// its packets are kept in `rtp`.
+    pub fn enable_media(&mut self) {
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            shard.set_media(SocketAddr::new(self.server.ip(), media_port(i)));
+        }
+        self.rtp = Some(Vec::new());
+    }
+
+    /// The music-on-hold packets sent to `dst`: (time since the start,
+    /// bytes).
+    pub fn rtp_to(&self, dst: SocketAddr) -> Vec<(Duration, &[u8])> {
+        let all = self.rtp.iter().flatten();
+        all.filter(|(_, _, d, _)| *d == dst).map(|(t, _, _, b)| (*t, b.as_slice())).collect()
+    }
+
+    /// Sends each shard's music-on-hold packets due now into `rtp`.
+    fn pump_media(&mut self) {
+        let Some(rtp) = self.rtp.as_mut() else { return };
+        let (now, elapsed) = (self.now, self.now - self.start);
+        let mut out = Packets::with_limit(1024);
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            while shard.media_timeout().is_some_and(|t| t <= now) {
+                out.clear();
+                shard.poll_media(now, &mut out);
+                for (dst, bytes) in out.iter() {
+                    if rtp.len() < RTP_KEEP {
+                        rtp.push((elapsed, i, dst, bytes.to_vec()));
+                    }
+                }
+                if !out.is_full() {
+                    break;
+                }
+            }
         }
     }
 
@@ -374,8 +429,9 @@ impl Sim {
     fn next_event(&self) -> Option<Instant> {
         let flights = self.flights.peek().map(|f| f.at);
         let shards = self.shards.iter().filter_map(Shard::poll_timeout).min();
+        let media = self.rtp.as_ref().and_then(|_| self.shards.iter().filter_map(Shard::media_timeout).min());
         let phones = self.phones.iter().filter_map(Phone::poll_timeout).min();
-        [flights, shards, phones].into_iter().flatten().min()
+        [flights, shards, media, phones].into_iter().flatten().min()
     }
 
     /// Runs everything due at the next event, if it is not after `limit`.
@@ -405,6 +461,7 @@ impl Sim {
                 phone.handle_timeout(now);
             }
         }
+        self.pump_media();
         self.pump();
         true
     }

@@ -18,6 +18,7 @@ mod events;
 mod groups;
 mod guard;
 mod isolation;
+mod moh;
 mod offer;
 mod overload;
 mod park;

@@ -169,6 +169,9 @@ pub struct Phone {
     pub display: Option<String>,
     pub server: SocketAddr,
     pub rtp_port: u16,
+    /// Replaces the media part of this phone's SDP (everything after
+    /// `t=0 0`; `{port}` becomes `rtp_port`).
+    pub media_override: Option<String>,
     pub notify_policy: NotifyPolicy,
     /// Answer incoming INVITEs at once (else they ring until `answer`).
     pub auto_answer: bool,
@@ -232,6 +235,7 @@ impl Phone {
             display: display.map(str::to_owned),
             server,
             rtp_port: 20_000 + 2 * id as u16,
+            media_override: None,
             notify_policy: NotifyPolicy::Answer(200),
             auto_answer: true,
             ring: true,
@@ -297,12 +301,15 @@ impl Phone {
     fn sdp(&mut self) -> String {
         self.sdp_version += 1;
         let ip = self.ip();
+        let media = match &self.media_override {
+            Some(m) => m.replace("{port}", &self.rtp_port.to_string()),
+            None => format!("m=audio {} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n", self.rtp_port),
+        };
         format!(
-            "v=0\r\no={} {} {} IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+            "v=0\r\no={} {} {} IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n{media}",
             self.origin_user(),
             1000 + self.id,
             self.sdp_version,
-            self.rtp_port
         )
     }
 

@@ -475,6 +475,11 @@ fn start_engine_probed(
     if !has_flag(engine_args, "--workers") {
         engine_cmd.args(["--workers", "2"]);
     }
+    if !has_flag(engine_args, "--moh") {
+        // The benches of signalling measure signalling: no music on hold
+        // unless asked for (`--engine --moh tune`, or `bench --moh`).
+        engine_cmd.args(["--moh", "off"]);
+    }
     engine_cmd.args(engine_args).stdin(Stdio::null());
     match log.try_clone() {
         Ok(l) => engine_cmd.stdout(l),

@@ -501,6 +501,9 @@ fn run_load_xdp(
         ["--listen", &sip.to_string(), "--metrics", &metrics.to_string(), "--xdp", &ns.if_a, "--xdp-mode", "native"]
             .map(OsString::from)
             .into();
+    if !has_flag(engine_args, "--moh") {
+        args.extend(["--moh".into(), "off".into()]);
+    }
     args.extend(engine_args.iter().cloned());
     let release = target_dir().join("release");
     let log = dir.join(format!("{name}.sipark.log"));

@@ -1,12 +1,17 @@
 //! The flags (clap derive). Each field's doc comment is its `--help`
 //! text; [`super::plan()`] checks the values and turns them into a plan.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::proto::config::{Cidr, RateLimit};
+use crate::proto::config::{Cidr, DEFAULT_MAX_STREAMS, Moh, RateLimit};
+
+/// `--moh`: `tune`, `off` or a file's path.
+fn parse_moh(v: &str) -> Result<Moh, String> {
+    Moh::parse(v).map_err(str::to_owned)
+}
 
 /// `--io`: which I/O backend the workers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,6 +104,27 @@ pub struct Args {
     /// Host[:port] written into Via and Contact (default: the listen address).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub advertise: Option<String>,
+    /// Music on hold for parked calls (the default of every tenant):
+    /// `tune` (sipark's own), `off` (inactive hold, silence), or an 8 kHz
+    /// mono WAV file (16-bit PCM, µ-law or A-law). Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE|tune|off", default_value = "tune", value_parser = parse_moh)]
+    pub moh: Moh,
+    /// Address the media sockets of music on hold bind (default: the
+    /// listen address's).
+    #[arg(long, value_name = "IP")]
+    pub media_listen: Option<IpAddr>,
+    /// First media port: worker i sends music from PORT + 2i. 0: each
+    /// worker picks a free port (written into its SDP).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub media_port: u16,
+    /// Address written into SDP for the media sockets (default: the bound
+    /// address, else the advertised host's).
+    #[arg(long, value_name = "IP")]
+    pub media_advertise: Option<IpAddr>,
+    /// Most music-on-hold streams per worker; calls past it are held in
+    /// silence (counted in sipark_moh_refused_total).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STREAMS)]
+    pub moh_max_streams: u32,
     /// Worker threads (= shards); default: the number of usable cores.
     #[arg(long, value_name = "N")]
     pub workers: Option<u16>,

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -12,13 +13,15 @@ use super::LOG;
 use super::args::{Args, IoArg, SteerArg, XdpModeArg};
 use super::sources::Sources;
 use crate::bpf::{self, XdpConfig, XdpMode};
+use crate::io::media::MediaOptions;
 use crate::io::stream::{StreamLimits, StreamOptions, TlsListen};
 use crate::io::tls::TlsCert;
 use crate::io::{IoChoice, IoOptions, Serve, SteerChoice};
 use crate::proto::config::{
-    self, Config, DatapathPolicy, Guard, Limits, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
+    self, Config, DatapathPolicy, Guard, Limits, Music, OutboundProxy, RateLimit, TenantCert, TenantMode, TenantPolicy,
     Tenants, Timers,
 };
+use crate::proto::media::audio::Audio;
 use crate::proto::overload;
 use crate::proto::sip::parse::Uri;
 use crate::proto::sip::{Peer, Transport};
@@ -152,6 +155,7 @@ pub fn plan(args: &Args, sources: &impl Sources) -> Result<Plan, String> {
         },
         xdp,
         serve: Serve::Sip,
+        media: Some(MediaOptions { listen: args.media_listen, port: args.media_port, advertise: args.media_advertise }),
     };
     let nonce_secret = sources.nonce_secret().map_err(|e| format!("getrandom: {e}"))?;
     if args.bare_io {
@@ -182,6 +186,8 @@ pub fn plan(args: &Args, sources: &impl Sources) -> Result<Plan, String> {
         outbound_proxy,
         ..Config::default()
     };
+    let music = load_music(args, &template, sources)?;
+    let template = Config { music, ..template };
     Ok(Plan { io, streams, template, advertise: args.advertise.clone(), xdp_desc, tenants_desc })
 }
 
@@ -270,6 +276,7 @@ fn bare_io_plan(args: &Args, io: &mut IoOptions, streams: &mut StreamOptions) ->
     }
     io.serve = Serve::Bare;
     io.steer = SteerChoice::Off;
+    io.media = None;
     streams.tcp = false;
     streams.tls_client_roots = None;
     Ok(())
@@ -280,8 +287,25 @@ fn cli_defaults(args: &Args) -> TenantPolicy {
     TenantPolicy {
         park_timeout: Duration::from_secs(args.park_timeout),
         max_parks_per_ext: args.max_parks_per_ext,
+        moh: args.moh.clone(),
         ..TenantPolicy::default()
     }
+}
+
+/// The music `cfg`'s policies name, each file read (through `sources`)
+/// and decoded once: at start-up, and again on each reload, where an
+/// error keeps the running configuration and its audio.
+pub(super) fn load_music(args: &Args, cfg: &Config, sources: &impl Sources) -> Result<Music, String> {
+    if args.moh_max_streams > 1_000_000 {
+        return Err("--moh-max-streams must be 0..=1000000".into());
+    }
+    let mut files = hashbrown::HashMap::new();
+    for path in cfg.music_files() {
+        let bytes = sources.read(Path::new(&*path)).map_err(|e| format!("moh {path}: {e}"))?;
+        let audio = Audio::from_wav(&bytes).map_err(|e| format!("moh {path}: {e}"))?;
+        files.insert(path, Arc::new(audio));
+    }
+    Ok(Music { files, max_streams: args.moh_max_streams, ..Music::default() })
 }
 
 /// Reads and parses the tenants file at `path` (at start and on SIGHUP).

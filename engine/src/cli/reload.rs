@@ -5,7 +5,7 @@ use tracing::{error, info};
 
 use super::LOG;
 use super::args::Args;
-use super::plan::{read_tenants, tenant_count, tls_certs, xdp_config};
+use super::plan::{load_music, read_tenants, tenant_count, tls_certs, xdp_config};
 use super::sources::Sources;
 use crate::io::{Engine, Reload};
 use crate::proto::config::Config;
@@ -48,6 +48,7 @@ pub fn reload_plan(args: &Args, sources: &impl Sources, current: &Config, tls: b
         }
         None => tenant_count(&cfg.tenants),
     };
+    cfg.music = load_music(args, &cfg, sources)?;
     Ok(Reloaded { reload: Reload { cfg, tls_certs, xdp }, tenants_desc })
 }
 

@@ -12,12 +12,18 @@ use rustls::RootCertStore;
 
 use crate::io::tls::{self, TlsCert};
 
+/// Largest music-on-hold file read: 10 minutes of 16-bit samples at
+/// 8 kHz, and room for the WAV's other chunks.
+const MAX_MUSIC_FILE: u64 = 16 << 20;
+
 /// Where a plan's inputs beyond the flags come from.
 pub trait Sources {
     /// Usable cores: the default `--workers`.
     fn cores(&self) -> usize;
     /// A text file: the tenants file.
     fn read_to_string(&self, path: &Path) -> io::Result<String>;
+    /// A binary file: music on hold (WAV).
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// A PEM certificate chain and its key, chosen by SNI `domain` (`None`:
     /// the default certificate).
     fn load_cert(&self, domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String>;
@@ -41,6 +47,16 @@ impl Sources for System {
 
     fn read_to_string(&self, path: &Path) -> io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        // A WAV of the longest music accepted is under 10 MB; a larger file
+        // is refused before it is read.
+        let len = std::fs::metadata(path)?.len();
+        if len > MAX_MUSIC_FILE {
+            return Err(io::Error::other(format!("{len} bytes: larger than any music on hold accepted")));
+        }
+        std::fs::read(path)
     }
 
     fn load_cert(&self, domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String> {

@@ -28,17 +28,23 @@ const TENANTS: &str = "/etc/sipark/tenants.toml";
 struct Fake {
     cores: usize,
     files: HashMap<PathBuf, String>,
+    blobs: HashMap<PathBuf, Vec<u8>>,
     pem: Vec<PathBuf>,
     hosts: HashMap<&'static str, Vec<IpAddr>>,
 }
 
 impl Fake {
     fn new() -> Fake {
-        Fake { cores: 3, files: HashMap::new(), pem: Vec::new(), hosts: HashMap::new() }
+        Fake { cores: 3, files: HashMap::new(), blobs: HashMap::new(), pem: Vec::new(), hosts: HashMap::new() }
     }
 
     fn file(mut self, path: &str, text: &str) -> Fake {
         self.files.insert(path.into(), text.to_owned());
+        self
+    }
+
+    fn blob(mut self, path: &str, bytes: Vec<u8>) -> Fake {
+        self.blobs.insert(path.into(), bytes);
         self
     }
 
@@ -64,6 +70,10 @@ impl Sources for Fake {
 
     fn read_to_string(&self, path: &Path) -> io::Result<String> {
         self.files.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.blobs.get(path).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
     fn load_cert(&self, domain: Option<String>, cert: &Path, key: &Path) -> Result<TlsCert, String> {
@@ -683,4 +693,77 @@ fn reload_reads_the_tls_certificates_again() {
     let (a, current) = running(&flags, &with_cert);
     let e = reload_plan(&a, &Fake::new().file(TENANTS, ONE_TENANT), &current, true).map(|r| r.tenants_desc);
     assert_eq!(e, Err("the TLS listener would have no certificate (no --tls-cert, no tenant tls_cert)".to_owned()));
+}
+
+/// A WAV of `samples` 16-bit samples at `rate` Hz, mono.
+fn wav(rate: u32, samples: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..samples).flat_map(|i| (((i % 40) as i16 - 20) * 800).to_le_bytes()).collect();
+    let mut w = b"RIFF".to_vec();
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+#[test]
+fn moh_names_the_tune_a_file_or_off_and_each_file_is_decoded_once() {
+    use crate::proto::config::Moh;
+    let p = planned(&[]);
+    let cfg = p.config(addr("192.0.2.1:5060"));
+    assert_eq!(cfg.defaults.moh, Moh::Tune, "sipark's own tune by default");
+    assert!(cfg.music_of(&cfg.defaults).is_some_and(|a| a.len() > 8000));
+    assert_eq!(cfg.music.max_streams, crate::proto::config::DEFAULT_MAX_STREAMS);
+    let media = p.io.media.expect("media sockets by default");
+    assert_eq!((media.listen, media.port, media.advertise), (None, 0, None));
+    let off = planned(&["--moh", "off"]).config(addr("192.0.2.1:5060"));
+    assert_eq!(off.defaults.moh, Moh::Off);
+    assert!(off.music_of(&off.defaults).is_none());
+
+    let tenants = "[defaults]\nmoh = \"/srv/hold.wav\"\n[[tenant]]\ndomain = \"a.example\"\nmoh = \"off\"\n\
+                   [[tenant]]\ndomain = \"b.example\"\n[[tenant]]\ndomain = \"c.example\"\nmoh = \"/srv/c.wav\"\n";
+    let sources =
+        Fake::new().file(TENANTS, tenants).blob("/srv/hold.wav", wav(8000, 800)).blob("/srv/c.wav", wav(8000, 160));
+    let flags = ["--tenants", TENANTS, "--moh-max-streams", "99", "--media-port", "30000"];
+    let p = planned_with(&flags, &sources);
+    assert_eq!(p.io.media.map(|m| m.port), Some(30000));
+    let cfg = p.config(addr("192.0.2.1:5060"));
+    assert_eq!(cfg.music.max_streams, 99);
+    assert_eq!(cfg.music.files.len(), 2, "each file once");
+    let t = strict(&cfg);
+    assert!(cfg.music_of(&t["a.example"]).is_none());
+    assert_eq!(cfg.music_of(&t["b.example"]).map(|a| a.len()), Some(800), "the [defaults] file");
+    assert_eq!(cfg.music_of(&t["c.example"]).map(|a| a.len()), Some(160));
+
+    let e = refused_with(&["--moh", "/srv/none.wav"], &Fake::new());
+    assert!(e.starts_with("moh /srv/none.wav: ") && e.contains("not found"), "{e}");
+    let e = refused_with(&["--moh", "/srv/cd.wav"], &Fake::new().blob("/srv/cd.wav", wav(44_100, 44_100)));
+    assert_eq!(e, "moh /srv/cd.wav: sample rate 44100 Hz: music on hold needs 8000 Hz");
+    let e = refused_with(&["--moh-max-streams", "2000000"], &Fake::new());
+    assert_eq!(e, "--moh-max-streams must be 0..=1000000");
+    let parse = Args::try_parse_from(["sipark", "--moh", ""]).map(|_| ()).map_err(|e| e.to_string());
+    assert!(parse.is_err_and(|e| e.contains("moh needs")), "an empty --moh is refused");
+}
+
+#[test]
+fn a_reload_whose_music_does_not_decode_keeps_the_running_audio() {
+    let tenants = "[defaults]\nmoh = \"/srv/hold.wav\"\n[[tenant]]\ndomain = \"a.example\"\n";
+    let good = Fake::new().file(TENANTS, tenants).blob("/srv/hold.wav", wav(8000, 800));
+    let a = args(&["--tenants", TENANTS]);
+    let current = plan(&a, &good).unwrap_or_else(|e| panic!("{e}")).config(addr("192.0.2.1:5060"));
+    let bad = Fake::new().file(TENANTS, tenants).blob("/srv/hold.wav", b"RIFF....WAVE".to_vec());
+    let e = reload_plan(&a, &bad, &current, false).map(|r| r.tenants_desc);
+    assert!(e.as_ref().is_err_and(|e| e.starts_with("moh /srv/hold.wav: ")), "{e:?}");
+    let changed = Fake::new().file(TENANTS, tenants).blob("/srv/hold.wav", wav(8000, 1600));
+    let next = reload_plan(&a, &changed, &current, false).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = next.reload.cfg;
+    assert_eq!(cfg.music_of(&cfg.defaults).map(|m| m.len()), Some(1600), "the file is read again on reload");
 }

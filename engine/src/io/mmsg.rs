@@ -22,8 +22,8 @@ use super::worker::{Core, Io, queue_delay};
 use crate::proto::shard::Transmit;
 use crate::proto::sip::Transport;
 
-/// Datagrams per `recvmmsg`/`sendmmsg` call.
-pub const BATCH: usize = 64;
+pub use super::batch::BATCH;
+use super::batch::Batch;
 /// Receive calls per turn before the other work gets its turn.
 const RECV_ROUNDS: usize = 8;
 /// Size of each receive buffer; longer datagrams are dropped (MSG_TRUNC).
@@ -34,36 +34,6 @@ const MAX_PENDING: usize = 4 * BATCH;
 /// Consecutive receive errors (other than `EAGAIN`/`EINTR`) that end the
 /// worker.
 const MAX_RECV_ERRORS: u32 = 64;
-
-/// One batch of C message headers with their address and iovec storage.
-/// Boxed slices that are never resized, so the pointers set up in
-/// [`Batch::new`] stay valid for the batch's life.
-struct Batch {
-    hdrs: Box<[libc::mmsghdr]>,
-    names: Box<[libc::sockaddr_storage]>,
-    iovs: Box<[libc::iovec]>,
-}
-
-impl Batch {
-    fn new() -> Batch {
-        // SAFETY: mmsghdr, sockaddr_storage and iovec are plain C structs
-        // for which all-zero is a valid value.
-        let zeroed = || unsafe { std::mem::zeroed() };
-        let mut b = Batch {
-            hdrs: (0..BATCH).map(|_| zeroed()).collect(),
-            // SAFETY: as above.
-            names: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
-            // SAFETY: as above.
-            iovs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
-        };
-        for i in 0..BATCH {
-            b.hdrs[i].msg_hdr.msg_name = ptr::addr_of_mut!(b.names[i]).cast();
-            b.hdrs[i].msg_hdr.msg_iov = ptr::addr_of_mut!(b.iovs[i]);
-            b.hdrs[i].msg_hdr.msg_iovlen = 1;
-        }
-        b
-    }
-}
 
 /// A worker's recvmmsg/sendmmsg state.
 pub struct MmsgIo {
@@ -131,6 +101,7 @@ impl Io for MmsgIo {
             }
             core.drain_inbox(now);
             core.run_timers(now);
+            core.run_media(now);
             self.send(core);
             for (s, waker) in core.take_wakes() {
                 if let Err(e) = waker.wake_event() {

@@ -42,6 +42,8 @@
 //! | [`bare`], [`signal`], [`sys`], [`tls`], [`uring`] | nothing (leaves) |
 
 pub mod bare;
+pub mod batch;
+pub mod media;
 pub mod metrics;
 pub mod mmsg;
 pub mod shared;
@@ -107,6 +109,8 @@ pub struct IoOptions {
     pub xdp: Option<crate::bpf::XdpConfig>,
     /// What the workers serve.
     pub serve: Serve,
+    /// The media sockets of music on hold (`None`: none, no music).
+    pub media: Option<media::MediaOptions>,
 }
 
 /// `--steer`: whether the sk_reuseport program steers datagrams to the
@@ -348,6 +352,9 @@ impl Engine {
             None => None,
         };
         let cfg = Arc::new(cfg);
+        let host = crate::proto::env::advertise_host(&cfg.advertise);
+        let mut medias = media::bind_all(opts.media.as_ref(), n, local_addr, host)
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
         let xdp_live = opts.xdp.as_ref().map(|x| {
             let mut x = x.clone();
             // The SIP port, and the stream listeners' ports: XDP drops banned
@@ -414,6 +421,7 @@ impl Engine {
                 grace: opts.shutdown_grace,
                 bans: ban_maps.get_mut(usize::from(i)).and_then(Option::take),
                 shed: shed_maps.get_mut(usize::from(i)).and_then(Option::take),
+                media: medias.get_mut(usize::from(i)).and_then(Option::take),
                 ready: ready_tx.clone(),
                 go: go_rx,
             };

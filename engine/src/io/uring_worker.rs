@@ -157,6 +157,7 @@ impl Io for UringIo {
             self.take_completions(core, now)?;
             core.drain_inbox(now);
             core.run_timers(now);
+            core.run_media(now);
             self.flush_transmits(core)?;
             self.flush_wakes(core)?;
             if !self.recv_armed {

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
 use super::bare::Bare;
+use super::media::{Media, MediaSocket};
 use super::shared::{Handoff, Peers, Serve, Waker};
 use super::signal::block_shutdown_signals;
 use super::sys::{enable_rx_timestamps, pin_to_cpu};
@@ -106,6 +107,9 @@ pub struct WorkerInit {
     pub bans: Option<BanMap>,
     /// With `--xdp` and overload control: its handle on the XDP shed map.
     pub shed: Option<ShedMap>,
+    /// Its media socket for music on hold, and the address SDP names for
+    /// it; `None`: no music.
+    pub media: Option<MediaSocket>,
     pub ready: mpsc::Sender<(u16, Result<Ready, String>)>,
     /// `Some(peers)`: run; `None`: another worker failed, exit.
     pub go: mpsc::Receiver<Option<Arc<Peers>>>,
@@ -129,7 +133,8 @@ pub trait Io: Sized {
 /// names). Returns an error text if the worker failed.
 pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     block_shutdown_signals();
-    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, bans, shed, ready, go } = init;
+    let WorkerInit { id, n, backend: _, serve, socket, cfg, wall, seed, cpu, grace, bans, shed, media, ready, go } =
+        init;
     if let Some(cpu) = cpu {
         match pin_to_cpu(cpu) {
             Ok(()) => debug!(worker = id, cpu, "pinned"),
@@ -152,7 +157,10 @@ pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
         Ok((backend, waker, mode)) => {
             let (service, stats) = match serve {
                 Serve::Sip => {
-                    let shard = Shard::new(id, n, cfg, wall, seed);
+                    let mut shard = Shard::new(id, n, cfg, wall, seed);
+                    if let Some(m) = &media {
+                        shard.set_media(m.advertised);
+                    }
                     let stats = shard.stats().clone();
                     (Service::Sip(shard), stats)
                 }
@@ -175,6 +183,7 @@ pub fn run<B: Io>(init: WorkerInit) -> Result<(), String> {
     };
     let mut core = Core::new(id, n, service, stats, peers, grace);
     core.xdp_bans = bans;
+    core.media = media.filter(|_| serve == Serve::Sip).map(|m| Media::new(m.socket));
     core.xdp_shed = if stamps { shed } else { None };
     if let (Some(_), Service::Sip(shard)) = (&core.xdp_shed, &mut core.service) {
         shard.set_nic_screening(true);
@@ -213,6 +222,8 @@ pub struct Core {
     /// With `--xdp` and overload control: where it publishes the share of
     /// new requests its shard refuses (ADR 0022).
     pub xdp_shed: Option<ShedMap>,
+    /// Its media socket (music on hold).
+    media: Option<Media>,
 }
 
 impl Core {
@@ -229,6 +240,17 @@ impl Core {
             grace,
             xdp_bans: None,
             xdp_shed: None,
+            media: None,
+        }
+    }
+
+    /// Music on hold: hands the shard what arrived on the media socket,
+    /// then sends the packets due by `now`. Each backend calls it once a
+    /// turn, after the timers.
+    pub fn run_media(&mut self, now: Instant) {
+        if let (Some(media), Service::Sip(shard)) = (&mut self.media, &mut self.service) {
+            media.receive(shard);
+            media.send(now, shard);
         }
     }
 
@@ -481,10 +503,10 @@ impl Core {
             return Duration::ZERO;
         }
         let mut until = now + MAX_WAIT;
-        if let Service::Sip(shard) = &self.service
-            && let Some(t) = shard.poll_timeout()
-        {
-            until = until.min(t);
+        if let Service::Sip(shard) = &self.service {
+            for t in [shard.poll_timeout(), shard.media_timeout()].into_iter().flatten() {
+                until = until.min(t);
+            }
         }
         if let Some(d) = self.deadline {
             until = until.min(d);

@@ -95,6 +95,9 @@ pub struct Local {
     vias: [Box<str>; 3],
     /// The advertised host, for SDP origins.
     pub host: Box<str>,
+    /// Where this shard's media socket is reached (the `c=`/`m=` of its
+    /// music on hold); `None`: no media socket, no music.
+    pub media: Option<std::net::SocketAddr>,
 }
 
 impl Local {
@@ -110,6 +113,7 @@ impl Local {
             }),
             vias: all.map(|t| cfg.advertise_of(t).into()),
             host: advertise_host(&cfg.advertise).into(),
+            media: None,
         }
     }
 
@@ -125,7 +129,7 @@ impl Local {
 }
 
 /// The host part of `host[:port]` / `[v6]:port`.
-fn advertise_host(adv: &str) -> &str {
+pub fn advertise_host(adv: &str) -> &str {
     if let Some(rest) = adv.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }

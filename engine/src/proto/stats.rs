@@ -178,4 +178,27 @@ stats! {
     Gauge transactions_lingering,
     /// Lingering transactions ended early to stay under the lingering limit.
     Counter transactions_evicted,
+    /// Music-on-hold streams running (one per parked call hearing music).
+    Gauge moh_streams,
+    /// Music-on-hold streams started.
+    Counter moh_streams_started,
+    /// Parked calls that got silence instead of music: the worker ran its
+    /// most streams (`--moh-max-streams`).
+    Counter moh_refused,
+    /// RTP packets of music on hold handed to the media socket.
+    Counter moh_packets,
+    /// Music-on-hold packets whose time had passed when the worker got to
+    /// them (it was late by more than a packet time): skipped, not sent late.
+    Counter moh_packets_skipped,
+    /// Music-on-hold packets due to a stream with nowhere to send yet (its
+    /// SDP gave no usable address, and no RTP from its phone latched it).
+    Counter moh_packets_unaddressed,
+    /// Streams latched to the address their phone's RTP came from
+    /// (symmetric RTP).
+    Counter moh_latched,
+    /// Datagrams on the media socket that latched nothing: RTCP, RTP from
+    /// an unknown or ambiguous source, or not RTP at all.
+    Counter media_dropped,
+    /// Music-on-hold packets the kernel refused to send.
+    Counter moh_send_errors,
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::dialog::{Dialog, Outgoing, Side};
 use super::env::Env;
 use super::ids::{CallId, ClientId, ServerId};
+use super::media::streams::Streams;
 use super::notify::Notifier;
 use super::registrar::Registrar;
 use super::reject::{Intent, Reject};
@@ -33,6 +34,8 @@ pub struct Ctx<'a> {
     pub txns: &'a mut Transactions<Owner>,
     pub registrar: &'a mut Registrar,
     pub notifier: &'a mut Notifier,
+    /// The music-on-hold streams.
+    pub media: &'a mut Streams,
 }
 
 impl Ctx<'_> {

@@ -9,6 +9,9 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
+mod music;
+pub use music::{DEFAULT_MAX_STREAMS, Moh, Music};
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -176,6 +179,8 @@ pub struct TenantPolicy {
     /// Digest credentials, user → password; the realm is the tenant's
     /// domain. Empty: no digest authentication for this tenant.
     pub users: HashMap<Box<str>, Password>,
+    /// What its parked calls hear (`moh`).
+    pub moh: Moh,
 }
 
 /// A password from the tenants file; `Debug` does not show it.
@@ -283,6 +288,7 @@ impl Default for TenantPolicy {
             notify_ua: Vec::new(),
             trust: Vec::new(),
             users: HashMap::new(),
+            moh: Moh::Tune,
         }
     }
 }
@@ -344,6 +350,8 @@ pub struct Config {
     /// `sip:<ext>@<domain>` through this proxy, which forks them to the
     /// extension's devices, instead of to the embedded registrar's contacts.
     pub outbound_proxy: Option<OutboundProxy>,
+    /// Music on hold: the audio the policies name, and the streams' limit.
+    pub music: Music,
 }
 
 /// The proxy of outbound-proxy mode.
@@ -450,6 +458,7 @@ impl Default for Config {
             nonce_validity: Duration::from_secs(300),
             guard: Guard::default(),
             outbound_proxy: None,
+            music: Music::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hashbrown::HashMap;
 
-use super::{BodyKind, Cidr, NotifySet, Password, RateLimit, RecallTo, TenantMode, TenantPolicy, is_extension};
+use super::{BodyKind, Cidr, Moh, NotifySet, Password, RateLimit, RecallTo, TenantMode, TenantPolicy, is_extension};
 
 /// What the tenants file says beyond the shards' policies: the data
 /// path's rate limits and blocklist.
@@ -57,6 +57,7 @@ pub struct TenantCert {
 /// alert_info = "<urn:alert:service:recall:transfer>"   # "" sends none
 /// recall_prefix = "[Recall] "
 /// notify_parker = false
+/// moh = "tune"              # music on hold: "tune" (sipark's own), "off", or an 8 kHz mono WAV
 ///
 /// [[tenant]]
 /// domain = "acme.example"
@@ -64,6 +65,7 @@ pub struct TenantCert {
 /// rate = 50
 /// park_groups = [["101", "102", "103"], ["200", "201"]]
 /// notify = ["park-info", "dialog-info"]   # documents sent (park-info, broadworks, dialog-info)
+/// moh = "/etc/sipark/acme-hold.wav"
 ///
 /// [[tenant.notify_ua]]      # first match on REGISTER's User-Agent wins
 /// pattern = "Yealink*"
@@ -100,6 +102,7 @@ struct PolicyFile {
     notify_ua: Option<Vec<NotifyUa>>,
     trust: Option<Vec<String>>,
     users: Option<std::collections::BTreeMap<String, String>>,
+    moh: Option<String>,
 }
 
 /// `[[tenant.notify_ua]]`: documents for devices whose User-Agent matches.
@@ -258,6 +261,9 @@ fn apply(base: &TenantPolicy, f: PolicyFile) -> Result<TenantPolicy, TenantsErro
             }
             p.users.insert(user.into(), Password(password.into_bytes().into()));
         }
+    }
+    if let Some(m) = f.moh {
+        p.moh = Moh::parse(&m).map_err(TenantsError::Range)?;
     }
     if p.recall_to != RecallTo::Parker && p.recall_group.is_empty() {
         return Err(TenantsError::Range("recall_to parker-then-group or group needs a recall_group"));

@@ -4,6 +4,8 @@
 //! the music is encoded once, in both codecs, and every stream of a tenant
 //! reads it through [`Audio::fill`].
 
+use std::sync::{Arc, OnceLock};
+
 use crate::proto::sip::sdp::Codec;
 
 /// Samples a second, for the music and for both G.711 codecs.
@@ -212,6 +214,13 @@ impl Audio {
     /// Encodes samples whose count is already checked.
     fn encode(samples: impl Iterator<Item = i16> + Clone) -> Audio {
         Audio { pcmu: samples.clone().map(ulaw_encode).collect(), pcma: samples.map(alaw_encode).collect() }
+    }
+
+    /// [`Audio::tune`], made once per process and shared by every
+    /// configuration that names it.
+    pub fn shared_tune() -> Arc<Audio> {
+        static TUNE: OnceLock<Arc<Audio>> = OnceLock::new();
+        Arc::clone(TUNE.get_or_init(|| Arc::new(Audio::tune())))
     }
 
     /// sipark's own music, synthesized: a slow arpeggio over C, Am, F and G with a bass note and

@@ -11,3 +11,5 @@
 //! [`streams::Streams::poll`], received media comes in as slices.
 
 pub mod audio;
+pub mod rtp;
+pub mod streams;

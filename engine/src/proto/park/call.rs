@@ -103,13 +103,16 @@ pub struct Call {
     /// The parked party's dialog.
     pub a: Dialog,
     pub(super) state: CallState,
+    /// Its hold SDP offers music on hold ([`super::Park::hold_sdp`]): it
+    /// hears a stream while [`Phase::hears_music`].
+    pub(super) music: bool,
 }
 
 impl Call {
     /// A call in its first state (its list version and place are the
     /// park's to set).
     pub fn new(id: CallId, home: Home, parked_at: u32, timeout_secs: u32, a: Dialog, state: CallState) -> Call {
-        Call { id, home, parked_at, timeout_secs, version: 0, joined: 0, a, state }
+        Call { id, home, parked_at, timeout_secs, version: 0, joined: 0, a, state, music: false }
     }
 
     /// The parked party: URI and display name of dialog `a`'s peer.
@@ -274,6 +277,13 @@ impl Phase {
     /// On its extension's list (counted against `max_parks_per_ext`).
     pub fn on_list(self) -> bool {
         self.listed() || self == Phase::Answering
+    }
+
+    /// Its parked party hears music on hold (if the call has it): from the
+    /// park until a retrieve or an answered recall bridges it (the parked
+    /// leg's 200 to their re-INVITE), or the call ends.
+    pub fn hears_music(self) -> bool {
+        matches!(self, Phase::Parked | Phase::Recalling | Phase::Retrieving | Phase::RecallBridging)
     }
 
     /// Can be retrieved.

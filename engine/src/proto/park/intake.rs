@@ -189,16 +189,24 @@ impl Park {
         // The parked leg keeps what its hold answers need of its SDP.
         let mut a = Dialog::uas(msg, src, target, tag, &sdp::hold_basis(msg.body()));
         a.pending_ack = Some(PendingAck { server, cseq });
+        // Music on hold when the offer has a codec to send it in (or, with
+        // no offer, in sipark's own offer); else a hold with no media.
+        let music = Self::music_allowed(cx, policy) && (!offer || sdp::music_choice(msg.body()).is_some());
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
-        if offer {
-            sdp::hold_answer(&mut answer, msg.body(), a.origin(), &cx.env.local.host);
-        } else {
-            sdp::hold_offer(&mut answer, a.origin(), &cx.env.local.host);
-        }
         let (id, parked_at) = (cx.env.ids.call(), super::call::secs32(cx.env.unix(cx.now)));
         let timeout_secs = super::call::secs32(policy.park_timeout.as_secs());
         let answering = CallState::Answering(Answering { invite: server, cancelled: false });
-        self.insert(cx, Call::new(id, Home::new(tenant, ext, parker), parked_at, timeout_secs, a, answering));
+        let (origin, host) = (a.origin(), &cx.env.local.host);
+        let mut call = Call::new(id, Home::new(tenant, ext, parker), parked_at, timeout_secs, a, answering);
+        call.music = music;
+        match (offer, cx.env.local.media.filter(|_| music)) {
+            (true, _) => {
+                Self::hold_sdp(cx, &mut answer, &call, origin);
+            }
+            (false, Some(media)) => sdp::music_offer(&mut answer, origin, host, media),
+            (false, None) => sdp::hold_offer(&mut answer, origin, host),
+        }
+        self.insert(cx, call);
         cx.txns.set_call(server, id);
         let contact = cx.env.local.contact(src.transport).to_vec();
         let headers = [("Contact", &contact[..]), ("Allow", ALLOW)];

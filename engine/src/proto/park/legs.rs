@@ -114,22 +114,26 @@ impl Park {
         if method == Method::Invite {
             a.pending_ack = Some(PendingAck { server, cseq: a.remote_cseq });
         }
+        let (transport, moved) = (a.transport(), sdp::is_sdp(msg.body()));
         // A parked leg is answered with its hold SDP, derived afresh; a
         // referrer with the last SDP sipark sent it.
         let answer: Vec<u8> = match &c.state {
             CallState::Referrer(r) => r.last_sdp.to_vec(),
             _ => {
-                let mut hold = Vec::with_capacity(a.remote_sdp().len() + 32);
-                if !sdp::hold_answer(&mut hold, a.remote_sdp(), a.origin(), &cx.env.local.host) {
+                let mut hold = Vec::with_capacity(c.a.remote_sdp().len() + 32);
+                if !Self::hold_sdp(cx, &mut hold, c, c.a.origin()) {
                     hold.clear();
                 }
                 hold
             }
         };
-        let contact = cx.env.local.contact(a.transport()).to_vec();
+        let contact = cx.env.local.contact(transport).to_vec();
         let headers = [("Contact", &contact[..])];
         let resp = Response::new(200, "OK").headers(&headers).sdp(&answer);
         cx.txns.respond(cx.env, cx.now, server, msg, &resp);
+        if moved {
+            self.music_moves(cx, id);
+        }
     }
 
     /// `leg` hung up (its BYE was answered).

@@ -45,9 +45,11 @@ use super::config::{Config, TenantPolicy};
 use super::dialog::{DialogIndex, Leg, Side};
 use super::env::WallClock;
 use super::ids::{CallId, Seed};
+use super::media::streams::{Refused, Start};
 use super::named::write_key;
 use super::notify::Change;
 use super::notify::bodies::{LeaveReason, Shown, Spot};
+use super::sip::sdp::{self, Origin};
 use super::timers::TimerQueue;
 use super::tu::{Ctx, Owner};
 use calls::Calls;
@@ -318,6 +320,15 @@ impl Park {
         let bridged = |p: Option<Phase>| p == Some(Phase::Bridged);
         self.listed = self.listed + u64::from(listed(to)) - u64::from(listed(from));
         self.bridged = self.bridged + u64::from(bridged(to)) - u64::from(bridged(from));
+        // Music on hold.
+        let music = |p: Option<Phase>| p.is_some_and(Phase::hears_music);
+        match (music(from), music(to)) {
+            (false, true) => self.music_starts(cx, id),
+            (true, false) => {
+                cx.media.stop(id);
+            }
+            _ => {}
+        }
         // Timers.
         if new_timers != old_timers {
             for due in new_timers.into_iter().flatten().filter(|d| !old_timers.contains(&Some(*d))) {
@@ -360,6 +371,68 @@ impl Park {
             self.give_back();
         }
         ended
+    }
+
+    /// Starts the music of call `id` if it has music and its parked leg's
+    /// SDP offers a codec it can be sent in; a shard already running its
+    /// most streams counts the refusal (the call stays on hold in silence).
+    fn music_starts(&self, cx: &mut Ctx<'_>, id: CallId) {
+        let Some(c) = self.calls.get(&id).filter(|c| c.music) else { return };
+        let Some(choice) = sdp::music_choice(c.a.remote_sdp()) else { return };
+        let cfg = Arc::clone(&cx.env.cfg);
+        let Some(audio) = self.policy(&cfg, c.home.tenant()).and_then(|p| cfg.music_of(p)) else { return };
+        let start = Start {
+            codec: choice.codec,
+            ptime_ms: choice.ptime_ms,
+            dest: choice.dest,
+            peer_ip: c.a.peer().addr.ip(),
+            audio: Arc::clone(audio),
+            random: cx.env.random(),
+        };
+        match cx.media.start(cx.now, id, start) {
+            Ok(()) => cx.env.stats.moh_streams_started.inc(),
+            Err(Refused::Full) => cx.env.stats.moh_refused.inc(),
+        }
+    }
+
+    /// The music of call `id` follows its parked leg's new SDP (a re-INVITE
+    /// moved its media), if it is playing.
+    fn music_moves(&self, cx: &mut Ctx<'_>, id: CallId) {
+        if cx.media.has(id) {
+            cx.media.stop(id);
+            self.music_starts(cx, id);
+        }
+    }
+
+    /// Whether a call parked now under `policy` gets music on hold: the
+    /// shard has a media socket and room for one more stream, and the
+    /// tenant has music. A full shard counts the refusal.
+    fn music_allowed(cx: &Ctx<'_>, policy: &TenantPolicy) -> bool {
+        if cx.env.local.media.is_none() || cx.env.cfg.music_of(policy).is_none() {
+            return false;
+        }
+        let room = cx.media.has_room();
+        if !room {
+            cx.env.stats.moh_refused.inc();
+        }
+        room
+    }
+
+    /// Writes the SDP that holds the parked leg of `c`, answering the last
+    /// SDP it sent, with sipark's origin `origin`: music (`a=sendonly`
+    /// from the shard's media address) when the call has music and that
+    /// SDP offers G.711 over RTP/AVP, else every stream `a=inactive`.
+    /// False when there is nothing to answer.
+    pub(super) fn hold_sdp(cx: &Ctx<'_>, out: &mut Vec<u8>, c: &Call, origin: Origin) -> bool {
+        let (remote, host) = (c.a.remote_sdp(), &cx.env.local.host);
+        if c.music
+            && let Some(media) = cx.env.local.media
+            && let Some(m) = sdp::music_choice(remote)
+            && sdp::music_answer(out, remote, origin, host, media, &m)
+        {
+            return true;
+        }
+        sdp::hold_answer(out, remote, origin, host)
     }
 
     /// Gives back the capacity the tables of calls, extensions, dialogs

@@ -108,10 +108,10 @@ impl Park {
         let parker = Party { uri: &parker_uri, display: parker_display.as_deref() };
         let (timeout_secs, parked_state) =
             (super::call::secs32(timeout.as_secs()), CallState::Parked { timeout_at: now + timeout });
-        self.insert(
-            cx,
-            Call::new(park_id, Home::new(&tenant, &ext, Some(parker)), unix, timeout_secs, parked, parked_state),
-        );
+        let mut call =
+            Call::new(park_id, Home::new(&tenant, &ext, Some(parker)), unix, timeout_secs, parked, parked_state);
+        call.music = Self::music_allowed(cx, policy);
+        self.insert(cx, call);
         let referrer_state = CallState::Referrer(Box::new(Referrer { hangup_at: now + REFERRER_LINGER, last_sdp }));
         self.insert(cx, Call::new(ref_id, Home::new(&tenant, &ext, None), unix, 0, referrer, referrer_state));
         // The parked leg stops sending media to the referrer: hold.

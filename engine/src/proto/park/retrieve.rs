@@ -88,7 +88,7 @@ impl Park {
         let mut origin = c.a.origin();
         origin.version += 1;
         let mut hold = Vec::new();
-        if sdp::hold_answer(&mut hold, c.a.remote_sdp(), origin, &cx.env.local.host) {
+        if Self::hold_sdp(cx, &mut hold, c, origin) {
             self.reinvite(cx, id, &hold, false, Owner::Rehold { call: id });
         }
     }
@@ -130,7 +130,7 @@ impl Park {
                 // the ACK, and it stays parked.
                 c.a.bump_origin();
                 let mut hold = Vec::new();
-                sdp::hold_answer(&mut hold, c.a.remote_sdp(), c.a.origin(), &cx.env.local.host);
+                Self::hold_sdp(cx, &mut hold, c, c.a.origin());
                 let body = (!hold.is_empty()).then_some(("application/sdp", hold.as_slice()));
                 cx.ack(&c.a, Some(txn), cseq, body);
                 if has_sdp {

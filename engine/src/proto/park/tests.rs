@@ -9,6 +9,7 @@ use crate::proto::config::Config;
 use crate::proto::env::{Env, Tag, Transmit};
 use crate::proto::ids::Seed;
 use crate::proto::ids::ServerId;
+use crate::proto::media::streams::Streams;
 use crate::proto::notify::Notifier;
 use crate::proto::registrar::Registrar;
 use crate::proto::reject::Reject;
@@ -23,6 +24,7 @@ struct Rig {
     registrar: Registrar,
     notifier: Notifier,
     park: Park,
+    media: Streams,
     now: Instant,
     n: u32,
 }
@@ -40,6 +42,7 @@ impl Rig {
             registrar: Registrar::new(&cfg, seed.hasher(2)),
             notifier: Notifier::default(),
             park: Park::new(wall, &seed),
+            media: Streams::new(16),
             env: Env::new(0, cfg, wall, &seed),
             now,
             n: 0,
@@ -53,6 +56,7 @@ impl Rig {
             txns: &mut self.txns,
             registrar: &mut self.registrar,
             notifier: &mut self.notifier,
+            media: &mut self.media,
         };
         (cx, &mut self.park)
     }

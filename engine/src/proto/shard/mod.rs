@@ -43,6 +43,8 @@ use super::guard::Guard;
 pub use super::guard::{Ban, Source};
 use super::ids::Keyed;
 pub use super::ids::Seed;
+pub use super::media::streams::Packets;
+use super::media::streams::{Received, Streams};
 use super::notify::Notifier;
 use super::overload::{Controller, Refused, admission_key};
 use super::park::Park;
@@ -104,6 +106,8 @@ pub struct Shard {
     registrar: Registrar,
     notifier: Notifier,
     park: Park,
+    /// Music on hold: the streams of this shard's parked calls.
+    media: Streams,
     /// Digest challenges and checks (nonce key from the config).
     auth: Authenticator,
     /// What each nonce was used for (ADR 0019).
@@ -137,6 +141,7 @@ impl Shard {
             registrar: Registrar::new(&cfg, seed.hasher(2)),
             notifier: Notifier::default(),
             park: Park::new(wall, &seed),
+            media: Streams::new(cfg.music.max_streams as usize),
             auth: Authenticator::new(cfg.nonce_secret, cfg.nonce_validity),
             nonces: NonceCounts::new(cfg.limits.max_nonce_counts, cfg.nonce_validity, seed.hasher(5)),
             guard: Guard::new(cfg.guard, cfg.limits.max_guarded, seed.hasher(6), Arc::clone(&env.stats)),
@@ -172,6 +177,7 @@ impl Shard {
             txns: &mut self.txns,
             registrar: &mut self.registrar,
             notifier: &mut self.notifier,
+            media: &mut self.media,
         };
         (cx, &mut self.park)
     }
@@ -302,6 +308,41 @@ impl Shard {
             .min()
     }
 
+    /// This shard's media socket is reached at `addr` (the I/O layer bound
+    /// it): parks from now on may get music on hold, streamed from there.
+    pub fn set_media(&mut self, addr: SocketAddr) {
+        self.env.local.media = Some(addr);
+    }
+
+    /// The next instant [`Shard::poll_media`] has packets to send.
+    pub fn media_timeout(&self) -> Option<Instant> {
+        self.media.next_due()
+    }
+
+    /// Writes into `out` the music-on-hold packets due by `now` (until
+    /// `out` is full), for the I/O layer to send from the media socket.
+    pub fn poll_media(&mut self, now: Instant, out: &mut Packets) {
+        let before = self.media.tally();
+        self.media.poll(now, out);
+        let after = self.media.tally();
+        let s = &self.env.stats;
+        s.moh_packets.add(after.packets - before.packets);
+        s.moh_packets_skipped.add(after.skipped - before.skipped);
+        s.moh_packets_unaddressed.add(after.unaddressed - before.unaddressed);
+    }
+
+    /// A datagram from `src` on the media socket: RTP from a parked phone
+    /// latches its stream to that address; everything else is counted and
+    /// dropped.
+    pub fn handle_media(&mut self, src: SocketAddr, packet: &[u8]) {
+        let s = &self.env.stats;
+        match self.media.received(src, packet) {
+            Received::Latched => s.moh_latched.inc(),
+            Received::Known => {}
+            Received::Unknown | Received::Ambiguous | Received::NotRtp => s.media_dropped.inc(),
+        }
+    }
+
     /// The next park-lifecycle event (parked, retrieved, recalled, hung
     /// up, …), in the order they happened.
     pub fn poll_event(&mut self) -> Option<ParkEvent> {
@@ -352,6 +393,7 @@ impl Shard {
         s.transactions_lingering.set(self.txns.lingering() as u64);
         s.bindings.set(self.registrar.bindings() as u64);
         s.parked.set(self.park.listed());
+        s.moh_streams.set(self.media.len() as u64);
         s.bridged.set(self.park.bridged());
         s.auth_bans_active.set(self.guard.active_bans());
         s.auth_nonce_evictions.set(self.nonces.evicted());

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use sipark::proto::route::shard_of;
 
 mod bare;
+mod moh;
 mod overload;
 mod reload;
 mod stream;

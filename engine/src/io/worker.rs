@@ -246,9 +246,13 @@ impl Core {
 
     /// Music on hold: hands the shard what arrived on the media socket,
     /// then sends the packets due by `now`. Each backend calls it once a
-    /// turn, after the timers.
+    /// turn, after the timers; with no stream playing it costs nothing (what
+    /// arrives meanwhile waits in the socket, bounded by its buffer, and
+    /// latches nothing when read).
     pub fn run_media(&mut self, now: Instant) {
-        if let (Some(media), Service::Sip(shard)) = (&mut self.media, &mut self.service) {
+        if let (Some(media), Service::Sip(shard)) = (&mut self.media, &mut self.service)
+            && shard.media_active()
+        {
             media.receive(shard);
             media.send(now, shard);
         }

@@ -314,6 +314,11 @@ impl Shard {
         self.env.local.media = Some(addr);
     }
 
+    /// Whether any music-on-hold stream is playing.
+    pub fn media_active(&self) -> bool {
+        !self.media.is_empty()
+    }
+
     /// The next instant [`Shard::poll_media`] has packets to send.
     pub fn media_timeout(&self) -> Option<Instant> {
         self.media.next_due()

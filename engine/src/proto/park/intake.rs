@@ -191,7 +191,7 @@ impl Park {
         a.pending_ack = Some(PendingAck { server, cseq });
         // Music on hold when the offer has a codec to send it in (or, with
         // no offer, in sipark's own offer); else a hold with no media.
-        let music = Self::music_allowed(cx, policy) && (!offer || sdp::music_choice(msg.body()).is_some());
+        let music = (!offer || sdp::music_choice(msg.body()).is_some()) && Self::music_allowed(cx, policy);
         let mut answer = Vec::with_capacity(msg.body().len() + 32);
         let (id, parked_at) = (cx.env.ids.call(), super::call::secs32(cx.env.unix(cx.now)));
         let timeout_secs = super::call::secs32(policy.park_timeout.as_secs());

@@ -13,6 +13,8 @@
 #             tests/netns.
 #   xmllint   (Debian/Ubuntu package: libxml2-utils) - tests/schema validates every NOTIFY
 #             body against docs/schemas/ with it.
+#   baresip   (Debian/Ubuntu package: baresip)   - the real phones of tests/e2e/moh.rs, which
+#             hear sipark's music on hold and then talk to each other (RTP on loopback).
 set -euo pipefail
 
 # Debian installs kamailio in /usr/sbin, which is not on a normal user's PATH.
@@ -39,11 +41,14 @@ fi
 if ! command -v xmllint >/dev/null 2>&1; then
     missing+=(libxml2-utils)
 fi
+if ! command -v baresip >/dev/null 2>&1; then
+    missing+=(baresip)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all test dependencies present (sipp: $(command -v sipp), kamailio: $(kamailio_bin)," \
         "clang-19: $(command -v clang-19), libbpf-dev: /usr/include/bpf/bpf_helpers.h," \
-        "xmllint: $(command -v xmllint))"
+        "xmllint: $(command -v xmllint), baresip: $(command -v baresip))"
     exit 0
 fi
 
@@ -90,12 +95,18 @@ fi
 if ! command -v xmllint >/dev/null 2>&1; then
     fail "libxml2-utils was installed but xmllint is still not on PATH"
 fi
+if ! command -v baresip >/dev/null 2>&1; then
+    fail "baresip was installed but baresip is still not on PATH"
+fi
 # `sipp -v` exits non-zero; read the versions first so that pipefail does not add a fallback.
 sipp_v=$(sipp -v 2>&1 || true)
 kamailio_v=$("$(kamailio_bin)" -v 2>&1 || true)
 clang_v=$(clang-19 --version 2>&1 || true)
 xmllint_v=$(xmllint --version 2>&1 || true)
+# `baresip -h` prints its version on the first line and exits non-zero.
+baresip_v=$(baresip -h 2>&1 || true)
 echo "install-deps: done ($(grep -m1 -o 'SIPp v[^ ]*' <<<"$sipp_v" || echo sipp)," \
     "$(grep -m1 -o 'kamailio [0-9][^ ]*' <<<"$kamailio_v" || echo kamailio)," \
     "$(grep -m1 -o 'clang version [0-9][^ ]*' <<<"$clang_v" || echo clang-19), libbpf-dev," \
-    "$(grep -m1 -o 'libxml version [0-9]*' <<<"$xmllint_v" || echo xmllint))"
+    "$(grep -m1 -o 'libxml version [0-9]*' <<<"$xmllint_v" || echo xmllint)," \
+    "$(grep -m1 -o 'baresip v[0-9][^ ]*' <<<"$baresip_v" || echo baresip))"

@@ -12,8 +12,7 @@
 //! answered by Rust UAs, with a digest computed here from RFC 7616 (and checked against
 //! `sipark::proto::auth::response`).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 use sha2::Digest as _;
 use sipark::proto::auth::{Algorithm, DigestInput};
 
-use crate::harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, Variant, distinct_requests};
+use crate::harness::{Ctx, DOMAIN, Engine, Sipp, SippSpec, Variant, distinct_requests, free_tcp, metric_sum, scrape};
 use crate::sip::{self, Msg, Request, Udp, sdp, uri_of};
 use crate::{
     RustPark, SEC, ack_non_2xx, assert_versions_increase, check_notify, check_parked_call, check_reinvite,
@@ -324,46 +323,6 @@ fn assert_no_notify(phone: &Sipp, after: &str) {
         "no NOTIFY may follow {after}; the phone got:\n{}",
         got.iter().map(|m| m.raw.as_str()).collect::<Vec<_>>().join("\n---\n")
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Metrics
-// ---------------------------------------------------------------------------------------------
-
-/// An address on 127.0.NET.host whose TCP port is free right now.
-fn free_tcp(ctx: &Ctx, host: u8) -> SocketAddr {
-    let l = TcpListener::bind(SocketAddr::new(ctx.ip(host).into(), 0)).expect("bind TCP");
-    l.local_addr().expect("local addr")
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let deadline = Instant::now() + 5 * SEC;
-    let mut s = loop {
-        match TcpStream::connect(addr) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("metrics {addr}: {e}"),
-        }
-    };
-    s.set_read_timeout(Some(5 * SEC)).expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read metrics");
-    out
-}
-
-/// The sum over the workers of the series `name` (e.g. `sipark_auth_challenges_total`).
-fn metric_sum(text: &str, name: &str) -> u64 {
-    let values: Vec<u64> = text
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let value = if rest.starts_with('{') { rest.split_once("} ")?.1 } else { rest.strip_prefix(' ')? };
-            value.trim().parse().ok()
-        })
-        .collect();
-    assert!(!values.is_empty(), "no {name} series in the metrics:\n{text}");
-    values.iter().sum()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read as _;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -379,6 +379,47 @@ impl Drop for Engine {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/// An address on 127.0.NET.host whose TCP port is free right now.
+pub fn free_tcp(ctx: &Ctx, host: u8) -> SocketAddr {
+    let l = TcpListener::bind(SocketAddr::new(ctx.ip(host).into(), 0)).expect("bind TCP");
+    l.local_addr().expect("local addr")
+}
+
+/// sipark's metrics page: `GET /metrics` from `addr` (connecting for up to 5 s).
+pub fn scrape(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("metrics {addr}: {e}"),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read metrics");
+    out
+}
+
+/// The sum over the workers of the series `name` (e.g. `sipark_auth_challenges_total`).
+pub fn metric_sum(text: &str, name: &str) -> u64 {
+    let values: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = if rest.starts_with('{') { rest.split_once("} ")?.1 } else { rest.strip_prefix(' ')? };
+            value.trim().parse().ok()
+        })
+        .collect();
+    assert!(!values.is_empty(), "no {name} series in the metrics:\n{text}");
+    values.iter().sum()
 }
 
 // ---------------------------------------------------------------------------------------------

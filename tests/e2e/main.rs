@@ -1,17 +1,21 @@
 //! End-to-end tests: the real `sipark` binary on loopback, driven by SIPp scenarios
 //! (tests/sipp/*.xml) and Rust UDP endpoints. Needs `sipp` on PATH (scripts/install-deps.sh);
-//! without it every test fails with a message saying so.
+//! without it every test fails with a message saying so. The music-on-hold test (`moh`) also
+//! runs baresip phones and captures `lo` with a packet socket, so it needs `baresip` and root.
 //!
 //! Each test owns a 127.0.NET.0/24 network (see `harness`), so they run in parallel.
 
 mod auth;
+mod baresip;
 mod callcontrol;
 mod harness;
 mod kamailio;
 mod kamailio_front;
+mod moh;
 mod refer;
 mod reload;
 mod sip;
+mod sniff;
 mod stream;
 mod torture;
 
@@ -32,6 +36,7 @@ use kamailio::park_and_retrieve_through_kamailio;
 use kamailio_front::{
     kamailio_edge_proxy_path, kamailio_registrar_forks_park_notify, kamailio_registrar_routes_recall,
 };
+use moh::moh_baresip_hears_music_until_retrieved;
 use refer::{refer_parks_the_other_leg, refer_refused_keeps_bridge, refer_relayed_blind_transfer};
 use reload::{
     reload_adds_and_removes_tenants, reload_bad_file_keeps_config, reload_tls_certificates,
@@ -94,6 +99,7 @@ variants!(
     auth_acl_miss_is_refused,
     auth_guesser_is_banned,
     auth_reload_trusting_a_banned_source_lifts_its_ban,
+    moh_baresip_hears_music_until_retrieved,
 );
 
 /// Checks the headers wire.md prescribes for a park-info NOTIFY sent to the contact `contact`

@@ -263,3 +263,50 @@ fn a_refer_park_plays_music_to_the_parked_leg() {
     assert!(since.iter().all(|(t, ..)| *t >= refer_sent), "no music while bridged");
     assert!(packets_since(&sim, alice, refer_at).len() >= 45, "music after the REFER park");
 }
+
+#[test]
+fn each_tenant_hears_its_own_music() {
+    use std::sync::Arc;
+
+    use sipark::proto::config::parse_tenants;
+    use sipark::proto::media::audio::Audio;
+    use sipark::proto::sip::sdp::Codec;
+
+    const BETA: &str = "beta.example";
+    let text = format!(
+        "[[tenant]]\ndomain = \"{ACME}\"\nmoh = \"/srv/acme.wav\"\n[[tenant]]\ndomain = \"{BETA}\"\n\
+         [[tenant]]\ndomain = \"gamma.example\"\nmoh = \"off\"\n"
+    );
+    let mut cfg = Config::default();
+    let (defaults, tenants) = parse_tenants(&text, cfg.defaults.clone()).unwrap_or_else(|e| panic!("{e}"));
+    cfg.defaults = defaults;
+    cfg.tenants = tenants;
+    // What the CLI reads and decodes from the file: a slow ramp.
+    let ramp: Vec<i16> = (0..4000).map(|i| (i * 8 - 16_000) as i16).collect();
+    let acme_music = Arc::new(Audio::from_pcm(&ramp).unwrap_or_else(|e| panic!("{e}")));
+    cfg.music.files.insert("/srv/acme.wav".into(), Arc::clone(&acme_music));
+    let mut sim = Sim::new(1, cfg, 154);
+    sim.enable_media();
+    let acme = sim.office(ACME);
+    let beta = sim.office(BETA);
+    let gamma = sim.office("gamma.example");
+    for o in [&acme, &beta, &gamma] {
+        sim.park_by_bob(o, o.alice);
+    }
+    sim.run_for(secs(1));
+    let heard = |sim: &Sim, o: &Office| packets_since(sim, rtp_addr(sim, o.alice), Duration::ZERO);
+    let (a, b, g) = (heard(&sim, &acme), heard(&sim, &beta), heard(&sim, &gamma));
+    assert!(g.is_empty(), "gamma has music off");
+    assert!(a.len() >= 45 && b.len() >= 45, "{} {}", a.len(), b.len());
+    // acme hears its file from the start of the loop; beta the tune.
+    let mut want = vec![0u8; 160];
+    for (i, (.., payload)) in a.iter().enumerate() {
+        acme_music.fill(Codec::Pcmu, 160 * i, &mut want);
+        assert_eq!(payload, &want, "acme's packet {i} is its file's audio");
+    }
+    let tune = Audio::shared_tune();
+    for (i, (.., payload)) in b.iter().enumerate() {
+        tune.fill(Codec::Pcmu, 160 * i, &mut want);
+        assert_eq!(payload, &want, "beta's packet {i} is sipark's tune");
+    }
+}

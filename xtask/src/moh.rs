@@ -78,6 +78,12 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Option<MohArgs>, String> {
             return Err(format!("{flag} cannot be combined with --moh (the run sets it)"));
         }
     }
+    if let Some(flag) = ["--sweep", "--parked-sweep", "--overload", "--instructions", "--guessing"]
+        .into_iter()
+        .find(|f| has_flag(&load, f))
+    {
+        return Err(format!("{flag} and --moh cannot be combined (run them one after the other)"));
+    }
     if has_flag(&engine, "--metrics") {
         return Err("--engine --metrics cannot be combined with --moh (the run sets it)".into());
     }
@@ -645,6 +651,8 @@ mod tests {
             (&["--moh", "5", "--moh-streams", "9"], "--moh-streams cannot be combined with --moh"),
             (&["--moh", "5", "--background-parked=9"], "--background-parked cannot be combined"),
             (&["--moh", "5", "--engine", "--metrics", "127.0.0.1:9"], "--engine --metrics cannot be combined"),
+            (&["--moh", "5", "--parked-sweep", "9"], "--parked-sweep and --moh cannot be combined"),
+            (&["--moh", "5", "--overload=2"], "--overload and --moh cannot be combined"),
         ] {
             match parse_args(&os(args)) {
                 Err(e) => assert!(e.starts_with(want), "{args:?}: {e}"),

@@ -4,6 +4,8 @@
 //! datagram count (7 + 2·devices each way). The floor (`load::floor`)
 //! against an in-process bare engine (`Serve::Bare`) completes its cycles
 //! with the cycle's sizes.
+//! Calls parked with music (`load::moh`) hear every packet, and its floor
+//! sends as many.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use sipark::io::{Engine, IoChoice, IoOptions, Serve, SteerChoice};
 use sipark::proto::config::Config;
 use sipark::proto::stats::ShardStats;
 use sipark_benches::load::floor::{self, CycleShape};
-use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu};
+use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu, moh};
 
 /// Sum of one counter over every worker.
 fn total(engine: &Engine, f: impl Fn(&ShardStats) -> u64) -> u64 {
@@ -494,4 +496,86 @@ fn settled_bare(engine: &Engine, before: &Snapshot, sent: u64) -> Snapshot {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// An in-process engine with music on hold (sipark's tune, an ephemeral
+/// media socket per worker) and its metrics on `metrics`.
+fn start_engine_with_music(workers: u16, metrics: SocketAddr) -> Engine {
+    let opts = IoOptions {
+        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("listen address: {e}")),
+        workers,
+        pin: false,
+        metrics: Some(metrics),
+        shutdown_grace: Duration::from_secs(1),
+        io: IoChoice::Auto,
+        steer: SteerChoice::Auto,
+        xdp: None,
+        serve: Serve::Sip,
+        media: Some(sipark::io::media::MediaOptions { listen: None, port: 0, advertise: None }),
+    };
+    Engine::start(&opts, |bound: SocketAddr| Config { advertise: bound.to_string(), ..Config::default() })
+        .unwrap_or_else(|e| panic!("sipark did not start: {e}"))
+}
+
+#[test]
+fn parked_calls_hear_every_packet_of_their_music_and_the_floor_sends_as_many() {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("a free TCP port: {e}"));
+    let engine = start_engine_with_music(2, metrics);
+    const STREAMS: u32 = 60;
+    let mut load = LoadConfig::new(engine.local_addr());
+    load.tenants = 10;
+    load.extensions = 3;
+    load.devices = 1;
+    load.sockets = 2;
+    load.mode = Mode::Closed { concurrency: 4 };
+    load.background_window = 16;
+    load.engine_cpu = EngineCpu::Threads { pid: std::process::id(), prefix: "sipark-w".into() };
+    load.self_cpu = SelfCpu::Thread;
+    let mut cfg = moh::MohConfig::new(load, STREAMS);
+    cfg.window = Duration::from_secs(2);
+    cfg.warmup = Duration::from_millis(500);
+    cfg.rtp_sockets = 3;
+    cfg.cycle_seconds = Duration::from_secs(1);
+    cfg.floor_cpu = None;
+    cfg.metrics = Some(metrics);
+
+    let r = moh::run(&cfg).unwrap_or_else(|e| panic!("moh run failed: {e}"));
+    println!("{r}");
+    assert_eq!((r.parked, r.park_failed, r.calls_lost), (u64::from(STREAMS), 0, 0), "{r}");
+    assert_eq!((r.hangup_ok, r.hangup_failed), (u64::from(STREAMS), 0), "{r}");
+    assert!(r.clean(), "{r}");
+    let rx = r.rx.as_ref().unwrap_or_else(|| panic!("no receiver figures\n{r}"));
+    // 60 streams × 50 packets/s × 2 s; a test machine may be busy, so the
+    // pacing is only bounded, and a late worker's skipped packets allowed.
+    assert_eq!(rx.streams, u64::from(STREAMS), "{r}");
+    assert_eq!((rx.lost, rx.socket_drops, rx.not_rtp, rx.other_size), (0, 0, 0, 0), "{r}");
+    let expected = rx.expected(STREAMS);
+    assert_eq!(expected, 6000.0);
+    assert!((rx.packets + rx.skipped) as f64 >= expected - 2.0 * f64::from(STREAMS), "{r}");
+    assert!(rx.packets as f64 <= expected + 2.0 * f64::from(STREAMS), "{r}");
+    assert!(rx.pacing_count > 0 && rx.pacing_p50_us < 20_000.0, "{r}");
+    // The engine's own counters agree with the receiver's.
+    let m = r.engine.unwrap_or_else(|| panic!("no engine counters: {:?}\n{r}", r.metrics_errors));
+    assert_eq!(m.streams, f64::from(STREAMS), "{r}");
+    assert_eq!((m.send_errors, m.unaddressed, m.refused), (0.0, 0.0, 0.0), "{r}");
+    assert!((m.packets - rx.packets as f64).abs() <= 2.0 * f64::from(STREAMS), "{r}");
+    assert!(r.engine_cpu_s.is_some_and(|s| s > 0.0) && r.packets_per_engine_cpu_s().is_some(), "{r}");
+    assert_eq!(r.streams_after_hangup, Some(0.0), "{r}");
+    // The cycles ran while the music played, and the music went on.
+    let c = r.cycles.as_ref().unwrap_or_else(|| panic!("no cycle phase\n{r}"));
+    assert!(c.report.cycles_ok > 0 && c.report.cycles_failed == 0, "{r}");
+    assert_eq!((c.music.streams, c.music.lost), (u64::from(STREAMS), 0), "{r}");
+    // The floor sent the same streams to the same receivers.
+    let f = r.floor.as_ref().unwrap_or_else(|| panic!("no floor\n{r}"));
+    assert_eq!((f.rx.streams, f.rx.lost, f.sent.send_errors), (u64::from(STREAMS), 0, 0), "{r}");
+    assert!((f.sent.packets as f64 - expected).abs() <= 2.0 * f64::from(STREAMS), "{r}");
+    assert!(f.sent.cpu_s > 0.0 && r.floor_ratio().is_some(), "{r}");
+    let json = r.to_json();
+    for needle in [format!("\"streams\":{STREAMS}"), "\"mode\":\"moh\"".to_owned(), "\"clean\":true".to_owned()] {
+        assert!(json.contains(&needle), "JSON lacks {needle}: {json}");
+    }
+    engine.shutdown();
+    engine.join().unwrap_or_else(|e| panic!("engine worker failed: {e}"));
 }

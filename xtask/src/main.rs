@@ -37,6 +37,13 @@
 //!   (root), each engine runs in a network namespace with `--xdp` on a veth end and sipark-load
 //!   in another (netns.rs); the engine's XDP counters by reason go into each run's JSON, and the
 //!   frames passed (`pass`) and shed (`shed`, `shed_ack`) into the table.
+//! * `cargo xtask bench --moh N1,N2,... [--moh-seconds S] [LOAD-ARGS...] [--engine ...]`: music
+//!   on hold (issue 14; see moh.rs): park cycles against a fresh `sipark --workers 1 --moh tune`
+//!   with no music, then per count N a fresh engine and `sipark-load --moh-streams N` (N calls
+//!   parked with music, S seconds measured, default 10; park cycles while they play; the floor,
+//!   a bare sendmmsg sender of the same packets on the worker's core); prints packets per engine
+//!   CPU-second against the floor, pacing error and losses, park cycles per engine CPU-second
+//!   with and without the music, and each goal met or not; writes target/bench/moh/.
 //! * `cargo xtask bench --instructions [--warmup-cycles N] [--cycles N]`: instructions per park
 //!   cycle inside the sans-IO shard and in all, counted by callgrind over N cycles (default
 //!   5,000) through one in-memory shard after a warm-up (default 40,000 cycles) that is not
@@ -64,6 +71,7 @@ mod floor;
 mod fuzz;
 mod guessing;
 mod icount;
+mod moh;
 mod netns;
 mod overload;
 mod parked;
@@ -109,6 +117,12 @@ tasks:
                    retransmissions; target/bench/overload/summary.json. --xdp (root):
                    sipark in a network namespace with --xdp on a veth end, sipark-load
                    in another; XDP frames passed and shed per run
+  bench --moh N1,N2,... [--moh-seconds S] [LOAD-ARGS...] [--engine ENGINE-ARGS...]
+                   music on hold, one worker (--workers 1, pinned): per count, N calls
+                   parked with music for S seconds (default 10); packets per engine CPU-s
+                   against a bare sendmmsg floor, pacing error and losses at the receiver,
+                   park cycles per engine CPU-s with the music and without;
+                   target/bench/moh/summary.json
   bench --instructions [--warmup-cycles N] [--cycles N]
                    instructions per park cycle inside the sans-IO shard and in all
                    (callgrind, one in-memory shard, N cycles after the warm-up);
@@ -555,6 +569,14 @@ fn bench(args: &[OsString]) -> ExitCode {
         Ok(None) => {}
         Err(e) => {
             eprintln!("xtask: {e}\n\n{}", icount::USAGE);
+            return ExitCode::from(2);
+        }
+    }
+    match moh::parse_args(args) {
+        Ok(Some(moh_args)) => return moh::moh(&moh_args),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("xtask: {e}\n\n{}", moh::USAGE);
             return ExitCode::from(2);
         }
     }

@@ -7,6 +7,10 @@
 //!
 //! `--floor` drives a `sipark --bare-io` instead, with a park cycle's
 //! datagram sizes and no SIP (`load::floor`), for `cargo xtask bench`'s floor.
+//!
+//! `--moh-streams N` parks N calls with music on hold and measures the RTP
+//! sipark sends them, then a bare sender of the same packets (`load::moh`,
+//! for `cargo xtask bench --moh`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sipark_benches::load::floor::{self, CycleShape};
+use sipark_benches::load::moh::{self, MohConfig};
 use sipark_benches::load::{self, EngineCpu, LoadConfig, Mode, SelfCpu};
 
 /// Drives complete park cycles (park, park-info NOTIFYs, retrieve,
@@ -123,6 +128,40 @@ struct Args {
     /// latencies do not apply.
     #[arg(long, conflicts_with_all = ["rate", "background_parked"])]
     floor: bool,
+    /// Music on hold (issue 14): park this many calls with music (SDP
+    /// offering PCMU and PCMA, naming this process's RTP receive sockets),
+    /// measure a window of --duration seconds (default 10) after
+    /// --moh-warmup, receiving and timing every RTP packet; optionally run
+    /// closed-loop park cycles while the music plays
+    /// (--moh-cycle-seconds, at --concurrency, after --warmup); hang up;
+    /// then the floor, a bare batched sender of the same packets. Nothing
+    /// is registered for the parked calls. 1..=100000.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "floor", "background_parked", "cycles"])]
+    moh_streams: Option<u32>,
+    /// Seconds of music before the measured window.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, requires = "moh_streams")]
+    moh_warmup: f64,
+    /// RTP receive sockets the streams are spread over (1..=256).
+    #[arg(long, value_name = "N", default_value_t = 16, requires = "moh_streams")]
+    moh_sockets: usize,
+    /// Address the RTP receive sockets bind (default: --bind).
+    #[arg(long, value_name = "IP", requires = "moh_streams")]
+    moh_bind: Option<IpAddr>,
+    /// Seconds of closed-loop park cycles (at --concurrency, after --warmup)
+    /// while the music plays; 0: none.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, requires = "moh_streams")]
+    moh_cycle_seconds: f64,
+    /// The CPU the floor's sending thread is pinned to (the engine's
+    /// worker's).
+    #[arg(long, value_name = "CPU", default_value_t = 0, requires = "moh_streams")]
+    moh_floor_cpu: usize,
+    /// No floor after the music-on-hold run.
+    #[arg(long, requires = "moh_streams")]
+    no_moh_floor: bool,
+    /// The engine's metrics address (sipark --metrics), for its
+    /// music-on-hold counters.
+    #[arg(long, value_name = "ADDR", requires = "moh_streams")]
+    engine_metrics: Option<SocketAddr>,
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, String> {
@@ -191,6 +230,15 @@ fn main() -> ExitCode {
     if args.floor {
         return run_floor(&cfg, args.json.as_deref());
     }
+    if let Some(streams) = args.moh_streams {
+        return match moh_config(&args, cfg, streams) {
+            Ok(m) => run_moh(&m, args.json.as_deref()),
+            Err(e) => {
+                eprintln!("sipark-load: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let report = match load::run(&cfg) {
         Ok(r) => r,
         Err(e) => {
@@ -246,4 +294,43 @@ fn run_floor(cfg: &LoadConfig, json: Option<&std::path::Path>) -> ExitCode {
         }
     }
     if report.cycles_failed > 0 || report.cycles_ok == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// `--moh-streams`: the music-on-hold run's settings, `load` being the
+/// SIP side (`--duration` is the window's length here, 10 s by default).
+fn moh_config(a: &Args, load: LoadConfig, streams: u32) -> Result<MohConfig, String> {
+    let mut m = MohConfig::new(load, streams);
+    m.window = secs("--duration", a.duration.unwrap_or(10.0))?;
+    m.warmup = secs("--moh-warmup", a.moh_warmup)?;
+    m.rtp_sockets = a.moh_sockets;
+    m.rtp_bind = a.moh_bind.unwrap_or(a.bind);
+    m.cycle_seconds = secs("--moh-cycle-seconds", a.moh_cycle_seconds)?;
+    m.floor = !a.no_moh_floor;
+    m.floor_cpu = Some(a.moh_floor_cpu);
+    m.metrics = a.engine_metrics;
+    m.validate().map_err(|e| e.to_string())?;
+    Ok(m)
+}
+
+/// `--moh-streams`: the run, its table and JSON. Exit 1 when a call was
+/// not parked, was hung up, or was not heard in the window, or a cycle
+/// failed.
+fn run_moh(cfg: &MohConfig, json: Option<&std::path::Path>) -> ExitCode {
+    let report = match moh::run(cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sipark-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{report}");
+    if let Some(path) = json {
+        let mut text = report.to_json();
+        text.push('\n');
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("sipark-load: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if report.clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

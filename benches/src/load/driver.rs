@@ -315,6 +315,10 @@ pub struct Gen<'c, T: Transport = Net> {
     /// Background calls with a transaction in flight.
     bg_inflight: Vec<u32>,
     bg_buf: Vec<u8>,
+    /// Where background calls' SDP says to send media (address text and
+    /// port), call `k` to entry `k % len`; empty: nowhere anyone listens
+    /// ([`bg_rtp`] on the generator's address).
+    bg_media: Vec<(Vec<u8>, u16)>,
     /// Final error responses to background INVITEs, by status code minus 300.
     pub bg_refusals: [u64; 400],
     rng: u64,
@@ -394,6 +398,7 @@ impl<'c, T: Transport> Gen<'c, T> {
             bg: Vec::new(),
             bg_inflight: Vec::new(),
             bg_buf: Vec::with_capacity(2048),
+            bg_media: Vec::new(),
             bg_refusals: [0; 400],
             rng: cfg.seed ^ 0x9e37_79b9_7f4a_7c15,
             scratch: Vec::with_capacity(2048),
@@ -847,13 +852,25 @@ impl<'c, T: Transport> Gen<'c, T> {
         k as usize % self.net.sockets()
     }
 
+    /// Background call `k`'s SDP names `addrs[k % addrs.len()]` as its
+    /// media address from now on (`c=` and `m=`), where it names
+    /// [`bg_rtp`] on the generator's address without: the music-on-hold
+    /// bench's RTP receivers (`load::moh`). The addresses must be of the
+    /// generator's family (its SDP says `IN IP4` or `IN IP6` by `bind`).
+    pub fn set_background_media(&mut self, addrs: &[SocketAddr]) {
+        self.bg_media = addrs.iter().map(|a| (a.ip().to_string().into_bytes(), a.port())).collect();
+    }
+
     /// Writes background call `k`'s park INVITE (Referred-By: its own,
     /// unregistered extension) into `bg_buf`.
     fn build_bg_invite(&mut self, k: u32) {
         let d = self.bg_dialog(k);
         let sock = self.bg_sock(k);
         self.body.clear();
-        wire::sdp(&mut self.body, &self.ctx, &self.ip, bg_rtp(k), k, 1, false);
+        match self.bg_media.get(k as usize % self.bg_media.len().max(1)) {
+            Some((ip, port)) => wire::sdp(&mut self.body, &self.ctx, ip, *port, k, 1, false),
+            None => wire::sdp(&mut self.body, &self.ctx, &self.ip, bg_rtp(k), k, 1, false),
+        }
         self.user.clear();
         self.user.extend_from_slice(b"bg");
         wire::num(&mut self.user, u64::from(k));

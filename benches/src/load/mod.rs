@@ -33,12 +33,16 @@
 //! closed loop at a concurrency) for a count or a duration, then hangs the
 //! background calls up and removes the bindings again. Everything is bounded
 //! by a hard stop.
+//!
+//! [`moh`] is the music-on-hold bench (`--moh-streams`): calls parked with
+//! music, their RTP received and measured here, and its floor.
 
 pub mod cpu;
 pub mod driver;
 pub mod floor;
 pub mod hist;
 pub mod mem;
+pub mod moh;
 pub mod net;
 pub mod report;
 pub mod wire;

@@ -45,8 +45,8 @@ const MAX_STREAMS: u32 = 100_000;
 /// The cycles run with and without music: closed loop, this many in flight, this long.
 const CYCLE_CONCURRENCY: u32 = 32;
 const CYCLE_SECONDS: u32 = 5;
-/// sipark's default most streams per worker.
-const DEFAULT_MAX_STREAMS: u32 = 16_384;
+/// sipark's default most streams per worker (`--moh-max-streams`).
+const DEFAULT_MAX_STREAMS: u32 = 4_096;
 /// The goals: streams, packets per engine CPU-second against the floor, p99 pacing
 /// error (ms), packets lost.
 const STREAMS_GOAL: u32 = 10_000;
@@ -598,7 +598,7 @@ mod tests {
                 "--park-timeout",
                 "3600",
                 "--moh-max-streams",
-                "16384"
+                "11088"
             ])
         );
         let a = parse_args(&os(&[

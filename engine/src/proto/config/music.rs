@@ -53,8 +53,11 @@ impl Default for Music {
     }
 }
 
-/// Streams per worker unless `--moh-max-streams` says otherwise.
-pub const DEFAULT_MAX_STREAMS: u32 = 16_384;
+/// Streams per worker unless `--moh-max-streams` says otherwise: about
+/// 200,000 packets a second at 20 ms, what one worker on the 2-core test VM
+/// sends within its packet times with room left for signalling
+/// (docs/benchmarks.md, "Music on hold"; ADR 0023).
+pub const DEFAULT_MAX_STREAMS: u32 = 4_096;
 
 impl Config {
     /// The music `policy`'s parked calls hear: `None` when it is off (or

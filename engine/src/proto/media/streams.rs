@@ -410,17 +410,23 @@ impl Streams {
             // Whole turns of the wheel passed: every slot comes round once.
             self.cursor = now_tick + 1 - WHEEL as u64;
         }
-        let mut later = Vec::new();
         while self.cursor <= now_tick {
             let b = (self.cursor % WHEEL as u64) as usize;
-            while let Some((idx, generation)) = self.wheel[b].pop() {
+            // The slot is walked in the order its streams joined it, so that
+            // each stream keeps its place in the millisecond from one packet
+            // to the next (a stack would reverse the order every round, and
+            // every gap would be off by up to a tick's sending time). What
+            // goes back into this same slot waits in `later`, after it.
+            let mut slot = std::mem::take(&mut self.wheel[b]);
+            let mut later = Vec::new();
+            let mut done = 0;
+            for &(idx, generation) in &slot {
                 if out.is_full() {
-                    self.wheel[b].push((idx, generation));
-                    self.wheel[b].append(&mut later);
-                    return;
+                    break;
                 }
-                let slot = &mut self.slots[idx as usize];
-                let Some(s) = slot.stream.as_mut().filter(|_| slot.generation == generation) else { continue };
+                done += 1;
+                let entry = &mut self.slots[idx as usize];
+                let Some(s) = entry.stream.as_mut().filter(|_| entry.generation == generation) else { continue };
                 if s.due > self.cursor {
                     // Due a turn later (started far ahead of a late cursor).
                     later.push((idx, generation));
@@ -442,9 +448,22 @@ impl Streams {
                     None => self.tally.unaddressed += 1,
                 }
                 s.advance(1);
-                self.wheel[(s.due % WHEEL as u64) as usize].push((idx, generation));
+                let next = (s.due % WHEEL as u64) as usize;
+                if next == b {
+                    later.push((idx, generation));
+                } else {
+                    self.wheel[next].push((idx, generation));
+                }
             }
-            self.wheel[b].append(&mut later);
+            // The rest of the slot (the batch filled) keeps its order, then
+            // what came back to it; the emptied vector keeps its capacity.
+            slot.drain(..done);
+            slot.append(&mut later);
+            self.wheel[b] = slot;
+            if out.is_full() {
+                // The next poll goes on from this slot.
+                return;
+            }
             self.cursor += 1;
         }
     }

@@ -209,3 +209,23 @@ fn a_stream_with_no_address_sends_nothing_until_latched() {
     assert_eq!(sent.len(), 2);
     assert!(Header::read(&sent[0].2).expect("RTP").marker, "the first packet sent carries the marker");
 }
+
+#[test]
+fn streams_in_one_millisecond_keep_their_order_from_packet_to_packet() {
+    let t0 = Instant::now();
+    let mut s = Streams::new(64);
+    // 40 streams, two per millisecond slot.
+    for n in 1..=40 {
+        let d = SocketAddr::new(ip("192.0.2.10"), 4000 + 2 * n as u16);
+        s.start(t0, call(n), start(Codec::Pcmu, Some(d), "192.0.2.10", n)).expect("room");
+    }
+    let sent = run(&mut s, t0, 0, 99);
+    let order = |from: u64| -> Vec<SocketAddr> {
+        sent.iter().filter(|(ms, ..)| (from..from + 20).contains(ms)).map(|(_, d, _)| *d).collect()
+    };
+    let first = order(0);
+    assert_eq!(first.len(), 40);
+    for round in 1..5 {
+        assert_eq!(order(20 * round), first, "round {round} sends in the same order as the first");
+    }
+}

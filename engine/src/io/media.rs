@@ -208,7 +208,8 @@ impl Media {
     }
 
     /// One `sendmmsg` of the packets from `first`; returns how many were
-    /// dealt with (sent, or refused and dropped), at least one.
+    /// dealt with (sent, or refused and dropped): at least one, but for an
+    /// interrupted call.
     fn send_from(&mut self, first: usize, stats: &ShardStats) -> usize {
         let k = (self.packets.len() - first).min(BATCH);
         for i in 0..k {
@@ -226,12 +227,22 @@ impl Media {
         };
         if sent <= 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                return 0;
-            }
-            stats.moh_send_errors.inc();
-            debug!(error = %e, "music-on-hold packet not sent");
-            return 1;
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => 0,
+                // The socket's buffer is full: the rest of this batch would
+                // fail alike, one system call each. Dropped, all counted.
+                Some(libc::EAGAIN | libc::ENOBUFS) => {
+                    stats.moh_send_errors.add(k as u64);
+                    debug!(error = %e, packets = k, "music-on-hold packets not sent");
+                    k
+                }
+                // The first packet's destination is refused: skip it.
+                _ => {
+                    stats.moh_send_errors.inc();
+                    debug!(error = %e, "music-on-hold packet not sent");
+                    1
+                }
+            };
         }
         sent as usize
     }

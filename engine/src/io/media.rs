@@ -19,7 +19,6 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::{debug, info, warn};
 
 use super::batch::Batch;
-use super::uring::{read_sockaddr, write_sockaddr};
 use crate::proto::shard::{Packets, Shard};
 use crate::proto::stats::ShardStats;
 
@@ -146,11 +145,7 @@ impl Media {
     pub fn receive(&mut self, shard: &mut Shard) {
         let fd = self.socket.as_raw_fd();
         for _ in 0..RECV_ROUNDS {
-            for i in 0..BATCH {
-                self.rx.hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                self.rx.hdrs[i].msg_hdr.msg_flags = 0;
-                self.rx.hdrs[i].msg_len = 0;
-            }
+            self.rx.rearm(0);
             // SAFETY: every header points at its own name and iovec in
             // `self.rx`, and each iovec at its own `RECV_BUF_SIZE` bytes of
             // `self.rx_bufs`, none of which moves or is touched during the
@@ -169,16 +164,8 @@ impl Media {
             }
             let n = n as usize;
             for i in 0..n {
-                let h = &self.rx.hdrs[i];
-                let len = (h.msg_len as usize).min(RECV_BUF_SIZE);
-                let name_len = (h.msg_hdr.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
-                // SAFETY: `names[i]` is a whole sockaddr_storage; its first
-                // `name_len` bytes may be read as bytes.
-                let name =
-                    unsafe { std::slice::from_raw_parts(ptr::addr_of!(self.rx.names[i]).cast::<u8>(), name_len) };
-                let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                match read_sockaddr(name) {
-                    Some(src) if !cut => shard.handle_media(src, &self.rx_bufs[i * RECV_BUF_SIZE..][..len]),
+                match self.rx.received(i, RECV_BUF_SIZE) {
+                    (Some(src), Some(len)) => shard.handle_media(src, &self.rx_bufs[i * RECV_BUF_SIZE..][..len]),
                     _ => shard.stats().media_dropped.inc(),
                 }
             }
@@ -214,10 +201,7 @@ impl Media {
         let k = (self.packets.len() - first).min(BATCH);
         for i in 0..k {
             let Some((dst, bytes)) = self.packets.get(first + i) else { return k };
-            let len = write_sockaddr(dst, &mut self.tx.names[i]);
-            self.tx.hdrs[i].msg_hdr.msg_namelen = len;
-            self.tx.iovs[i] = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
-            self.tx.hdrs[i].msg_len = 0;
+            self.tx.point(i, dst, bytes);
         }
         // SAFETY: headers 0..k point at their own names and iovecs in
         // `self.tx`, the iovecs at bytes of `self.packets`, which is not

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use super::shared::Waker;
 use super::sys::{eventfd_clear, new_eventfd};
-use super::uring::{RX_STAMP_SPACE, read_sockaddr, rx_stamp, write_sockaddr};
+use super::uring::{RX_STAMP_SPACE, rx_stamp};
 use super::worker::{Core, Io, queue_delay};
 use crate::proto::shard::Transmit;
 use crate::proto::sip::Transport;
@@ -132,12 +132,7 @@ impl MmsgIo {
         let fd = self.socket.as_raw_fd();
         let stamps = !self.rx_ctrl.is_empty();
         for round in 0..RECV_ROUNDS {
-            for h in self.rx.hdrs.iter_mut() {
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_controllen = if stamps { RX_STAMP_SPACE } else { 0 };
-                h.msg_hdr.msg_flags = 0;
-                h.msg_len = 0;
-            }
+            self.rx.rearm(if stamps { RX_STAMP_SPACE } else { 0 });
             // SAFETY: every header points at its own name and iovec in
             // `self.rx`, each iovec at its own RECV_BUF_SIZE chunk of
             // `self.rx_bufs`, and (with stamps) its control pointer at its
@@ -176,17 +171,8 @@ impl MmsgIo {
                 core.on_load(now, queue_delay(oldest));
             }
             for i in 0..n {
-                let h = &self.rx.hdrs[i];
-                let len = h.msg_len as usize;
-                let name_len = (h.msg_hdr.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
-                // SAFETY: `names[i]` is a whole sockaddr_storage; viewing
-                // its first `name_len` bytes as bytes is always valid.
-                let name =
-                    unsafe { std::slice::from_raw_parts(ptr::addr_of!(self.rx.names[i]).cast::<u8>(), name_len) };
-                let src = read_sockaddr(name);
-                let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > RECV_BUF_SIZE;
-                match src {
-                    Some(src) if !truncated => {
+                match self.rx.received(i, RECV_BUF_SIZE) {
+                    (Some(src), Some(len)) => {
                         let data = &self.rx_bufs[i * RECV_BUF_SIZE..i * RECV_BUF_SIZE + len];
                         core.on_datagram(now, src, data);
                     }
@@ -235,11 +221,8 @@ impl MmsgIo {
                 return;
             }
             let k = self.pending.len().min(BATCH);
-            for (i, t) in self.pending.iter_mut().take(k).enumerate() {
-                let len = write_sockaddr(t.dst, &mut self.tx.names[i]);
-                self.tx.hdrs[i].msg_hdr.msg_namelen = len;
-                self.tx.iovs[i] = libc::iovec { iov_base: t.payload.as_mut_ptr().cast(), iov_len: t.payload.len() };
-                self.tx.hdrs[i].msg_len = 0;
+            for (i, t) in self.pending.iter().take(k).enumerate() {
+                self.tx.point(i, t.dst, &t.payload);
             }
             // SAFETY: headers 0..k point at their own names and iovecs in
             // `self.tx`, and the iovecs at payloads owned by `pending`,

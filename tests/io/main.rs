@@ -180,6 +180,47 @@ fn options(domain: &str, local: SocketAddr, call_id: &str, branch: &str) -> Vec<
     .into_bytes()
 }
 
+/// The tenant of the park tests.
+const DOMAIN: &str = "acme.example";
+
+/// A park INVITE from 101 for extension `ext`, Referred-By 102, offering
+/// `sdp`.
+fn park_invite(local: SocketAddr, ext: u32, id: &str, sdp: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:*68{ext}@{DOMAIN} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK{id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:101@{DOMAIN}>;tag=f{id}\r\n\
+         To: <sip:*68{ext}@{DOMAIN}>\r\n\
+         Call-ID: {id}@io-test\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:101@{local}>\r\n\
+         Referred-By: <sip:102@{DOMAIN}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+/// An in-dialog request of the park `id` whose 200 is `ok`.
+fn in_dialog(local: SocketAddr, ok: &str, id: &str, method: &str, cseq: u32, branch: &str) -> Vec<u8> {
+    let to = header(ok, "To").unwrap_or_else(|| panic!("no To in:\n{ok}"));
+    let contact = header(ok, "Contact").unwrap_or_else(|| panic!("no Contact in:\n{ok}"));
+    let target = contact.trim_start_matches('<').split('>').next().unwrap_or_default();
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:101@{DOMAIN}>;tag=f{id}\r\n\
+         To: {to}\r\n\
+         Call-ID: {id}@io-test\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// The first value of header `name` (case-insensitive; full form).
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.split("\r\n").skip(1).take_while(|l| !l.is_empty()).find_map(|l| {

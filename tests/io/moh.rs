@@ -7,51 +7,16 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use super::{Sipark, header, sample};
+use super::{Sipark, header, in_dialog, park_invite, sample};
 
-const DOMAIN: &str = "acme.example";
-
-/// A park INVITE whose SDP names `rtp` for the media.
-fn park_invite(local: SocketAddr, rtp: SocketAddr, id: &str) -> Vec<u8> {
-    let sdp = format!(
+/// An SDP offering PCMU (and telephone events) at `rtp`.
+fn offer(rtp: SocketAddr) -> String {
+    format!(
         "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\n\
          a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
         ip = rtp.ip(),
         port = rtp.port()
-    );
-    format!(
-        "INVITE sip:*68103@{DOMAIN} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{id};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:101@{DOMAIN}>;tag=f{id}\r\n\
-         To: <sip:*68103@{DOMAIN}>\r\n\
-         Call-ID: {id}@io-test\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:101@{local}>\r\n\
-         Referred-By: <sip:102@{DOMAIN}>\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
     )
-    .into_bytes()
-}
-
-/// An in-dialog request of the call `id` whose 200 is `ok`.
-fn in_dialog(local: SocketAddr, ok: &str, id: &str, method: &str, cseq: u32) -> Vec<u8> {
-    let to = header(ok, "To").unwrap_or_else(|| panic!("no To in:\n{ok}"));
-    let contact = header(ok, "Contact").unwrap_or_else(|| panic!("no Contact in:\n{ok}"));
-    let target = contact.trim_start_matches('<').split('>').next().unwrap_or_default();
-    format!(
-        "{method} {target} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{id}{method}{cseq};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:101@{DOMAIN}>;tag=f{id}\r\n\
-         To: {to}\r\n\
-         Call-ID: {id}@io-test\r\n\
-         CSeq: {cseq} {method}\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
 }
 
 /// The first final response to `method` on `sock` within 5 s.
@@ -132,7 +97,7 @@ fn music_on_hold_streams_latches_and_stops(extra: &[&str]) {
         s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
     }
     let (local, rtp_addr) = (sip.local_addr().expect("addr"), rtp.local_addr().expect("addr"));
-    sip.send_to(&park_invite(local, rtp_addr, "moh1"), sp.listen).expect("send park");
+    sip.send_to(&park_invite(local, 103, "moh1", &offer(rtp_addr)), sp.listen).expect("send park");
     let ok = final_response(&sip, "INVITE");
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
     let body = ok.split("\r\n\r\n").nth(1).unwrap_or_default();
@@ -145,7 +110,7 @@ fn music_on_hold_streams_latches_and_stops(extra: &[&str]) {
         .unwrap_or_else(|| panic!("no media port in:\n{body}"));
     let media = SocketAddr::from(([127, 0, 0, 1], port));
     assert!(media_line.contains(&media.to_string()), "the answer names a worker's socket: {media_line}");
-    sip.send_to(&in_dialog(local, &ok, "moh1", "ACK", 1), sp.listen).expect("send ACK");
+    sip.send_to(&in_dialog(local, &ok, "moh1", "ACK", 1, "moh1ACK1"), sp.listen).expect("send ACK");
 
     let heard = receive(&rtp, Duration::from_millis(1500));
     assert!((70..=77).contains(&heard.len()), "about 50 packets a second: {} in 1.5 s", heard.len());
@@ -166,7 +131,7 @@ fn music_on_hold_streams_latches_and_stops(extra: &[&str]) {
     let leftovers = receive(&rtp, Duration::from_millis(100));
     assert!(leftovers.len() <= 2, "no more to the SDP's address once latched: {}", leftovers.len());
 
-    sip.send_to(&in_dialog(local, &ok, "moh1", "BYE", 2), sp.listen).expect("send BYE");
+    sip.send_to(&in_dialog(local, &ok, "moh1", "BYE", 2, "moh1BYE2"), sp.listen).expect("send BYE");
     let bye_ok = final_response(&sip, "BYE");
     assert!(bye_ok.starts_with("SIP/2.0 200 "), "{bye_ok}");
     let _in_flight = receive(&nat, Duration::from_millis(60));

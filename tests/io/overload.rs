@@ -4,54 +4,16 @@
 //! flood. New requests get 503 with Retry-After; the parked call's BYE,
 //! queued behind the flood, is still answered 200.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use super::{Sipark, header, sample};
+use super::{Sipark, header, in_dialog, park_invite, sample};
 
-const DOMAIN: &str = "acme.example";
 /// Park INVITEs in the flood.
 const FLOOD: usize = 3000;
 
 const SDP: &str =
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
-
-/// A park INVITE for extension `ext`, Referred-By 102.
-fn park_invite(local: SocketAddr, ext: u32, id: &str) -> Vec<u8> {
-    format!(
-        "INVITE sip:*68{ext}@{DOMAIN} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{id};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:101@{DOMAIN}>;tag=f{id}\r\n\
-         To: <sip:*68{ext}@{DOMAIN}>\r\n\
-         Call-ID: {id}@io-test\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:101@{local}>\r\n\
-         Referred-By: <sip:102@{DOMAIN}>\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{SDP}",
-        SDP.len()
-    )
-    .into_bytes()
-}
-
-/// An in-dialog request of the park `id` whose 200 is `ok`.
-fn in_dialog(local: SocketAddr, ok: &str, id: &str, method: &str, cseq: u32, branch: &str) -> Vec<u8> {
-    let to = header(ok, "To").unwrap_or_else(|| panic!("no To in:\n{ok}"));
-    let contact = header(ok, "Contact").unwrap_or_else(|| panic!("no Contact in:\n{ok}"));
-    let target = contact.trim_start_matches('<').split('>').next().unwrap_or_default();
-    format!(
-        "{method} {target} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:101@{DOMAIN}>;tag=f{id}\r\n\
-         To: {to}\r\n\
-         Call-ID: {id}@io-test\r\n\
-         CSeq: {cseq} {method}\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
-}
 
 /// The status code and CSeq method of a response.
 fn status(resp: &str) -> (u16, String) {
@@ -68,7 +30,7 @@ fn park_one(sp: &Sipark, sock: &UdpSocket) -> (String, String) {
     let mut buf = [0u8; 9000];
     for attempt in 0..20 {
         let id = format!("held{attempt}");
-        sock.send_to(&park_invite(local, 103, &id), sp.listen).expect("send park");
+        sock.send_to(&park_invite(local, 103, &id, SDP), sp.listen).expect("send park");
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
             let Ok((n, _)) = sock.recv_from(&mut buf) else { continue };
@@ -122,7 +84,7 @@ fn flood_sheds_new_work_and_serves_the_bye(extra: &[&str]) {
     for i in 0..FLOOD {
         let ext = 1000 + u32::try_from(i).unwrap_or(0);
         // A full send buffer drops this one; the flood goes on.
-        let _ = flood.send_to(&park_invite(local, ext, &format!("flood{i}")), sp.listen);
+        let _ = flood.send_to(&park_invite(local, ext, &format!("flood{i}"), SDP), sp.listen);
         while let Ok((n, _)) = flood.recv_from(&mut buf) {
             count(&buf[..n], &mut shed, &mut admitted);
         }

@@ -178,15 +178,14 @@ impl Media {
     /// Sends every packet due by `now`. A packet the kernel refuses (its
     /// buffer full, an unreachable destination) is counted and dropped:
     /// music is not worth sending late.
-    pub fn send(&mut self, now: Instant, shard: &mut Shard) {
+    pub fn send(&mut self, now: Instant, shard: &mut Shard, stats: &ShardStats) {
         loop {
             self.packets.clear();
             shard.poll_media(now, &mut self.packets);
             let total = self.packets.len();
-            let stats = std::sync::Arc::clone(shard.stats());
             let mut done = 0;
             while done < total {
-                done += self.send_from(done, &stats);
+                done += self.send_from(done, stats);
             }
             if total < SEND_ROUND {
                 return;

@@ -250,11 +250,12 @@ impl Core {
     /// arrives meanwhile waits in the socket, bounded by its buffer, and
     /// latches nothing when read).
     pub fn run_media(&mut self, now: Instant) {
-        if let (Some(media), Service::Sip(shard)) = (&mut self.media, &mut self.service)
+        let Core { media, service, stats, .. } = self;
+        if let (Some(media), Service::Sip(shard)) = (media, service)
             && shard.media_active()
         {
             media.receive(shard);
-            media.send(now, shard);
+            media.send(now, shard, stats);
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 
 use super::audio::Audio;
-use super::rtp::{self, HEADER, Header};
+use super::rtp::{HEADER, Header};
 use crate::proto::ids::CallId;
 use crate::proto::sip::sdp::Codec;
 
@@ -227,10 +227,6 @@ impl Streams {
     /// Whether one more stream may start.
     pub fn has_room(&self) -> bool {
         self.live < self.limit
-    }
-
-    pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
     }
 
     /// Whether `call` has a stream.
@@ -467,12 +463,6 @@ impl Streams {
             self.cursor += 1;
         }
     }
-}
-
-/// Whether `packet` is RTCP (counted apart from other media the socket
-/// discards).
-pub fn is_rtcp(packet: &[u8]) -> bool {
-    rtp::is_rtcp(packet)
 }
 
 #[cfg(test)]

@@ -247,13 +247,8 @@ fn main() -> ExitCode {
         }
     };
     print!("{report}");
-    if let Some(path) = &args.json {
-        let mut text = report.to_json();
-        text.push('\n');
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("sipark-load: cannot write {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Err(code) = write_json(args.json.as_deref(), report.to_json()) {
+        return code;
     }
     if report.cycles_failed > 0 || report.cycles_ok == 0 || !report.background.clean() {
         ExitCode::from(1)
@@ -266,6 +261,17 @@ fn main() -> ExitCode {
 /// needs.
 fn pass_through(iface: &str) -> Result<sipark::bpf::Xdp, sipark::bpf::BpfError> {
     sipark::bpf::Xdp::attach(&sipark::bpf::XdpConfig::pass_through(iface))
+}
+
+/// Writes a run's JSON (and a newline) to `path`, if one was asked for; exit
+/// code 2 when it cannot be written.
+fn write_json(path: Option<&std::path::Path>, mut text: String) -> Result<(), ExitCode> {
+    let Some(path) = path else { return Ok(()) };
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| {
+        eprintln!("sipark-load: cannot write {}: {e}", path.display());
+        ExitCode::from(2)
+    })
 }
 
 /// `--floor`: the cycle's shape from memory, then the floor run.
@@ -285,13 +291,8 @@ fn run_floor(cfg: &LoadConfig, json: Option<&std::path::Path>) -> ExitCode {
         }
     };
     print!("{report}");
-    if let Some(path) = json {
-        let mut text = report.to_json();
-        text.push('\n');
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("sipark-load: cannot write {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Err(code) = write_json(json, report.to_json()) {
+        return code;
     }
     if report.cycles_failed > 0 || report.cycles_ok == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
@@ -324,13 +325,8 @@ fn run_moh(cfg: &MohConfig, json: Option<&std::path::Path>) -> ExitCode {
         }
     };
     print!("{report}");
-    if let Some(path) = json {
-        let mut text = report.to_json();
-        text.push('\n');
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("sipark-load: cannot write {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Err(code) = write_json(json, report.to_json()) {
+        return code;
     }
     if report.clean() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -66,20 +66,22 @@ fn realtime_ns() -> u64 {
 /// Control bytes per received datagram: room for one `SCM_TIMESTAMPNS`.
 const CTRL: usize = 64;
 
-/// Sets an integer `SOL_SOCKET` option; a failure leaves the default (the
-/// default buffer size; for `SO_TIMESTAMPNS`, no receive stamps, and a
-/// datagram counts as arrived when it is read).
-fn set_int(fd: libc::c_int, opt: libc::c_int, v: libc::c_int) {
+/// Sets an integer `SOL_SOCKET` option; whether the kernel took it. A
+/// failure leaves the default (the default buffer size; for
+/// `SO_TIMESTAMPNS`, no receive stamps, and a datagram counts as arrived
+/// when it is read).
+pub(crate) fn set_int(fd: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
     // SAFETY: `v` is a valid c_int for the duration of the call.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
             opt,
             std::ptr::addr_of!(v).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+        )
+    };
+    rc == 0
 }
 
 struct TxQueue {

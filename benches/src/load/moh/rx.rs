@@ -28,6 +28,7 @@ use sipark::proto::media::rtp::Header;
 
 use crate::load::SelfCpu;
 use crate::load::hist::Histogram;
+use crate::load::net::set_int;
 
 /// The packet time sipark answers with (no `a=ptime` in the offer): 20 ms.
 pub const PTIME_NS: u64 = 20_000_000;
@@ -65,20 +66,6 @@ pub fn realtime_ns() -> u64 {
     // SAFETY: `ts` is a valid, writable timespec for the call.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
-}
-
-fn set_int(fd: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
-    // SAFETY: `v` is a valid c_int for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            std::ptr::addr_of!(v).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
 }
 
 fn get_int(fd: libc::c_int, opt: libc::c_int) -> Option<libc::c_int> {
